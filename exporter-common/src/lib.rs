@@ -1,0 +1,253 @@
+//! Record layouts shared by the kernel programs (`exporter-ebpf`) and the agent (`exporter`).
+//!
+//! Every type is `#[repr(C)]` with explicit padding fields and a compile-time size check, so the
+//! two sides cannot drift apart silently. Records travel through one BPF ring buffer; each starts
+//! with a [`RecordHeader`] whose `len` covers the whole record.
+#![no_std]
+
+/// Length of `task_struct.comm` (TASK_COMM_LEN).
+pub const COMM_LEN: usize = 16;
+
+/// Hard upper bound for the argv capture. The configurable cap (`ARGV_CAP`) must not exceed it.
+pub const ARGV_MAX: usize = 32 * 1024;
+/// Default argv capture cap.
+pub const ARGV_DEFAULT: usize = 4 * 1024;
+/// Budget for one walked path (executable or working directory), components included.
+pub const PATH_MAX: usize = 4096;
+/// Longest path component the kernel allows (NAME_MAX) plus its NUL.
+pub const NAME_MAX: usize = 256;
+/// Path components walked at most; deeper paths are flagged as truncated.
+pub const PATH_DEPTH_MAX: usize = 40;
+/// Mask bound for write positions in an exec record's data area (power of two). Everything
+/// before argv (three paths) fits below it; argv starts below it and is at most `ARGV_MAX`.
+pub const EXEC_DATA_SPAN: usize = 16 * 1024;
+
+/// Record kinds.
+pub mod kind {
+    pub const FORK: u16 = 1;
+    pub const EXEC: u16 = 2;
+    pub const EXIT: u16 = 3;
+}
+
+/// Bits of [`RecordHeader::flags`].
+pub mod flags {
+    /// First record of this process the agent receives (no fork record preceded it): a process
+    /// that predates the agent, the `run` root, a matched scope root, or one whose ancestors
+    /// were hidden until it executed something visible.
+    pub const FIRST_SIGHT: u16 = 1 << 0;
+    /// The process executed a deny-listed program: from now on it is hidden and its children
+    /// hang off its nearest visible ancestor (`tree_ppid`).
+    pub const HIDDEN: u16 = 1 << 1;
+    /// argv was longer than the cap; `argv_total` holds the full length.
+    pub const ARGV_TRUNCATED: u16 = 1 << 2;
+    /// The executable path or the working directory was too deep or too long.
+    pub const PATH_TRUNCATED: u16 = 1 << 3;
+    /// The process is a root of the traced scope (the `run` command or a matched root).
+    pub const ROOT: u16 = 1 << 4;
+    /// Some user memory (argv) could not be read.
+    pub const READ_FAILED: u16 = 1 << 5;
+}
+
+/// Common head of every ring-buffer record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecordHeader {
+    pub kind: u16,
+    pub flags: u16,
+    /// Whole record length in bytes, header included.
+    pub len: u32,
+    /// `bpf_ktime_get_ns()` when the event happened (CLOCK_MONOTONIC).
+    pub ktime_ns: u64,
+    /// Start time of the process (thread-group leader), CLOCK_MONOTONIC ns: with `tgid`, the
+    /// identity of the process, since pids are reused.
+    pub start_ns: u64,
+    /// Start time of the `tree_ppid` process (0 when unknown).
+    pub parent_start_ns: u64,
+    /// cgroup v2 id of the task.
+    pub cgroup_id: u64,
+    /// Process id (thread-group id).
+    pub tgid: u32,
+    /// Thread that raised the event.
+    pub pid: u32,
+    /// tgid of `real_parent` at the time of the event.
+    pub ppid: u32,
+    /// Nearest visible ancestor in the traced tree (skips deny-listed processes); 0 = none.
+    pub tree_ppid: u32,
+    pub uid: u32,
+    pub _pad0: u32,
+    pub comm: [u8; COMM_LEN],
+}
+
+/// Tail of an exec record; the data area that follows holds, back to back:
+/// `exe` (NUL-terminated path components, leaf first), `cwd` (same), `filename` (as passed to
+/// execve, NUL-terminated) and `argv` (the NUL-separated strings of the new image).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExecTail {
+    pub exe_len: u16,
+    pub cwd_len: u16,
+    pub filename_len: u16,
+    pub _pad0: u16,
+    /// argv bytes captured.
+    pub argv_len: u32,
+    /// argv bytes in the process (`mm->arg_end - mm->arg_start`).
+    pub argv_total: u32,
+}
+
+/// Tail of an exit record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExitTail {
+    /// Wait status as the parent sees it: `(code << 8) | core_dump(0x80) | signal`.
+    pub exit_status: u32,
+    pub _pad0: u32,
+}
+
+/// A fixed-size exec record as built in the per-CPU scratch buffer before it is copied, trimmed
+/// to its real length, into the ring buffer.
+#[repr(C)]
+pub struct ExecRecord {
+    pub header: RecordHeader,
+    pub tail: ExecTail,
+    /// Writes start below `EXEC_DATA_SPAN` (masked) and are at most `ARGV_MAX` long, which
+    /// lets the verifier prove every write in bounds.
+    pub data: [u8; EXEC_DATA_SPAN + ARGV_MAX],
+    /// Not sent. Lengths pass through here so the verifier forgets their exact history and the
+    /// many exit paths of the path walks converge into one state.
+    pub work: u64,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ForkRecord {
+    pub header: RecordHeader,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExitRecord {
+    pub header: RecordHeader,
+    pub tail: ExitTail,
+}
+
+/// Value of the `TRACKED` map, keyed by tgid: the processes inside the traced scope.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TrackState {
+    /// Nearest visible ancestor (0 for a root).
+    pub tree_ppid: u32,
+    /// `track::*` bits.
+    pub flags: u32,
+    /// Start time of `tree_ppid`.
+    pub parent_start_ns: u64,
+}
+
+/// Bits of [`TrackState::flags`].
+pub mod track {
+    /// Running a deny-listed executable: its own events are not sent.
+    pub const HIDDEN: u32 = 1 << 0;
+    /// A scope root; never hidden.
+    pub const ROOT: u32 = 1 << 1;
+    /// User space has already been told about this process.
+    pub const ANNOUNCED: u32 = 1 << 2;
+}
+
+/// Scope modes (`CaptureConfig::scope_mode`).
+pub mod scope {
+    /// Only processes in `TRACKED` (the `run` root, matched roots) and their descendants.
+    pub const TRACKED: u32 = 0;
+    /// Every process on the host.
+    pub const ALL: u32 = 1;
+    /// Processes in a cgroup v2 subtree, and descendants of tracked roots.
+    pub const CGROUP: u32 = 2;
+}
+
+/// Indexes of the per-CPU `COUNTERS` array.
+pub mod counter {
+    /// Records dropped because the ring buffer was full.
+    pub const RING_FULL: u32 = 0;
+    /// Processes that could not be added to `TRACKED` (map full): their subtree is lost.
+    pub const TRACK_FULL: u32 = 1;
+    /// Records written to the ring buffer.
+    pub const EMITTED: u32 = 2;
+    /// Events suppressed because the process was hidden (deny-list).
+    pub const HIDDEN: u32 = 3;
+    pub const COUNT: u32 = 4;
+}
+
+/// Run-time settings injected as a read-only global.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CaptureConfig {
+    pub scope_mode: u32,
+    /// Bytes of argv captured at most (≤ [`ARGV_MAX`]).
+    pub argv_cap: u32,
+    /// The agent's own tgid: never traced in `ALL` mode.
+    pub agent_tgid: u32,
+    /// Depth of the scope cgroup in the v2 hierarchy (root = 0).
+    pub cgroup_level: u32,
+    /// Id of the scope cgroup (its inode number in cgroupfs).
+    pub cgroup_id: u64,
+}
+
+/// Byte offsets of the kernel struct fields the programs read, resolved by the agent from
+/// `/sys/kernel/btf/vmlinux` and injected as a read-only global (Rust emits no CO-RE).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelOffsets {
+    pub task_pid: u32,
+    pub task_tgid: u32,
+    pub task_flags: u32,
+    pub task_real_parent: u32,
+    pub task_group_leader: u32,
+    pub task_start_time: u32,
+    pub task_comm: u32,
+    pub task_mm: u32,
+    pub task_fs: u32,
+    pub task_signal: u32,
+    pub task_exit_code: u32,
+    pub signal_live: u32,
+    pub mm_arg_start: u32,
+    pub mm_arg_end: u32,
+    pub mm_exe_file: u32,
+    pub file_f_path: u32,
+    pub path_mnt: u32,
+    pub path_dentry: u32,
+    pub dentry_d_parent: u32,
+    pub dentry_d_name: u32,
+    pub qstr_name: u32,
+    pub mount_mnt: u32,
+    pub mount_mnt_parent: u32,
+    pub mount_mnt_mountpoint: u32,
+    pub vfsmount_mnt_root: u32,
+    pub fs_pwd: u32,
+    pub bprm_filename: u32,
+    pub _pad0: u32,
+}
+
+/// `task_struct.flags` bit of kernel threads.
+pub const PF_KTHREAD: u32 = 0x0020_0000;
+
+const _: () = {
+    assert!(core::mem::size_of::<RecordHeader>() == 80);
+    assert!(core::mem::size_of::<ExecTail>() == 16);
+    assert!(core::mem::size_of::<ExitTail>() == 8);
+    assert!(core::mem::size_of::<ForkRecord>() == 80);
+    assert!(core::mem::size_of::<ExitRecord>() == 88);
+    assert!(core::mem::size_of::<ExecRecord>() == 96 + EXEC_DATA_SPAN + ARGV_MAX + 8);
+    assert!(core::mem::size_of::<TrackState>() == 16);
+    assert!(core::mem::size_of::<CaptureConfig>() == 24);
+    assert!(core::mem::size_of::<KernelOffsets>() == 28 * 4);
+    assert!(3 * PATH_MAX <= EXEC_DATA_SPAN);
+    assert!(NAME_MAX <= ARGV_MAX && PATH_MAX <= ARGV_MAX);
+    assert!(EXEC_DATA_SPAN.is_power_of_two());
+};
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+    // SAFETY: all are #[repr(C)] with explicit padding and only integer fields.
+    unsafe impl aya::Pod for TrackState {}
+    unsafe impl aya::Pod for CaptureConfig {}
+    unsafe impl aya::Pod for KernelOffsets {}
+}

@@ -1,0 +1,410 @@
+//! fork / exec / exit on raw tracepoints: scope decisions and records.
+
+use core::ffi::c_void;
+
+use aya_ebpf::{
+    helpers::generated::{
+        bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_get_current_comm,
+        bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_get_smp_processor_id,
+        bpf_ktime_get_ns, bpf_probe_read_kernel_str, bpf_probe_read_user,
+    },
+    macros::raw_tracepoint,
+    programs::RawTracePointContext,
+};
+use exporter_common::{
+    ARGV_MAX, COMM_LEN, EXEC_DATA_SPAN, ExecRecord, ExecTail, ExitRecord, ExitTail, ForkRecord,
+    PATH_MAX, PF_KTHREAD, RecordHeader, TrackState, counter, flags, kind, scope, track,
+};
+
+use crate::{
+    kernel::{
+        exit_code, live_threads, process_start, ptr, real_parent, task_comm, task_flags, task_pid,
+        task_tgid,
+    },
+    maps::{DENY_COMMS, EVENTS, EXEC_SCRATCH, ROOT_COMMS, TRACKED, conf, count, off},
+    path,
+};
+
+/// Whether a process that is not in `TRACKED` is in scope anyway (host-wide or cgroup scope).
+#[inline(always)]
+fn in_untracked_scope(task: u64, tgid: u32) -> bool {
+    if tgid == conf!(agent_tgid) || task_flags(task) & PF_KTHREAD != 0 {
+        return false;
+    }
+    match conf!(scope_mode) {
+        scope::ALL => true,
+        scope::CGROUP => {
+            let level = conf!(cgroup_level) as i32;
+            unsafe { bpf_get_current_ancestor_cgroup_id(level) == conf!(cgroup_id) }
+        }
+        _ => false,
+    }
+}
+
+#[inline(always)]
+fn current_comm() -> [u8; COMM_LEN] {
+    let mut comm = [0u8; COMM_LEN];
+    unsafe { bpf_get_current_comm(comm.as_mut_ptr().cast::<c_void>(), COMM_LEN as u32) };
+    comm
+}
+
+/// Fills the fields every record shares; the caller sets the process-specific ones.
+#[inline(always)]
+fn base_header(kind: u16, len: usize) -> RecordHeader {
+    let pid_tgid = unsafe { bpf_get_current_pid_tgid() };
+    RecordHeader {
+        kind,
+        flags: 0,
+        len: len as u32,
+        ktime_ns: unsafe { bpf_ktime_get_ns() },
+        start_ns: 0,
+        parent_start_ns: 0,
+        cgroup_id: unsafe { bpf_get_current_cgroup_id() },
+        tgid: (pid_tgid >> 32) as u32,
+        pid: pid_tgid as u32,
+        ppid: 0,
+        tree_ppid: 0,
+        uid: unsafe { bpf_get_current_uid_gid() } as u32,
+        _pad0: 0,
+        comm: [0; COMM_LEN],
+    }
+}
+
+// sched_process_fork(struct task_struct *parent, struct task_struct *child)
+#[raw_tracepoint(tracepoint = "sched_process_fork")]
+pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
+    let child: u64 = ctx.arg(1);
+    let child_tgid = task_tgid(child);
+    // A new thread is not a new process.
+    if child_tgid == 0 || task_pid(child) != child_tgid {
+        return 0;
+    }
+    let parent = real_parent(child);
+    let ppid = task_tgid(parent);
+
+    let state = match unsafe { TRACKED.get(ppid) } {
+        Some(p) if p.flags & track::HIDDEN != 0 => TrackState {
+            tree_ppid: p.tree_ppid,
+            flags: track::HIDDEN,
+            parent_start_ns: p.parent_start_ns,
+        },
+        Some(_) => TrackState {
+            tree_ppid: ppid,
+            flags: track::ANNOUNCED,
+            parent_start_ns: process_start(parent),
+        },
+        None => {
+            if !in_untracked_scope(child, child_tgid) {
+                return 0;
+            }
+            TrackState {
+                tree_ppid: ppid,
+                flags: track::ANNOUNCED,
+                parent_start_ns: process_start(parent),
+            }
+        }
+    };
+    if TRACKED.insert(child_tgid, state, 0).is_err() {
+        count(counter::TRACK_FULL);
+    }
+    if state.flags & track::HIDDEN != 0 {
+        // A subshell of a hidden process: announced when (if) it execs something visible.
+        count(counter::HIDDEN);
+        return 0;
+    }
+
+    let Some(mut entry) = EVENTS.reserve::<ForkRecord>(0) else {
+        count(counter::RING_FULL);
+        return 0;
+    };
+    let mut header = base_header(kind::FORK, core::mem::size_of::<ForkRecord>());
+    header.tgid = child_tgid;
+    header.pid = child_tgid;
+    header.ppid = ppid;
+    header.tree_ppid = state.tree_ppid;
+    header.start_ns = process_start(child);
+    header.parent_start_ns = state.parent_start_ns;
+    header.comm = task_comm(child);
+    entry.write(ForkRecord { header });
+    entry.submit(0);
+    count(counter::EMITTED);
+    0
+}
+
+// sched_process_exec(struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+#[raw_tracepoint(tracepoint = "sched_process_exec")]
+pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
+    let task: u64 = ctx.arg(0);
+    let bprm: u64 = ctx.arg(2);
+    let tgid = (unsafe { bpf_get_current_pid_tgid() } >> 32) as u32;
+    let comm = current_comm();
+    let ppid = task_tgid(real_parent(task));
+
+    let mut state = match unsafe { TRACKED.get(tgid) } {
+        Some(s) => *s,
+        None => {
+            let is_root = unsafe { ROOT_COMMS.get(comm) }.is_some();
+            if !is_root && !in_untracked_scope(task, tgid) {
+                return 0;
+            }
+            TrackState {
+                tree_ppid: if is_root { 0 } else { ppid },
+                flags: if is_root { track::ROOT } else { 0 },
+                parent_start_ns: if is_root {
+                    0
+                } else {
+                    process_start(real_parent(task))
+                },
+            }
+        }
+    };
+
+    let denied = state.flags & track::ROOT == 0 && unsafe { DENY_COMMS.get(comm) }.is_some();
+    if denied {
+        let was_announced = state.flags & track::ANNOUNCED != 0;
+        state.flags = (state.flags | track::HIDDEN) & !track::ANNOUNCED;
+        if TRACKED.insert(tgid, state, 0).is_err() {
+            count(counter::TRACK_FULL);
+        }
+        count(counter::HIDDEN);
+        if was_announced {
+            // User space saw its fork: tell it to drop the process from the tree.
+            emit_hidden(task, tgid, ppid, &state, comm);
+        }
+        return 0;
+    }
+
+    let mut record_flags = 0u16;
+    if state.flags & track::ANNOUNCED == 0 {
+        record_flags |= flags::FIRST_SIGHT;
+    }
+    if state.flags & track::ROOT != 0 {
+        record_flags |= flags::ROOT;
+    }
+    state.flags = (state.flags | track::ANNOUNCED) & !track::HIDDEN;
+    if TRACKED.insert(tgid, state, 0).is_err() {
+        count(counter::TRACK_FULL);
+    }
+    emit_exec(task, bprm, tgid, ppid, &state, comm, record_flags);
+    0
+}
+
+#[inline(always)]
+fn scratch_slot() -> Option<*mut ExecRecord> {
+    let cpu = unsafe { bpf_get_smp_processor_id() };
+    EXEC_SCRATCH.get_ptr_mut(cpu)
+}
+
+#[inline(always)]
+fn emit_hidden(task: u64, tgid: u32, ppid: u32, state: &TrackState, comm: [u8; COMM_LEN]) {
+    const LEN: usize = core::mem::size_of::<RecordHeader>() + core::mem::size_of::<ExecTail>();
+    let Some(scratch) = scratch_slot() else {
+        return;
+    };
+    let rec = unsafe { &mut *scratch };
+    rec.header = base_header(kind::EXEC, LEN);
+    fill_process(&mut rec.header, task, tgid, ppid, state, comm);
+    rec.header.flags = flags::HIDDEN;
+    rec.tail = ExecTail::default();
+    output(scratch, LEN);
+}
+
+#[inline(always)]
+fn fill_process(
+    header: &mut RecordHeader,
+    task: u64,
+    tgid: u32,
+    ppid: u32,
+    state: &TrackState,
+    comm: [u8; COMM_LEN],
+) {
+    header.tgid = tgid;
+    header.ppid = ppid;
+    header.tree_ppid = state.tree_ppid;
+    header.parent_start_ns = state.parent_start_ns;
+    header.start_ns = process_start(task);
+    header.comm = comm;
+}
+
+#[inline(always)]
+fn output(record: *mut ExecRecord, len: usize) {
+    let mut len = len;
+    if len > core::mem::size_of::<ExecRecord>() {
+        len = core::mem::size_of::<ExecRecord>();
+    }
+    let ret = unsafe {
+        aya_ebpf::helpers::generated::bpf_ringbuf_output(
+            (&raw const EVENTS).cast_mut().cast::<c_void>(),
+            record.cast::<c_void>(),
+            len as u64,
+            0,
+        )
+    };
+    if ret < 0 {
+        count(counter::RING_FULL);
+    } else {
+        count(counter::EMITTED);
+    }
+}
+
+#[inline(always)]
+fn emit_exec(
+    task: u64,
+    bprm: u64,
+    tgid: u32,
+    ppid: u32,
+    state: &TrackState,
+    comm: [u8; COMM_LEN],
+    mut record_flags: u16,
+) {
+    let Some(scratch) = scratch_slot() else {
+        return;
+    };
+    let rec = unsafe { &mut *scratch };
+    rec.header = base_header(kind::EXEC, 0);
+    fill_process(&mut rec.header, task, tgid, ppid, state, comm);
+    let data = rec.data.as_mut_ptr();
+    let work = &raw mut rec.work;
+    let mut tail = ExecTail::default();
+    let mut used: usize = 0;
+
+    // Executable: the file the new image was loaded from (symlinks resolved).
+    let mm = ptr(task, off!(task_mm));
+    let exe_file = ptr(mm, off!(mm_exe_file));
+    if exe_file != 0 {
+        let walked = path::walk(data, work, used, exe_file + off!(file_f_path));
+        if walked.truncated {
+            record_flags |= flags::PATH_TRUNCATED;
+        }
+        tail.exe_len = walked.len as u16;
+        used = path::launder(work, used + walked.len) & (EXEC_DATA_SPAN - 1);
+    }
+
+    // Working directory.
+    let fs = ptr(task, off!(task_fs));
+    if fs != 0 {
+        let walked = path::walk(data, work, used, fs + off!(fs_pwd));
+        if walked.truncated {
+            record_flags |= flags::PATH_TRUNCATED;
+        }
+        tail.cwd_len = walked.len as u16;
+        used = path::launder(work, used + walked.len) & (EXEC_DATA_SPAN - 1);
+    }
+
+    // The path as given to execve (a script keeps its own name here).
+    let filename = ptr(bprm, off!(bprm_filename));
+    if filename != 0 {
+        let pos = used & (EXEC_DATA_SPAN - 1);
+        let n = unsafe {
+            bpf_probe_read_kernel_str(
+                data.add(pos).cast::<c_void>(),
+                PATH_MAX as u32,
+                filename as *const c_void,
+            )
+        };
+        if n > 0 {
+            tail.filename_len = n as u16;
+            used = path::launder(work, used + n as usize) & (EXEC_DATA_SPAN - 1);
+        }
+    }
+
+    // argv of the new image, read from its stack.
+    let arg_start = ptr(mm, off!(mm_arg_start));
+    let arg_end = ptr(mm, off!(mm_arg_end));
+    if arg_end > arg_start {
+        let total = arg_end - arg_start;
+        tail.argv_total = total as u32;
+        let mut cap = conf!(argv_cap) as u64;
+        if cap > ARGV_MAX as u64 {
+            cap = ARGV_MAX as u64;
+        }
+        let mut n = total;
+        if n > cap {
+            n = cap;
+            record_flags |= flags::ARGV_TRUNCATED;
+        }
+        // No-op mask (n <= ARGV_MAX) that hands the verifier its bound.
+        let n = (n as usize) & (EXEC_DATA_SPAN - 1);
+        let pos = used & (EXEC_DATA_SPAN - 1);
+        if n > 0 {
+            let ret = unsafe {
+                bpf_probe_read_user(
+                    data.add(pos).cast::<c_void>(),
+                    n as u32,
+                    arg_start as *const c_void,
+                )
+            };
+            if ret == 0 {
+                tail.argv_len = n as u32;
+                used += n;
+            } else {
+                record_flags |= flags::READ_FAILED;
+            }
+        }
+    }
+
+    let len = core::mem::size_of::<RecordHeader>() + core::mem::size_of::<ExecTail>() + used;
+    rec.header.flags = record_flags;
+    rec.header.len = len as u32;
+    rec.tail = tail;
+    output(scratch, len);
+}
+
+// sched_process_exit(struct task_struct *p[, bool group_dead]): fires for every thread.
+#[raw_tracepoint(tracepoint = "sched_process_exit")]
+pub fn sched_process_exit(ctx: RawTracePointContext) -> i32 {
+    let task: u64 = ctx.arg(0);
+    if live_threads(task) != 0 {
+        return 0;
+    }
+    let tgid = (unsafe { bpf_get_current_pid_tgid() } >> 32) as u32;
+    let parent = real_parent(task);
+    let ppid = task_tgid(parent);
+    let mut record_flags = 0u16;
+    let state = match unsafe { TRACKED.get(tgid) } {
+        Some(s) => {
+            let s = *s;
+            let _ = TRACKED.remove(tgid);
+            s
+        }
+        None => {
+            if !in_untracked_scope(task, tgid) {
+                return 0;
+            }
+            record_flags |= flags::FIRST_SIGHT;
+            TrackState {
+                tree_ppid: ppid,
+                flags: 0,
+                parent_start_ns: process_start(parent),
+            }
+        }
+    };
+    if state.flags & track::HIDDEN != 0 {
+        count(counter::HIDDEN);
+        return 0;
+    }
+    if state.flags & track::ANNOUNCED == 0 {
+        record_flags |= flags::FIRST_SIGHT;
+    }
+    if state.flags & track::ROOT != 0 {
+        record_flags |= flags::ROOT;
+    }
+
+    let Some(mut entry) = EVENTS.reserve::<ExitRecord>(0) else {
+        count(counter::RING_FULL);
+        return 0;
+    };
+    let mut header = base_header(kind::EXIT, core::mem::size_of::<ExitRecord>());
+    fill_process(&mut header, task, tgid, ppid, &state, current_comm());
+    header.flags = record_flags;
+    entry.write(ExitRecord {
+        header,
+        tail: ExitTail {
+            exit_status: exit_code(task),
+            _pad0: 0,
+        },
+    });
+    entry.submit(0);
+    count(counter::EMITTED);
+    0
+}

@@ -1,0 +1,104 @@
+//! Maps and read-only globals shared with the agent. Names are part of the agent's contract.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
+};
+use exporter_common::{COMM_LEN, CaptureConfig, ExecRecord, KernelOffsets, TrackState, counter};
+
+/// Every record for user space, in event order. Size set by the agent at load.
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(16 * 1024 * 1024, 0);
+
+/// Processes in scope, by tgid. Inherited at fork, removed at exit.
+#[map]
+pub static TRACKED: HashMap<u32, TrackState> = HashMap::with_max_entries(65536, 0);
+
+/// comm values (16 bytes, NUL padded) whose own events are hidden.
+#[map]
+pub static DENY_COMMS: HashMap<[u8; COMM_LEN], u8> = HashMap::with_max_entries(256, 0);
+
+/// comm values that start a traced subtree when they exec (daemon scope `descendants`).
+#[map]
+pub static ROOT_COMMS: HashMap<[u8; COMM_LEN], u8> = HashMap::with_max_entries(256, 0);
+
+/// Scratch space for building exec records (too large for the 512-byte BPF stack, and for a
+/// per-CPU map's 32 KiB value limit): one slot per CPU, sized by the agent. Tracepoint programs
+/// run with preemption disabled, so a slot is never shared while in use.
+#[map]
+pub static EXEC_SCRATCH: Array<ExecRecord> = Array::with_max_entries(1, 0);
+
+/// Loss and volume counters, summed over CPUs by the agent.
+#[map]
+pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
+
+/// Overwritten by the agent (`EbpfLoader::override_global`).
+#[unsafe(no_mangle)]
+pub static OFFSETS: KernelOffsets = KernelOffsets {
+    task_pid: 0,
+    task_tgid: 0,
+    task_flags: 0,
+    task_real_parent: 0,
+    task_group_leader: 0,
+    task_start_time: 0,
+    task_comm: 0,
+    task_mm: 0,
+    task_fs: 0,
+    task_signal: 0,
+    task_exit_code: 0,
+    signal_live: 0,
+    mm_arg_start: 0,
+    mm_arg_end: 0,
+    mm_exe_file: 0,
+    file_f_path: 0,
+    path_mnt: 0,
+    path_dentry: 0,
+    dentry_d_parent: 0,
+    dentry_d_name: 0,
+    qstr_name: 0,
+    mount_mnt: 0,
+    mount_mnt_parent: 0,
+    mount_mnt_mountpoint: 0,
+    vfsmount_mnt_root: 0,
+    fs_pwd: 0,
+    bprm_filename: 0,
+    _pad0: 0,
+};
+
+/// Overwritten by the agent.
+#[unsafe(no_mangle)]
+pub static CONFIG: CaptureConfig = CaptureConfig {
+    scope_mode: 0,
+    argv_cap: exporter_common::ARGV_DEFAULT as u32,
+    agent_tgid: 0,
+    cgroup_level: 0,
+    cgroup_id: 0,
+};
+
+/// Reads one offset; volatile so the compiler cannot fold the placeholder value.
+macro_rules! off {
+    ($field:ident) => {{
+        #[allow(unused_unsafe)]
+        let value = unsafe { core::ptr::read_volatile(&raw const $crate::maps::OFFSETS.$field) };
+        value as u64
+    }};
+}
+pub(crate) use off;
+
+/// Reads one config field (volatile for the same reason as `off!`).
+macro_rules! conf {
+    ($field:ident) => {{
+        #[allow(unused_unsafe)]
+        let value = unsafe { core::ptr::read_volatile(&raw const $crate::maps::CONFIG.$field) };
+        value
+    }};
+}
+pub(crate) use conf;
+
+#[inline(always)]
+pub fn count(index: u32) {
+    if let Some(slot) = COUNTERS.get_ptr_mut(index) {
+        // Per-CPU slot: no other writer while this program runs on this CPU.
+        unsafe { *slot += 1 };
+    }
+}

@@ -1,0 +1,28 @@
+//! Builds the kernel programs (`exporter-ebpf`) for the BPF target with aya-build.
+//!
+//! The BPF core library comes prebuilt from Debian (`libstd-rust-web-dev-bpf`), so the build
+//! runs on Debian's stable rustc, linked into rustup as `debian-bpf` by `scripts/setup`, with
+//! unstable features allowed for the `aya_ebpf` crate only (not `-Z build-std`).
+use aya_build::{Package, Toolchain};
+
+fn main() {
+    println!("cargo:rerun-if-env-changed=PIPETRACE_EBPF_TOOLCHAIN");
+    println!("cargo:rerun-if-changed=../exporter-common/src");
+    let toolchain =
+        std::env::var("PIPETRACE_EBPF_TOOLCHAIN").unwrap_or_else(|_| "debian-bpf".to_owned());
+    // SAFETY: build scripts are single-threaded at this point.
+    unsafe { std::env::set_var("RUSTC_BOOTSTRAP", "aya_ebpf") };
+    let package = Package {
+        name: "exporter-ebpf",
+        root_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/../exporter-ebpf"),
+        ..Default::default()
+    };
+    if let Err(err) = aya_build::build_ebpf([package], Toolchain::Custom(&toolchain)) {
+        eprintln!(
+            "error: building the eBPF programs failed: {err:#}\n\
+             hint: run `sudo scripts/setup` (Debian rustc-web, libstd-rust-web-dev-bpf, \
+             llvm-dev and bpf-linker, rustup toolchain `{toolchain}`)"
+        );
+        std::process::exit(1);
+    }
+}

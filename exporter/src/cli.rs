@@ -1,0 +1,81 @@
+//! Command-line interface.
+
+use std::{ffi::OsString, path::PathBuf};
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Overrides;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "otel-pipetrace",
+    version,
+    about = "Trace every process of a build, CI or data pipeline with eBPF",
+    long_about = "Trace every process of a build, CI or data pipeline with eBPF.\n\n\
+                  Without a subcommand it runs as a daemon over the configured scope until \
+                  SIGINT or SIGTERM."
+)]
+pub struct Cli {
+    /// TOML configuration file (see config/pipetrace.toml).
+    #[arg(short, long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Write one JSON object per event to PATH ("-" = stdout).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub jsonl: Option<String>,
+
+    /// Hide an executable (by name) while keeping its children in the tree; repeatable.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub hide: Vec<String>,
+
+    /// Bytes of argv captured per exec.
+    #[arg(long, global = true, value_name = "BYTES")]
+    pub argv_max: Option<usize>,
+
+    /// Kernel BTF file used to resolve struct offsets.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub btf: Option<PathBuf>,
+
+    /// Log filter (tracing env-filter syntax), e.g. info or pipetrace=debug.
+    #[arg(long, global = true, value_name = "FILTER", default_value = "warn")]
+    pub log: String,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Trace CMD and all its descendants; exit with CMD's status.
+    Run {
+        /// How long to wait for CMD's remaining descendants after it exits (e.g. 5s, 500ms).
+        #[arg(long, value_name = "DURATION")]
+        grace: Option<String>,
+        /// The command and its arguments.
+        #[arg(
+            required = true,
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "CMD"
+        )]
+        command: Vec<OsString>,
+    },
+    /// Print the effective configuration (defaults < file < environment < flags) as TOML.
+    Config,
+}
+
+impl Cli {
+    pub fn overrides(&self) -> Overrides {
+        let grace = match &self.command {
+            Some(Command::Run { grace, .. }) => grace.clone(),
+            _ => None,
+        };
+        Overrides {
+            jsonl: self.jsonl.clone(),
+            grace_period: grace,
+            argv_max_bytes: self.argv_max,
+            hide: self.hide.clone(),
+            btf_path: self.btf.clone(),
+        }
+    }
+}

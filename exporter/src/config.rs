@@ -1,0 +1,366 @@
+//! Configuration: built-in defaults < `--config FILE` (TOML) < `PIPETRACE_*` environment <
+//! command-line flags. Unknown keys, wrong types and impossible values are rejected with one
+//! line that names the source, the key and what is allowed.
+
+use std::{path::PathBuf, time::Duration};
+
+use figment::{
+    Figment,
+    providers::{Env, Format, Serialized, Toml},
+};
+use serde::{Deserialize, Serialize};
+
+use exporter_common::{ARGV_MAX, COMM_LEN};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub capture: CaptureSection,
+    pub scope: ScopeSection,
+    pub run: RunSection,
+    pub output: OutputSection,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CaptureSection {
+    /// Bytes of argv captured per exec; longer command lines are truncated and flagged.
+    pub argv_max_bytes: usize,
+    /// Ring buffer size in bytes (power of two, at least one page).
+    pub ring_buffer_bytes: usize,
+    /// Processes tracked in the kernel at once.
+    pub max_processes: u32,
+    /// Events buffered between the ring reader and the tracker.
+    pub queue_capacity: usize,
+    /// Kernel BTF used to resolve struct offsets.
+    pub btf_path: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScopeMode {
+    /// Every process on the host.
+    All,
+    /// Processes of one cgroup v2 subtree.
+    Cgroup,
+    /// Descendants of processes whose executable name is in `root_names`.
+    Descendants,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScopeSection {
+    /// What the daemon traces; `run` always traces its command's tree.
+    pub mode: ScopeMode,
+    /// cgroup v2 directory for `mode = "cgroup"`.
+    pub cgroup: Option<PathBuf>,
+    /// Executable names (the kernel's 15-character comm) that start a traced tree.
+    pub root_names: Vec<String>,
+    /// Executable names whose own events are skipped; their children stay in the tree,
+    /// attached to the nearest visible ancestor.
+    pub hide: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunSection {
+    /// How long `run` waits for the command's remaining descendants after it exits.
+    #[serde(with = "humantime_serde")]
+    pub grace_period: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutputSection {
+    /// Write one JSON object per event to this file ("-" = stdout).
+    pub jsonl: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            capture: CaptureSection::default(),
+            scope: ScopeSection::default(),
+            run: RunSection::default(),
+            output: OutputSection::default(),
+        }
+    }
+}
+
+impl Default for CaptureSection {
+    fn default() -> Self {
+        Self {
+            argv_max_bytes: exporter_common::ARGV_DEFAULT,
+            ring_buffer_bytes: 16 * 1024 * 1024,
+            max_processes: 65536,
+            queue_capacity: 65536,
+            btf_path: PathBuf::from(crate::btf::VMLINUX_BTF),
+        }
+    }
+}
+
+impl Default for ScopeSection {
+    fn default() -> Self {
+        Self {
+            mode: ScopeMode::All,
+            cgroup: None,
+            root_names: Vec::new(),
+            hide: Vec::new(),
+        }
+    }
+}
+
+impl Default for RunSection {
+    fn default() -> Self {
+        Self {
+            grace_period: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Default for OutputSection {
+    fn default() -> Self {
+        Self { jsonl: None }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {0}: not found")]
+    Missing(PathBuf),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Values from command-line flags; `None` leaves the lower layers in force.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jsonl: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grace_period: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub argv_max_bytes: Option<usize>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hide: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub btf_path: Option<PathBuf>,
+}
+
+impl Overrides {
+    fn into_figment(self) -> Figment {
+        let mut f = Figment::new();
+        if let Some(v) = self.jsonl {
+            f = f.merge(Serialized::default("output.jsonl", v));
+        }
+        if let Some(v) = self.grace_period {
+            f = f.merge(Serialized::default("run.grace_period", v));
+        }
+        if let Some(v) = self.argv_max_bytes {
+            f = f.merge(Serialized::default("capture.argv_max_bytes", v));
+        }
+        if !self.hide.is_empty() {
+            f = f.merge(Serialized::default("scope.hide", self.hide));
+        }
+        if let Some(v) = self.btf_path {
+            f = f.merge(Serialized::default("capture.btf_path", v));
+        }
+        f
+    }
+}
+
+/// One line naming where the bad value came from, which key, and what is wrong.
+fn describe(err: figment::Error) -> String {
+    let mut lines = Vec::new();
+    for e in err {
+        let key = if e.path.is_empty() {
+            String::new()
+        } else {
+            format!("key `{}`: ", e.path.join("."))
+        };
+        let source = e
+            .metadata
+            .as_ref()
+            .map(|m| match &m.source {
+                Some(src) => format!("{src}: "),
+                None => format!("{}: ", m.name),
+            })
+            .unwrap_or_default();
+        lines.push(format!("{source}{key}{}", e.kind));
+    }
+    lines.join("; ")
+}
+
+impl Config {
+    pub fn load(file: Option<&std::path::Path>, overrides: Overrides) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigError::Missing(path.to_path_buf()));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        figment = figment
+            .merge(Env::prefixed("PIPETRACE_").split("__"))
+            .merge(overrides.into_figment());
+        let config: Config = figment
+            .extract()
+            .map_err(|e| ConfigError::Invalid(describe(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, msg: String| Err(ConfigError::Invalid(format!("key `{key}`: {msg}")));
+        let c = &self.capture;
+        if c.argv_max_bytes == 0 || c.argv_max_bytes > ARGV_MAX {
+            return bad(
+                "capture.argv_max_bytes",
+                format!(
+                    "{} is out of range, allowed 1..={ARGV_MAX}",
+                    c.argv_max_bytes
+                ),
+            );
+        }
+        if !c.ring_buffer_bytes.is_power_of_two() || c.ring_buffer_bytes < 4096 {
+            return bad(
+                "capture.ring_buffer_bytes",
+                format!(
+                    "{} must be a power of two of at least 4096",
+                    c.ring_buffer_bytes
+                ),
+            );
+        }
+        if c.max_processes == 0 {
+            return bad("capture.max_processes", "must be at least 1".into());
+        }
+        if c.queue_capacity == 0 {
+            return bad("capture.queue_capacity", "must be at least 1".into());
+        }
+        for (key, names) in [
+            ("scope.hide", &self.scope.hide),
+            ("scope.root_names", &self.scope.root_names),
+        ] {
+            if let Some(n) = names.iter().find(|n| n.is_empty() || n.len() >= COMM_LEN) {
+                return bad(
+                    key,
+                    format!("{n:?}: names are matched against the kernel comm, 1 to 15 bytes"),
+                );
+            }
+        }
+        if self.scope.mode == ScopeMode::Cgroup && self.scope.cgroup.is_none() {
+            return bad(
+                "scope.cgroup",
+                "required when scope.mode = \"cgroup\"".into(),
+            );
+        }
+        if self.scope.mode == ScopeMode::Descendants && self.scope.root_names.is_empty() {
+            return bad(
+                "scope.root_names",
+                "required (non-empty) when scope.mode = \"descendants\"".into(),
+            );
+        }
+        if self.run.grace_period > Duration::from_secs(24 * 3600) {
+            return bad("run.grace_period", "at most 24h".into());
+        }
+        Ok(())
+    }
+
+    /// The effective configuration as TOML (loads back with `--config`).
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn file(text: &str) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+        f
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = Config::load(None, Overrides::default()).unwrap();
+        assert_eq!(c.capture.argv_max_bytes, 4096);
+        assert_eq!(c.run.grace_period, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn file_then_flags_override() {
+        let f = file("[capture]\nargv_max_bytes = 1000\n[run]\ngrace_period = \"2s\"\n");
+        let c = Config::load(Some(f.path()), Overrides::default()).unwrap();
+        assert_eq!(c.capture.argv_max_bytes, 1000);
+        assert_eq!(c.run.grace_period, Duration::from_secs(2));
+        let o = Overrides {
+            argv_max_bytes: Some(2000),
+            grace_period: Some("250ms".into()),
+            ..Default::default()
+        };
+        let c = Config::load(Some(f.path()), o).unwrap();
+        assert_eq!(c.capture.argv_max_bytes, 2000);
+        assert_eq!(c.run.grace_period, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn bad_inputs_name_the_key() {
+        let cases = [
+            ("[capture]\nargv_max = 1\n", "argv_max"),
+            (
+                "[capture]\nargv_max_bytes = \"big\"\n",
+                "capture.argv_max_bytes",
+            ),
+            ("[capture]\nargv_max_bytes = 0\n", "capture.argv_max_bytes"),
+            (
+                "[capture]\nring_buffer_bytes = 5000\n",
+                "capture.ring_buffer_bytes",
+            ),
+            (
+                "[scope]\nhide = [\"a-very-long-executable-name\"]\n",
+                "scope.hide",
+            ),
+            ("[scope]\nmode = \"cgroup\"\n", "scope.cgroup"),
+            ("[scope]\nmode = \"everything\"\n", "scope.mode"),
+            ("[run]\ngrace_period = \"soon\"\n", "run.grace_period"),
+            ("[nonsense]\n", "nonsense"),
+            ("this is = = not toml", ""),
+        ];
+        for (text, key) in cases {
+            let f = file(text);
+            let err = Config::load(Some(f.path()), Overrides::default())
+                .expect_err(text)
+                .to_string();
+            assert!(err.contains(key), "{text:?} gave {err:?}");
+            assert!(!err.contains('\n'), "multi-line error {err:?}");
+        }
+        let missing = Config::load(
+            Some(std::path::Path::new("/nonexistent.toml")),
+            Overrides::default(),
+        );
+        assert!(
+            missing
+                .unwrap_err()
+                .to_string()
+                .contains("/nonexistent.toml")
+        );
+    }
+
+    #[test]
+    fn printed_config_loads_back() {
+        let c = Config::load(
+            None,
+            Overrides {
+                hide: vec!["sh".into()],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let f = file(&c.to_toml());
+        let again = Config::load(Some(f.path()), Overrides::default()).unwrap();
+        assert_eq!(c, again);
+    }
+}

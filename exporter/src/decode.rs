@@ -1,0 +1,401 @@
+//! Ring-buffer bytes to typed events. Pure and length-checked: any byte string either decodes
+//! or yields a [`DecodeError`]; nothing here panics or trusts a length field.
+
+use exporter_common::{COMM_LEN, ExecTail, ExitTail, RecordHeader, flags, kind};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("record of {got} bytes is shorter than the {need} its kind needs")]
+    Short { need: usize, got: usize },
+    #[error("record header says {declared} bytes but {got} arrived")]
+    LengthMismatch { declared: usize, got: usize },
+    #[error("unknown record kind {0}")]
+    UnknownKind(u16),
+    #[error("exec record data lengths ({declared} bytes) exceed its data area ({available})")]
+    DataOverrun { declared: usize, available: usize },
+}
+
+/// Fields every event carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Common {
+    pub flags: u16,
+    /// CLOCK_MONOTONIC ns of the event.
+    pub ktime_ns: u64,
+    /// Process start, CLOCK_MONOTONIC ns: `(tgid, start_ns)` identifies a process.
+    pub start_ns: u64,
+    pub parent_start_ns: u64,
+    pub cgroup_id: u64,
+    pub tgid: u32,
+    pub tid: u32,
+    pub ppid: u32,
+    pub tree_ppid: u32,
+    pub uid: u32,
+    pub comm: String,
+}
+
+impl Common {
+    pub fn has(&self, flag: u16) -> bool {
+        self.flags & flag != 0
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exec {
+    /// Executable file of the new image (symlinks resolved; the interpreter for a script).
+    pub exe: Option<String>,
+    pub cwd: Option<String>,
+    /// Path as passed to execve.
+    pub filename: String,
+    pub argv: Vec<String>,
+    pub argv_truncated: bool,
+    /// Full argv size in bytes, even when truncated.
+    pub argv_total_bytes: u32,
+    /// The process now runs a deny-listed executable: drop it from the tree.
+    pub hidden: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exit {
+    /// Raw wait status.
+    pub status: u32,
+}
+
+impl Exit {
+    /// Exit code when the process exited normally.
+    pub fn code(&self) -> Option<i32> {
+        (self.status & 0x7f == 0).then_some(((self.status >> 8) & 0xff) as i32)
+    }
+    /// Terminating signal when the process was killed.
+    pub fn signal(&self) -> Option<i32> {
+        let sig = (self.status & 0x7f) as i32;
+        (sig != 0 && sig != 0x7f).then_some(sig)
+    }
+    pub fn core_dumped(&self) -> bool {
+        self.signal().is_some() && self.status & 0x80 != 0
+    }
+    /// Did the process fail (non-zero exit or killed)?
+    pub fn failed(&self) -> bool {
+        self.signal().is_some() || self.code().is_some_and(|c| c != 0)
+    }
+    /// The status a shell reports: the code, or 128 + signal.
+    pub fn shell_status(&self) -> i32 {
+        match (self.code(), self.signal()) {
+            (Some(code), _) => code,
+            (None, Some(sig)) => 128 + sig,
+            (None, None) => 255,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Body {
+    Fork,
+    Exec(Box<Exec>),
+    Exit(Exit),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub common: Common,
+    pub body: Body,
+}
+
+impl Event {
+    pub fn kind_name(&self) -> &'static str {
+        match self.body {
+            Body::Fork => "fork",
+            Body::Exec(_) => "exec",
+            Body::Exit(_) => "exit",
+        }
+    }
+}
+
+const HEADER: usize = std::mem::size_of::<RecordHeader>();
+const EXEC_TAIL: usize = std::mem::size_of::<ExecTail>();
+const EXIT_TAIL: usize = std::mem::size_of::<ExitTail>();
+
+fn u16_at(b: &[u8], at: usize) -> u16 {
+    u16::from_ne_bytes([b[at], b[at + 1]])
+}
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_ne_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut x = [0u8; 8];
+    x.copy_from_slice(&b[at..at + 8]);
+    u64::from_ne_bytes(x)
+}
+
+/// Bytes up to the first NUL, as text (invalid UTF-8 replaced).
+fn c_string(bytes: &[u8]) -> String {
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
+/// Path components written leaf first, each NUL-terminated, joined root first.
+fn walked_path(bytes: &[u8]) -> Option<String> {
+    if bytes.is_empty() {
+        return None;
+    }
+    let parts: Vec<&[u8]> = bytes.split(|&b| b == 0).filter(|p| !p.is_empty()).collect();
+    let mut path = String::new();
+    for part in parts.iter().rev() {
+        path.push('/');
+        path.push_str(&String::from_utf8_lossy(part));
+    }
+    if path.is_empty() {
+        path.push('/');
+    }
+    Some(path)
+}
+
+/// NUL-separated argv strings; a truncated last string is kept as far as it goes.
+fn split_argv(bytes: &[u8]) -> Vec<String> {
+    let bytes = bytes.strip_suffix(&[0]).unwrap_or(bytes);
+    if bytes.is_empty() {
+        return Vec::new();
+    }
+    bytes
+        .split(|&b| b == 0)
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect()
+}
+
+pub fn decode(record: &[u8]) -> Result<Event, DecodeError> {
+    if record.len() < HEADER {
+        return Err(DecodeError::Short {
+            need: HEADER,
+            got: record.len(),
+        });
+    }
+    let kind_id = u16_at(record, 0);
+    let declared = u32_at(record, 4) as usize;
+    if declared != record.len() {
+        return Err(DecodeError::LengthMismatch {
+            declared,
+            got: record.len(),
+        });
+    }
+    let comm_at = HEADER - COMM_LEN;
+    let common = Common {
+        flags: u16_at(record, 2),
+        ktime_ns: u64_at(record, 8),
+        start_ns: u64_at(record, 16),
+        parent_start_ns: u64_at(record, 24),
+        cgroup_id: u64_at(record, 32),
+        tgid: u32_at(record, 40),
+        tid: u32_at(record, 44),
+        ppid: u32_at(record, 48),
+        tree_ppid: u32_at(record, 52),
+        uid: u32_at(record, 56),
+        comm: c_string(&record[comm_at..HEADER]),
+    };
+    let need = |n: usize| {
+        if record.len() < n {
+            Err(DecodeError::Short {
+                need: n,
+                got: record.len(),
+            })
+        } else {
+            Ok(())
+        }
+    };
+    let body = match kind_id {
+        kind::FORK => Body::Fork,
+        kind::EXIT => {
+            need(HEADER + EXIT_TAIL)?;
+            Body::Exit(Exit {
+                status: u32_at(record, HEADER),
+            })
+        }
+        kind::EXEC => {
+            need(HEADER + EXEC_TAIL)?;
+            let t = HEADER;
+            let exe_len = u16_at(record, t) as usize;
+            let cwd_len = u16_at(record, t + 2) as usize;
+            let filename_len = u16_at(record, t + 4) as usize;
+            let argv_len = u32_at(record, t + 8) as usize;
+            let argv_total = u32_at(record, t + 12);
+            let data = &record[HEADER + EXEC_TAIL..];
+            let declared = exe_len + cwd_len + filename_len + argv_len;
+            if declared > data.len() {
+                return Err(DecodeError::DataOverrun {
+                    declared,
+                    available: data.len(),
+                });
+            }
+            let (exe, rest) = data.split_at(exe_len);
+            let (cwd, rest) = rest.split_at(cwd_len);
+            let (filename, rest) = rest.split_at(filename_len);
+            let argv = &rest[..argv_len];
+            Body::Exec(Box::new(Exec {
+                exe: walked_path(exe),
+                cwd: walked_path(cwd),
+                filename: c_string(filename),
+                argv: split_argv(argv),
+                argv_truncated: common.flags & flags::ARGV_TRUNCATED != 0,
+                argv_total_bytes: argv_total,
+                hidden: common.flags & flags::HIDDEN != 0,
+            }))
+        }
+        other => return Err(DecodeError::UnknownKind(other)),
+    };
+    Ok(Event { common, body })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use exporter_common::{ExecTail, ExitTail, RecordHeader};
+
+    fn header(kind: u16, flags: u16, len: usize) -> RecordHeader {
+        let mut comm = [0u8; COMM_LEN];
+        comm[..4].copy_from_slice(b"make");
+        RecordHeader {
+            kind,
+            flags,
+            len: len as u32,
+            ktime_ns: 1_000,
+            start_ns: 900,
+            parent_start_ns: 100,
+            cgroup_id: 7,
+            tgid: 42,
+            pid: 43,
+            ppid: 41,
+            tree_ppid: 40,
+            uid: 1000,
+            _pad0: 0,
+            comm,
+        }
+    }
+
+    fn bytes_of<T>(v: &T) -> Vec<u8> {
+        // SAFETY: the record types are #[repr(C)] integers with explicit padding.
+        unsafe {
+            std::slice::from_raw_parts((v as *const T).cast::<u8>(), std::mem::size_of::<T>())
+        }
+        .to_vec()
+    }
+
+    fn exec_record(exe: &[u8], cwd: &[u8], filename: &[u8], argv: &[u8], flags: u16) -> Vec<u8> {
+        let len = HEADER + EXEC_TAIL + exe.len() + cwd.len() + filename.len() + argv.len();
+        let mut out = bytes_of(&header(kind::EXEC, flags, len));
+        out.extend(bytes_of(&ExecTail {
+            exe_len: exe.len() as u16,
+            cwd_len: cwd.len() as u16,
+            filename_len: filename.len() as u16,
+            _pad0: 0,
+            argv_len: argv.len() as u32,
+            argv_total: argv.len() as u32 + 10,
+        }));
+        for part in [exe, cwd, filename, argv] {
+            out.extend_from_slice(part);
+        }
+        out
+    }
+
+    #[test]
+    fn decodes_exec_with_paths_and_argv() {
+        let rec = exec_record(
+            b"python3.11\0bin\0usr\0",
+            b"w\0tmp\0",
+            b"./job.py\0",
+            "python3\0-c\0print('h\u{e9}llo w')\0".as_bytes(),
+            flags::ARGV_TRUNCATED | flags::FIRST_SIGHT,
+        );
+        let ev = decode(&rec).unwrap();
+        assert_eq!(ev.common.tgid, 42);
+        assert_eq!(ev.common.tid, 43);
+        assert_eq!(ev.common.comm, "make");
+        assert!(ev.common.has(flags::FIRST_SIGHT));
+        let Body::Exec(exec) = ev.body else {
+            panic!("not exec")
+        };
+        assert_eq!(exec.exe.as_deref(), Some("/usr/bin/python3.11"));
+        assert_eq!(exec.cwd.as_deref(), Some("/tmp/w"));
+        assert_eq!(exec.filename, "./job.py");
+        assert_eq!(exec.argv, vec!["python3", "-c", "print('h\u{e9}llo w')"]);
+        assert!(exec.argv_truncated);
+        assert!(!exec.hidden);
+    }
+
+    #[test]
+    fn root_directory_and_empty_argv() {
+        let ev = decode(&exec_record(b"", b"\0", b"\0", b"", 0)).unwrap();
+        let Body::Exec(exec) = ev.body else { panic!() };
+        assert_eq!(exec.exe, None);
+        assert_eq!(exec.cwd.as_deref(), Some("/"));
+        assert!(exec.argv.is_empty());
+    }
+
+    #[test]
+    fn exit_status_is_split() {
+        let mk = |status: u32| {
+            let mut out = bytes_of(&header(kind::EXIT, 0, HEADER + EXIT_TAIL));
+            out.extend(bytes_of(&ExitTail {
+                exit_status: status,
+                _pad0: 0,
+            }));
+            match decode(&out).unwrap().body {
+                Body::Exit(e) => e,
+                _ => panic!(),
+            }
+        };
+        let ok = mk(0);
+        assert_eq!(
+            (ok.code(), ok.signal(), ok.failed()),
+            (Some(0), None, false)
+        );
+        let three = mk(3 << 8);
+        assert_eq!(
+            (three.code(), three.signal(), three.shell_status()),
+            (Some(3), None, 3)
+        );
+        let killed = mk(9);
+        assert_eq!(
+            (killed.code(), killed.signal(), killed.shell_status()),
+            (None, Some(9), 137)
+        );
+        let core = mk(0x80 | 11);
+        assert!(core.core_dumped());
+        assert_eq!(core.signal(), Some(11));
+    }
+
+    #[test]
+    fn rejects_short_mismatched_unknown_and_overrun() {
+        assert!(matches!(decode(&[0u8; 10]), Err(DecodeError::Short { .. })));
+        let mut fork = bytes_of(&header(kind::FORK, 0, HEADER));
+        assert_eq!(decode(&fork).unwrap().body, Body::Fork);
+        fork.push(0);
+        assert!(matches!(
+            decode(&fork),
+            Err(DecodeError::LengthMismatch { .. })
+        ));
+        let unknown = bytes_of(&header(99, 0, HEADER));
+        assert_eq!(decode(&unknown), Err(DecodeError::UnknownKind(99)));
+        let exit_short = bytes_of(&header(kind::EXIT, 0, HEADER));
+        assert!(matches!(
+            decode(&exit_short),
+            Err(DecodeError::Short { .. })
+        ));
+        let mut exec = exec_record(b"a\0", b"", b"", b"x\0", 0);
+        // Claim more argv than the record holds.
+        exec[HEADER + 8] = 200;
+        assert!(matches!(
+            decode(&exec),
+            Err(DecodeError::DataOverrun { .. })
+        ));
+    }
+
+    #[test]
+    fn no_prefix_of_a_valid_record_panics() {
+        let rec = exec_record(b"sh\0bin\0", b"\0", b"/bin/sh\0", b"sh\0-c\0true\0", 0);
+        for cut in 0..rec.len() {
+            let mut r = rec[..cut].to_vec();
+            if r.len() >= 8 {
+                r[4..8].copy_from_slice(&(cut as u32).to_ne_bytes());
+            }
+            let _ = decode(&r);
+        }
+    }
+}

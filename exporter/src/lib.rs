@@ -1,0 +1,19 @@
+//! otel-pipetrace: an eBPF agent that turns every process of a pipeline into telemetry.
+//!
+//! Event flow, one module per stage: [`preflight`] and [`btf`] → [`loader`] → [`reader`] →
+//! [`decode`] → [`tracker`] → [`sinks`]; [`agent`] wires them, [`run`] and [`daemon`] drive them.
+
+pub mod agent;
+pub mod btf;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod daemon;
+pub mod decode;
+pub mod loader;
+pub mod preflight;
+pub mod reader;
+pub mod run;
+pub mod sinks;
+pub mod stats;
+pub mod tracker;

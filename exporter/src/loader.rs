@@ -1,0 +1,337 @@
+//! Loads the kernel programs with the offsets and settings of this host, fills the scope maps
+//! and attaches the tracepoints. Everything the later stages need is handed out from here.
+
+use std::{
+    os::fd::{AsFd, AsRawFd, RawFd},
+    path::{Path, PathBuf},
+};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{HashMap, IterableMap, MapData, PerCpuArray, RingBuf},
+    programs::RawTracePoint,
+};
+use exporter_common::{COMM_LEN, CaptureConfig, KernelOffsets, TrackState, counter, scope, track};
+
+use crate::{
+    config::{Config, ScopeMode},
+    stats::KernelCounters,
+};
+
+/// The compiled kernel programs, built by `build.rs`.
+static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/pipetrace"));
+
+const TRACEPOINTS: [(&str, &str); 3] = [
+    ("sched_process_fork", "sched_process_fork"),
+    ("sched_process_exec", "sched_process_exec"),
+    ("sched_process_exit", "sched_process_exit"),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("loading the eBPF object failed: {0}")]
+    Object(#[from] aya::EbpfError),
+    #[error("the kernel verifier rejected program {program}: {reason}")]
+    Verifier { program: String, reason: String },
+    #[error("attaching {program} to tracepoint sched/{tracepoint} failed: {reason}")]
+    Attach {
+        program: String,
+        tracepoint: String,
+        reason: String,
+    },
+    #[error("eBPF map {0} is missing from the object")]
+    MissingMap(&'static str),
+    #[error("eBPF map {name}: {reason}")]
+    Map { name: &'static str, reason: String },
+    #[error("scope cgroup {path}: {reason}")]
+    Cgroup { path: PathBuf, reason: String },
+}
+
+/// What the kernel should trace.
+#[derive(Debug, Clone)]
+pub enum KernelScope {
+    /// Only processes put into `TRACKED` (the `run` command) and their descendants.
+    Tracked,
+    All,
+    Cgroup(PathBuf),
+    /// Descendants of processes whose comm is one of these.
+    RootNames(Vec<String>),
+}
+
+impl KernelScope {
+    pub fn from_config(config: &Config) -> Self {
+        match config.scope.mode {
+            ScopeMode::All => Self::All,
+            ScopeMode::Cgroup => Self::Cgroup(config.scope.cgroup.clone().unwrap_or_default()),
+            ScopeMode::Descendants => Self::RootNames(config.scope.root_names.clone()),
+        }
+    }
+}
+
+/// Loaded and attached programs. Dropping it detaches them.
+pub struct Capture {
+    _ebpf: Ebpf,
+    ring: Option<RingBuf<MapData>>,
+    tracked: HashMap<MapData, u32, TrackState>,
+    counters: PerCpuArray<MapData, u64>,
+}
+
+fn comm_key(name: &str) -> [u8; COMM_LEN] {
+    let mut key = [0u8; COMM_LEN];
+    let bytes = name.as_bytes();
+    let n = bytes.len().min(COMM_LEN - 1);
+    key[..n].copy_from_slice(&bytes[..n]);
+    key
+}
+
+/// cgroup v2 id (the directory's inode) and depth below the v2 mount of `path`.
+fn cgroup_identity(path: &Path) -> Result<(u64, u32), LoadError> {
+    use std::os::unix::fs::MetadataExt;
+    let err = |reason: String| LoadError::Cgroup {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let canonical = path
+        .canonicalize()
+        .map_err(|e| err(format!("cannot open it: {e}")))?;
+    let meta = std::fs::metadata(&canonical).map_err(|e| err(e.to_string()))?;
+    let mountinfo =
+        std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| err(e.to_string()))?;
+    // Field 5 is the mount point; the filesystem type follows the " - " separator.
+    let mount = mountinfo
+        .lines()
+        .filter_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let mount_point = left.split_whitespace().nth(4)?;
+            (right.split_whitespace().next()? == "cgroup2").then(|| PathBuf::from(mount_point))
+        })
+        .filter(|m| canonical.starts_with(m))
+        .max_by_key(|m| m.components().count())
+        .ok_or_else(|| err("not inside a cgroup v2 (cgroup2) mount".into()))?;
+    let level = canonical.components().count() - mount.components().count();
+    Ok((meta.ino(), level as u32))
+}
+
+impl Capture {
+    pub fn load(
+        config: &Config,
+        offsets: KernelOffsets,
+        scope: &KernelScope,
+    ) -> Result<Self, LoadError> {
+        raise_memlock_limit();
+        let mut capture = CaptureConfig {
+            scope_mode: scope::TRACKED,
+            argv_cap: config.capture.argv_max_bytes as u32,
+            agent_tgid: std::process::id(),
+            cgroup_level: 0,
+            cgroup_id: 0,
+        };
+        match scope {
+            KernelScope::Tracked | KernelScope::RootNames(_) => {}
+            KernelScope::All => capture.scope_mode = scope::ALL,
+            KernelScope::Cgroup(path) => {
+                let (id, level) = cgroup_identity(path)?;
+                capture.scope_mode = scope::CGROUP;
+                capture.cgroup_id = id;
+                capture.cgroup_level = level;
+            }
+        }
+
+        let mut ebpf = EbpfLoader::new()
+            .override_global("OFFSETS", &offsets, true)
+            .override_global("CONFIG", &capture, true)
+            .map_max_entries("EVENTS", config.capture.ring_buffer_bytes as u32)
+            .map_max_entries("TRACKED", config.capture.max_processes)
+            .map_max_entries("EXEC_SCRATCH", possible_cpus()?)
+            .load(PROGRAMS)?;
+
+        fill_names(&mut ebpf, "DENY_COMMS", &config.scope.hide)?;
+        if let KernelScope::RootNames(names) = scope {
+            fill_names(&mut ebpf, "ROOT_COMMS", names)?;
+        }
+
+        for (program, tracepoint) in TRACEPOINTS {
+            attach(&mut ebpf, program, tracepoint)?;
+        }
+
+        let ring = RingBuf::try_from(take(&mut ebpf, "EVENTS")?).map_err(|e| LoadError::Map {
+            name: "EVENTS",
+            reason: e.to_string(),
+        })?;
+        let tracked =
+            HashMap::try_from(take(&mut ebpf, "TRACKED")?).map_err(|e| LoadError::Map {
+                name: "TRACKED",
+                reason: e.to_string(),
+            })?;
+        let counters =
+            PerCpuArray::try_from(take(&mut ebpf, "COUNTERS")?).map_err(|e| LoadError::Map {
+                name: "COUNTERS",
+                reason: e.to_string(),
+            })?;
+        Ok(Self {
+            _ebpf: ebpf,
+            ring: Some(ring),
+            tracked,
+            counters,
+        })
+    }
+
+    /// The ring buffer, for the reader (once).
+    pub fn take_ring(&mut self) -> Option<RingBuf<MapData>> {
+        self.ring.take()
+    }
+
+    /// Raw fd of `TRACKED`, for registering the `run` command from its pre-exec hook.
+    pub fn tracked_fd(&self) -> RawFd {
+        self.tracked.map().fd().as_fd().as_raw_fd()
+    }
+
+    /// tgids the kernel still tracks (hidden processes included).
+    pub fn tracked_pids(&self) -> Vec<u32> {
+        self.tracked.keys().filter_map(Result::ok).collect()
+    }
+
+    pub fn kernel_counters(&self) -> KernelCounters {
+        let sum = |index: u32| -> u64 {
+            self.counters
+                .get(&index, 0)
+                .map(|values| values.iter().sum())
+                .unwrap_or(0)
+        };
+        KernelCounters {
+            ring_full: sum(counter::RING_FULL),
+            track_full: sum(counter::TRACK_FULL),
+            emitted: sum(counter::EMITTED),
+            hidden: sum(counter::HIDDEN),
+        }
+    }
+}
+
+/// Number of possible CPUs (ids range over 0..n), for per-CPU slots.
+fn possible_cpus() -> Result<u32, LoadError> {
+    aya::util::nr_cpus()
+        .map(|n| n as u32)
+        .map_err(|(path, e)| LoadError::Map {
+            name: "EXEC_SCRATCH",
+            reason: format!("cannot count CPUs from {path}: {e}"),
+        })
+}
+
+fn take(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, LoadError> {
+    ebpf.take_map(name).ok_or(LoadError::MissingMap(name))
+}
+
+fn fill_names(ebpf: &mut Ebpf, name: &'static str, names: &[String]) -> Result<(), LoadError> {
+    let map_err = |e: aya::maps::MapError| LoadError::Map {
+        name,
+        reason: e.to_string(),
+    };
+    let map = ebpf.map_mut(name).ok_or(LoadError::MissingMap(name))?;
+    let mut map: HashMap<_, [u8; COMM_LEN], u8> = HashMap::try_from(map).map_err(map_err)?;
+    for n in names {
+        map.insert(comm_key(n), 1, 0).map_err(map_err)?;
+    }
+    Ok(())
+}
+
+fn attach(ebpf: &mut Ebpf, program: &str, tracepoint: &str) -> Result<(), LoadError> {
+    let prog: &mut RawTracePoint = ebpf
+        .program_mut(program)
+        .ok_or_else(|| LoadError::Verifier {
+            program: program.into(),
+            reason: "not in the object".into(),
+        })?
+        .try_into()
+        .map_err(|e: aya::programs::ProgramError| LoadError::Verifier {
+            program: program.into(),
+            reason: e.to_string(),
+        })?;
+    prog.load().map_err(|e| {
+        let reason = match &e {
+            aya::programs::ProgramError::LoadError {
+                io_error,
+                verifier_log,
+            } => {
+                tracing::debug!(program, "verifier log:\n{verifier_log}");
+                // The last lines of the log say why; keep the one-line error short.
+                let log = verifier_log.to_string();
+                let tail: Vec<&str> = log.lines().rev().take(3).collect();
+                format!(
+                    "{io_error}: {}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+                )
+            }
+            other => other.to_string(),
+        };
+        LoadError::Verifier {
+            program: program.into(),
+            reason,
+        }
+    })?;
+    prog.attach(tracepoint).map_err(|e| LoadError::Attach {
+        program: program.into(),
+        tracepoint: tracepoint.into(),
+        reason: e.to_string(),
+    })?;
+    Ok(())
+}
+
+/// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK.
+fn raise_memlock_limit() {
+    let limit = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: valid rlimit struct; failure only matters on old kernels and shows at load.
+    unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &limit) };
+}
+
+/// The value the `run` command is registered with: a scope root, never hidden.
+pub fn run_root_state() -> TrackState {
+    TrackState {
+        tree_ppid: 0,
+        flags: track::ROOT,
+        parent_start_ns: 0,
+    }
+}
+
+/// Inserts the calling process into `TRACKED`. Runs between fork and exec of the `run`
+/// command, so it allocates nothing and takes no locks: only async-signal-safe syscalls.
+pub fn register_self(tracked_fd: RawFd, state: &TrackState) -> std::io::Result<()> {
+    // SAFETY: getpid is async-signal-safe.
+    let pid = unsafe { libc::getpid() } as u32;
+    register_pid(tracked_fd, pid, state)
+}
+
+/// Inserts `pid` into `TRACKED` with a raw `bpf(BPF_MAP_UPDATE_ELEM)` (no allocation).
+pub fn register_pid(tracked_fd: RawFd, pid: u32, state: &TrackState) -> std::io::Result<()> {
+    #[repr(C)]
+    struct MapElemAttr {
+        map_fd: u32,
+        _pad: u32,
+        key: u64,
+        value: u64,
+        flags: u64,
+    }
+    const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
+    let attr = MapElemAttr {
+        map_fd: tracked_fd as u32,
+        _pad: 0,
+        key: &pid as *const u32 as u64,
+        value: state as *const TrackState as u64,
+        flags: 0,
+    };
+    // SAFETY: attr points at a live key and value of the map's key and value sizes.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_MAP_UPDATE_ELEM,
+            &attr as *const MapElemAttr,
+            std::mem::size_of::<MapElemAttr>(),
+        )
+    };
+    if ret < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}

@@ -1,0 +1,82 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use pipetrace::{
+    cli::{Cli, Command},
+    config::Config,
+};
+
+/// Bad input and start-up failures exit with 2 after one line on stderr.
+const EXIT_USAGE: u8 = 2;
+
+fn fail(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("otel-pipetrace: error: {message}");
+    ExitCode::from(EXIT_USAGE)
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            use clap::error::ErrorKind;
+            if matches!(
+                err.kind(),
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+            ) {
+                let _ = err.print();
+                return ExitCode::SUCCESS;
+            }
+            // clap's first line names the problem; the usage block after it is noise here.
+            let text = err.to_string();
+            let first = text.lines().next().unwrap_or("invalid arguments");
+            return fail(format!(
+                "{} (see --help)",
+                first.trim_start_matches("error: ")
+            ));
+        }
+    };
+
+    let filter = match tracing_subscriber::EnvFilter::try_new(&cli.log) {
+        Ok(filter) => filter,
+        Err(e) => return fail(format!("--log {:?}: {e}", cli.log)),
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+
+    let config = match Config::load(cli.config.as_deref(), cli.overrides()) {
+        Ok(config) => config,
+        Err(e) => return fail(e),
+    };
+
+    if let Some(Command::Config) = cli.command {
+        print!("{}", config.to_toml());
+        return ExitCode::SUCCESS;
+    }
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(format!("cannot start the async runtime: {e}")),
+    };
+
+    match cli.command {
+        Some(Command::Run { command, .. }) => {
+            match runtime.block_on(pipetrace::run::run(&config, &command)) {
+                Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+                Err(e) => {
+                    eprintln!("otel-pipetrace: error: {e}");
+                    ExitCode::from(e.exit_code().clamp(0, 255) as u8)
+                }
+            }
+        }
+        _ => match runtime.block_on(pipetrace::daemon::daemon(&config)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(e),
+        },
+    }
+}

@@ -1,0 +1,89 @@
+//! Reads the ring buffer as it becomes readable and hands decoded events to the tracker.
+//!
+//! Never blocks on the tracker: when its queue is full the event is dropped and counted, so the
+//! kernel side never backs up behind a slow sink.
+
+use std::sync::Arc;
+
+use aya::maps::{MapData, RingBuf};
+use tokio::{
+    io::{Interest, unix::AsyncFd},
+    sync::{mpsc, watch},
+};
+
+use crate::{
+    decode::{Event, decode},
+    stats::Stats,
+};
+
+pub struct Reader {
+    ring: AsyncFd<RingBuf<MapData>>,
+    tx: mpsc::Sender<Event>,
+    stats: Arc<Stats>,
+}
+
+impl Reader {
+    pub fn new(
+        ring: RingBuf<MapData>,
+        tx: mpsc::Sender<Event>,
+        stats: Arc<Stats>,
+    ) -> std::io::Result<Self> {
+        // SAFETY: the RingBuf owns its map fd and keeps it open and unchanged for its lifetime,
+        // which is the AsyncFd's lifetime.
+        let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
+            .map_err(std::io::Error::from)?;
+        Ok(Self { ring, tx, stats })
+    }
+
+    /// Reads until `stop` turns true, then drains what is left and returns (dropping the
+    /// sender, which tells the tracker the stream has ended).
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                ready = self.ring.readable_mut() => {
+                    match ready {
+                        Ok(mut guard) => {
+                            let open = drain(guard.get_inner_mut(), &self.tx, &self.stats);
+                            guard.clear_ready();
+                            if !open {
+                                return;
+                            }
+                        }
+                        Err(e) => {
+                            tracing::error!("ring buffer poll failed: {e}");
+                            return;
+                        }
+                    }
+                }
+                changed = stop.changed() => {
+                    if changed.is_err() || *stop.borrow() {
+                        drain(self.ring.get_mut(), &self.tx, &self.stats);
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Consumes every record in the ring; false once the tracker is gone.
+fn drain(ring: &mut RingBuf<MapData>, tx: &mpsc::Sender<Event>, stats: &Stats) -> bool {
+    while let Some(item) = ring.next() {
+        Stats::add(&stats.records_read, 1);
+        let event = match decode(&item) {
+            Ok(event) => event,
+            Err(e) => {
+                Stats::add(&stats.decode_errors, 1);
+                tracing::debug!("undecodable record: {e}");
+                continue;
+            }
+        };
+        drop(item);
+        match tx.try_send(event) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => Stats::add(&stats.queue_dropped, 1),
+            Err(mpsc::error::TrySendError::Closed(_)) => return false,
+        }
+    }
+    true
+}

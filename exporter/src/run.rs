@@ -1,0 +1,146 @@
+//! `otel-pipetrace run -- CMD ARGS...`: trace one command's whole process tree and exit with
+//! its status.
+
+use std::{ffi::OsString, os::unix::process::ExitStatusExt, time::Duration};
+
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::{
+    agent::{Agent, AgentError, describe_losses},
+    clock::monotonic_ns,
+    config::Config,
+    loader::{KernelScope, register_self, run_root_state},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Agent(#[from] AgentError),
+    #[error("cannot run {program:?}: {source}")]
+    Spawn {
+        program: String,
+        source: std::io::Error,
+    },
+    #[error("waiting for the command failed: {0}")]
+    Wait(std::io::Error),
+    #[error("installing signal handlers failed: {0}")]
+    Signals(std::io::Error),
+}
+
+impl RunError {
+    /// Exit status for a command that could not start, as shells report it.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            RunError::Spawn { source, .. } => match source.kind() {
+                std::io::ErrorKind::NotFound => 127,
+                std::io::ErrorKind::PermissionDenied => 126,
+                _ => 2,
+            },
+            _ => 2,
+        }
+    }
+}
+
+fn forward(pid: Option<u32>, sig: libc::c_int) {
+    if let Some(pid) = pid {
+        // SAFETY: plain kill(2) on our own child.
+        unsafe { libc::kill(pid as libc::pid_t, sig) };
+    }
+}
+
+/// Traces `command` and returns its exit status (128 + signal when it was killed).
+pub async fn run(config: &Config, command: &[OsString]) -> Result<i32, RunError> {
+    let agent = Agent::start(config, &KernelScope::Tracked)?;
+    let program = command[0].to_string_lossy().into_owned();
+
+    let tracked_fd = agent.capture.tracked_fd();
+    let root = run_root_state();
+    let mut cmd = tokio::process::Command::new(&command[0]);
+    cmd.args(&command[1..]);
+    // SAFETY: the hook only makes async-signal-safe syscalls (getpid, bpf).
+    unsafe {
+        cmd.pre_exec(move || register_self(tracked_fd, &root));
+    }
+    let mut child = match cmd.spawn() {
+        Ok(child) => child,
+        Err(source) => {
+            agent.stop().await;
+            return Err(RunError::Spawn { program, source });
+        }
+    };
+    let child_pid = child.id();
+
+    let mut sigint = signal(SignalKind::interrupt()).map_err(RunError::Signals)?;
+    let mut sigterm = signal(SignalKind::terminate()).map_err(RunError::Signals)?;
+    let status = loop {
+        tokio::select! {
+            status = child.wait() => break status.map_err(RunError::Wait)?,
+            // The terminal already sent SIGINT to the whole process group; forwarding covers
+            // a SIGINT sent to the agent alone. Either way the agent outlives the command.
+            _ = sigint.recv() => forward(child_pid, libc::SIGINT),
+            _ = sigterm.recv() => forward(child_pid, libc::SIGTERM),
+        }
+    };
+    let exit_code = status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+
+    // Descendants (orphans included) may outlive the command: wait for them, up to the grace
+    // period. The kernel's TRACKED map is the truth: an entry leaves it only after its exit
+    // record was written to the ring.
+    let deadline = tokio::time::Instant::now() + config.run.grace_period;
+    while !agent.capture.tracked_pids().is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let still_alive = agent.capture.tracked_pids();
+    let finished = agent.stop().await;
+    let now = monotonic_ns();
+
+    let mut still_running: Vec<_> = finished
+        .tracker
+        .live()
+        .filter(|p| still_alive.contains(&p.key.tgid))
+        .collect();
+    still_running.sort_by_key(|p| p.key.start_ns);
+    let mut sinks = finished.sinks;
+    for sink in sinks.iter_mut() {
+        for p in &still_running {
+            if let Err(e) = sink.still_running(p, now) {
+                tracing::warn!("sink {}: {e}", sink.name());
+            }
+        }
+        if let Err(e) = sink.flush() {
+            tracing::warn!("sink {}: {e}", sink.name());
+        }
+    }
+
+    let totals = finished.tracker.totals();
+    eprintln!(
+        "otel-pipetrace: {} processes, {} failed, {} still running, {}; {program} exited with {}",
+        totals.processes,
+        totals.failed,
+        still_running.len(),
+        describe_losses(&finished.losses),
+        describe_status(&status),
+    );
+    for p in &still_running {
+        eprintln!(
+            "otel-pipetrace: still running after {:?}: pid {} {}",
+            config.run.grace_period,
+            p.key.tgid,
+            p.command_line()
+        );
+    }
+    Ok(exit_code)
+}
+
+fn describe_status(status: &std::process::ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("status {code}"),
+        (None, Some(sig)) => match crate::sinks::signal_name(sig) {
+            Some(name) => format!("signal {sig} ({name})"),
+            None => format!("signal {sig}"),
+        },
+        _ => "an unknown status".into(),
+    }
+}

@@ -1,0 +1,189 @@
+//! One JSON object per event, one per line, to a file or stdout.
+
+use std::io::{BufWriter, Write};
+
+use serde::Serialize;
+
+use super::{Sink, SinkError, signal_name};
+use crate::{
+    clock::{Clock, rfc3339},
+    decode::{Body, Event},
+    tracker::Process,
+};
+use exporter_common::flags;
+
+pub struct JsonlSink {
+    out: BufWriter<Box<dyn Write + Send>>,
+    path: String,
+    clock: Clock,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+#[derive(Serialize)]
+struct Line<'a> {
+    kind: &'a str,
+    time: String,
+    time_unix_nano: u64,
+    pid: u32,
+    tid: u32,
+    /// Real parent (tgid).
+    ppid: u32,
+    /// Nearest visible ancestor in the traced tree.
+    tree_ppid: u32,
+    start_time_unix_nano: u64,
+    comm: &'a str,
+    uid: u32,
+    cgroup_id: u64,
+    #[serde(skip_serializing_if = "is_false")]
+    first_sight: bool,
+    #[serde(skip_serializing_if = "is_false")]
+    root: bool,
+    #[serde(flatten)]
+    body: BodyLine<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum BodyLine<'a> {
+    Fork {},
+    Exec {
+        exe: Option<&'a str>,
+        cwd: Option<&'a str>,
+        filename: &'a str,
+        argv: &'a [String],
+        argv_truncated: bool,
+        argv_bytes: u32,
+        #[serde(skip_serializing_if = "is_false")]
+        hidden: bool,
+        #[serde(skip_serializing_if = "is_false")]
+        path_truncated: bool,
+    },
+    Exit {
+        exit_code: Option<i32>,
+        signal: Option<i32>,
+        signal_name: Option<&'a str>,
+        core_dumped: bool,
+        status: u32,
+        duration_ns: u64,
+    },
+}
+
+#[derive(Serialize)]
+struct StillRunning<'a> {
+    kind: &'static str,
+    time: String,
+    time_unix_nano: u64,
+    pid: u32,
+    ppid: u32,
+    tree_ppid: u32,
+    start_time_unix_nano: u64,
+    comm: &'a str,
+    exe: Option<&'a str>,
+    argv: &'a [String],
+    running_ns: u64,
+}
+
+impl JsonlSink {
+    /// `"-"` writes to stdout.
+    pub fn create(path: &str, clock: Clock) -> Result<Self, SinkError> {
+        let out: Box<dyn Write + Send> = if path == "-" {
+            Box::new(std::io::stdout())
+        } else {
+            Box::new(std::fs::File::create(path).map_err(|source| SinkError::Io {
+                path: path.to_owned(),
+                source,
+            })?)
+        };
+        Ok(Self {
+            out: BufWriter::with_capacity(256 * 1024, out),
+            path: path.to_owned(),
+            clock,
+        })
+    }
+
+    fn write_json(&mut self, value: &impl Serialize) -> Result<(), SinkError> {
+        let io = |source| SinkError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        serde_json::to_writer(&mut self.out, value).map_err(|e| io(e.into()))?;
+        self.out.write_all(b"\n").map_err(io)
+    }
+}
+
+impl Sink for JsonlSink {
+    fn name(&self) -> &'static str {
+        "jsonl"
+    }
+
+    fn event(&mut self, ev: &Event) -> Result<(), SinkError> {
+        let c = &ev.common;
+        let body = match &ev.body {
+            Body::Fork => BodyLine::Fork {},
+            Body::Exec(e) => BodyLine::Exec {
+                exe: e.exe.as_deref(),
+                cwd: e.cwd.as_deref(),
+                filename: &e.filename,
+                argv: &e.argv,
+                argv_truncated: e.argv_truncated,
+                argv_bytes: e.argv_total_bytes,
+                hidden: e.hidden,
+                path_truncated: c.has(flags::PATH_TRUNCATED),
+            },
+            Body::Exit(x) => BodyLine::Exit {
+                exit_code: x.code(),
+                signal: x.signal(),
+                signal_name: x.signal().and_then(signal_name),
+                core_dumped: x.core_dumped(),
+                status: x.status,
+                duration_ns: c.ktime_ns.saturating_sub(c.start_ns),
+            },
+        };
+        let unix = self.clock.unix_ns(c.ktime_ns);
+        let line = Line {
+            kind: ev.kind_name(),
+            time: rfc3339(unix),
+            time_unix_nano: unix,
+            pid: c.tgid,
+            tid: c.tid,
+            ppid: c.ppid,
+            tree_ppid: c.tree_ppid,
+            start_time_unix_nano: self.clock.unix_ns(c.start_ns),
+            comm: &c.comm,
+            uid: c.uid,
+            cgroup_id: c.cgroup_id,
+            first_sight: c.has(flags::FIRST_SIGHT),
+            root: c.has(flags::ROOT),
+            body,
+        };
+        self.write_json(&line)
+    }
+
+    fn still_running(&mut self, p: &Process, now_ns: u64) -> Result<(), SinkError> {
+        let unix = self.clock.unix_ns(now_ns);
+        let line = StillRunning {
+            kind: "still_running",
+            time: rfc3339(unix),
+            time_unix_nano: unix,
+            pid: p.key.tgid,
+            ppid: p.ppid,
+            tree_ppid: p.parent.map_or(0, |k| k.tgid),
+            start_time_unix_nano: self.clock.unix_ns(p.key.start_ns),
+            comm: &p.comm,
+            exe: p.exec.as_ref().and_then(|e| e.exe.as_deref()),
+            argv: p.exec.as_ref().map_or(&[], |e| &e.argv),
+            running_ns: now_ns.saturating_sub(p.key.start_ns),
+        };
+        self.write_json(&line)
+    }
+
+    fn flush(&mut self) -> Result<(), SinkError> {
+        self.out.flush().map_err(|source| SinkError::Io {
+            path: self.path.clone(),
+            source,
+        })
+    }
+}

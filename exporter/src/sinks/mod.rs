@@ -1,0 +1,71 @@
+//! Outputs of the agent. Each sink gets every event in stream order and every process when it
+//! ends; one file per sink.
+
+pub mod jsonl;
+
+use crate::{decode::Event, tracker::Process};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+pub trait Sink: Send {
+    fn name(&self) -> &'static str;
+    fn event(&mut self, event: &Event) -> Result<(), SinkError>;
+    fn process_ended(&mut self, _process: &Process) -> Result<(), SinkError> {
+        Ok(())
+    }
+    /// A process of the run that outlived the grace period.
+    fn still_running(&mut self, _process: &Process, _now_ns: u64) -> Result<(), SinkError> {
+        Ok(())
+    }
+    fn flush(&mut self) -> Result<(), SinkError>;
+}
+
+/// Signal names for the common signals (Linux numbering).
+pub fn signal_name(sig: i32) -> Option<&'static str> {
+    const NAMES: [&str; 32] = [
+        "",
+        "SIGHUP",
+        "SIGINT",
+        "SIGQUIT",
+        "SIGILL",
+        "SIGTRAP",
+        "SIGABRT",
+        "SIGBUS",
+        "SIGFPE",
+        "SIGKILL",
+        "SIGUSR1",
+        "SIGSEGV",
+        "SIGUSR2",
+        "SIGPIPE",
+        "SIGALRM",
+        "SIGTERM",
+        "SIGSTKFLT",
+        "SIGCHLD",
+        "SIGCONT",
+        "SIGSTOP",
+        "SIGTSTP",
+        "SIGTTIN",
+        "SIGTTOU",
+        "SIGURG",
+        "SIGXCPU",
+        "SIGXFSZ",
+        "SIGVTALRM",
+        "SIGPROF",
+        "SIGWINCH",
+        "SIGIO",
+        "SIGPWR",
+        "SIGSYS",
+    ];
+    usize::try_from(sig)
+        .ok()
+        .and_then(|i| NAMES.get(i))
+        .copied()
+        .filter(|n| !n.is_empty())
+}
