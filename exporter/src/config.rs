@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use exporter_common::{ARGV_MAX, COMM_LEN};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub capture: CaptureSection,
@@ -69,22 +69,11 @@ pub struct RunSection {
     pub grace_period: Duration,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OutputSection {
     /// Write one JSON object per event to this file ("-" = stdout).
     pub jsonl: Option<String>,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            capture: CaptureSection::default(),
-            scope: ScopeSection::default(),
-            run: RunSection::default(),
-            output: OutputSection::default(),
-        }
-    }
 }
 
 impl Default for CaptureSection {
@@ -115,12 +104,6 @@ impl Default for RunSection {
         Self {
             grace_period: Duration::from_secs(5),
         }
-    }
-}
-
-impl Default for OutputSection {
-    fn default() -> Self {
-        Self { jsonl: None }
     }
 }
 
@@ -169,6 +152,21 @@ impl Overrides {
     }
 }
 
+/// Parser messages can span lines (a caret diagram): keep the first line and the last one,
+/// which says what was expected.
+fn one_line(text: &str) -> String {
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    match lines.as_slice() {
+        [] => String::new(),
+        [only] => (*only).to_owned(),
+        [first, .., last] => format!("{first}: {last}"),
+    }
+}
+
 /// One line naming where the bad value came from, which key, and what is wrong.
 fn describe(err: figment::Error) -> String {
     let mut lines = Vec::new();
@@ -186,7 +184,7 @@ fn describe(err: figment::Error) -> String {
                 None => format!("{}: ", m.name),
             })
             .unwrap_or_default();
-        lines.push(format!("{source}{key}{}", e.kind));
+        lines.push(format!("{source}{key}{}", one_line(&e.kind.to_string())));
     }
     lines.join("; ")
 }

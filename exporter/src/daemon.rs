@@ -82,7 +82,11 @@ pub async fn daemon(config: &Config) -> Result<(), AgentError> {
             "tracking already running root subtrees"
         );
     }
-    tracing::info!(?scope, "tracing; stop with SIGINT or SIGTERM");
+    // Printed once tracing is live: supervisors and tests can wait for it.
+    eprintln!(
+        "otel-pipetrace: tracing {}; stop with SIGINT or SIGTERM",
+        scope.describe()
+    );
 
     let mut sigint = signal(SignalKind::interrupt()).map_err(AgentError::Reader)?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(AgentError::Reader)?;

@@ -59,6 +59,15 @@ pub enum KernelScope {
 }
 
 impl KernelScope {
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Tracked => "the command's process tree".into(),
+            Self::All => "every process".into(),
+            Self::Cgroup(path) => format!("cgroup {}", path.display()),
+            Self::RootNames(names) => format!("descendants of {}", names.join(", ")),
+        }
+    }
+
     pub fn from_config(config: &Config) -> Self {
         match config.scope.mode {
             ScopeMode::All => Self::All,

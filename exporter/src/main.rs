@@ -26,12 +26,16 @@ fn main() -> ExitCode {
                 let _ = err.print();
                 return ExitCode::SUCCESS;
             }
-            // clap's first line names the problem; the usage block after it is noise here.
+            // clap's first paragraph names the problem; the usage block after it is noise here.
             let text = err.to_string();
-            let first = text.lines().next().unwrap_or("invalid arguments");
+            let first: Vec<&str> = text
+                .lines()
+                .take_while(|l| !l.trim().is_empty())
+                .map(str::trim)
+                .collect();
             return fail(format!(
                 "{} (see --help)",
-                first.trim_start_matches("error: ")
+                first.join(" ").trim_start_matches("error: ")
             ));
         }
     };

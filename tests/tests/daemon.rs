@@ -1,0 +1,217 @@
+//! Daemon mode and its kernel scopes: everything, descendants of named roots (including roots
+//! that were already running), and a cgroup v2 subtree (root).
+
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use pipetrace_tests::{Traced, bin, require_root, traced};
+
+struct Daemon {
+    child: Child,
+    jsonl: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    /// Starts the daemon with `config` and waits until tracing is live.
+    fn start(config: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config_path = dir.path().join("pipetrace.toml");
+        std::fs::write(&config_path, config).unwrap();
+        let jsonl = dir.path().join("events.jsonl");
+        let mut child = Command::new(bin())
+            .arg("--config")
+            .arg(&config_path)
+            .arg("--jsonl")
+            .arg(&jsonl)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            line.clear();
+            assert!(
+                stderr.read_line(&mut line).unwrap() > 0,
+                "daemon exited before tracing"
+            );
+            if line.contains("tracing ") && line.contains("stop with SIGINT") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "daemon not ready");
+        }
+        // Keep draining stderr so the daemon never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut rest = String::new();
+            let _ = std::io::Read::read_to_string(&mut stderr, &mut rest);
+        });
+        Self {
+            child,
+            jsonl,
+            _dir: dir,
+        }
+    }
+
+    /// SIGTERM, then the daemon must flush and exit 0.
+    fn stop(mut self) -> Traced {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let out = self.child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "daemon exit status");
+        traced(out, &self.jsonl)
+    }
+}
+
+fn marker(tag: &str) -> String {
+    format!(
+        "{tag}-{}-{}",
+        std::process::id(),
+        Instant::now().elapsed().as_nanos()
+    )
+}
+
+fn run(cmd: &[&str]) {
+    let status = Command::new(cmd[0]).args(&cmd[1..]).status().unwrap();
+    assert!(status.code().is_some(), "{cmd:?} ran");
+}
+
+fn with_argv<'a>(t: &'a Traced, arg: &str) -> Vec<&'a serde_json::Value> {
+    t.events
+        .iter()
+        .filter(|e| {
+            e["kind"] == "exec"
+                && e["argv"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|x| x == arg))
+        })
+        .collect()
+}
+
+#[test]
+fn all_scope_sees_new_processes_and_flushes_on_sigterm() {
+    require_root!();
+    let daemon = Daemon::start("[scope]\nmode = \"all\"\n");
+    let m = marker("all");
+    run(&["sh", "-c", &format!("/bin/true {m}; exit 5")]);
+    let t = daemon.stop();
+    let execs = with_argv(&t, &m);
+    assert_eq!(execs.len(), 1, "{:?}", t.events.len());
+    let pid = execs[0]["pid"].as_u64().unwrap();
+    let parent = execs[0]["tree_ppid"].as_u64().unwrap();
+    assert!(
+        t.events
+            .iter()
+            .any(|e| e["kind"] == "exit" && e["pid"] == pid && e["exit_code"] == 0)
+    );
+    assert!(
+        t.events
+            .iter()
+            .any(|e| e["kind"] == "exit" && e["pid"] == parent && e["exit_code"] == 5)
+    );
+    // The agent never reports itself.
+    assert!(t.events.iter().all(|e| e["comm"] != "otel-pipetrace"));
+}
+
+fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+#[test]
+fn descendants_scope_traces_only_matching_subtrees() {
+    require_root!();
+    let dir = tempfile::tempdir().unwrap();
+    // comm is the script's file name: at most 15 bytes.
+    let root_name = format!("ptr{}", std::process::id() % 1_000_000);
+    let (inside, outside, early) = (marker("inside"), marker("outside"), marker("early"));
+    let go = dir.path().join("go");
+    let root = script(dir.path(), &root_name, &format!("/bin/true {inside}"));
+    let waiting = script(
+        dir.path(),
+        &root_name.replace("ptr", "ptw"),
+        &format!(
+            "while [ ! -e {} ]; do sleep 0.02; done; /bin/true {early}",
+            go.display()
+        ),
+    );
+    // A root that is already running when the daemon starts.
+    let waiting_name = waiting.file_name().unwrap().to_str().unwrap().to_owned();
+    let mut early_root = Command::new(&waiting).spawn().unwrap();
+
+    let daemon = Daemon::start(&format!(
+        "[scope]\nmode = \"descendants\"\nroot_names = [\"{root_name}\", \"{waiting_name}\"]\n"
+    ));
+    run(&[root.to_str().unwrap()]);
+    run(&["/bin/true", &outside]);
+    std::fs::write(&go, "").unwrap();
+    early_root.wait().unwrap();
+    let t = daemon.stop();
+
+    let inside_execs = with_argv(&t, &inside);
+    assert_eq!(inside_execs.len(), 1, "child of a matching root is traced");
+    let root_exec = t
+        .events
+        .iter()
+        .find(|e| e["kind"] == "exec" && e["comm"] == root_name.as_str())
+        .expect("the root's own exec");
+    assert_eq!(root_exec["root"], true);
+    assert_eq!(inside_execs[0]["tree_ppid"], root_exec["pid"]);
+    assert!(
+        with_argv(&t, &outside).is_empty(),
+        "processes outside the scope are not traced"
+    );
+    let early_execs = with_argv(&t, &early);
+    assert_eq!(
+        early_execs.len(),
+        1,
+        "descendant of a root that predates the daemon"
+    );
+    assert_eq!(
+        early_execs[0]["tree_ppid"].as_u64(),
+        Some(early_root.id() as u64)
+    );
+}
+
+fn cgroup2_mount() -> Option<PathBuf> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    mountinfo.lines().find_map(|line| {
+        let (left, right) = line.split_once(" - ")?;
+        (right.split_whitespace().next()? == "cgroup2")
+            .then(|| PathBuf::from(left.split_whitespace().nth(4).unwrap()))
+    })
+}
+
+#[test]
+fn cgroup_scope_traces_only_that_cgroup() {
+    require_root!();
+    let Some(mount) = cgroup2_mount() else {
+        eprintln!("skipped: no cgroup v2 hierarchy mounted");
+        return;
+    };
+    let cgroup = mount.join(format!("pipetrace-test-{}", std::process::id()));
+    std::fs::create_dir_all(&cgroup).unwrap();
+    let (inside, outside) = (marker("cg-in"), marker("cg-out"));
+    let daemon = Daemon::start(&format!(
+        "[scope]\nmode = \"cgroup\"\ncgroup = \"{}\"\n",
+        cgroup.display()
+    ));
+    let procs = cgroup.join("cgroup.procs");
+    run(&[
+        "sh",
+        "-c",
+        &format!("echo $$ > {}; /bin/true {inside}; exit 0", procs.display()),
+    ]);
+    run(&["/bin/true", &outside]);
+    let t = daemon.stop();
+    let _ = std::fs::remove_dir(&cgroup);
+    let inside_execs = with_argv(&t, &inside);
+    assert_eq!(inside_execs.len(), 1);
+    assert!(with_argv(&t, &outside).is_empty());
+}
