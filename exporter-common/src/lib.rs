@@ -188,6 +188,10 @@ pub struct CaptureConfig {
     pub cgroup_level: u32,
     /// Id of the scope cgroup (its inode number in cgroupfs).
     pub cgroup_id: u64,
+    /// Unread bytes in the ring above which a record wakes the reader; below it records are
+    /// submitted without a wakeup and the reader drains them on its timer (batching).
+    pub wakeup_bytes: u32,
+    pub _pad0: u32,
 }
 
 /// Byte offsets of the kernel struct fields the programs read, resolved by the agent from
@@ -236,7 +240,7 @@ const _: () = {
     assert!(core::mem::size_of::<ExitRecord>() == 88);
     assert!(core::mem::size_of::<ExecRecord>() == 96 + EXEC_DATA_SPAN + ARGV_MAX + 8);
     assert!(core::mem::size_of::<TrackState>() == 16);
-    assert!(core::mem::size_of::<CaptureConfig>() == 24);
+    assert!(core::mem::size_of::<CaptureConfig>() == 32);
     assert!(core::mem::size_of::<KernelOffsets>() == 28 * 4);
     assert!(3 * PATH_MAX <= EXEC_DATA_SPAN);
     assert!(NAME_MAX <= ARGV_MAX && PATH_MAX <= ARGV_MAX);

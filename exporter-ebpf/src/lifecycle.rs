@@ -21,7 +21,7 @@ use crate::{
         exit_code, live_threads, process_start, ptr, real_parent, task_comm, task_flags, task_pid,
         task_tgid,
     },
-    maps::{DENY_COMMS, EVENTS, EXEC_SCRATCH, ROOT_COMMS, TRACKED, conf, count, off},
+    maps::{DENY_COMMS, EVENTS, EXEC_SCRATCH, ROOT_COMMS, TRACKED, conf, count, off, wakeup_flags},
     path,
 };
 
@@ -126,7 +126,7 @@ pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
     header.parent_start_ns = state.parent_start_ns;
     header.comm = task_comm(child);
     entry.write(ForkRecord { header });
-    entry.submit(0);
+    entry.submit(wakeup_flags());
     count(counter::EMITTED);
     0
 }
@@ -237,7 +237,7 @@ fn output(record: *mut ExecRecord, len: usize) {
             (&raw const EVENTS).cast_mut().cast::<c_void>(),
             record.cast::<c_void>(),
             len as u64,
-            0,
+            wakeup_flags(),
         )
     };
     if ret < 0 {
@@ -404,7 +404,7 @@ pub fn sched_process_exit(ctx: RawTracePointContext) -> i32 {
             _pad0: 0,
         },
     });
-    entry.submit(0);
+    entry.submit(wakeup_flags());
     count(counter::EMITTED);
     0
 }

@@ -73,6 +73,8 @@ pub static CONFIG: CaptureConfig = CaptureConfig {
     agent_tgid: 0,
     cgroup_level: 0,
     cgroup_id: 0,
+    wakeup_bytes: 0,
+    _pad0: 0,
 };
 
 /// Reads one offset; volatile so the compiler cannot fold the placeholder value.
@@ -100,5 +102,20 @@ pub fn count(index: u32) {
     if let Some(slot) = COUNTERS.get_ptr_mut(index) {
         // Per-CPU slot: no other writer while this program runs on this CPU.
         unsafe { *slot += 1 };
+    }
+}
+
+const BPF_RB_NO_WAKEUP: u64 = 1;
+const BPF_RB_FORCE_WAKEUP: u64 = 2;
+const BPF_RB_AVAIL_DATA: u64 = 0;
+
+/// Submit flags: wake the reader only once enough data waits, so it reads in batches instead of
+/// being woken (a context switch) for every record.
+#[inline(always)]
+pub fn wakeup_flags() -> u64 {
+    if EVENTS.query(BPF_RB_AVAIL_DATA) >= conf!(wakeup_bytes) as u64 {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
     }
 }

@@ -347,6 +347,15 @@ mod tests {
         );
     }
 
+    /// config/pipetrace.toml documents every key with its default: it must load and equal them.
+    #[test]
+    fn example_config_shows_the_defaults() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/pipetrace.toml");
+        let loaded = Config::load(Some(&path), Overrides::default()).unwrap();
+        assert_eq!(loaded, Config::default());
+    }
+
     #[test]
     fn printed_config_loads_back() {
         let c = Config::load(

@@ -134,6 +134,8 @@ impl Capture {
             agent_tgid: std::process::id(),
             cgroup_level: 0,
             cgroup_id: 0,
+            wakeup_bytes: (config.capture.ring_buffer_bytes / 16) as u32,
+            _pad0: 0,
         };
         match scope {
             KernelScope::Tracked | KernelScope::RootNames(_) => {}

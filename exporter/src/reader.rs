@@ -16,6 +16,9 @@ use crate::{
     stats::Stats,
 };
 
+/// Longest a record waits in the ring when no wakeup came.
+pub const POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(20);
+
 pub struct Reader {
     ring: AsyncFd<RingBuf<MapData>>,
     tx: mpsc::Sender<Event>,
@@ -37,9 +40,19 @@ impl Reader {
 
     /// Reads until `stop` turns true, then drains what is left and returns (dropping the
     /// sender, which tells the tracker the stream has ended).
+    ///
+    /// The kernel wakes the reader only when a good amount of data waits; the timer drains
+    /// whatever arrived in between, which bounds the latency of a quiet stream.
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(POLL_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                _ = tick.tick() => {
+                    if !drain(self.ring.get_mut(), &self.tx, &self.stats) {
+                        return;
+                    }
+                }
                 ready = self.ring.readable_mut() => {
                     match ready {
                         Ok(mut guard) => {

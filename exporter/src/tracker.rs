@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use tokio::sync::mpsc;
 
 use crate::{
-    decode::{Body, Event, Exec, Exit},
+    decode::{Body, Common, Event, Exec, Exit},
     sinks::Sink,
     stats::Stats,
 };
@@ -40,8 +40,7 @@ pub struct Process {
 }
 
 impl Process {
-    fn from_event(ev: &Event) -> Self {
-        let c = &ev.common;
+    fn from_common(c: &Common) -> Self {
         Self {
             key: ProcessKey {
                 tgid: c.tgid,
@@ -105,10 +104,10 @@ impl Tracker {
     }
 
     /// The live entry for this event's process, created when the event is its first.
-    fn entry(&mut self, ev: &Event) -> &mut Process {
+    fn entry(&mut self, c: &Common) -> &mut Process {
         let key = ProcessKey {
-            tgid: ev.common.tgid,
-            start_ns: ev.common.start_ns,
+            tgid: c.tgid,
+            start_ns: c.start_ns,
         };
         let stale = self.live.get(&key.tgid).is_some_and(|p| p.key != key);
         if stale {
@@ -118,40 +117,41 @@ impl Tracker {
         let totals = &mut self.totals;
         self.live.entry(key.tgid).or_insert_with(|| {
             totals.processes += 1;
-            Process::from_event(ev)
+            Process::from_common(c)
         })
     }
 
-    /// Applies one event; returns the process it ended, if any.
-    pub fn apply(&mut self, ev: &Event) -> Option<Process> {
-        match &ev.body {
+    /// Applies one event (taking its exec payload); returns the process it ended, if any.
+    pub fn apply(&mut self, ev: Event) -> Option<Process> {
+        let Event { common, body } = ev;
+        match body {
             Body::Fork => {
-                self.entry(ev);
+                self.entry(&common);
                 None
             }
             Body::Exec(exec) if exec.hidden => {
-                if self.live.remove(&ev.common.tgid).is_some() {
+                if self.live.remove(&common.tgid).is_some() {
                     self.totals.processes -= 1;
                 }
                 self.totals.hidden += 1;
                 None
             }
             Body::Exec(exec) => {
-                let p = self.entry(ev);
-                p.comm.clone_from(&ev.common.comm);
-                p.ppid = ev.common.ppid;
-                p.uid = ev.common.uid;
-                p.exec = Some(exec.clone());
+                let p = self.entry(&common);
+                p.ppid = common.ppid;
+                p.uid = common.uid;
+                p.root |= common.has(flags::ROOT);
+                p.comm = common.comm;
+                p.exec = Some(exec);
                 p.exec_count += 1;
-                p.root |= ev.common.has(flags::ROOT);
                 None
             }
             Body::Exit(exit) => {
-                self.entry(ev);
-                let mut p = self.live.remove(&ev.common.tgid)?;
-                p.ppid = ev.common.ppid;
-                p.exit = Some(*exit);
-                p.end_ns = Some(ev.common.ktime_ns);
+                self.entry(&common);
+                let mut p = self.live.remove(&common.tgid)?;
+                p.ppid = common.ppid;
+                p.exit = Some(exit);
+                p.end_ns = Some(common.ktime_ns);
                 self.totals.ended += 1;
                 if exit.failed() {
                     self.totals.failed += 1;
@@ -173,15 +173,18 @@ pub async fn consume(
         let mut next = Some(first);
         // Handle everything queued, then flush once: one write per burst, not per event.
         while let Some(ev) = next {
-            let ended = tracker.apply(&ev);
             for sink in sinks.iter_mut() {
-                let mut result = sink.event(&ev);
-                if let (Ok(()), Some(p)) = (&result, &ended) {
-                    result = sink.process_ended(p);
-                }
-                if let Err(e) = result {
+                if let Err(e) = sink.event(&ev) {
                     Stats::add(&stats.sink_errors, 1);
                     tracing::debug!("sink {}: {e}", sink.name());
+                }
+            }
+            if let Some(ended) = tracker.apply(ev) {
+                for sink in sinks.iter_mut() {
+                    if let Err(e) = sink.process_ended(&ended) {
+                        Stats::add(&stats.sink_errors, 1);
+                        tracing::debug!("sink {}: {e}", sink.name());
+                    }
                 }
             }
             next = rx.try_recv().ok();
@@ -199,7 +202,6 @@ pub async fn consume(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decode::Common;
 
     fn ev(tgid: u32, start: u64, tree_ppid: u32, body: Body, flags: u16) -> Event {
         Event {
@@ -235,10 +237,10 @@ mod tests {
     #[test]
     fn fork_exec_exit_ends_a_process() {
         let mut t = Tracker::new();
-        assert!(t.apply(&ev(10, 100, 1, Body::Fork, 0)).is_none());
-        assert!(t.apply(&ev(10, 100, 1, exec(false), 0)).is_none());
+        assert!(t.apply(ev(10, 100, 1, Body::Fork, 0)).is_none());
+        assert!(t.apply(ev(10, 100, 1, exec(false), 0)).is_none());
         let done = t
-            .apply(&ev(10, 100, 1, Body::Exit(Exit { status: 2 << 8 }), 0))
+            .apply(ev(10, 100, 1, Body::Exit(Exit { status: 2 << 8 }), 0))
             .unwrap();
         assert_eq!(done.command_line(), "x a b");
         assert_eq!(done.parent.unwrap().tgid, 1);
@@ -249,8 +251,8 @@ mod tests {
     #[test]
     fn hidden_exec_drops_the_process() {
         let mut t = Tracker::new();
-        t.apply(&ev(10, 100, 1, Body::Fork, 0));
-        t.apply(&ev(10, 100, 1, exec(true), flags::HIDDEN));
+        t.apply(ev(10, 100, 1, Body::Fork, 0));
+        t.apply(ev(10, 100, 1, exec(true), flags::HIDDEN));
         assert_eq!(t.live().count(), 0);
         assert_eq!(t.totals().processes, 0);
         assert_eq!(t.totals().hidden, 1);
@@ -259,8 +261,8 @@ mod tests {
     #[test]
     fn reused_pid_is_a_new_process() {
         let mut t = Tracker::new();
-        t.apply(&ev(10, 100, 1, Body::Fork, 0));
-        t.apply(&ev(10, 500, 1, Body::Fork, 0));
+        t.apply(ev(10, 100, 1, Body::Fork, 0));
+        t.apply(ev(10, 500, 1, Body::Fork, 0));
         assert_eq!(t.totals().missing_exits, 1);
         assert_eq!(t.totals().processes, 2);
         assert_eq!(t.live().next().unwrap().key.start_ns, 500);
@@ -270,7 +272,7 @@ mod tests {
     fn first_sight_exit_is_counted() {
         let mut t = Tracker::new();
         let done = t
-            .apply(&ev(
+            .apply(ev(
                 7,
                 50,
                 1,
