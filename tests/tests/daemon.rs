@@ -58,7 +58,7 @@ impl Daemon {
     }
 
     /// SIGTERM, then the daemon must flush and exit 0.
-    fn stop(mut self) -> Traced {
+    fn stop(self) -> Traced {
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let out = self.child.wait_with_output().unwrap();
         assert_eq!(out.status.code(), Some(0), "daemon exit status");
