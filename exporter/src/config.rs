@@ -199,7 +199,13 @@ impl Config {
             figment = figment.merge(Toml::file_exact(path));
         }
         figment = figment
-            .merge(Env::prefixed("PIPETRACE_").split("__"))
+            // Only SECTION__KEY variables are configuration; other PIPETRACE_* variables (build
+            // or test switches) are not this layer's business.
+            .merge(
+                Env::prefixed("PIPETRACE_")
+                    .filter(|key| key.as_str().contains("__"))
+                    .split("__"),
+            )
             .merge(overrides.into_figment());
         let config: Config = figment
             .extract()

@@ -100,6 +100,23 @@ fn bad_flags_and_config_are_one_line() {
         .output()
         .unwrap();
     assert_one_line_error(&out, "run.grace_period");
+    let out = Command::new(bin())
+        .arg("config")
+        .env("PIPETRACE_CAPTURE__ARGV_MAXIMUM", "1")
+        .output()
+        .unwrap();
+    assert_one_line_error(&out, "argv_maximum");
+    // Variables without a SECTION__KEY shape are not configuration.
+    let out = Command::new(bin())
+        .arg("config")
+        .env("PIPETRACE_SOMETHING_ELSE", "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
