@@ -361,12 +361,9 @@ pub fn sched_process_exit(ctx: RawTracePointContext) -> i32 {
     let parent = real_parent(task);
     let ppid = task_tgid(parent);
     let mut record_flags = 0u16;
-    let state = match unsafe { TRACKED.get(tgid) } {
-        Some(s) => {
-            let s = *s;
-            let _ = TRACKED.remove(tgid);
-            s
-        }
+    let tracked = unsafe { TRACKED.get(tgid) }.copied();
+    let state = match tracked {
+        Some(s) => s,
         None => {
             if !in_untracked_scope(task, tgid) {
                 return 0;
@@ -379,9 +376,20 @@ pub fn sched_process_exit(ctx: RawTracePointContext) -> i32 {
             }
         }
     };
+    emit_exit(task, tgid, ppid, &state, record_flags);
+    // Only after its exit record is in the ring: `run` takes an empty TRACKED to mean that
+    // every exit of the tree is there to be read.
+    if tracked.is_some() {
+        let _ = TRACKED.remove(tgid);
+    }
+    0
+}
+
+#[inline(always)]
+fn emit_exit(task: u64, tgid: u32, ppid: u32, state: &TrackState, mut record_flags: u16) {
     if state.flags & track::HIDDEN != 0 {
         count(counter::HIDDEN);
-        return 0;
+        return;
     }
     if state.flags & track::ANNOUNCED == 0 {
         record_flags |= flags::FIRST_SIGHT;
@@ -389,13 +397,12 @@ pub fn sched_process_exit(ctx: RawTracePointContext) -> i32 {
     if state.flags & track::ROOT != 0 {
         record_flags |= flags::ROOT;
     }
-
     let Some(mut entry) = EVENTS.reserve::<ExitRecord>(0) else {
         count(counter::RING_FULL);
-        return 0;
+        return;
     };
     let mut header = base_header(kind::EXIT, core::mem::size_of::<ExitRecord>());
-    fill_process(&mut header, task, tgid, ppid, &state, current_comm());
+    fill_process(&mut header, task, tgid, ppid, state, current_comm());
     header.flags = record_flags;
     entry.write(ExitRecord {
         header,
@@ -406,5 +413,4 @@ pub fn sched_process_exit(ctx: RawTracePointContext) -> i32 {
     });
     entry.submit(wakeup_flags());
     count(counter::EMITTED);
-    0
 }
