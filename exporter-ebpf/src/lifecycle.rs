@@ -82,6 +82,9 @@ pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
     let parent = real_parent(child);
     let ppid = task_tgid(parent);
 
+    // Scope follows the real parent, which is also the reported parent. A CLONE_PARENT child
+    // (real parent = its creator's parent) therefore takes its grandparent's scope: rare, and it
+    // keeps the tree and the scope consistent.
     let state = match unsafe { TRACKED.get(ppid) } {
         Some(p) if p.flags & track::HIDDEN != 0 => TrackState {
             tree_ppid: p.tree_ppid,
