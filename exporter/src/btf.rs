@@ -60,7 +60,6 @@ struct Member {
 enum Type {
     /// Struct or union with its members.
     Composite {
-        name: String,
         members: Vec<Member>,
     },
     /// typedef / const / volatile / restrict / type tag: points at another type.
@@ -159,12 +158,9 @@ impl Btf {
                     let type_name = name(name_off)?;
                     if kind == KIND_STRUCT && !type_name.is_empty() {
                         // Keep the first definition with members (later ones may be forwards).
-                        structs_by_name.entry(type_name.clone()).or_insert(id);
+                        structs_by_name.entry(type_name).or_insert(id);
                     }
-                    Type::Composite {
-                        name: type_name,
-                        members,
-                    }
+                    Type::Composite { members }
                 }
                 KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_TYPE_TAG => {
                     Type::Alias(size_or_type)
@@ -219,7 +215,7 @@ impl Btf {
         if depth > 8 {
             return None;
         }
-        let Some(Type::Composite { members, .. }) = self.types.get(id as usize) else {
+        let Some(Type::Composite { members }) = self.types.get(id as usize) else {
             return None;
         };
         if let Some(m) = members.iter().find(|m| m.name == member) {
@@ -251,14 +247,6 @@ impl Btf {
             });
         }
         Ok(bits / 8)
-    }
-
-    /// Name of a composite type, for diagnostics.
-    pub fn type_name(&self, id: u32) -> Option<&str> {
-        match self.types.get(id as usize) {
-            Some(Type::Composite { name, .. }) => Some(name),
-            _ => None,
-        }
     }
 
     /// Every offset the kernel programs need.

@@ -1,7 +1,5 @@
 //! Kernel CLOCK_MONOTONIC timestamps to wall-clock time.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
 fn clock_ns(clock: libc::clockid_t) -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
@@ -46,10 +44,6 @@ impl Clock {
     pub fn unix_ns(&self, ktime_ns: u64) -> u64 {
         (ktime_ns as i128 + self.offset_ns).max(0) as u64
     }
-
-    pub fn system_time(&self, ktime_ns: u64) -> SystemTime {
-        UNIX_EPOCH + Duration::from_nanos(self.unix_ns(ktime_ns))
-    }
 }
 
 impl Default for Clock {
@@ -81,6 +75,7 @@ pub fn rfc3339(unix_ns: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::{SystemTime, UNIX_EPOCH};
 
     #[test]
     fn converts_monotonic_to_now() {
