@@ -1,12 +1,14 @@
 //! Wires the stages together: checks → loader → reader → tracker → sinks, and takes them down
 //! in order so that nothing read from the kernel is left unprocessed.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use tokio::{
     sync::{mpsc, watch},
     task::JoinHandle,
 };
+
+use exporter_common::{TrackState, track};
 
 use crate::{
     btf::{Btf, BtfError},
@@ -14,10 +16,15 @@ use crate::{
     config::Config,
     loader::{Capture, KernelScope, LoadError},
     preflight::{self, PreflightError},
+    procfs::{self, ProcEntry},
     reader::Reader,
-    sinks::{Sink, SinkError, jsonl::JsonlSink},
+    sinks::{
+        Sink, SinkError,
+        jsonl::JsonlSink,
+        otlp::{self, ExportTask, OtlpSink, SpanStats},
+    },
     stats::{KernelCounters, Losses, Stats},
-    tracker::{self, Tracker},
+    tracker::{self, SpanRef, Tracker, TrackerOptions},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +48,20 @@ pub struct Agent {
     stop: watch::Sender<bool>,
     reader: JoinHandle<()>,
     consumer: JoinHandle<(Tracker, Vec<Box<dyn Sink>>)>,
+    export: Option<ExportTask>,
+    pub started_ns: u64,
+}
+
+/// How the agent is driven.
+#[derive(Debug, Clone, Default)]
+pub struct StartOptions {
+    /// Run mode: the run's span, parent of the command's span.
+    pub run_span: Option<SpanRef>,
+    /// `cicd.*` resource attributes of the CI job (run mode).
+    pub cicd: Vec<(&'static str, String)>,
+    /// Daemon, descendants mode: also trace the subtrees of matching processes that are
+    /// already running.
+    pub seed_root_names: Vec<String>,
 }
 
 /// What is left after the agent stopped.
@@ -49,25 +70,100 @@ pub struct Finished {
     pub sinks: Vec<Box<dyn Sink>>,
     pub kernel: KernelCounters,
     pub losses: Losses,
+    export: Option<ExportTask>,
 }
 
-/// The sinks the configuration asks for.
-pub fn configured_sinks(config: &Config, clock: Clock) -> Result<Vec<Box<dyn Sink>>, SinkError> {
+impl Finished {
+    /// Flushes and closes every sink; waits up to `deadline` for queued spans to be sent.
+    /// Returns the span counters when OTLP export was on.
+    pub async fn close(mut self, deadline: Duration) -> Option<Arc<SpanStats>> {
+        for sink in self.sinks.iter_mut() {
+            if let Err(e) = sink.flush() {
+                tracing::warn!("sink {}: {e}", sink.name());
+            }
+        }
+        // Dropping the sinks closes the span queue: the export task drains it and ends.
+        drop(self.sinks);
+        match self.export {
+            Some(task) => Some(task.finish(deadline).await),
+            None => None,
+        }
+    }
+}
+
+/// The sinks, and the export task behind the OTLP sink when there is one.
+pub type ConfiguredSinks = (Vec<Box<dyn Sink>>, Option<ExportTask>);
+
+/// The sinks the configuration asks for, and the export task behind the OTLP sink.
+pub fn configured_sinks(
+    config: &Config,
+    clock: Clock,
+    cicd: &[(&'static str, String)],
+) -> Result<ConfiguredSinks, SinkError> {
     let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
     if let Some(path) = &config.output.jsonl {
         sinks.push(Box::new(JsonlSink::create(path, clock)?));
     }
-    Ok(sinks)
+    let mut export = None;
+    if config.otlp.enabled() {
+        let resource = otlp::resource(&config.otlp, cicd);
+        let (sink, task) = OtlpSink::from_config(&config.otlp, resource, clock)?;
+        sinks.push(Box::new(sink));
+        export = Some(task);
+    }
+    Ok((sinks, export))
+}
+
+/// Registers running processes whose name is a root name, and their descendants, in the
+/// kernel's tracked set; returns them, parents first.
+fn seed_existing(capture: &Capture, root_names: &[String]) -> Vec<ProcEntry> {
+    if root_names.is_empty() {
+        return Vec::new();
+    }
+    let existing = procfs::existing_subtrees(root_names);
+    for p in &existing {
+        let state = TrackState {
+            tree_ppid: p.ppid,
+            flags: if p.ppid == 0 { track::ROOT } else { 0 },
+            parent_start_ns: 0,
+        };
+        if let Err(e) = crate::loader::register_pid(capture.tracked_fd(), p.tgid, &state) {
+            tracing::warn!("cannot track running process {}: {e}", p.tgid);
+        }
+    }
+    tracing::info!(
+        count = existing.len(),
+        "tracking already running root subtrees"
+    );
+    existing
 }
 
 impl Agent {
     /// Loads and attaches the programs; tracing is live when this returns.
-    pub fn start(config: &Config, scope: &KernelScope) -> Result<Self, AgentError> {
+    pub fn start(
+        config: &Config,
+        scope: &KernelScope,
+        options: StartOptions,
+    ) -> Result<Self, AgentError> {
         preflight::check_all(&config.capture.btf_path)?;
         let offsets = Btf::from_file(&config.capture.btf_path)?.kernel_offsets()?;
         let clock = Clock::new();
-        let sinks = configured_sinks(config, clock)?;
+        let (sinks, export) = configured_sinks(config, clock, &options.cicd)?;
+        let started_ns = crate::clock::monotonic_ns();
         let mut capture = Capture::load(config, offsets, scope)?;
+        let t = &config.tracker;
+        let mut tracker = Tracker::new(TrackerOptions {
+            run_span: options.run_span,
+            retain_ended_ns: t.retain_ended.as_nanos() as u64,
+            max_ended: t.max_ended,
+            started_ns,
+        });
+        // After attaching, so that nothing started in between is missed; before the consumer
+        // starts, so that the tracker knows them before their events.
+        for seed in seed_existing(&capture, &options.seed_root_names) {
+            tracker.seed(&seed);
+        }
+        let sweep = (!t.sweep_interval.is_zero()).then_some(t.sweep_interval);
         let stats = Arc::new(Stats::default());
         let (tx, rx) = mpsc::channel(config.capture.queue_capacity);
         let ring = capture
@@ -76,7 +172,7 @@ impl Agent {
         let reader = Reader::new(ring, tx, stats.clone()).map_err(AgentError::Reader)?;
         let (stop, stop_rx) = watch::channel(false);
         let reader = tokio::spawn(reader.run(stop_rx));
-        let consumer = tokio::spawn(tracker::consume(rx, Tracker::new(), sinks, stats.clone()));
+        let consumer = tokio::spawn(tracker::consume(rx, tracker, sinks, stats.clone(), sweep));
         Ok(Self {
             capture,
             stats,
@@ -84,6 +180,8 @@ impl Agent {
             stop,
             reader,
             consumer,
+            export,
+            started_ns,
         })
     }
 
@@ -94,7 +192,7 @@ impl Agent {
         let (tracker, mut sinks) = self
             .consumer
             .await
-            .unwrap_or_else(|_| (Tracker::new(), Vec::new()));
+            .unwrap_or_else(|_| (Tracker::default(), Vec::new()));
         for sink in sinks.iter_mut() {
             if let Err(e) = sink.flush() {
                 Stats::add(&self.stats.sink_errors, 1);
@@ -108,6 +206,7 @@ impl Agent {
             sinks,
             kernel,
             losses,
+            export: self.export,
         }
     }
 }

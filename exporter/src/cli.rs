@@ -36,6 +36,14 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "PATH")]
     pub btf: Option<PathBuf>,
 
+    /// OTLP receiver for spans, e.g. http://localhost:4317 (export is off without one).
+    #[arg(long, global = true, value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
+
+    /// OTLP transport: grpc or http/protobuf.
+    #[arg(long, global = true, value_name = "PROTOCOL", value_parser = ["grpc", "http/protobuf"])]
+    pub otlp_protocol: Option<String>,
+
     /// Log filter (tracing env-filter syntax), e.g. info or pipetrace=debug.
     #[arg(long, global = true, value_name = "FILTER", default_value = "warn")]
     pub log: String,
@@ -60,7 +68,8 @@ pub enum Command {
         )]
         command: Vec<OsString>,
     },
-    /// Print the effective configuration (defaults < file < environment < flags) as TOML.
+    /// Print the effective configuration (defaults < OTEL_* environment < file < PIPETRACE_*
+    /// environment < flags) as TOML; header values are masked.
     Config,
 }
 
@@ -76,6 +85,8 @@ impl Cli {
             argv_max_bytes: self.argv_max,
             hide: self.hide.clone(),
             btf_path: self.btf.clone(),
+            otlp_endpoint: self.otlp_endpoint.clone(),
+            otlp_protocol: self.otlp_protocol.clone(),
         }
     }
 }

@@ -2,7 +2,7 @@
 //! command-line flags. Unknown keys, wrong types and impossible values are rejected with one
 //! line that names the source, the key and what is allowed.
 
-use std::{path::PathBuf, time::Duration};
+use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
 use figment::{
     Figment,
@@ -19,6 +19,114 @@ pub struct Config {
     pub scope: ScopeSection,
     pub run: RunSection,
     pub output: OutputSection,
+    pub tracker: TrackerSection,
+    pub otlp: OtlpSection,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrackerSection {
+    /// How long an ended process is remembered, for children and events that arrive late.
+    #[serde(with = "humantime_serde")]
+    pub retain_ended: Duration,
+    /// At most this many ended processes are remembered.
+    pub max_ended: usize,
+    /// How often live processes are checked against /proc for lost exit records (0 = never).
+    #[serde(with = "humantime_serde")]
+    pub sweep_interval: Duration,
+}
+
+impl Default for TrackerSection {
+    fn default() -> Self {
+        Self {
+            retain_ended: Duration::from_secs(60),
+            max_ended: 100_000,
+            sweep_interval: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OtlpProtocol {
+    #[serde(rename = "grpc")]
+    Grpc,
+    #[serde(rename = "http/protobuf")]
+    HttpProtobuf,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSection {
+    /// PEM CA certificate(s) to trust instead of the system roots.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate and key, for mutual TLS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OtlpSection {
+    /// Receiver URL; empty = no export. For http/protobuf, `/v1/traces` is appended unless
+    /// the URL already ends with it.
+    pub endpoint: String,
+    pub protocol: OtlpProtocol,
+    /// Extra request headers (gRPC metadata), e.g. an API key.
+    pub headers: BTreeMap<String, String>,
+    /// Deadline of one export request.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    pub service_name: String,
+    /// Added to the resource of every span.
+    pub resource_attributes: BTreeMap<String, String>,
+    /// Spans waiting for export; beyond it spans are dropped and counted.
+    pub max_queue_spans: usize,
+    /// Spans per export request.
+    pub max_batch_spans: usize,
+    /// Longest wait before a partial batch is sent.
+    #[serde(with = "humantime_serde")]
+    pub batch_delay: Duration,
+    /// How long the agent waits at exit for the last spans to be sent.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+    pub tls: TlsSection,
+}
+
+impl Default for OtlpSection {
+    fn default() -> Self {
+        Self {
+            endpoint: String::new(),
+            protocol: OtlpProtocol::Grpc,
+            headers: BTreeMap::new(),
+            timeout: Duration::from_secs(10),
+            service_name: "otel-pipetrace".into(),
+            resource_attributes: BTreeMap::new(),
+            max_queue_spans: 8192,
+            max_batch_spans: 512,
+            batch_delay: Duration::from_secs(1),
+            shutdown_timeout: Duration::from_secs(5),
+            tls: TlsSection::default(),
+        }
+    }
+}
+
+impl OtlpSection {
+    pub fn enabled(&self) -> bool {
+        !self.endpoint.trim().is_empty()
+    }
+
+    /// The URL spans are sent to.
+    pub fn traces_url(&self) -> String {
+        let base = self.endpoint.trim();
+        match self.protocol {
+            OtlpProtocol::Grpc => base.to_owned(),
+            OtlpProtocol::HttpProtobuf if base.ends_with("/v1/traces") => base.to_owned(),
+            OtlpProtocol::HttpProtobuf => format!("{}/v1/traces", base.trim_end_matches('/')),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -128,6 +236,10 @@ pub struct Overrides {
     pub hide: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub btf_path: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub otlp_endpoint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub otlp_protocol: Option<String>,
 }
 
 impl Overrides {
@@ -147,6 +259,12 @@ impl Overrides {
         }
         if let Some(v) = self.btf_path {
             f = f.merge(Serialized::default("capture.btf_path", v));
+        }
+        if let Some(v) = self.otlp_endpoint {
+            f = f.merge(Serialized::default("otlp.endpoint", v));
+        }
+        if let Some(v) = self.otlp_protocol {
+            f = f.merge(Serialized::default("otlp.protocol", v));
         }
         f
     }
@@ -191,7 +309,17 @@ fn describe(err: figment::Error) -> String {
 
 impl Config {
     pub fn load(file: Option<&std::path::Path>, overrides: Overrides) -> Result<Self, ConfigError> {
-        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        Self::load_with_env(file, overrides, |name| std::env::var(name).ok())
+    }
+
+    /// [`Config::load`] with the environment given as a lookup (tests pass their own).
+    pub fn load_with_env(
+        file: Option<&std::path::Path>,
+        overrides: Overrides,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()))
+            .merge(crate::otel_env::layer(&env).map_err(ConfigError::Invalid)?);
         if let Some(path) = file {
             if !path.is_file() {
                 return Err(ConfigError::Missing(path.to_path_buf()));
@@ -267,12 +395,81 @@ impl Config {
         if self.run.grace_period > Duration::from_secs(24 * 3600) {
             return bad("run.grace_period", "at most 24h".into());
         }
+        if self.tracker.max_ended == 0 {
+            return bad("tracker.max_ended", "must be at least 1".into());
+        }
+        let o = &self.otlp;
+        if o.enabled() {
+            let url = o.endpoint.trim();
+            let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
+            let host = url.split_once("://").map_or("", |(_, rest)| rest);
+            if !scheme_ok || host.is_empty() || host.starts_with('/') {
+                return bad(
+                    "otlp.endpoint",
+                    format!("{url:?} is not a URL; expected http://HOST:PORT or https://HOST:PORT"),
+                );
+            }
+        }
+        for (key, n) in [
+            ("otlp.max_queue_spans", o.max_queue_spans),
+            ("otlp.max_batch_spans", o.max_batch_spans),
+        ] {
+            if n == 0 {
+                return bad(key, "must be at least 1".into());
+            }
+        }
+        if o.timeout.is_zero() {
+            return bad("otlp.timeout", "must be more than 0".into());
+        }
+        if o.service_name.trim().is_empty() {
+            return bad("otlp.service_name", "must not be empty".into());
+        }
+        for (name, value) in &o.headers {
+            let name_ok = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+            if !name_ok || value.bytes().any(|b| b.is_ascii_control()) {
+                return bad(
+                    "otlp.headers",
+                    format!(
+                        "{name:?}: header names are letters, digits, '-', '_' or '.', values without control characters"
+                    ),
+                );
+            }
+        }
+        for (key, path) in [
+            ("otlp.tls.ca_file", &o.tls.ca_file),
+            ("otlp.tls.cert_file", &o.tls.cert_file),
+            ("otlp.tls.key_file", &o.tls.key_file),
+        ] {
+            if let Some(path) = path
+                && !path.is_file()
+            {
+                return bad(key, format!("{}: not a readable file", path.display()));
+            }
+        }
+        if o.tls.cert_file.is_some() != o.tls.key_file.is_some() {
+            return bad(
+                "otlp.tls.cert_file",
+                "cert_file and key_file go together (mutual TLS)".into(),
+            );
+        }
         Ok(())
     }
 
     /// The effective configuration as TOML (loads back with `--config`).
     pub fn to_toml(&self) -> String {
         toml::to_string(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    }
+
+    /// Like [`Config::to_toml`], with header values (API keys, tokens) masked: for printing.
+    pub fn to_toml_redacted(&self) -> String {
+        let mut shown = self.clone();
+        for value in shown.otlp.headers.values_mut() {
+            *value = "<redacted>".into();
+        }
+        shown.to_toml()
     }
 }
 
@@ -331,6 +528,20 @@ mod tests {
             ("[scope]\nmode = \"everything\"\n", "scope.mode"),
             ("[run]\ngrace_period = \"soon\"\n", "run.grace_period"),
             ("[nonsense]\n", "nonsense"),
+            ("[otlp]\nendpoint = \"localhost:4317\"\n", "otlp.endpoint"),
+            ("[otlp]\nprotocol = \"http/json\"\n", "otlp.protocol"),
+            ("[otlp]\ntimeout = \"0s\"\n", "otlp.timeout"),
+            ("[otlp]\nmax_queue_spans = 0\n", "otlp.max_queue_spans"),
+            ("[otlp.headers]\n\"bad header\" = \"x\"\n", "otlp.headers"),
+            (
+                "[otlp.tls]\nca_file = \"/nonexistent/ca.pem\"\n",
+                "otlp.tls.ca_file",
+            ),
+            ("[otlp.tls]\nbogus = 1\n", "bogus"),
+            (
+                "[tracker]\nretain_ended = \"forever\"\n",
+                "tracker.retain_ended",
+            ),
             ("this is = = not toml", ""),
         ];
         for (text, key) in cases {
@@ -358,8 +569,29 @@ mod tests {
     fn example_config_shows_the_defaults() {
         let path =
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/pipetrace.toml");
-        let loaded = Config::load(Some(&path), Overrides::default()).unwrap();
+        let loaded = Config::load_with_env(Some(&path), Overrides::default(), |_| None).unwrap();
         assert_eq!(loaded, Config::default());
+        // Every key (optional ones commented out) is documented there.
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut all = Config::default();
+        all.scope.cgroup = Some("/x".into());
+        all.output.jsonl = Some("x".into());
+        all.otlp.tls.ca_file = Some("x".into());
+        all.otlp.tls.cert_file = Some("x".into());
+        all.otlp.tls.key_file = Some("x".into());
+        for line in all.to_toml().lines() {
+            if let Some(section) = line.strip_prefix('[') {
+                assert!(
+                    text.contains(&format!("[{section}")),
+                    "section [{section} undocumented"
+                );
+            } else if let Some((key, _)) = line.split_once(" = ") {
+                assert!(
+                    text.contains(&format!("{key} = ")),
+                    "key {key} undocumented"
+                );
+            }
+        }
     }
 
     #[test]

@@ -5,15 +5,21 @@
 
 pub mod agent;
 pub mod btf;
+pub mod cgroups;
+pub mod cicd;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod decode;
+pub mod ids;
 pub mod loader;
+pub mod otel_env;
 pub mod preflight;
+pub mod procfs;
 pub mod reader;
 pub mod run;
 pub mod sinks;
+pub mod spans;
 pub mod stats;
 pub mod tracker;

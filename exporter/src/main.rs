@@ -55,7 +55,7 @@ fn main() -> ExitCode {
     };
 
     if let Some(Command::Config) = cli.command {
-        print!("{}", config.to_toml());
+        print!("{}", config.to_toml_redacted());
         return ExitCode::SUCCESS;
     }
 

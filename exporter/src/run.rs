@@ -6,10 +6,14 @@ use std::{ffi::OsString, os::unix::process::ExitStatusExt, time::Duration};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
-    agent::{Agent, AgentError, describe_losses},
+    agent::{Agent, AgentError, StartOptions, describe_losses},
+    cicd,
     clock::monotonic_ns,
     config::Config,
+    ids::IdGenerator,
     loader::{KernelScope, register_self, run_root_state},
+    spans::{RemoteParent, RunSpan, traceparent},
+    tracker::SpanRef,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -50,13 +54,39 @@ fn forward(pid: Option<u32>, sig: libc::c_int) {
 
 /// Traces `command` and returns its exit status (128 + signal when it was killed).
 pub async fn run(config: &Config, command: &[OsString]) -> Result<i32, RunError> {
-    let agent = Agent::start(config, &KernelScope::Tracked)?;
+    // The run is the root span; a TRACEPARENT from the CI system makes it a child of that.
+    let env = |name: &str| std::env::var(name).ok();
+    let remote_parent =
+        env("TRACEPARENT").and_then(|tp| RemoteParent::parse(&tp, env("TRACESTATE").as_deref()));
+    let mut ids = IdGenerator::new();
+    let run_span = SpanRef {
+        trace_id: remote_parent
+            .as_ref()
+            .map_or_else(|| ids.trace_id(), |r| r.trace_id),
+        span_id: ids.span_id(),
+    };
+    let run_id = format!("{:016x}", run_span.span_id);
+    let agent = Agent::start(
+        config,
+        &KernelScope::Tracked,
+        StartOptions {
+            run_span: Some(run_span),
+            cicd: cicd::attributes(env),
+            ..Default::default()
+        },
+    )?;
     let program = command[0].to_string_lossy().into_owned();
+    let start_ns = monotonic_ns();
 
     let tracked_fd = agent.capture.tracked_fd();
     let root = run_root_state();
     let mut cmd = tokio::process::Command::new(&command[0]);
     cmd.args(&command[1..]);
+    cmd.env("PIPETRACE_RUN_ID", &run_id);
+    if config.otlp.enabled() {
+        // Instrumented tools in the pipeline continue the trace under the run.
+        cmd.env("TRACEPARENT", traceparent(run_span));
+    }
     // SAFETY: the hook only makes async-signal-safe syscalls (getpid, bpf).
     unsafe {
         cmd.pre_exec(move || register_self(tracked_fd, &root));
@@ -64,7 +94,7 @@ pub async fn run(config: &Config, command: &[OsString]) -> Result<i32, RunError>
     let mut child = match cmd.spawn() {
         Ok(child) => child,
         Err(source) => {
-            agent.stop().await;
+            agent.stop().await.close(Duration::ZERO).await;
             return Err(RunError::Spawn { program, source });
         }
     };
@@ -93,7 +123,7 @@ pub async fn run(config: &Config, command: &[OsString]) -> Result<i32, RunError>
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let still_alive = agent.capture.tracked_pids();
-    let finished = agent.stop().await;
+    let mut finished = agent.stop().await;
     let now = monotonic_ns();
 
     let mut still_running: Vec<_> = finished
@@ -102,25 +132,46 @@ pub async fn run(config: &Config, command: &[OsString]) -> Result<i32, RunError>
         .filter(|p| still_alive.contains(&p.key.tgid))
         .collect();
     still_running.sort_by_key(|p| p.key.start_ns);
-    let mut sinks = finished.sinks;
-    for sink in sinks.iter_mut() {
+    let still_running: Vec<_> = still_running.into_iter().cloned().collect();
+    let totals = finished.tracker.totals();
+    let run = RunSpan {
+        span: run_span,
+        remote_parent,
+        run_id,
+        command: command
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect(),
+        start_ns,
+        end_ns: now,
+        exit_code: status.code(),
+        signal: status.signal(),
+        processes: totals.processes,
+        failed: totals.failed,
+        still_running: still_running.len() as u64,
+    };
+    for sink in finished.sinks.iter_mut() {
         for p in &still_running {
             if let Err(e) = sink.still_running(p, now) {
                 tracing::warn!("sink {}: {e}", sink.name());
             }
         }
-        if let Err(e) = sink.flush() {
+        if let Err(e) = sink.run_ended(&run) {
             tracing::warn!("sink {}: {e}", sink.name());
         }
     }
+    let losses = describe_losses(&finished.losses);
+    let spans = finished.close(config.otlp.shutdown_timeout).await;
 
-    let totals = finished.tracker.totals();
     eprintln!(
-        "otel-pipetrace: {} processes, {} failed, {} still running, {}; {program} exited with {}",
+        "otel-pipetrace: {} processes, {} failed, {} still running, {}{}; {program} exited with {}",
         totals.processes,
         totals.failed,
         still_running.len(),
-        describe_losses(&finished.losses),
+        losses,
+        spans
+            .map(|s| format!(", {}", s.describe()))
+            .unwrap_or_default(),
         describe_status(&status),
     );
     for p in &still_running {

@@ -1,12 +1,33 @@
-//! Process table built from the event stream: which processes are alive, their tree parent,
-//! their latest image, and how each one ended. It owns its state; events arrive over a channel.
+//! Process table built from the event stream: which processes are alive, their place in the
+//! tree, the image they run, how each one ended, and the trace/span ids that link them.
+//!
+//! It owns its state (one task, no locks). Rules, each covered by a test below:
+//! - identity is `(tgid, start time)`: a reused pid is a new process;
+//! - a process's tree parent is fixed when it is first seen (the nearest visible ancestor):
+//!   when the parent dies first and the kernel reparents the child to a subreaper, the span
+//!   stays under the parent that started it;
+//! - an exec replaces the image inside the same process: one span per process lifetime, named
+//!   after the last image; the images it replaced become span events;
+//! - an event for a process seen for the first time creates it (its fork was before tracing
+//!   or in a lost record); an event for a process that already ended is late and ignored;
+//! - processes already running when the agent started are seeded from `/proc`;
+//! - ended processes are remembered (for late children and late events) for a retention
+//!   period, then evicted, so memory stays bounded in a daemon that runs for weeks; live
+//!   processes whose exit record was lost are found by [`Tracker::sweep_lost`].
 
-use std::collections::HashMap;
+use std::{
+    collections::{HashMap, HashSet, VecDeque},
+    sync::Arc,
+    time::Duration,
+};
 
 use tokio::sync::mpsc;
 
 use crate::{
+    clock::monotonic_ns,
     decode::{Body, Common, Event, Exec, Exit},
+    ids::IdGenerator,
+    procfs::{self, ProcEntry},
     sinks::Sink,
     stats::Stats,
 };
@@ -19,46 +40,62 @@ pub struct ProcessKey {
     pub start_ns: u64,
 }
 
+/// Where a process sits in the distributed trace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpanRef {
+    pub trace_id: u128,
+    pub span_id: u64,
+}
+
+/// Why a process left the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    Exited(Exit),
+    /// The exit record never arrived (lost), but `/proc` says the process is gone.
+    Lost,
+    /// Still running when tracing stopped.
+    StillRunning,
+}
+
+/// Images a process ran before its current one, beyond which only a count is kept.
+pub const MAX_PREVIOUS_EXECS: usize = 8;
+
 #[derive(Debug, Clone)]
 pub struct Process {
     pub key: ProcessKey,
-    /// Nearest visible ancestor (hidden processes skipped); `None` for a root.
+    /// Nearest visible ancestor when first seen (hidden processes skipped); `None` for a root.
     pub parent: Option<ProcessKey>,
-    /// tgid of the real parent at the latest event.
+    /// tgid of the real parent at the latest event (changes when reparented).
     pub ppid: u32,
     pub comm: String,
     pub uid: u32,
     pub cgroup_id: u64,
     /// The image it runs now (last exec), if it executed anything since it was seen.
     pub exec: Option<Box<Exec>>,
+    /// CLOCK_MONOTONIC ns of the last exec.
+    pub exec_ns: Option<u64>,
     pub exec_count: u32,
+    /// Earlier images `(exec time, image)`, oldest first, at most [`MAX_PREVIOUS_EXECS`].
+    pub previous_execs: Vec<(u64, Box<Exec>)>,
     /// A scope root (the `run` command or a matched root).
     pub root: bool,
-    pub exit: Option<Exit>,
-    /// CLOCK_MONOTONIC ns of the exit.
+    /// Known from `/proc` at start-up: the start time is accurate to a clock tick only.
+    pub seeded: bool,
+    /// Has its own span (false for processes that predate the agent and were not seeded).
+    pub spanned: bool,
+    pub span: SpanRef,
+    /// Span of the tree parent, or of the run; `None` starts a trace.
+    pub parent_span: Option<u64>,
+    pub ending: Option<Ending>,
+    /// CLOCK_MONOTONIC ns of the exit (or of the moment it was found gone / tracing stopped).
     pub end_ns: Option<u64>,
 }
 
 impl Process {
-    fn from_common(c: &Common) -> Self {
-        Self {
-            key: ProcessKey {
-                tgid: c.tgid,
-                start_ns: c.start_ns,
-            },
-            parent: (c.tree_ppid != 0).then_some(ProcessKey {
-                tgid: c.tree_ppid,
-                start_ns: c.parent_start_ns,
-            }),
-            ppid: c.ppid,
-            comm: c.comm.clone(),
-            uid: c.uid,
-            cgroup_id: c.cgroup_id,
-            exec: None,
-            exec_count: 0,
-            root: c.has(flags::ROOT),
-            exit: None,
-            end_ns: None,
+    pub fn exit(&self) -> Option<Exit> {
+        match self.ending {
+            Some(Ending::Exited(exit)) => Some(exit),
+            _ => None,
         }
     }
 
@@ -68,6 +105,16 @@ impl Process {
             Some(exec) if !exec.argv.is_empty() => exec.argv.join(" "),
             _ => self.comm.clone(),
         }
+    }
+
+    /// Base name of the executable file (`process.executable.name`), else the comm.
+    pub fn executable_name(&self) -> &str {
+        self.exec
+            .as_ref()
+            .and_then(|e| e.exe.as_deref())
+            .and_then(|path| path.rsplit('/').next())
+            .filter(|n| !n.is_empty())
+            .unwrap_or(&self.comm)
     }
 }
 
@@ -82,17 +129,75 @@ pub struct TrackerTotals {
     pub hidden: u64,
     /// A pid was reused before its previous process's exit arrived (exit lost).
     pub missing_exits: u64,
+    /// Live processes found gone in `/proc` without an exit record.
+    pub lost_exits: u64,
+    /// Events for a process that had already ended.
+    pub late_events: u64,
+    /// Ended processes forgotten after the retention period or over the cap.
+    pub evicted: u64,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Copy)]
+pub struct TrackerOptions {
+    /// The run's span: scope roots become its children (run mode).
+    pub run_span: Option<SpanRef>,
+    /// How long an ended process is remembered (ns).
+    pub retain_ended_ns: u64,
+    /// At most this many ended processes are remembered.
+    pub max_ended: usize,
+    /// Processes that started before this (CLOCK_MONOTONIC ns) and were not seeded have no
+    /// span: only part of their life was seen.
+    pub started_ns: u64,
+}
+
+impl Default for TrackerOptions {
+    fn default() -> Self {
+        Self {
+            run_span: None,
+            retain_ended_ns: 60_000_000_000,
+            max_ended: 100_000,
+            started_ns: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct EndedRef {
+    span: SpanRef,
+    spanned: bool,
+}
+
+#[derive(Debug)]
 pub struct Tracker {
     live: HashMap<u32, Process>,
+    ended: HashMap<ProcessKey, EndedRef>,
+    ended_order: VecDeque<(u64, ProcessKey)>,
+    /// Live processes `/proc` did not show at the last sweep.
+    suspects: HashSet<ProcessKey>,
+    ids: IdGenerator,
+    options: TrackerOptions,
     totals: TrackerTotals,
+    tolerance_ns: u64,
+}
+
+impl Default for Tracker {
+    fn default() -> Self {
+        Self::new(TrackerOptions::default())
+    }
 }
 
 impl Tracker {
-    pub fn new() -> Self {
-        Self::default()
+    pub fn new(options: TrackerOptions) -> Self {
+        Self {
+            live: HashMap::new(),
+            ended: HashMap::new(),
+            ended_order: VecDeque::new(),
+            suspects: HashSet::new(),
+            ids: IdGenerator::new(),
+            options,
+            totals: TrackerTotals::default(),
+            tolerance_ns: crate::procfs::start_tolerance_ns(),
+        }
     }
 
     pub fn totals(&self) -> TrackerTotals {
@@ -103,27 +208,180 @@ impl Tracker {
         self.live.values()
     }
 
-    /// The live entry for this event's process, created when the event is its first.
-    fn entry(&mut self, c: &Common) -> &mut Process {
+    /// Ended processes currently remembered.
+    pub fn remembered(&self) -> usize {
+        self.ended.len()
+    }
+
+    /// Does the live entry for `tgid` belong to the process that started at `start_ns`?
+    /// A seeded entry's start is approximate: a close match is the same process.
+    fn same(&self, p: &Process, start_ns: u64) -> bool {
+        p.key.start_ns == start_ns
+            || (p.seeded && p.key.start_ns.abs_diff(start_ns) <= self.tolerance_ns)
+    }
+
+    /// Span context of the process's tree parent, if that parent has a span.
+    fn parent_link(&self, c: &Common) -> Option<SpanRef> {
+        if c.tree_ppid == 0 {
+            return None;
+        }
+        if let Some(p) = self.live.get(&c.tree_ppid)
+            && (c.parent_start_ns == 0 || self.same(p, c.parent_start_ns))
+        {
+            return p.spanned.then_some(p.span);
+        }
+        let key = ProcessKey {
+            tgid: c.tree_ppid,
+            start_ns: c.parent_start_ns,
+        };
+        self.ended
+            .get(&key)
+            .and_then(|e| e.spanned.then_some(e.span))
+    }
+
+    fn create(&mut self, c: &Common) -> Process {
         let key = ProcessKey {
             tgid: c.tgid,
             start_ns: c.start_ns,
         };
-        let stale = self.live.get(&key.tgid).is_some_and(|p| p.key != key);
-        if stale {
-            self.live.remove(&key.tgid);
-            self.totals.missing_exits += 1;
+        let root = c.has(flags::ROOT);
+        let spanned = c.start_ns >= self.options.started_ns;
+        let (trace_id, parent_span) = match (root, self.parent_link(c)) {
+            (false, Some(parent)) => (parent.trace_id, Some(parent.span_id)),
+            _ => match self.options.run_span {
+                Some(run) if root => (run.trace_id, Some(run.span_id)),
+                _ => (self.ids.trace_id(), None),
+            },
+        };
+        self.totals.processes += 1;
+        Process {
+            key,
+            parent: (c.tree_ppid != 0).then_some(ProcessKey {
+                tgid: c.tree_ppid,
+                start_ns: c.parent_start_ns,
+            }),
+            ppid: c.ppid,
+            comm: c.comm.clone(),
+            uid: c.uid,
+            cgroup_id: c.cgroup_id,
+            exec: None,
+            exec_ns: None,
+            exec_count: 0,
+            previous_execs: Vec::new(),
+            root,
+            seeded: false,
+            spanned,
+            span: SpanRef {
+                trace_id,
+                span_id: self.ids.span_id(),
+            },
+            parent_span,
+            ending: None,
+            end_ns: None,
         }
-        let totals = &mut self.totals;
-        self.live.entry(key.tgid).or_insert_with(|| {
-            totals.processes += 1;
-            Process::from_common(c)
-        })
+    }
+
+    /// The live entry for this event's process, created when the event is its first.
+    fn entry(&mut self, c: &Common) -> &mut Process {
+        let stale = self
+            .live
+            .get(&c.tgid)
+            .is_some_and(|p| !self.same(p, c.start_ns));
+        if stale && let Some(old) = self.live.remove(&c.tgid) {
+            self.totals.missing_exits += 1;
+            self.remember(&old, c.ktime_ns);
+        }
+        if !self.live.contains_key(&c.tgid) {
+            let p = self.create(c);
+            self.live.insert(c.tgid, p);
+        }
+        let p = self.live.get_mut(&c.tgid).expect("inserted above");
+        if p.seeded {
+            // The kernel's start time is exact: adopt it.
+            p.key.start_ns = c.start_ns;
+        }
+        p
+    }
+
+    /// Seeds a process that was running before tracing started (parents before children).
+    pub fn seed(&mut self, e: &ProcEntry) {
+        if self.live.contains_key(&e.tgid) {
+            return;
+        }
+        let (argv, exe, cwd) = crate::procfs::image(e.tgid);
+        let common = Common {
+            flags: if e.ppid == 0 { flags::ROOT } else { 0 },
+            ktime_ns: e.start_ns,
+            start_ns: e.start_ns,
+            parent_start_ns: 0,
+            cgroup_id: 0,
+            tgid: e.tgid,
+            tid: e.tgid,
+            ppid: e.ppid,
+            tree_ppid: e.ppid,
+            uid: e.uid,
+            comm: e.comm.clone(),
+        };
+        let mut p = self.create(&common);
+        p.seeded = true;
+        p.spanned = true;
+        if !argv.is_empty() || exe.is_some() {
+            p.exec = Some(Box::new(Exec {
+                exe,
+                cwd,
+                filename: argv.first().cloned().unwrap_or_default(),
+                argv_total_bytes: argv.iter().map(|a| a.len() as u32 + 1).sum(),
+                argv,
+                argv_truncated: false,
+                hidden: false,
+            }));
+        }
+        self.live.insert(e.tgid, p);
+    }
+
+    fn remember(&mut self, p: &Process, now_ns: u64) {
+        self.ended.insert(
+            p.key,
+            EndedRef {
+                span: p.span,
+                spanned: p.spanned,
+            },
+        );
+        self.ended_order.push_back((now_ns, p.key));
+        self.evict(now_ns);
+    }
+
+    /// Forgets ended processes past the retention period or over the cap.
+    pub fn evict(&mut self, now_ns: u64) {
+        while let Some(&(at, key)) = self.ended_order.front() {
+            let expired = at.saturating_add(self.options.retain_ended_ns) <= now_ns;
+            if !expired && self.ended_order.len() <= self.options.max_ended {
+                break;
+            }
+            self.ended_order.pop_front();
+            if self.ended.remove(&key).is_some() {
+                self.totals.evicted += 1;
+            }
+        }
+    }
+
+    fn is_late(&self, c: &Common) -> bool {
+        self.ended.contains_key(&ProcessKey {
+            tgid: c.tgid,
+            start_ns: c.start_ns,
+        }) && self
+            .live
+            .get(&c.tgid)
+            .is_none_or(|p| p.key.start_ns != c.start_ns)
     }
 
     /// Applies one event (taking its exec payload); returns the process it ended, if any.
     pub fn apply(&mut self, ev: Event) -> Option<Process> {
         let Event { common, body } = ev;
+        if self.is_late(&common) {
+            self.totals.late_events += 1;
+            return None;
+        }
         match body {
             Body::Fork => {
                 self.entry(&common);
@@ -142,7 +400,13 @@ impl Tracker {
                 p.uid = common.uid;
                 p.root |= common.has(flags::ROOT);
                 p.comm = common.comm;
+                if let (Some(old), Some(at)) = (p.exec.take(), p.exec_ns)
+                    && p.previous_execs.len() < MAX_PREVIOUS_EXECS
+                {
+                    p.previous_execs.push((at, old));
+                }
                 p.exec = Some(exec);
+                p.exec_ns = Some(common.ktime_ns);
                 p.exec_count += 1;
                 None
             }
@@ -150,26 +414,113 @@ impl Tracker {
                 self.entry(&common);
                 let mut p = self.live.remove(&common.tgid)?;
                 p.ppid = common.ppid;
-                p.exit = Some(exit);
+                p.ending = Some(Ending::Exited(exit));
                 p.end_ns = Some(common.ktime_ns);
                 self.totals.ended += 1;
                 if exit.failed() {
                     self.totals.failed += 1;
                 }
+                self.remember(&p, common.ktime_ns);
                 Some(p)
             }
         }
     }
+
+    /// Ends live processes that `is_alive` says are gone at two sweeps in a row (their exit
+    /// record was lost), so a long-running daemon does not accumulate them. Two sweeps, because
+    /// a process leaves `/proc` only after its exit record is in the ring, but that record may
+    /// still be on its way to the tracker.
+    pub fn sweep_lost(
+        &mut self,
+        now_ns: u64,
+        is_alive: impl Fn(&ProcessKey) -> bool,
+    ) -> Vec<Process> {
+        let gone: HashSet<ProcessKey> = self
+            .live
+            .values()
+            .filter(|p| !is_alive(&p.key))
+            .map(|p| p.key)
+            .collect();
+        let confirmed: Vec<ProcessKey> = gone.intersection(&self.suspects).copied().collect();
+        self.suspects = &gone - &self.suspects;
+        let mut out = Vec::with_capacity(confirmed.len());
+        for key in confirmed {
+            if self.live.get(&key.tgid).is_some_and(|p| p.key == key)
+                && let Some(mut p) = self.live.remove(&key.tgid)
+            {
+                p.ending = Some(Ending::Lost);
+                p.end_ns = Some(now_ns);
+                self.totals.lost_exits += 1;
+                self.totals.ended += 1;
+                self.remember(&p, now_ns);
+                out.push(p);
+            }
+        }
+        self.evict(now_ns);
+        out
+    }
+
+    /// Takes every live process out of the table, marked still running at `now_ns`.
+    pub fn drain_running(&mut self, now_ns: u64) -> Vec<Process> {
+        let mut out: Vec<Process> = self
+            .live
+            .drain()
+            .map(|(_, mut p)| {
+                p.ending = Some(Ending::StillRunning);
+                p.end_ns = Some(now_ns);
+                p
+            })
+            .collect();
+        out.sort_by_key(|p| p.key.start_ns);
+        out
+    }
 }
 
-/// Feeds events to the tracker and the sinks until the reader closes the channel.
+fn deliver(sinks: &mut [Box<dyn Sink>], stats: &Stats, ended: &Process) {
+    for sink in sinks.iter_mut() {
+        if let Err(e) = sink.process_ended(ended) {
+            Stats::add(&stats.sink_errors, 1);
+            tracing::debug!("sink {}: {e}", sink.name());
+        }
+    }
+}
+
+fn flush_all(sinks: &mut [Box<dyn Sink>], stats: &Stats) {
+    for sink in sinks.iter_mut() {
+        if let Err(e) = sink.flush() {
+            Stats::add(&stats.sink_errors, 1);
+            tracing::debug!("sink {}: {e}", sink.name());
+        }
+    }
+}
+
+/// Feeds events to the tracker and the sinks until the reader closes the channel; every
+/// `sweep_every`, ends the processes whose exit record was lost.
 pub async fn consume(
     mut rx: mpsc::Receiver<Event>,
     mut tracker: Tracker,
     mut sinks: Vec<Box<dyn Sink>>,
-    stats: std::sync::Arc<Stats>,
+    stats: Arc<Stats>,
+    sweep_every: Option<Duration>,
 ) -> (Tracker, Vec<Box<dyn Sink>>) {
-    while let Some(first) = rx.recv().await {
+    let mut sweep = tokio::time::interval(sweep_every.unwrap_or(Duration::from_secs(3600)));
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    sweep.tick().await;
+    loop {
+        let first = tokio::select! {
+            ev = rx.recv() => match ev {
+                Some(ev) => ev,
+                None => break,
+            },
+            _ = sweep.tick(), if sweep_every.is_some() => {
+                let now = monotonic_ns();
+                for ended in tracker.sweep_lost(now, |k| procfs::is_alive(k.tgid, k.start_ns)) {
+                    deliver(&mut sinks, &stats, &ended);
+                }
+                flush_all(&mut sinks, &stats);
+                continue;
+            }
+        };
         let mut next = Some(first);
         // Handle everything queued, then flush once: one write per burst, not per event.
         while let Some(ev) = next {
@@ -180,21 +531,11 @@ pub async fn consume(
                 }
             }
             if let Some(ended) = tracker.apply(ev) {
-                for sink in sinks.iter_mut() {
-                    if let Err(e) = sink.process_ended(&ended) {
-                        Stats::add(&stats.sink_errors, 1);
-                        tracing::debug!("sink {}: {e}", sink.name());
-                    }
-                }
+                deliver(&mut sinks, &stats, &ended);
             }
             next = rx.try_recv().ok();
         }
-        for sink in sinks.iter_mut() {
-            if let Err(e) = sink.flush() {
-                Stats::add(&stats.sink_errors, 1);
-                tracing::debug!("sink {}: {e}", sink.name());
-            }
-        }
+        flush_all(&mut sinks, &stats);
     }
     (tracker, sinks)
 }
@@ -203,30 +544,41 @@ pub async fn consume(
 mod tests {
     use super::*;
 
+    fn common(tgid: u32, start: u64, tree_ppid: u32, parent_start: u64, flags: u16) -> Common {
+        Common {
+            flags,
+            ktime_ns: start + 10,
+            start_ns: start,
+            parent_start_ns: parent_start,
+            cgroup_id: 0,
+            tgid,
+            tid: tgid,
+            ppid: tree_ppid,
+            tree_ppid,
+            uid: 0,
+            comm: "x".into(),
+        }
+    }
+
     fn ev(tgid: u32, start: u64, tree_ppid: u32, body: Body, flags: u16) -> Event {
         Event {
-            common: Common {
-                flags,
-                ktime_ns: start + 10,
-                start_ns: start,
-                parent_start_ns: 1,
-                cgroup_id: 0,
-                tgid,
-                tid: tgid,
-                ppid: tree_ppid,
-                tree_ppid,
-                uid: 0,
-                comm: "x".into(),
-            },
+            common: common(tgid, start, tree_ppid, 1, flags),
             body,
         }
     }
 
-    fn exec(hidden: bool) -> Body {
+    fn child_of(tgid: u32, start: u64, parent: ProcessKey, body: Body) -> Event {
+        Event {
+            common: common(tgid, start, parent.tgid, parent.start_ns, 0),
+            body,
+        }
+    }
+
+    fn exec_of(exe: &str, hidden: bool) -> Body {
         Body::Exec(Box::new(Exec {
-            exe: Some("/bin/x".into()),
+            exe: Some(exe.into()),
             cwd: None,
-            filename: "/bin/x".into(),
+            filename: exe.into(),
             argv: vec!["x".into(), "a b".into()],
             argv_truncated: false,
             argv_total_bytes: 6,
@@ -234,23 +586,103 @@ mod tests {
         }))
     }
 
+    fn exec(hidden: bool) -> Body {
+        exec_of("/bin/x", hidden)
+    }
+
+    fn exit(status: u32) -> Body {
+        Body::Exit(Exit { status })
+    }
+
+    fn key(tgid: u32, start_ns: u64) -> ProcessKey {
+        ProcessKey { tgid, start_ns }
+    }
+
     #[test]
     fn fork_exec_exit_ends_a_process() {
-        let mut t = Tracker::new();
+        let mut t = Tracker::default();
         assert!(t.apply(ev(10, 100, 1, Body::Fork, 0)).is_none());
         assert!(t.apply(ev(10, 100, 1, exec(false), 0)).is_none());
-        let done = t
-            .apply(ev(10, 100, 1, Body::Exit(Exit { status: 2 << 8 }), 0))
-            .unwrap();
+        let done = t.apply(ev(10, 100, 1, exit(2 << 8), 0)).unwrap();
         assert_eq!(done.command_line(), "x a b");
+        assert_eq!(done.executable_name(), "x");
         assert_eq!(done.parent.unwrap().tgid, 1);
+        assert_eq!(done.exit().unwrap().code(), Some(2));
         assert_eq!(t.totals().failed, 1);
         assert_eq!(t.live().count(), 0);
     }
 
     #[test]
+    fn children_share_the_trace_and_point_at_their_parent_span() {
+        let mut t = Tracker::default();
+        t.apply(ev(10, 100, 1, Body::Fork, flags::ROOT));
+        t.apply(child_of(11, 200, key(10, 100), Body::Fork));
+        t.apply(child_of(12, 300, key(11, 200), Body::Fork));
+        let grandchild = t.apply(child_of(12, 300, key(11, 200), exit(0))).unwrap();
+        let child = t.apply(child_of(11, 200, key(10, 100), exit(0))).unwrap();
+        let root = t.apply(ev(10, 100, 1, exit(0), flags::ROOT)).unwrap();
+        assert_eq!(root.parent_span, None);
+        assert_eq!(child.parent_span, Some(root.span.span_id));
+        assert_eq!(grandchild.parent_span, Some(child.span.span_id));
+        assert!(
+            [child.span.trace_id, grandchild.span.trace_id]
+                .iter()
+                .all(|t| *t == root.span.trace_id)
+        );
+        let ids: HashSet<u64> = [root.span, child.span, grandchild.span]
+            .iter()
+            .map(|s| s.span_id)
+            .collect();
+        assert_eq!(ids.len(), 3);
+    }
+
+    #[test]
+    fn run_roots_hang_under_the_run_span() {
+        let run = SpanRef {
+            trace_id: 77,
+            span_id: 5,
+        };
+        let mut t = Tracker::new(TrackerOptions {
+            run_span: Some(run),
+            ..Default::default()
+        });
+        t.apply(ev(
+            10,
+            100,
+            1,
+            exec(false),
+            flags::ROOT | flags::FIRST_SIGHT,
+        ));
+        let root = t.apply(ev(10, 100, 1, exit(0), 0)).unwrap();
+        assert_eq!(root.span.trace_id, 77);
+        assert_eq!(root.parent_span, Some(5));
+        assert!(root.root);
+    }
+
+    #[test]
+    fn a_child_outliving_its_parent_keeps_its_parent_span() {
+        let mut t = Tracker::default();
+        t.apply(ev(10, 100, 1, Body::Fork, flags::ROOT));
+        t.apply(child_of(11, 200, key(10, 100), Body::Fork));
+        let parent = t.apply(ev(10, 100, 1, exit(0), 0)).unwrap();
+        // Reparented to init: the kernel now reports ppid 1.
+        let mut late = child_of(11, 200, key(10, 100), exit(0));
+        late.common.ppid = 1;
+        let orphan = t.apply(late).unwrap();
+        assert_eq!(orphan.ppid, 1);
+        assert_eq!(orphan.parent, Some(key(10, 100)));
+        assert_eq!(orphan.parent_span, Some(parent.span.span_id));
+        // A child first seen after its parent ended still finds the parent's span.
+        let first_sight = child_of(12, 300, key(10, 100), exec(false));
+        t.apply(first_sight);
+        let third = t.apply(child_of(12, 300, key(10, 100), exit(0))).unwrap();
+        assert_eq!(third.parent_span, Some(parent.span.span_id));
+        assert_eq!(third.span.trace_id, parent.span.trace_id);
+    }
+
+    #[test]
     fn hidden_exec_drops_the_process() {
-        let mut t = Tracker::new();
+        let mut t = Tracker::default();
         t.apply(ev(10, 100, 1, Body::Fork, 0));
         t.apply(ev(10, 100, 1, exec(true), flags::HIDDEN));
         assert_eq!(t.live().count(), 0);
@@ -260,27 +692,148 @@ mod tests {
 
     #[test]
     fn reused_pid_is_a_new_process() {
-        let mut t = Tracker::new();
+        let mut t = Tracker::default();
         t.apply(ev(10, 100, 1, Body::Fork, 0));
         t.apply(ev(10, 500, 1, Body::Fork, 0));
         assert_eq!(t.totals().missing_exits, 1);
         assert_eq!(t.totals().processes, 2);
         assert_eq!(t.live().next().unwrap().key.start_ns, 500);
+        // The old process's late exit does not end the new one.
+        assert!(t.apply(ev(10, 100, 1, exit(0), 0)).is_none());
+        assert_eq!(t.totals().late_events, 1);
+        let new = t.apply(ev(10, 500, 1, exit(0), 0)).unwrap();
+        assert_eq!(new.key.start_ns, 500);
     }
 
     #[test]
-    fn first_sight_exit_is_counted() {
-        let mut t = Tracker::new();
-        let done = t
-            .apply(ev(
-                7,
-                50,
-                1,
-                Body::Exit(Exit { status: 9 }),
-                flags::FIRST_SIGHT,
-            ))
-            .unwrap();
-        assert_eq!(done.exit.unwrap().signal(), Some(9));
+    fn out_of_order_events_neither_duplicate_nor_resurrect() {
+        let mut t = Tracker::default();
+        // Exec before fork: the exec creates the process; the fork then changes nothing.
+        t.apply(ev(10, 100, 1, exec(false), flags::FIRST_SIGHT));
+        t.apply(ev(10, 100, 1, Body::Fork, 0));
         assert_eq!(t.totals().processes, 1);
+        assert_eq!(t.live().next().unwrap().exec_count, 1);
+        let done = t.apply(ev(10, 100, 1, exit(0), 0)).unwrap();
+        assert!(done.exec.is_some());
+        // An exec arriving after the exit is late: no zombie entry.
+        assert!(t.apply(ev(10, 100, 1, exec(false), 0)).is_none());
+        assert_eq!(t.live().count(), 0);
+        assert_eq!(t.totals().late_events, 1);
+        // An exit for a process never seen ends it at once.
+        let lone = t.apply(ev(7, 50, 1, exit(9), flags::FIRST_SIGHT)).unwrap();
+        assert_eq!(lone.exit().unwrap().signal(), Some(9));
+        assert_eq!(t.totals().processes, 2);
+    }
+
+    #[test]
+    fn exec_chain_is_one_process_named_after_the_last_image() {
+        let mut t = Tracker::default();
+        t.apply(ev(10, 100, 1, Body::Fork, 0));
+        t.apply(ev(10, 100, 1, exec_of("/usr/bin/dash", false), 0));
+        t.apply(ev(10, 100, 1, exec_of("/usr/bin/env", false), 0));
+        t.apply(ev(10, 100, 1, exec_of("/usr/bin/python3", false), 0));
+        let p = t.apply(ev(10, 100, 1, exit(0), 0)).unwrap();
+        assert_eq!(p.executable_name(), "python3");
+        assert_eq!(p.exec_count, 3);
+        let earlier: Vec<_> = p
+            .previous_execs
+            .iter()
+            .map(|(_, e)| e.exe.clone().unwrap())
+            .collect();
+        assert_eq!(earlier, ["/usr/bin/dash", "/usr/bin/env"]);
+        assert_eq!(t.totals().processes, 1);
+    }
+
+    #[test]
+    fn processes_from_before_the_agent_have_no_span_and_their_children_start_traces() {
+        let mut t = Tracker::new(TrackerOptions {
+            started_ns: 1_000,
+            ..Default::default()
+        });
+        t.apply(ev(10, 100, 1, Body::Fork, flags::FIRST_SIGHT));
+        t.apply(child_of(11, 2_000, key(10, 100), Body::Fork));
+        let child = t.apply(child_of(11, 2_000, key(10, 100), exit(0))).unwrap();
+        assert!(child.spanned);
+        assert_eq!(child.parent_span, None);
+        let old = t.apply(ev(10, 100, 1, exit(0), 0)).unwrap();
+        assert!(!old.spanned);
+    }
+
+    #[test]
+    fn seeded_processes_match_the_kernels_exact_start_time() {
+        let mut t = Tracker::new(TrackerOptions {
+            started_ns: u64::MAX,
+            ..Default::default()
+        });
+        let approx = 5_000_000_000;
+        t.seed(&ProcEntry {
+            tgid: 10,
+            ppid: 0,
+            comm: "make".into(),
+            start_ns: approx,
+            uid: 0,
+        });
+        t.seed(&ProcEntry {
+            tgid: 11,
+            ppid: 10,
+            comm: "cc".into(),
+            start_ns: approx + 20_000_000,
+            uid: 0,
+        });
+        let exact = approx + 3_000_000;
+        // A new child of the seeded root carries the root's exact start time.
+        t.apply(child_of(12, 9_000_000_000, key(10, exact), Body::Fork));
+        let child = t
+            .apply(child_of(12, 9_000_000_000, key(10, exact), exit(0)))
+            .unwrap();
+        let seeded_child = t
+            .apply(child_of(11, approx + 21_000_000, key(10, exact), exit(0)))
+            .unwrap();
+        let root = t.apply(ev(10, exact, 0, exit(0), flags::ROOT)).unwrap();
+        assert!(root.seeded && root.spanned);
+        assert_eq!(root.key.start_ns, exact);
+        assert_eq!(child.parent_span, Some(root.span.span_id));
+        assert_eq!(seeded_child.parent_span, Some(root.span.span_id));
+        assert_eq!(t.totals().missing_exits, 0);
+        assert_eq!(t.totals().processes, 3);
+    }
+
+    #[test]
+    fn ended_processes_are_forgotten_after_retention_and_over_the_cap() {
+        let mut t = Tracker::new(TrackerOptions {
+            retain_ended_ns: 1_000,
+            max_ended: 100,
+            ..Default::default()
+        });
+        for i in 0..1_000u32 {
+            let start = u64::from(i) * 10;
+            t.apply(ev(i + 2, start, 1, Body::Fork, 0));
+            t.apply(ev(i + 2, start, 1, exit(0), 0));
+            assert!(t.remembered() <= 101);
+        }
+        assert_eq!(t.live().count(), 0);
+        t.evict(1_000_000);
+        assert_eq!(t.remembered(), 0);
+        assert_eq!(t.totals().evicted, 1_000);
+    }
+
+    #[test]
+    fn lost_exits_end_after_two_sweeps() {
+        let mut t = Tracker::default();
+        t.apply(ev(10, 100, 1, Body::Fork, 0));
+        t.apply(ev(11, 100, 1, Body::Fork, 0));
+        let gone = |k: &ProcessKey| k.tgid != 10;
+        assert!(t.sweep_lost(1_000, gone).is_empty());
+        let ended = t.sweep_lost(2_000, gone);
+        assert_eq!(ended.len(), 1);
+        assert_eq!(ended[0].key.tgid, 10);
+        assert_eq!(ended[0].ending, Some(Ending::Lost));
+        assert_eq!(t.totals().lost_exits, 1);
+        assert_eq!(t.live().count(), 1);
+        // A process missing only once (its exit was on the way) is not ended.
+        t.apply(ev(12, 100, 1, Body::Fork, 0));
+        t.sweep_lost(3_000, |k: &ProcessKey| k.tgid != 12);
+        assert!(t.sweep_lost(4_000, |_: &ProcessKey| true).is_empty());
+        assert_eq!(t.live().count(), 2);
     }
 }

@@ -12,6 +12,8 @@ use std::{
 
 use serde_json::Value;
 
+pub mod rotel;
+
 /// The agent binary: `$PIPETRACE_BIN`, else the one built next to this test executable.
 pub fn bin() -> PathBuf {
     if let Some(path) = std::env::var_os("PIPETRACE_BIN") {

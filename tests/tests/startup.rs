@@ -155,3 +155,56 @@ fn config_layers_merge_in_order() {
         "file beats defaults: {text}"
     );
 }
+
+#[test]
+fn otlp_settings_are_checked_and_secrets_masked() {
+    assert_one_line_error(
+        &agent(&["--otlp-endpoint", "collector:4317", "config"]),
+        "otlp.endpoint",
+    );
+    assert_one_line_error(
+        &agent(&["--otlp-protocol", "http/json", "config"]),
+        "http/json",
+    );
+    let out = Command::new(bin())
+        .arg("config")
+        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")
+        .output()
+        .unwrap();
+    assert_one_line_error(&out, "OTEL_EXPORTER_OTLP_PROTOCOL");
+    let out = Command::new(bin())
+        .arg("config")
+        .env("OTEL_EXPORTER_OTLP_TIMEOUT", "soon")
+        .output()
+        .unwrap();
+    assert_one_line_error(&out, "OTEL_EXPORTER_OTLP_TIMEOUT");
+
+    // Standard variables < file < PIPETRACE_* < flags; header values never printed.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("p.toml");
+    std::fs::write(&cfg, "[otlp]\nservice_name = \"from-file\"\n").unwrap();
+    let out = Command::new(bin())
+        .args(["--config", cfg.to_str().unwrap(), "config"])
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://env:4318")
+        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+        .env(
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "authorization=Bearer%20s3cret",
+        )
+        .env("OTEL_SERVICE_NAME", "from-env")
+        .env("PIPETRACE_OTLP__TIMEOUT", "3s")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("endpoint = \"http://env:4318\""), "{text}");
+    assert!(text.contains("protocol = \"http/protobuf\""), "{text}");
+    assert!(text.contains("service_name = \"from-file\""), "{text}");
+    assert!(text.contains("timeout = \"3s\""), "{text}");
+    assert!(text.contains("authorization"), "{text}");
+    assert!(!text.contains("s3cret"), "header value printed: {text}");
+}

@@ -2,8 +2,9 @@
 //! ends; one file per sink.
 
 pub mod jsonl;
+pub mod otlp;
 
-use crate::{decode::Event, tracker::Process};
+use crate::{decode::Event, spans::RunSpan, tracker::Process};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
@@ -12,6 +13,8 @@ pub enum SinkError {
         path: String,
         source: std::io::Error,
     },
+    #[error("{0}")]
+    Config(String),
 }
 
 pub trait Sink: Send {
@@ -22,6 +25,10 @@ pub trait Sink: Send {
     }
     /// A process of the run that outlived the grace period.
     fn still_running(&mut self, _process: &Process, _now_ns: u64) -> Result<(), SinkError> {
+        Ok(())
+    }
+    /// The run (run mode) is over: its summary, once, after every process.
+    fn run_ended(&mut self, _run: &RunSpan) -> Result<(), SinkError> {
         Ok(())
     }
     fn flush(&mut self) -> Result<(), SinkError>;

@@ -1,0 +1,364 @@
+//! Processes to OpenTelemetry spans (pure: no I/O but the cgroup name cache).
+//!
+//! One span per process lifetime, kind INTERNAL, named `process.executable.name` (the CLI span
+//! convention), child of its tree parent's span. Exit code non-zero or a fatal signal: status
+//! Error and `error.type`. An exec chain (`sh -c` that execs, `env`, `nice`, wrappers) stays one
+//! span named after the last image; each image it replaced is a `process.exec` span event.
+
+use std::{
+    borrow::Cow,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use opentelemetry::{
+    InstrumentationScope, KeyValue, StringValue, Value,
+    trace::{Event, SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState},
+};
+use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
+
+use crate::{
+    cgroups::CgroupNames,
+    clock::{Clock, rfc3339},
+    decode::Exec,
+    sinks::signal_name,
+    tracker::{Ending, Process, SpanRef},
+};
+
+/// A remote parent from `TRACEPARENT` (W3C trace context).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteParent {
+    pub trace_id: u128,
+    pub span_id: u64,
+    pub sampled: bool,
+    pub trace_state: Option<String>,
+}
+
+impl RemoteParent {
+    /// `00-<32 hex trace id>-<16 hex span id>-<2 hex flags>`; `None` when malformed or all-zero
+    /// (the spec says to ignore such a header and start a new trace).
+    pub fn parse(traceparent: &str, tracestate: Option<&str>) -> Option<Self> {
+        let parts: Vec<&str> = traceparent.trim().split('-').collect();
+        let [version, trace, span, flags, rest @ ..] = parts.as_slice() else {
+            return None;
+        };
+        let version = u8::from_str_radix(hex(version, 2)?, 16).ok()?;
+        // Version 00 has exactly four fields; later versions may append more.
+        if version == 0xff || (version == 0 && !rest.is_empty()) {
+            return None;
+        }
+        let trace_id = u128::from_str_radix(hex(trace, 32)?, 16).ok()?;
+        let span_id = u64::from_str_radix(hex(span, 16)?, 16).ok()?;
+        let flags = u8::from_str_radix(hex(flags, 2)?, 16).ok()?;
+        (trace_id != 0 && span_id != 0).then(|| Self {
+            trace_id,
+            span_id,
+            sampled: flags & 1 == 1,
+            trace_state: tracestate.map(str::to_owned).filter(|s| !s.is_empty()),
+        })
+    }
+}
+
+/// Lower-case hex of exactly `len` digits, as trace context requires.
+fn hex(s: &str, len: usize) -> Option<&str> {
+    (s.len() == len
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+    .then_some(s)
+}
+
+/// `TRACEPARENT` value for a span, handed to the traced command so that instrumented tools in
+/// the pipeline continue the trace.
+pub fn traceparent(span: SpanRef) -> String {
+    format!("00-{:032x}-{:016x}-01", span.trace_id, span.span_id)
+}
+
+/// The pipeline run as a whole (run mode): the root of the trace.
+#[derive(Debug, Clone)]
+pub struct RunSpan {
+    pub span: SpanRef,
+    pub remote_parent: Option<RemoteParent>,
+    pub run_id: String,
+    pub command: Vec<String>,
+    /// CLOCK_MONOTONIC ns.
+    pub start_ns: u64,
+    pub end_ns: u64,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub processes: u64,
+    pub failed: u64,
+    pub still_running: u64,
+}
+
+pub struct SpanFactory {
+    clock: Clock,
+    scope: InstrumentationScope,
+    cgroups: CgroupNames,
+}
+
+fn time(clock: &Clock, ktime_ns: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_nanos(clock.unix_ns(ktime_ns))
+}
+
+fn string_array(items: &[String]) -> Value {
+    Value::Array(
+        items
+            .iter()
+            .map(|s| StringValue::from(s.clone()))
+            .collect::<Vec<_>>()
+            .into(),
+    )
+}
+
+fn image_attributes(exec: &Exec, out: &mut Vec<KeyValue>) {
+    if let Some(exe) = &exec.exe {
+        out.push(KeyValue::new("process.executable.path", exe.clone()));
+    }
+    if let Some(cwd) = &exec.cwd {
+        out.push(KeyValue::new("process.working_directory", cwd.clone()));
+    }
+    if !exec.argv.is_empty() {
+        out.push(KeyValue::new(
+            "process.command_args",
+            string_array(&exec.argv),
+        ));
+        out.push(KeyValue::new("process.command_line", exec.argv.join(" ")));
+        out.push(KeyValue::new("process.args_count", exec.argv.len() as i64));
+    }
+    if exec.argv_truncated {
+        out.push(KeyValue::new("pipetrace.process.argv_truncated", true));
+        out.push(KeyValue::new(
+            "pipetrace.process.argv_bytes",
+            i64::from(exec.argv_total_bytes),
+        ));
+    }
+}
+
+impl SpanFactory {
+    pub fn new(clock: Clock) -> Self {
+        Self {
+            clock,
+            scope: InstrumentationScope::builder("otel-pipetrace")
+                .with_version(env!("CARGO_PKG_VERSION"))
+                .build(),
+            cgroups: CgroupNames::new(),
+        }
+    }
+
+    fn context(span: SpanRef, sampled: bool, state: TraceState) -> SpanContext {
+        let flags = if sampled {
+            TraceFlags::SAMPLED
+        } else {
+            TraceFlags::default()
+        };
+        SpanContext::new(
+            TraceId::from(span.trace_id),
+            SpanId::from(span.span_id),
+            flags,
+            false,
+            state,
+        )
+    }
+
+    /// The span of an ended (or still running) process; `None` for a process without a span.
+    pub fn process(&mut self, p: &Process) -> Option<SpanData> {
+        if !p.spanned {
+            return None;
+        }
+        let start = time(&self.clock, p.key.start_ns);
+        let end = time(&self.clock, p.end_ns.unwrap_or(p.key.start_ns));
+        let mut attrs = vec![
+            KeyValue::new("process.pid", i64::from(p.key.tgid)),
+            KeyValue::new(
+                "process.parent_pid",
+                i64::from(p.parent.map_or(p.ppid, |k| k.tgid)),
+            ),
+            KeyValue::new("process.executable.name", p.executable_name().to_owned()),
+            KeyValue::new("process.user.id", i64::from(p.uid)),
+            KeyValue::new(
+                "process.creation.time",
+                rfc3339(self.clock.unix_ns(p.key.start_ns)),
+            ),
+        ];
+        if let Some(exec) = &p.exec {
+            image_attributes(exec, &mut attrs);
+        } else {
+            attrs.push(KeyValue::new("process.command_line", p.comm.clone()));
+        }
+        if let Some(cgroup) = self.cgroups.name(p.cgroup_id) {
+            attrs.push(KeyValue::new("process.linux.cgroup", cgroup.to_owned()));
+        }
+        if p.exec_count > 1 {
+            attrs.push(KeyValue::new(
+                "pipetrace.process.exec_count",
+                i64::from(p.exec_count),
+            ));
+        }
+        if p.seeded {
+            attrs.push(KeyValue::new("pipetrace.process.seeded", true));
+        }
+        if p.ppid != p.parent.map_or(p.ppid, |k| k.tgid) {
+            attrs.push(KeyValue::new(
+                "pipetrace.process.reparented_to",
+                i64::from(p.ppid),
+            ));
+        }
+        let mut status = Status::Unset;
+        match p.ending {
+            Some(Ending::Exited(exit)) => {
+                attrs.push(KeyValue::new(
+                    "process.exit.time",
+                    rfc3339(self.clock.unix_ns(p.end_ns.unwrap_or(0))),
+                ));
+                if let Some(code) = exit.code() {
+                    attrs.push(KeyValue::new("process.exit.code", i64::from(code)));
+                    if code != 0 {
+                        attrs.push(KeyValue::new("error.type", code.to_string()));
+                        status = Status::error(format!("exit code {code}"));
+                    }
+                }
+                if let Some(sig) = exit.signal() {
+                    let name = signal_name(sig)
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| format!("SIG{sig}"));
+                    attrs.push(KeyValue::new("pipetrace.process.signal", i64::from(sig)));
+                    attrs.push(KeyValue::new("pipetrace.process.signal_name", name.clone()));
+                    if exit.core_dumped() {
+                        attrs.push(KeyValue::new("pipetrace.process.core_dumped", true));
+                    }
+                    attrs.push(KeyValue::new("error.type", name.clone()));
+                    status = Status::error(format!("killed by {name}"));
+                }
+            }
+            Some(Ending::Lost) => attrs.push(KeyValue::new("pipetrace.process.exit_lost", true)),
+            Some(Ending::StillRunning) | None => {
+                attrs.push(KeyValue::new("pipetrace.process.still_running", true))
+            }
+        }
+        let events: Vec<Event> = p
+            .previous_execs
+            .iter()
+            .map(|(at, exec)| {
+                let mut a = Vec::new();
+                image_attributes(exec, &mut a);
+                Event::new("process.exec", time(&self.clock, *at), a, 0)
+            })
+            .collect();
+        let mut span_events = SpanEvents::default();
+        span_events.events = events;
+        span_events.dropped_count = p
+            .exec_count
+            .saturating_sub(1 + p.previous_execs.len() as u32);
+        Some(SpanData {
+            span_context: Self::context(p.span, true, TraceState::NONE),
+            parent_span_id: p.parent_span.map_or(SpanId::INVALID, SpanId::from),
+            parent_span_is_remote: false,
+            span_kind: SpanKind::Internal,
+            name: Cow::Owned(p.executable_name().to_owned()),
+            start_time: start,
+            end_time: end.max(start),
+            attributes: attrs,
+            dropped_attributes_count: 0,
+            events: span_events,
+            links: SpanLinks::default(),
+            status,
+            instrumentation_scope: self.scope.clone(),
+        })
+    }
+
+    /// The run's root span.
+    pub fn run(&self, run: &RunSpan) -> SpanData {
+        let program = run
+            .command
+            .first()
+            .map(|c| c.rsplit('/').next().unwrap_or(c).to_owned())
+            .unwrap_or_default();
+        let mut attrs = vec![
+            KeyValue::new("pipetrace.run.id", run.run_id.clone()),
+            KeyValue::new("process.command_line", run.command.join(" ")),
+            KeyValue::new("process.command_args", string_array(&run.command)),
+            KeyValue::new("pipetrace.run.processes", run.processes as i64),
+            KeyValue::new("pipetrace.run.failed", run.failed as i64),
+            KeyValue::new("pipetrace.run.still_running", run.still_running as i64),
+        ];
+        let mut status = Status::Unset;
+        if let Some(code) = run.exit_code {
+            attrs.push(KeyValue::new("process.exit.code", i64::from(code)));
+            if code != 0 {
+                attrs.push(KeyValue::new("error.type", code.to_string()));
+                status = Status::error(format!("{program} exited with code {code}"));
+            }
+        }
+        if let Some(sig) = run.signal {
+            let name = signal_name(sig)
+                .map(str::to_owned)
+                .unwrap_or_else(|| format!("SIG{sig}"));
+            attrs.push(KeyValue::new("pipetrace.process.signal", i64::from(sig)));
+            attrs.push(KeyValue::new("error.type", name.clone()));
+            status = Status::error(format!("{program} killed by {name}"));
+        }
+        let (parent, sampled, state) = match &run.remote_parent {
+            Some(r) => (
+                SpanId::from(r.span_id),
+                r.sampled,
+                r.trace_state
+                    .as_deref()
+                    .and_then(|s| s.parse::<TraceState>().ok())
+                    .unwrap_or(TraceState::NONE),
+            ),
+            None => (SpanId::INVALID, true, TraceState::NONE),
+        };
+        let start = time(&self.clock, run.start_ns);
+        SpanData {
+            span_context: Self::context(run.span, sampled, state),
+            parent_span_id: parent,
+            parent_span_is_remote: run.remote_parent.is_some(),
+            span_kind: SpanKind::Internal,
+            name: Cow::Owned(format!("run {program}")),
+            start_time: start,
+            end_time: time(&self.clock, run.end_ns).max(start),
+            attributes: attrs,
+            dropped_attributes_count: 0,
+            events: SpanEvents::default(),
+            links: SpanLinks::default(),
+            status,
+            instrumentation_scope: self.scope.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_traceparent() {
+        let p = RemoteParent::parse(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            Some("congo=t61rcWkgMzE"),
+        )
+        .unwrap();
+        assert_eq!(p.trace_id, 0x4bf92f3577b34da6a3ce929d0e0e4736);
+        assert_eq!(p.span_id, 0x00f067aa0ba902b7);
+        assert!(p.sampled);
+        assert_eq!(p.trace_state.as_deref(), Some("congo=t61rcWkgMzE"));
+        for bad in [
+            "",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-xx",
+            "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+        ] {
+            assert!(RemoteParent::parse(bad, None).is_none(), "{bad}");
+        }
+        assert_eq!(
+            traceparent(SpanRef {
+                trace_id: 0x4bf92f3577b34da6a3ce929d0e0e4736,
+                span_id: 0xf067aa0ba902b7
+            }),
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        );
+    }
+}

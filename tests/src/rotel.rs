@@ -1,0 +1,245 @@
+//! A real OTLP receiver for the tests: rotel (a Rust OpenTelemetry collector from PyPI,
+//! installed by `scripts/setup`), listening on gRPC and HTTP, printing every span it receives
+//! in its detailed debug log, which this module parses back.
+
+use std::{
+    collections::HashMap,
+    net::{TcpListener, TcpStream},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+/// Where `scripts/setup` installs the test tools.
+pub const TOOLS_VENV: &str = "/var/cache/otel-pipetrace/venv";
+
+/// The `rotel-agent` binary: `$PIPETRACE_ROTEL`, else the one in the tools venv.
+pub fn rotel_agent() -> PathBuf {
+    if let Some(path) = std::env::var_os("PIPETRACE_ROTEL") {
+        return PathBuf::from(path);
+    }
+    let lib = PathBuf::from(TOOLS_VENV).join("lib");
+    let found = std::fs::read_dir(&lib).ok().and_then(|dir| {
+        dir.flatten()
+            .map(|e| e.path().join("site-packages/rotel/rotel-agent"))
+            .find(|p| p.is_file())
+    });
+    found.unwrap_or_else(|| {
+        panic!("rotel-agent not found under {TOOLS_VENV}: run scripts/setup (it installs rotel)")
+    })
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free local port")
+}
+
+/// One span as the receiver printed it.
+#[derive(Debug, Clone, Default)]
+pub struct ReceivedSpan {
+    pub trace_id: String,
+    pub parent_id: String,
+    pub id: String,
+    pub name: String,
+    pub status_code: String,
+    pub status_message: String,
+    pub attributes: HashMap<String, String>,
+    pub resource: HashMap<String, String>,
+    pub events: Vec<String>,
+}
+
+impl ReceivedSpan {
+    pub fn attr(&self, key: &str) -> Option<&str> {
+        self.attributes.get(key).map(String::as_str)
+    }
+    pub fn is_error(&self) -> bool {
+        self.status_code == "STATUS_CODE_ERROR"
+    }
+}
+
+/// `Str(x)` → `x`, `Int(3)` → `3`, anything else as printed.
+fn value(raw: &str) -> String {
+    for tag in ["Str(", "Int(", "Bool(", "Double("] {
+        if let Some(inner) = raw.strip_prefix(tag).and_then(|r| r.strip_suffix(')')) {
+            return inner.to_owned();
+        }
+    }
+    raw.to_owned()
+}
+
+/// Parses rotel's `--debug-log-verbosity detailed` output.
+pub fn parse(log: &str) -> Vec<ReceivedSpan> {
+    #[derive(PartialEq)]
+    enum Section {
+        None,
+        Resource,
+        Span,
+        Attributes,
+        Events,
+    }
+    let mut spans: Vec<ReceivedSpan> = Vec::new();
+    let mut resource = HashMap::new();
+    let mut section = Section::None;
+    for line in log.lines() {
+        let t = line.trim();
+        if t.starts_with("ResourceSpans #") {
+            resource = HashMap::new();
+            section = Section::None;
+        } else if t == "Resource attributes:" {
+            section = Section::Resource;
+        } else if t.starts_with("ScopeSpans") || t.starts_with("InstrumentationScope") {
+            section = Section::None;
+        } else if t.starts_with("Span #") {
+            spans.push(ReceivedSpan {
+                resource: resource.clone(),
+                ..Default::default()
+            });
+            section = Section::Span;
+        } else if t == "Attributes:" {
+            section = Section::Attributes;
+        } else if t == "Events:" || t == "Links:" {
+            section = Section::Events;
+        } else if let Some(kv) = t.strip_prefix("-> ") {
+            let Some((k, v)) = kv.split_once(": ") else {
+                continue;
+            };
+            match section {
+                Section::Resource => {
+                    resource.insert(k.to_owned(), value(v));
+                }
+                Section::Attributes => {
+                    if let Some(span) = spans.last_mut() {
+                        span.attributes.insert(k.to_owned(), value(v));
+                    }
+                }
+                Section::Events if k == "Name" => {
+                    if let Some(span) = spans.last_mut() {
+                        span.events.push(v.to_owned());
+                    }
+                }
+                _ => {}
+            }
+        } else if section == Section::Span
+            && let Some((k, v)) = t.split_once(':')
+            && let Some(span) = spans.last_mut()
+        {
+            let v = v.trim().to_owned();
+            match k.trim() {
+                "Trace ID" => span.trace_id = v,
+                "Parent ID" => span.parent_id = v,
+                "ID" => span.id = v,
+                "Name" => span.name = v,
+                "Status code" => span.status_code = v,
+                "Status message" => span.status_message = v,
+                _ => {}
+            }
+        }
+    }
+    spans
+}
+
+pub struct Rotel {
+    child: Child,
+    pub grpc_port: u16,
+    pub http_port: u16,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Rotel {
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("rotel.log");
+        let (grpc_port, http_port) = (free_port(), free_port());
+        let child = Command::new(rotel_agent())
+            .args(["start", "--exporter", "blackhole"])
+            .args(["--otlp-grpc-endpoint", &format!("127.0.0.1:{grpc_port}")])
+            .args(["--otlp-http-endpoint", &format!("127.0.0.1:{http_port}")])
+            .args(["--debug-log", "traces", "--debug-log-verbosity", "detailed"])
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start rotel-agent");
+        let me = Self {
+            child,
+            grpc_port,
+            http_port,
+            log,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for port in [grpc_port, http_port] {
+            while TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(Instant::now() < deadline, "rotel did not listen on {port}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        me
+    }
+
+    pub fn grpc_endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.grpc_port)
+    }
+
+    pub fn http_endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http_port)
+    }
+
+    pub fn spans(&self) -> Vec<ReceivedSpan> {
+        parse(&std::fs::read_to_string(&self.log).unwrap_or_default())
+    }
+
+    /// Waits until the receiver has printed spans satisfying `done`; returns all spans.
+    pub fn wait_for(&self, done: impl Fn(&[ReceivedSpan]) -> bool) -> Vec<ReceivedSpan> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let spans = self.spans();
+            if done(&spans) {
+                // The debug log is written span by span: let the batch finish printing.
+                std::thread::sleep(Duration::from_millis(300));
+                return self.spans();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "receiver did not get the expected spans; it has {} spans: {:#?}",
+                spans.len(),
+                spans.iter().map(|s| &s.name).collect::<Vec<_>>()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Rotel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_detailed_log() {
+        let log = "ResourceSpans #0\nResource attributes:\n     -> service.name: Str(x)\n\
+                   ScopeSpans #0\nSpan #0\n    Trace ID       : aa\n    Parent ID      : \n\
+                   \x20   ID             : bb\n    Name           : run sh\n\
+                   \x20   Status code    : STATUS_CODE_ERROR\n    Status message : exit code 2\n\
+                   Attributes:\n     -> process.pid: Int(12)\nEvents:\nSpanEvent #0\n\
+                   \x20    -> Name: process.exec\n          -> process.pid: Int(1)\n";
+        let spans = parse(log);
+        assert_eq!(spans.len(), 1);
+        let s = &spans[0];
+        assert_eq!((s.trace_id.as_str(), s.id.as_str()), ("aa", "bb"));
+        assert_eq!(s.parent_id, "");
+        assert_eq!(s.name, "run sh");
+        assert!(s.is_error());
+        assert_eq!(s.attr("process.pid"), Some("12"));
+        assert_eq!(s.resource["service.name"], "x");
+        assert_eq!(s.events, ["process.exec"]);
+    }
+}

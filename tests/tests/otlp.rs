@@ -1,0 +1,418 @@
+//! Traces to a real OTLP receiver (rotel): one pipeline run = one nested trace, over gRPC and
+//! HTTP, from `run` and from the daemon; a receiver that is down or stalls costs counted
+//! spans, never a hang.
+
+use std::{
+    collections::HashMap,
+    io::{BufRead, BufReader},
+    net::TcpListener,
+    path::PathBuf,
+    process::{Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use pipetrace_tests::{
+    bin, require_root,
+    rotel::{ReceivedSpan, Rotel, free_port},
+};
+
+/// A pipeline with a known tree:
+/// root sh ─┬─ sh -c '/bin/true; exit 4'   (fails with 4) ── /bin/true
+///          ├─ sh -c 'kill -9 $$'     (killed by SIGKILL)
+///          ├─ env true               (exec chain: one process, named "true")
+///          └─ sleep 0.05 &           (background, waited for)
+const PIPELINE: &str = r#"printf '%s' "$TRACEPARENT" > "$1"
+sh -c '/bin/true; exit 4'
+sh -c 'kill -9 $$'
+env true
+sleep 0.05 &
+wait
+"#;
+
+struct Pipeline {
+    dir: tempfile::TempDir,
+    script: PathBuf,
+    traceparent_file: PathBuf,
+}
+
+impl Pipeline {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("pipeline.sh");
+        std::fs::write(&script, PIPELINE).unwrap();
+        let traceparent_file = dir.path().join("traceparent");
+        Self {
+            dir,
+            script,
+            traceparent_file,
+        }
+    }
+
+    fn command(&self) -> Vec<String> {
+        vec![
+            "/bin/sh".into(),
+            self.script.display().to_string(),
+            self.traceparent_file.display().to_string(),
+        ]
+    }
+}
+
+/// `otel-pipetrace <flags> run -- <pipeline>` with extra environment.
+fn run_traced(flags: &[&str], env: &[(&str, &str)], pipeline: &Pipeline) -> Output {
+    let mut cmd = Command::new(bin());
+    cmd.args(flags)
+        .arg("run")
+        .arg("--")
+        .args(pipeline.command());
+    // Keep the standard variables of the calling environment out of the test's way.
+    for (k, _) in std::env::vars() {
+        if k.starts_with("OTEL_") || k == "TRACEPARENT" || k.starts_with("PIPETRACE_OTLP") {
+            cmd.env_remove(k);
+        }
+    }
+    for var in ["GITHUB_ACTIONS", "GITLAB_CI", "JENKINS_URL"] {
+        cmd.env_remove(var);
+    }
+    cmd.envs(env.iter().copied());
+    cmd.output().expect("spawn otel-pipetrace")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn by_pid(spans: &[ReceivedSpan]) -> HashMap<String, &ReceivedSpan> {
+    spans
+        .iter()
+        .filter_map(|s| s.attr("process.pid").map(|p| (p.to_owned(), s)))
+        .collect()
+}
+
+/// Checks the trace of one run of [`PIPELINE`]; returns the run span.
+fn check_pipeline_trace(spans: &[ReceivedSpan], pipeline: &Pipeline) -> ReceivedSpan {
+    let run: Vec<&ReceivedSpan> = spans.iter().filter(|s| s.name == "run sh").collect();
+    assert_eq!(run.len(), 1, "one run span: {spans:#?}");
+    let run = run[0];
+    let trace: Vec<&ReceivedSpan> = spans
+        .iter()
+        .filter(|s| s.trace_id == run.trace_id)
+        .collect();
+    assert_eq!(
+        trace.len(),
+        7,
+        "run + 6 processes in one trace: {:#?}",
+        trace
+            .iter()
+            .map(|s| (&s.name, s.attr("process.command_line")))
+            .collect::<Vec<_>>()
+    );
+    let pids = by_pid(spans);
+    let ids: Vec<&str> = trace.iter().map(|s| s.id.as_str()).collect();
+    let unique: std::collections::HashSet<_> = ids.iter().collect();
+    assert_eq!(unique.len(), ids.len(), "span ids are unique");
+
+    // Every process span's parent is the span of its parent process; the root's is the run.
+    let root: Vec<&&ReceivedSpan> = trace
+        .iter()
+        .filter(|s| {
+            s.attr("process.command_line")
+                .is_some_and(|c| c.contains("pipeline.sh"))
+                && s.name == "dash"
+        })
+        .collect();
+    assert_eq!(root.len(), 1, "one root process span");
+    let root = root[0];
+    assert_eq!(root.parent_id, run.id);
+    for s in trace.iter().filter(|s| s.id != run.id && s.id != root.id) {
+        let ppid = s.attr("process.parent_pid").unwrap();
+        let parent = pids
+            .get(ppid)
+            .unwrap_or_else(|| panic!("parent pid {ppid} of {} has a span", s.name));
+        assert_eq!(s.parent_id, parent.id, "{} parent", s.name);
+    }
+
+    let by_cmd = |cmd: &str| -> &ReceivedSpan {
+        trace
+            .iter()
+            .find(|s| s.attr("process.command_line") == Some(cmd))
+            .unwrap_or_else(|| panic!("no span for {cmd:?}"))
+    };
+    let failing = by_cmd("sh -c /bin/true; exit 4");
+    assert!(failing.is_error());
+    assert_eq!(failing.attr("process.exit.code"), Some("4"));
+    assert_eq!(failing.attr("error.type"), Some("4"));
+    assert_eq!(failing.parent_id, root.id);
+    let grandchild = by_cmd("/bin/true");
+    assert_eq!(grandchild.parent_id, failing.id);
+    assert_eq!(grandchild.name, "true");
+    assert_eq!(
+        grandchild.attr("process.executable.path"),
+        Some("/usr/bin/true")
+    );
+    assert!(!grandchild.is_error());
+    let killed = by_cmd("sh -c kill -9 $$");
+    assert!(killed.is_error());
+    assert_eq!(
+        killed.attr("pipetrace.process.signal_name"),
+        Some("SIGKILL")
+    );
+    assert_eq!(killed.attr("error.type"), Some("SIGKILL"));
+    // `env true` execs true: one span named after the last image, the env image an event.
+    let chain: Vec<&&ReceivedSpan> = trace
+        .iter()
+        .filter(|s| s.events.iter().any(|e| e == "process.exec"))
+        .collect();
+    assert_eq!(chain.len(), 1);
+    assert_eq!(chain[0].name, "true");
+    assert_eq!(chain[0].attr("pipetrace.process.exec_count"), Some("2"));
+    assert_eq!(chain[0].parent_id, root.id);
+    assert_eq!(by_cmd("sleep 0.05").parent_id, root.id);
+    assert!(!root.is_error(), "the root exited 0");
+    assert_eq!(root.attr("process.exit.code"), Some("0"));
+    for key in [
+        "process.executable.name",
+        "process.executable.path",
+        "process.command_args",
+        "process.args_count",
+        "process.working_directory",
+        "process.creation.time",
+        "process.exit.time",
+        "process.user.id",
+    ] {
+        assert!(root.attr(key).is_some(), "root span has {key}");
+    }
+    assert_eq!(run.attr("pipetrace.run.failed"), Some("2"));
+    assert_eq!(run.attr("pipetrace.run.processes"), Some("6"));
+
+    // The command saw TRACEPARENT pointing at the run span.
+    let handed = std::fs::read_to_string(&pipeline.traceparent_file).unwrap();
+    assert_eq!(handed, format!("00-{}-{}-01", run.trace_id, run.id));
+    let _ = &pipeline.dir;
+    run.clone()
+}
+
+#[test]
+fn run_over_grpc_nests_the_tree_under_the_ci_trace() {
+    require_root!();
+    let rotel = Rotel::start();
+    let pipeline = Pipeline::new();
+    let parent_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let parent_span = "00f067aa0ba902b7";
+    let out = run_traced(
+        &["--otlp-endpoint", &rotel.grpc_endpoint()],
+        &[
+            (
+                "TRACEPARENT",
+                &format!("00-{parent_trace}-{parent_span}-01"),
+            ),
+            ("OTEL_SERVICE_NAME", "ci-builds"),
+            ("GITLAB_CI", "true"),
+            ("CI_PROJECT_PATH", "acme/app"),
+            ("CI_PIPELINE_ID", "4242"),
+            ("CI_JOB_NAME", "unit-tests"),
+            ("CI_JOB_ID", "99"),
+        ],
+        &pipeline,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("spans: 7 exported, 0 dropped"),
+        "{}",
+        stderr(&out)
+    );
+    let spans = rotel.wait_for(|s| s.len() >= 7);
+    let run = check_pipeline_trace(&spans, &pipeline);
+    assert_eq!(run.trace_id, parent_trace);
+    assert_eq!(run.parent_id, parent_span);
+    assert!(!run.is_error());
+    let r = &run.resource;
+    assert_eq!(r["service.name"], "ci-builds");
+    assert_eq!(r["cicd.pipeline.name"], "acme/app");
+    assert_eq!(r["cicd.pipeline.run.id"], "4242");
+    assert_eq!(r["cicd.pipeline.task.name"], "unit-tests");
+    assert_eq!(r["cicd.pipeline.task.run.id"], "99");
+}
+
+#[test]
+fn run_over_http_from_the_standard_environment() {
+    require_root!();
+    let rotel = Rotel::start();
+    let pipeline = Pipeline::new();
+    let out = run_traced(
+        &[],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &rotel.http_endpoint()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+            ("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=ci"),
+        ],
+        &pipeline,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let spans = rotel.wait_for(|s| s.len() >= 7);
+    let run = check_pipeline_trace(&spans, &pipeline);
+    assert_eq!(
+        run.parent_id, "",
+        "no TRACEPARENT: the run starts the trace"
+    );
+    assert_eq!(run.resource["service.name"], "otel-pipetrace");
+    assert_eq!(run.resource["deployment.environment"], "ci");
+}
+
+#[test]
+fn a_failing_command_marks_the_run_span() {
+    require_root!();
+    let rotel = Rotel::start();
+    let out = Command::new(bin())
+        .args(["--otlp-endpoint", &rotel.grpc_endpoint(), "run", "--"])
+        .args(["sh", "-c", "exit 3"])
+        .env_remove("TRACEPARENT")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let spans = rotel.wait_for(|s| s.len() >= 2);
+    let run = spans.iter().find(|s| s.name == "run sh").unwrap();
+    assert!(run.is_error());
+    assert_eq!(run.attr("process.exit.code"), Some("3"));
+    let process = spans.iter().find(|s| s.name == "dash").unwrap();
+    assert!(process.is_error());
+    assert_eq!(process.parent_id, run.id);
+}
+
+/// Spans of a run whose summary says how many were dropped: all of them, never a hang.
+fn assert_all_dropped(out: &Output, started: Instant, limit: Duration) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        started.elapsed() < limit,
+        "took {:?}: {err}",
+        started.elapsed()
+    );
+    let summary = err.lines().find(|l| l.contains(" processes, ")).unwrap();
+    let processes: u64 = summary
+        .split("otel-pipetrace: ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{summary}"));
+    assert!(processes >= 30, "{summary}");
+    assert!(
+        summary.contains(&format!("spans: 0 exported, {} dropped", processes + 1)),
+        "every span (processes + run) counted as dropped: {summary}"
+    );
+}
+
+#[test]
+fn a_receiver_that_is_down_costs_counted_spans() {
+    require_root!();
+    let port = free_port();
+    let started = Instant::now();
+    let out = Command::new(bin())
+        .args(["--otlp-endpoint", &format!("http://127.0.0.1:{port}"), "run", "--"])
+        .args(["sh", "-c", "for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30; do /bin/true; done"])
+        .env("PIPETRACE_OTLP__MAX_QUEUE_SPANS", "8")
+        .env("PIPETRACE_OTLP__MAX_BATCH_SPANS", "4")
+        .env("PIPETRACE_OTLP__BATCH_DELAY", "10ms")
+        .env("PIPETRACE_OTLP__SHUTDOWN_TIMEOUT", "2s")
+        .env_remove("TRACEPARENT")
+        .output()
+        .unwrap();
+    assert_all_dropped(&out, started, Duration::from_secs(20));
+    assert!(stderr(&out).contains("queue full"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_receiver_that_never_answers_does_not_stall_the_agent() {
+    require_root!();
+    // Accepts connections and never replies.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming().flatten() {
+            held.push(conn);
+        }
+    });
+    let started = Instant::now();
+    let out = Command::new(bin())
+        .args(["--otlp-endpoint", &format!("http://127.0.0.1:{port}")])
+        .args(["--otlp-protocol", "http/protobuf", "run", "--"])
+        .args(["sh", "-c", "for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30; do /bin/true; done"])
+        .env("PIPETRACE_OTLP__TIMEOUT", "300ms")
+        .env("PIPETRACE_OTLP__SHUTDOWN_TIMEOUT", "1s")
+        .env_remove("TRACEPARENT")
+        .output()
+        .unwrap();
+    assert_all_dropped(&out, started, Duration::from_secs(15));
+}
+
+#[test]
+fn daemon_exports_trees_of_matching_roots_including_one_already_running() {
+    require_root!();
+    let rotel = Rotel::start();
+    let dir = tempfile::tempdir().unwrap();
+    let name = format!("pto{}.sh", std::process::id() % 100_000);
+    let script = dir.path().join(&name);
+    let fifo = dir.path().join("go");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\nread x < \"$1\"\nsh -c 'exit 3'\n/bin/true\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    // The root starts before the daemon and waits for the go signal.
+    let mut root = Command::new(&script).arg(&fifo).spawn().unwrap();
+    let config = dir.path().join("pipetrace.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[scope]\nmode = \"descendants\"\nroot_names = [\"{name}\"]\n[otlp]\nendpoint = \"{}\"\nbatch_delay = \"50ms\"\n",
+            rotel.grpc_endpoint()
+        ),
+    )
+    .unwrap();
+    let mut daemon = Command::new(bin())
+        .arg("--config")
+        .arg(&config)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(daemon.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("stop with SIGINT") {
+        line.clear();
+        assert!(err.read_line(&mut line).unwrap() > 0, "daemon exited early");
+    }
+    std::fs::write(&fifo, "go\n").unwrap();
+    assert_eq!(root.wait().unwrap().code(), Some(0));
+    let spans = rotel.wait_for(|s| s.len() >= 3);
+    // SIGTERM: flush and exit 0.
+    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+    assert_eq!(daemon.wait().unwrap().code(), Some(0), "{rest}");
+    assert!(rest.contains("spans: 3 exported, 0 dropped"), "{rest}");
+
+    let root_span = spans
+        .iter()
+        .find(|s| s.attr("process.pid") == Some(&root.id().to_string()))
+        .expect("span of the root that was already running");
+    assert_eq!(root_span.attr("pipetrace.process.seeded"), Some("true"));
+    assert_eq!(root_span.parent_id, "", "a daemon root starts a trace");
+    let failing = spans
+        .iter()
+        .find(|s| s.attr("process.command_line") == Some("sh -c exit 3"))
+        .unwrap();
+    assert!(failing.is_error());
+    let t = spans.iter().find(|s| s.name == "true").unwrap();
+    for child in [failing, t] {
+        assert_eq!(child.parent_id, root_span.id);
+        assert_eq!(child.trace_id, root_span.trace_id);
+    }
+}
