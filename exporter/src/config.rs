@@ -39,8 +39,8 @@ pub struct TrackerSection {
 impl Default for TrackerSection {
     fn default() -> Self {
         Self {
-            retain_ended: Duration::from_secs(60),
-            max_ended: 100_000,
+            retain_ended: Duration::from_secs(10),
+            max_ended: 16_384,
             sweep_interval: Duration::from_secs(30),
         }
     }
@@ -188,7 +188,7 @@ impl Default for CaptureSection {
     fn default() -> Self {
         Self {
             argv_max_bytes: exporter_common::ARGV_DEFAULT,
-            ring_buffer_bytes: 16 * 1024 * 1024,
+            ring_buffer_bytes: 8 * 1024 * 1024,
             max_processes: 65536,
             queue_capacity: 65536,
             btf_path: PathBuf::from(crate::btf::VMLINUX_BTF),

@@ -6,7 +6,7 @@ use std::{
     collections::HashMap,
     io::{BufRead, BufReader},
     net::TcpListener,
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Command, Output, Stdio},
     time::{Duration, Instant},
 };
@@ -415,4 +415,248 @@ fn daemon_exports_trees_of_matching_roots_including_one_already_running() {
         assert_eq!(child.parent_id, root_span.id);
         assert_eq!(child.trace_id, root_span.trace_id);
     }
+}
+
+/// A private CA and a server certificate for 127.0.0.1, made with the openssl CLI.
+fn certificates(dir: &std::path::Path) -> (PathBuf, PathBuf, PathBuf) {
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl is needed by this test");
+        assert!(out.status.success(), "openssl {args:?}: {}", stderr(&out));
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=pipetrace-test-ca",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=localhost",
+    ]);
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "1",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    // A client certificate from the same CA, for mutual TLS.
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "client.key",
+        "-out",
+        "client.csr",
+        "-subj",
+        "/CN=otel-pipetrace",
+    ]);
+    std::fs::write(
+        dir.join("client.cnf"),
+        "extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "client.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "client.pem",
+        "-days",
+        "1",
+        "-extfile",
+        "client.cnf",
+    ]);
+    (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    )
+}
+
+/// TLS in front of a plaintext port (tests/fixtures/tls_proxy.py, Python's ssl module).
+struct TlsProxy(std::process::Child);
+
+impl TlsProxy {
+    fn start(
+        target: u16,
+        cert: &std::path::Path,
+        key: &std::path::Path,
+        alpn: &str,
+        client_ca: Option<&std::path::Path>,
+    ) -> (Self, u16) {
+        let port = free_port();
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/tls_proxy.py");
+        let python = if Path::new("/usr/bin/python3").exists() {
+            "/usr/bin/python3".to_owned()
+        } else {
+            pipetrace_tests::real_python()
+        };
+        let mut child = Command::new(python)
+            .arg(script)
+            .args([port.to_string(), target.to_string()])
+            .arg(cert)
+            .arg(key)
+            .arg(alpn)
+            .args(client_ca)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "ready", "tls proxy did not start");
+        (Self(child), port)
+    }
+}
+
+impl Drop for TlsProxy {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn run_true(flags: &[&str], env: &[(&str, &str)]) -> String {
+    let out = Command::new(bin())
+        .args(flags)
+        .args(["run", "--", "/bin/true"])
+        .env_remove("TRACEPARENT")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    stderr(&out)
+}
+
+#[test]
+fn tls_with_a_private_ca_over_grpc_and_http() {
+    require_root!();
+    let rotel = Rotel::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = certificates(dir.path());
+    let (_grpc_proxy, grpc_tls) = TlsProxy::start(rotel.grpc_port, &cert, &key, "h2", None);
+    let (_http_proxy, http_tls) = TlsProxy::start(rotel.http_port, &cert, &key, "http/1.1", None);
+    let ca = ca.to_str().unwrap();
+
+    let grpc = format!("https://127.0.0.1:{grpc_tls}");
+    let err = run_true(
+        &["--otlp-endpoint", &grpc],
+        &[("PIPETRACE_OTLP__TLS__CA_FILE", ca)],
+    );
+    assert!(
+        err.contains("spans: 2 exported, 0 dropped"),
+        "gRPC over TLS: {err}"
+    );
+
+    let http = format!("https://127.0.0.1:{http_tls}");
+    let err = run_true(
+        &["--otlp-endpoint", &http, "--otlp-protocol", "http/protobuf"],
+        &[("OTEL_EXPORTER_OTLP_CERTIFICATE", ca)],
+    );
+    assert!(
+        err.contains("spans: 2 exported, 0 dropped"),
+        "HTTP over TLS: {err}"
+    );
+    let spans = rotel.wait_for(|s| s.len() >= 4);
+    assert_eq!(spans.iter().filter(|s| s.name == "run true").count(), 2);
+
+    // Without the CA the server is not trusted: nothing is sent, and the loss is counted.
+    let err = run_true(
+        &["--otlp-endpoint", &grpc],
+        &[
+            ("PIPETRACE_OTLP__TIMEOUT", "1s"),
+            ("PIPETRACE_OTLP__SHUTDOWN_TIMEOUT", "3s"),
+        ],
+    );
+    assert!(
+        err.contains("spans: 0 exported, 2 dropped"),
+        "untrusted server: {err}"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(rotel.spans().len(), spans.len());
+}
+
+#[test]
+fn mutual_tls_presents_the_client_certificate() {
+    require_root!();
+    let rotel = Rotel::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = certificates(dir.path());
+    let (client_cert, client_key) = (dir.path().join("client.pem"), dir.path().join("client.key"));
+    let (_proxy, port) = TlsProxy::start(rotel.grpc_port, &cert, &key, "h2", Some(&ca));
+    let endpoint = format!("https://127.0.0.1:{port}");
+    let config = dir.path().join("mtls.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[otlp]\nendpoint = \"{endpoint}\"\n[otlp.tls]\nca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+            ca.display(),
+            client_cert.display(),
+            client_key.display()
+        ),
+    )
+    .unwrap();
+    let err = run_true(&["--config", config.to_str().unwrap()], &[]);
+    assert!(err.contains("spans: 2 exported, 0 dropped"), "mTLS: {err}");
+    // Without the client certificate the server refuses the connection.
+    let err = run_true(
+        &["--otlp-endpoint", &endpoint],
+        &[
+            ("PIPETRACE_OTLP__TLS__CA_FILE", ca.to_str().unwrap()),
+            ("PIPETRACE_OTLP__TIMEOUT", "1s"),
+            ("PIPETRACE_OTLP__SHUTDOWN_TIMEOUT", "3s"),
+        ],
+    );
+    assert!(
+        err.contains("spans: 0 exported, 2 dropped"),
+        "no client cert: {err}"
+    );
+    let spans = rotel.wait_for(|s| s.len() >= 2);
+    assert_eq!(spans.len(), 2);
 }
