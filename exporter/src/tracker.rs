@@ -70,13 +70,16 @@ pub struct Process {
     pub comm: String,
     pub uid: u32,
     pub cgroup_id: u64,
-    /// The image it runs now (last exec), if it executed anything since it was seen.
-    pub exec: Option<Box<Exec>>,
+    /// The image it runs now: its last exec, or, before any, the image it was forked from
+    /// (what `/proc/PID/exe` and `cmdline` show for a forked child).
+    pub exec: Option<Arc<Exec>>,
+    /// `exec` was inherited from the parent at fork, not executed by this process.
+    pub exec_inherited: bool,
     /// CLOCK_MONOTONIC ns of the last exec.
     pub exec_ns: Option<u64>,
     pub exec_count: u32,
     /// Earlier images `(exec time, image)`, oldest first, at most [`MAX_PREVIOUS_EXECS`].
-    pub previous_execs: Vec<(u64, Box<Exec>)>,
+    pub previous_execs: Vec<(u64, Arc<Exec>)>,
     /// A scope root (the `run` command or a matched root).
     pub root: bool,
     /// Known from `/proc` at start-up: the start time is accurate to a clock tick only.
@@ -220,14 +223,22 @@ impl Tracker {
             || (p.seeded && p.key.start_ns.abs_diff(start_ns) <= self.tolerance_ns)
     }
 
+    /// The live tree parent of a process being created.
+    fn live_parent(&self, c: &Common) -> Option<&Process> {
+        if c.tree_ppid == 0 {
+            return None;
+        }
+        self.live
+            .get(&c.tree_ppid)
+            .filter(|p| c.parent_start_ns == 0 || self.same(p, c.parent_start_ns))
+    }
+
     /// Span context of the process's tree parent, if that parent has a span.
     fn parent_link(&self, c: &Common) -> Option<SpanRef> {
         if c.tree_ppid == 0 {
             return None;
         }
-        if let Some(p) = self.live.get(&c.tree_ppid)
-            && (c.parent_start_ns == 0 || self.same(p, c.parent_start_ns))
-        {
+        if let Some(p) = self.live_parent(c) {
             return p.spanned.then_some(p.span);
         }
         let key = ProcessKey {
@@ -254,6 +265,12 @@ impl Tracker {
             },
         };
         self.totals.processes += 1;
+        // A forked child runs its parent's image until it executes its own. (The tree parent
+        // is the real parent unless hidden processes are skipped in between.)
+        let inherited = self
+            .live_parent(c)
+            .filter(|p| p.key.tgid == c.ppid)
+            .and_then(|p| p.exec.clone());
         Process {
             key,
             parent: (c.tree_ppid != 0).then_some(ProcessKey {
@@ -264,7 +281,8 @@ impl Tracker {
             comm: c.comm.clone(),
             uid: c.uid,
             cgroup_id: c.cgroup_id,
-            exec: None,
+            exec_inherited: inherited.is_some(),
+            exec: inherited,
             exec_ns: None,
             exec_count: 0,
             previous_execs: Vec::new(),
@@ -326,7 +344,7 @@ impl Tracker {
         p.seeded = true;
         p.spanned = true;
         if !argv.is_empty() || exe.is_some() {
-            p.exec = Some(Box::new(Exec {
+            p.exec = Some(Arc::new(Exec {
                 exe,
                 cwd,
                 filename: argv.first().cloned().unwrap_or_default(),
@@ -405,7 +423,8 @@ impl Tracker {
                 {
                     p.previous_execs.push((at, old));
                 }
-                p.exec = Some(exec);
+                p.exec = Some(Arc::from(exec));
+                p.exec_inherited = false;
                 p.exec_ns = Some(common.ktime_ns);
                 p.exec_count += 1;
                 None
@@ -745,6 +764,32 @@ mod tests {
             .collect();
         assert_eq!(earlier, ["/usr/bin/dash", "/usr/bin/env"]);
         assert_eq!(t.totals().processes, 1);
+    }
+
+    #[test]
+    fn a_forked_child_runs_its_parents_image_until_it_execs() {
+        let mut t = Tracker::default();
+        t.apply(ev(10, 100, 1, Body::Fork, 0));
+        t.apply(ev(10, 100, 1, exec_of("/usr/bin/dash", false), 0));
+        t.apply(child_of(11, 200, key(10, 100), Body::Fork));
+        t.apply(child_of(12, 300, key(10, 100), Body::Fork));
+        t.apply(child_of(
+            12,
+            300,
+            key(10, 100),
+            exec_of("/usr/bin/cat", false),
+        ));
+        let subshell = t.apply(child_of(11, 200, key(10, 100), exit(0))).unwrap();
+        assert_eq!(subshell.executable_name(), "dash");
+        assert!(subshell.exec_inherited);
+        assert_eq!(subshell.exec_count, 0);
+        let cat = t.apply(child_of(12, 300, key(10, 100), exit(0))).unwrap();
+        assert_eq!(cat.executable_name(), "cat");
+        assert!(!cat.exec_inherited);
+        assert!(
+            cat.previous_execs.is_empty(),
+            "the inherited image is not an exec of its own"
+        );
     }
 
     #[test]

@@ -660,3 +660,35 @@ fn mutual_tls_presents_the_client_certificate() {
     let spans = rotel.wait_for(|s| s.len() >= 2);
     assert_eq!(spans.len(), 2);
 }
+
+#[test]
+fn a_survivor_is_exported_as_still_running() {
+    require_root!();
+    let rotel = Rotel::start();
+    let out = Command::new(bin())
+        .args([
+            "--otlp-endpoint",
+            &rotel.grpc_endpoint(),
+            "run",
+            "--grace",
+            "300ms",
+            "--",
+        ])
+        .args(["sh", "-c", "sleep 7 & exit 0"])
+        .env_remove("TRACEPARENT")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).contains("1 still running"), "{}", stderr(&out));
+    let spans = rotel.wait_for(|s| s.len() >= 3);
+    let sleep = spans.iter().find(|s| s.name == "sleep").unwrap();
+    let pid: i32 = sleep.attr("process.pid").unwrap().parse().unwrap();
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    assert_eq!(sleep.attr("pipetrace.process.still_running"), Some("true"));
+    assert!(!sleep.is_error());
+    assert!(sleep.attr("process.exit.code").is_none());
+    let shell = spans.iter().find(|s| s.name == "dash").unwrap();
+    assert_eq!(sleep.parent_id, shell.id);
+    let run = spans.iter().find(|s| s.name == "run sh").unwrap();
+    assert_eq!(run.attr("pipetrace.run.still_running"), Some("1"));
+}
