@@ -185,6 +185,16 @@ impl Agent {
         })
     }
 
+    /// Every loss so far, kernel and user space.
+    pub fn losses(&self) -> Losses {
+        Losses::new(self.capture.kernel_counters(), &self.stats)
+    }
+
+    /// Span counters while running (`None` without OTLP export).
+    pub fn span_stats(&self) -> Option<Arc<SpanStats>> {
+        self.export.as_ref().map(ExportTask::stats)
+    }
+
     /// Drains the ring, lets the tracker and sinks finish every event, and reports losses.
     pub async fn stop(self) -> Finished {
         let _ = self.stop.send(true);

@@ -9,6 +9,43 @@ use crate::{
     loader::KernelScope,
 };
 
+/// A daemon runs for weeks: losses are reported as they happen, not only at exit.
+const LOSS_REPORT_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Loss totals at the last report.
+#[derive(Default)]
+struct Reported {
+    events: u64,
+    spans: u64,
+}
+
+impl Reported {
+    fn report_new_losses(&mut self, agent: &Agent) {
+        let losses = agent.losses();
+        if losses.total() > self.events {
+            tracing::warn!(
+                "{} more events lost in the last {:?} ({} in total: {})",
+                losses.total() - self.events,
+                LOSS_REPORT_EVERY,
+                losses.total(),
+                describe_losses(&losses)
+            );
+            self.events = losses.total();
+        }
+        if let Some(spans) = agent.span_stats()
+            && spans.dropped() > self.spans
+        {
+            tracing::warn!(
+                "{} more spans dropped in the last {:?} ({})",
+                spans.dropped() - self.spans,
+                LOSS_REPORT_EVERY,
+                spans.describe()
+            );
+            self.spans = spans.dropped();
+        }
+    }
+}
+
 pub async fn daemon(config: &Config) -> Result<(), AgentError> {
     let scope = KernelScope::from_config(config);
     let seed_root_names = match &scope {
@@ -31,9 +68,15 @@ pub async fn daemon(config: &Config) -> Result<(), AgentError> {
 
     let mut sigint = signal(SignalKind::interrupt()).map_err(AgentError::Reader)?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(AgentError::Reader)?;
-    tokio::select! {
-        _ = sigint.recv() => {}
-        _ = sigterm.recv() => {}
+    let mut report = tokio::time::interval(LOSS_REPORT_EVERY);
+    report.tick().await;
+    let mut reported = Reported::default();
+    loop {
+        tokio::select! {
+            _ = sigint.recv() => break,
+            _ = sigterm.recv() => break,
+            _ = report.tick() => reported.report_new_losses(&agent),
+        }
     }
     let mut finished = agent.stop().await;
     // Processes still alive get their spans now, marked still running: a restart of the

@@ -692,3 +692,73 @@ fn a_survivor_is_exported_as_still_running() {
     let run = spans.iter().find(|s| s.name == "run sh").unwrap();
     assert_eq!(run.attr("pipetrace.run.still_running"), Some("1"));
 }
+
+#[test]
+fn daemon_all_scope_starts_a_trace_under_a_process_that_predates_it() {
+    require_root!();
+    let rotel = Rotel::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("all.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[scope]\nmode = \"all\"\n[otlp]\nendpoint = \"{}\"\nbatch_delay = \"50ms\"\n",
+            rotel.grpc_endpoint()
+        ),
+    )
+    .unwrap();
+    let mut daemon = Command::new(bin())
+        .arg("--config")
+        .arg(&config)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(daemon.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("stop with SIGINT") {
+        line.clear();
+        assert!(err.read_line(&mut line).unwrap() > 0, "daemon exited early");
+    }
+    // This test process predates the daemon: the shell it starts is the root of a new trace.
+    let marker = format!("all-{}", std::process::id());
+    let status = Command::new("sh")
+        .args(["-c", &format!("/bin/echo {marker} > /dev/null; exit 6")])
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(6));
+    let echo_line = format!("/bin/echo {marker}");
+    let spans = rotel.wait_for(|s| {
+        s.iter()
+            .any(|s| s.attr("process.command_line") == Some(echo_line.as_str()))
+            && s.iter().any(|s| {
+                s.attr("process.command_line")
+                    .is_some_and(|c| c.starts_with("sh -c") && c.contains(&marker))
+            })
+    });
+    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+    assert_eq!(daemon.wait().unwrap().code(), Some(0), "{rest}");
+    let echo = spans
+        .iter()
+        .find(|s| s.attr("process.command_line") == Some(echo_line.as_str()))
+        .unwrap();
+    let shell = spans
+        .iter()
+        .find(|s| {
+            s.attr("process.command_line")
+                .is_some_and(|c| c.starts_with("sh -c") && c.contains(&marker))
+        })
+        .unwrap();
+    assert_eq!(shell.parent_id, "", "the shell's parent predates the agent");
+    assert!(shell.is_error());
+    assert_eq!(shell.attr("process.exit.code"), Some("6"));
+    assert_eq!(echo.parent_id, shell.id);
+    assert_eq!(echo.trace_id, shell.trace_id);
+    assert!(
+        spans
+            .iter()
+            .all(|s| s.attr("process.pid") != Some(&daemon.id().to_string())),
+        "the agent never traces itself"
+    );
+}

@@ -105,6 +105,10 @@ pub struct ExportTask {
 }
 
 impl ExportTask {
+    pub fn stats(&self) -> Arc<SpanStats> {
+        self.stats.clone()
+    }
+
     /// Waits for the queue to drain (after every sender is gone), at most `deadline`; what is
     /// left is counted as unsent.
     pub async fn finish(self, deadline: Duration) -> Arc<SpanStats> {
