@@ -1,6 +1,6 @@
 //! Kernel CLOCK_MONOTONIC timestamps to wall-clock time.
 
-fn clock_ns(clock: libc::clockid_t) -> u64 {
+pub fn clock_ns(clock: libc::clockid_t) -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,

@@ -3,6 +3,8 @@
 
 use std::collections::{HashMap, HashSet};
 
+use crate::clock::clock_ns;
+
 /// A process read from `/proc/PID/*`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcEntry {
@@ -25,16 +27,6 @@ fn parse_stat(text: &str) -> Option<(String, u32, u64)> {
     let ppid = rest.get(1)?.parse().ok()?;
     let start_ticks = rest.get(19)?.parse().ok()?;
     Some((comm, ppid, start_ticks))
-}
-
-fn clock_ns(clock: libc::clockid_t) -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid pointer to a timespec.
-    unsafe { libc::clock_gettime(clock, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// `/proc` start times are CLOCK_BOOTTIME ticks; the kernel records CLOCK_MONOTONIC. They differ

@@ -89,8 +89,13 @@ pub struct RunSpan {
     pub still_running: u64,
 }
 
+/// CLOCK_REALTIME is slewed by NTP while CLOCK_MONOTONIC is not: a daemon that runs for weeks
+/// re-measures the offset between them this often.
+const CLOCK_REFRESH: std::time::Duration = std::time::Duration::from_secs(60);
+
 pub struct SpanFactory {
     clock: Clock,
+    clock_measured: std::time::Instant,
     scope: InstrumentationScope,
     cgroups: CgroupNames,
 }
@@ -137,6 +142,7 @@ impl SpanFactory {
     pub fn new(clock: Clock) -> Self {
         Self {
             clock,
+            clock_measured: std::time::Instant::now(),
             scope: InstrumentationScope::builder("otel-pipetrace")
                 .with_version(env!("CARGO_PKG_VERSION"))
                 .build(),
@@ -163,6 +169,10 @@ impl SpanFactory {
     pub fn process(&mut self, p: &Process) -> Option<SpanData> {
         if !p.spanned {
             return None;
+        }
+        if self.clock_measured.elapsed() >= CLOCK_REFRESH {
+            self.clock = Clock::new();
+            self.clock_measured = std::time::Instant::now();
         }
         let start = time(&self.clock, p.key.start_ns);
         let end = time(&self.clock, p.end_ns.unwrap_or(p.key.start_ns));

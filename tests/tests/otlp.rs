@@ -77,6 +77,46 @@ fn run_traced(flags: &[&str], env: &[(&str, &str)], pipeline: &Pipeline) -> Outp
     cmd.output().expect("spawn otel-pipetrace")
 }
 
+/// The daemon with a config file, once it says tracing is live.
+struct Daemon {
+    child: std::process::Child,
+    stderr: BufReader<std::process::ChildStderr>,
+}
+
+impl Daemon {
+    fn start(config: &std::path::Path) -> Self {
+        let mut child = Command::new(bin())
+            .arg("--config")
+            .arg(config)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        while !line.contains("stop with SIGINT") {
+            line.clear();
+            assert!(
+                stderr.read_line(&mut line).unwrap() > 0,
+                "daemon exited early"
+            );
+        }
+        Self { child, stderr }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGTERM: the daemon must flush and exit 0. Returns the rest of its stderr.
+    fn stop(mut self) -> String {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut self.stderr, &mut rest).unwrap();
+        assert_eq!(self.child.wait().unwrap().code(), Some(0), "{rest}");
+        rest
+    }
+}
+
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -377,26 +417,12 @@ fn daemon_exports_trees_of_matching_roots_including_one_already_running() {
         ),
     )
     .unwrap();
-    let mut daemon = Command::new(bin())
-        .arg("--config")
-        .arg(&config)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = BufReader::new(daemon.stderr.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("stop with SIGINT") {
-        line.clear();
-        assert!(err.read_line(&mut line).unwrap() > 0, "daemon exited early");
-    }
+    let daemon = Daemon::start(&config);
     std::fs::write(&fifo, "go\n").unwrap();
     assert_eq!(root.wait().unwrap().code(), Some(0));
     let spans = rotel.wait_for(|s| s.len() >= 3);
     // SIGTERM: flush and exit 0.
-    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
-    assert_eq!(daemon.wait().unwrap().code(), Some(0), "{rest}");
+    let rest = daemon.stop();
     assert!(rest.contains("spans: 3 exported, 0 dropped"), "{rest}");
 
     let root_span = spans
@@ -707,18 +733,7 @@ fn daemon_all_scope_starts_a_trace_under_a_process_that_predates_it() {
         ),
     )
     .unwrap();
-    let mut daemon = Command::new(bin())
-        .arg("--config")
-        .arg(&config)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = BufReader::new(daemon.stderr.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("stop with SIGINT") {
-        line.clear();
-        assert!(err.read_line(&mut line).unwrap() > 0, "daemon exited early");
-    }
+    let daemon = Daemon::start(&config);
     // This test process predates the daemon: the shell it starts is the root of a new trace.
     let marker = format!("all-{}", std::process::id());
     let status = Command::new("sh")
@@ -735,10 +750,8 @@ fn daemon_all_scope_starts_a_trace_under_a_process_that_predates_it() {
                     .is_some_and(|c| c.starts_with("sh -c") && c.contains(&marker))
             })
     });
-    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
-    assert_eq!(daemon.wait().unwrap().code(), Some(0), "{rest}");
+    let daemon_pid = daemon.pid();
+    daemon.stop();
     let echo = spans
         .iter()
         .find(|s| s.attr("process.command_line") == Some(echo_line.as_str()))
@@ -758,7 +771,7 @@ fn daemon_all_scope_starts_a_trace_under_a_process_that_predates_it() {
     assert!(
         spans
             .iter()
-            .all(|s| s.attr("process.pid") != Some(&daemon.id().to_string())),
+            .all(|s| s.attr("process.pid") != Some(&daemon_pid.to_string())),
         "the agent never traces itself"
     );
 }

@@ -166,18 +166,17 @@ fn otlp_settings_are_checked_and_secrets_masked() {
         &agent(&["--otlp-protocol", "http/json", "config"]),
         "http/json",
     );
-    let out = Command::new(bin())
-        .arg("config")
-        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")
-        .output()
-        .unwrap();
-    assert_one_line_error(&out, "OTEL_EXPORTER_OTLP_PROTOCOL");
-    let out = Command::new(bin())
-        .arg("config")
-        .env("OTEL_EXPORTER_OTLP_TIMEOUT", "soon")
-        .output()
-        .unwrap();
-    assert_one_line_error(&out, "OTEL_EXPORTER_OTLP_TIMEOUT");
+    for (var, value) in [
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "soon"),
+    ] {
+        let out = Command::new(bin())
+            .arg("config")
+            .env(var, value)
+            .output()
+            .unwrap();
+        assert_one_line_error(&out, var);
+    }
 
     // Standard variables < file < PIPETRACE_* < flags; header values never printed.
     let dir = tempfile::tempdir().unwrap();
