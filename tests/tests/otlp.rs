@@ -84,10 +84,20 @@ struct Daemon {
 }
 
 impl Daemon {
-    fn start(config: &std::path::Path) -> Self {
+    /// Writes a config with this `[scope]` body, exporting to `rotel`, and starts the daemon.
+    fn start(dir: &Path, scope: &str, rotel: &Rotel) -> Self {
+        let config = dir.join("pipetrace.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[scope]\n{scope}\n[otlp]\nendpoint = \"{}\"\nbatch_delay = \"50ms\"\n",
+                rotel.grpc_endpoint()
+            ),
+        )
+        .unwrap();
         let mut child = Command::new(bin())
             .arg("--config")
-            .arg(config)
+            .arg(&config)
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
@@ -408,16 +418,11 @@ fn daemon_exports_trees_of_matching_roots_including_one_already_running() {
     );
     // The root starts before the daemon and waits for the go signal.
     let mut root = Command::new(&script).arg(&fifo).spawn().unwrap();
-    let config = dir.path().join("pipetrace.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[scope]\nmode = \"descendants\"\nroot_names = [\"{name}\"]\n[otlp]\nendpoint = \"{}\"\nbatch_delay = \"50ms\"\n",
-            rotel.grpc_endpoint()
-        ),
-    )
-    .unwrap();
-    let daemon = Daemon::start(&config);
+    let daemon = Daemon::start(
+        dir.path(),
+        &format!("mode = \"descendants\"\nroot_names = [\"{name}\"]"),
+        &rotel,
+    );
     std::fs::write(&fifo, "go\n").unwrap();
     assert_eq!(root.wait().unwrap().code(), Some(0));
     let spans = rotel.wait_for(|s| s.len() >= 3);
@@ -724,16 +729,7 @@ fn daemon_all_scope_starts_a_trace_under_a_process_that_predates_it() {
     require_root!();
     let rotel = Rotel::start();
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("all.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[scope]\nmode = \"all\"\n[otlp]\nendpoint = \"{}\"\nbatch_delay = \"50ms\"\n",
-            rotel.grpc_endpoint()
-        ),
-    )
-    .unwrap();
-    let daemon = Daemon::start(&config);
+    let daemon = Daemon::start(dir.path(), "mode = \"all\"", &rotel);
     // This test process predates the daemon: the shell it starts is the root of a new trace.
     let marker = format!("all-{}", std::process::id());
     let status = Command::new("sh")
