@@ -5,7 +5,19 @@
 //! unstable features allowed for the `aya_ebpf` crate only (not `-Z build-std`).
 use aya_build::{Package, Toolchain};
 
+/// The prebuilt libduckdb.so is found at run time where it was linked from (no LD_LIBRARY_PATH).
+fn duckdb_rpath() {
+    println!("cargo:rerun-if-env-changed=DUCKDB_LIB_DIR");
+    if std::env::var_os("CARGO_FEATURE_BUNDLED_DUCKDB").is_some() {
+        return;
+    }
+    if let Ok(dir) = std::env::var("DUCKDB_LIB_DIR") {
+        println!("cargo:rustc-link-arg=-Wl,-rpath,{dir}");
+    }
+}
+
 fn main() {
+    duckdb_rpath();
     println!("cargo:rerun-if-env-changed=PIPETRACE_EBPF_TOOLCHAIN");
     println!("cargo:rerun-if-changed=../exporter-common/src");
     let toolchain =

@@ -22,6 +22,7 @@ use crate::{
         Sink, SinkError,
         jsonl::JsonlSink,
         otlp::{self, ExportTask, OtlpSink, SpanStats},
+        parquet::{ParquetSettings, ParquetSink},
     },
     stats::{KernelCounters, Losses, Stats},
     tracker::{self, SpanRef, Tracker, TrackerOptions},
@@ -59,6 +60,8 @@ pub struct StartOptions {
     pub run_span: Option<SpanRef>,
     /// `cicd.*` resource attributes of the CI job (run mode).
     pub cicd: Vec<(&'static str, String)>,
+    /// Identifies this run (or daemon session) in the Parquet rows.
+    pub run_id: String,
     /// Daemon, descendants mode: also trace the subtrees of matching processes that are
     /// already running.
     pub seed_root_names: Vec<String>,
@@ -78,7 +81,7 @@ impl Finished {
     /// Returns the span counters when OTLP export was on.
     pub async fn close(mut self, deadline: Duration) -> Option<Arc<SpanStats>> {
         for sink in self.sinks.iter_mut() {
-            if let Err(e) = sink.flush() {
+            if let Err(e) = sink.close() {
                 tracing::warn!("sink {}: {e}", sink.name());
             }
         }
@@ -98,12 +101,26 @@ pub type ConfiguredSinks = (Vec<Box<dyn Sink>>, Option<ExportTask>);
 pub fn configured_sinks(
     config: &Config,
     clock: Clock,
-    cicd: &[(&'static str, String)],
+    options: &StartOptions,
 ) -> Result<ConfiguredSinks, SinkError> {
     let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
     if let Some(path) = &config.output.jsonl {
         sinks.push(Box::new(JsonlSink::create(path, clock)?));
     }
+    let out = &config.output;
+    if out.parquet {
+        let settings = ParquetSettings {
+            dir: out.parquet_dir.clone(),
+            flush_rows: out.flush_rows,
+            flush_interval: out.flush_interval,
+        };
+        sinks.push(Box::new(ParquetSink::create(
+            settings,
+            clock,
+            &options.run_id,
+        )?));
+    }
+    let cicd = &options.cicd;
     let mut export = None;
     if config.otlp.enabled() {
         let resource = otlp::resource(&config.otlp, cicd);
@@ -148,7 +165,7 @@ impl Agent {
         preflight::check_all(&config.capture.btf_path)?;
         let offsets = Btf::from_file(&config.capture.btf_path)?.kernel_offsets()?;
         let clock = Clock::new();
-        let (sinks, export) = configured_sinks(config, clock, &options.cicd)?;
+        let (sinks, export) = configured_sinks(config, clock, &options)?;
         let started_ns = crate::clock::monotonic_ns();
         let mut capture = Capture::load(config, offsets, scope)?;
         let t = &config.tracker;

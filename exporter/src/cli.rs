@@ -36,6 +36,10 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "PATH")]
     pub btf: Option<PathBuf>,
 
+    /// Directory of the Parquet datasets written by `run` and the daemon (and read by `query`).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub parquet: Option<PathBuf>,
+
     /// OTLP receiver for spans, e.g. http://localhost:4317 (export is off without one).
     #[arg(long, global = true, value_name = "URL")]
     pub otlp_endpoint: Option<String>,
@@ -68,9 +72,38 @@ pub enum Command {
         )]
         command: Vec<OsString>,
     },
+    /// Answer questions from the Parquet datasets with DuckDB (durations, cpu, memory, ...).
+    Query(QueryArgs),
     /// Print the effective configuration (defaults < OTEL_* environment < file < PIPETRACE_*
     /// environment < flags) as TOML; header values are masked.
     Config,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct QueryArgs {
+    /// durations | cpu | memory | failures | processes | tree | slowest | critical-path | runs |
+    /// sql
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// With `sql`: the statement, over the views `events` and `processes`.
+    #[arg(value_name = "SQL")]
+    pub sql: Option<String>,
+    /// Parquet data: the directory (with events/ and processes/) or one Parquet file
+    /// [default: output.parquet_dir].
+    #[arg(long, value_name = "DIR|FILE")]
+    pub data: Option<PathBuf>,
+    /// The run to look at: an id from `query runs`, or `all` [default: the latest run].
+    #[arg(long, value_name = "ID")]
+    pub run: Option<String>,
+    /// Output format.
+    #[arg(long, value_name = "FORMAT", default_value = "table", value_parser = ["table", "csv", "json"])]
+    pub format: String,
+    /// At most N rows.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<u64>,
+    /// Print the SQL (views and query) instead of running it: it runs as is in the DuckDB CLI.
+    #[arg(long)]
+    pub print_sql: bool,
 }
 
 impl Cli {
@@ -85,6 +118,7 @@ impl Cli {
             argv_max_bytes: self.argv_max,
             hide: self.hide.clone(),
             btf_path: self.btf.clone(),
+            parquet_dir: self.parquet.clone(),
             otlp_endpoint: self.otlp_endpoint.clone(),
             otlp_protocol: self.otlp_protocol.clone(),
         }

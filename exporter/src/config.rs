@@ -177,11 +177,36 @@ pub struct RunSection {
     pub grace_period: Duration,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OutputSection {
     /// Write one JSON object per event to this file ("-" = stdout).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub jsonl: Option<String>,
+    /// Write the `events` and `processes` Parquet datasets (what `query` reads).
+    pub parquet: bool,
+    /// Where the Parquet datasets live (`events/`, `processes/` below it).
+    pub parquet_dir: PathBuf,
+    /// Rows buffered before a Parquet file is written.
+    pub flush_rows: usize,
+    /// Longest time a row waits before it is written (what a SIGKILL can lose).
+    #[serde(with = "humantime_serde")]
+    pub flush_interval: Duration,
+}
+
+/// Where Parquet data goes unless configured: root runs the agent, and this is its state.
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/otel-pipetrace";
+
+impl Default for OutputSection {
+    fn default() -> Self {
+        Self {
+            jsonl: None,
+            parquet: true,
+            parquet_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            flush_rows: 100_000,
+            flush_interval: Duration::from_secs(10),
+        }
+    }
 }
 
 impl Default for CaptureSection {
@@ -237,6 +262,8 @@ pub struct Overrides {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub btf_path: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub parquet_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub otlp_endpoint: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub otlp_protocol: Option<String>,
@@ -259,6 +286,10 @@ impl Overrides {
         }
         if let Some(v) = self.btf_path {
             f = f.merge(Serialized::default("capture.btf_path", v));
+        }
+        if let Some(v) = self.parquet_dir {
+            f = f.merge(Serialized::default("output.parquet_dir", v));
+            f = f.merge(Serialized::default("output.parquet", true));
         }
         if let Some(v) = self.otlp_endpoint {
             f = f.merge(Serialized::default("otlp.endpoint", v));
@@ -394,6 +425,12 @@ impl Config {
         }
         if self.run.grace_period > Duration::from_secs(24 * 3600) {
             return bad("run.grace_period", "at most 24h".into());
+        }
+        if self.output.flush_rows == 0 {
+            return bad("output.flush_rows", "must be at least 1".into());
+        }
+        if self.output.flush_interval.is_zero() {
+            return bad("output.flush_interval", "must be more than 0".into());
         }
         if self.tracker.max_ended == 0 {
             return bad("tracker.max_ended", "must be at least 1".into());

@@ -57,6 +57,8 @@ pub async fn daemon(config: &Config) -> Result<(), AgentError> {
         &scope,
         StartOptions {
             seed_root_names,
+            // One id per daemon session; each tracked tree is a trace within it.
+            run_id: format!("{:016x}", crate::ids::IdGenerator::new().span_id()),
             ..Default::default()
         },
     )?;

@@ -17,6 +17,7 @@ pub mod loader;
 pub mod otel_env;
 pub mod preflight;
 pub mod procfs;
+pub mod query;
 pub mod reader;
 pub mod run;
 pub mod sinks;

@@ -2,7 +2,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use pipetrace::{
-    cli::{Cli, Command},
+    cli::{Cli, Command, QueryArgs},
     config::Config,
 };
 
@@ -12,6 +12,43 @@ const EXIT_USAGE: u8 = 2;
 fn fail(message: impl std::fmt::Display) -> ExitCode {
     eprintln!("otel-pipetrace: error: {message}");
     ExitCode::from(EXIT_USAGE)
+}
+
+/// `otel-pipetrace query`: no privileges, no runtime; results on stdout.
+fn query(args: &QueryArgs, config: &Config) -> ExitCode {
+    use pipetrace::query::{self, Format, Request};
+    let request = Request {
+        name: args.name.clone(),
+        sql: args.sql.clone(),
+        data: args
+            .data
+            .clone()
+            .unwrap_or_else(|| config.output.parquet_dir.clone()),
+        run: args.run.clone(),
+        format: Format::parse(&args.format).unwrap_or(Format::Table),
+        limit: args.limit,
+    };
+    if args.sql.is_some() && args.name != "sql" {
+        return fail(format!(
+            "query {}: unexpected argument {:?} (only `query sql` takes a statement)",
+            args.name,
+            args.sql.as_deref().unwrap_or_default()
+        ));
+    }
+    let output = if args.print_sql {
+        query::script(&request)
+    } else {
+        query::run(&request).and_then(|batches| query::render(&batches, request.format))
+    };
+    match output {
+        Ok(text) => {
+            use std::io::Write;
+            // A closed pipe (`| head`) is not an error worth a message.
+            let _ = std::io::stdout().write_all(text.as_bytes());
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
 }
 
 fn main() -> ExitCode {
@@ -57,6 +94,9 @@ fn main() -> ExitCode {
     if let Some(Command::Config) = cli.command {
         print!("{}", config.to_toml_redacted());
         return ExitCode::SUCCESS;
+    }
+    if let Some(Command::Query(args)) = &cli.command {
+        return query(args, &config);
     }
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -72,6 +72,7 @@ pub async fn run(config: &Config, command: &[OsString]) -> Result<i32, RunError>
         StartOptions {
             run_span: Some(run_span),
             cicd: cicd::attributes(env),
+            run_id: run_id.clone(),
             ..Default::default()
         },
     )?;

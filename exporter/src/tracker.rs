@@ -525,12 +525,19 @@ pub async fn consume(
     let mut sweep = tokio::time::interval(sweep_every.unwrap_or(Duration::from_secs(3600)));
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     sweep.tick().await;
+    // Time-based flushes (Parquet) happen even when no event arrives.
+    let mut quiet = tokio::time::interval(Duration::from_secs(1));
+    quiet.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let first = tokio::select! {
             ev = rx.recv() => match ev {
                 Some(ev) => ev,
                 None => break,
             },
+            _ = quiet.tick() => {
+                flush_all(&mut sinks, &stats);
+                continue;
+            }
             _ = sweep.tick(), if sweep_every.is_some() => {
                 let now = monotonic_ns();
                 for ended in tracker.sweep_lost(now, |k| procfs::is_alive(k.tgid, k.start_ns)) {

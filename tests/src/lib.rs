@@ -34,6 +34,18 @@ pub fn bin() -> PathBuf {
     candidate
 }
 
+/// Where the agents started by the tests write their Parquet data (not the system default).
+pub fn test_data_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("otel-pipetrace-tests-{}", std::process::id()))
+}
+
+/// `otel-pipetrace` as a command, writing its Parquet data under [`test_data_dir`].
+pub fn command() -> Command {
+    let mut cmd = Command::new(bin());
+    cmd.env("PIPETRACE_OUTPUT__PARQUET_DIR", test_data_dir());
+    cmd
+}
+
 /// True when the tests may load eBPF programs; otherwise prints why and returns false (or
 /// panics when privileged tests are required).
 pub fn privileged() -> bool {
@@ -158,7 +170,7 @@ impl Traced {
 pub fn trace(flags: &[&str], cmd: &[&str]) -> Traced {
     let dir = tempfile::tempdir().unwrap();
     let jsonl = dir.path().join("events.jsonl");
-    let out = Command::new(bin())
+    let out = command()
         .arg("run")
         .arg("--jsonl")
         .arg(&jsonl)
@@ -186,10 +198,7 @@ pub fn traced(out: Output, jsonl: &Path) -> Traced {
 
 /// Runs the agent binary with arbitrary arguments (no tracing expected to succeed).
 pub fn agent(args: &[&str]) -> Output {
-    Command::new(bin())
-        .args(args)
-        .output()
-        .expect("spawn otel-pipetrace")
+    command().args(args).output().expect("spawn otel-pipetrace")
 }
 
 /// The real Python interpreter (not a pyenv shell shim, which would add processes).

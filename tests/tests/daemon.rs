@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use pipetrace_tests::{Traced, bin, require_root, traced};
+use pipetrace_tests::{Traced, command, require_root, traced};
 
 struct Daemon {
     child: Child,
@@ -23,7 +23,7 @@ impl Daemon {
         let config_path = dir.path().join("pipetrace.toml");
         std::fs::write(&config_path, config).unwrap();
         let jsonl = dir.path().join("events.jsonl");
-        let mut child = Command::new(bin())
+        let mut child = command()
             .arg("--config")
             .arg(&config_path)
             .arg("--jsonl")

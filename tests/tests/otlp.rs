@@ -12,7 +12,7 @@ use std::{
 };
 
 use pipetrace_tests::{
-    bin, require_root,
+    command, require_root,
     rotel::{ReceivedSpan, Rotel, free_port},
 };
 
@@ -59,7 +59,7 @@ impl Pipeline {
 
 /// `otel-pipetrace <flags> run -- <pipeline>` with extra environment.
 fn run_traced(flags: &[&str], env: &[(&str, &str)], pipeline: &Pipeline) -> Output {
-    let mut cmd = Command::new(bin());
+    let mut cmd = command();
     cmd.args(flags)
         .arg("run")
         .arg("--")
@@ -95,7 +95,7 @@ impl Daemon {
             ),
         )
         .unwrap();
-        let mut child = Command::new(bin())
+        let mut child = command()
             .arg("--config")
             .arg(&config)
             .stderr(Stdio::piped())
@@ -312,7 +312,7 @@ fn run_over_http_from_the_standard_environment() {
 fn a_failing_command_marks_the_run_span() {
     require_root!();
     let rotel = Rotel::start();
-    let out = Command::new(bin())
+    let out = command()
         .args(["--otlp-endpoint", &rotel.grpc_endpoint(), "run", "--"])
         .args(["sh", "-c", "exit 3"])
         .env_remove("TRACEPARENT")
@@ -356,7 +356,7 @@ fn a_receiver_that_is_down_costs_counted_spans() {
     require_root!();
     let port = free_port();
     let started = Instant::now();
-    let out = Command::new(bin())
+    let out = command()
         .args(["--otlp-endpoint", &format!("http://127.0.0.1:{port}"), "run", "--"])
         .args(["sh", "-c", "for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30; do /bin/true; done"])
         .env("PIPETRACE_OTLP__MAX_QUEUE_SPANS", "8")
@@ -383,7 +383,7 @@ fn a_receiver_that_never_answers_does_not_stall_the_agent() {
         }
     });
     let started = Instant::now();
-    let out = Command::new(bin())
+    let out = command()
         .args(["--otlp-endpoint", &format!("http://127.0.0.1:{port}")])
         .args(["--otlp-protocol", "http/protobuf", "run", "--"])
         .args(["sh", "-c", "for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30; do /bin/true; done"])
@@ -594,7 +594,7 @@ impl Drop for TlsProxy {
 }
 
 fn run_true(flags: &[&str], env: &[(&str, &str)]) -> String {
-    let out = Command::new(bin())
+    let out = command()
         .args(flags)
         .args(["run", "--", "/bin/true"])
         .env_remove("TRACEPARENT")
@@ -696,7 +696,7 @@ fn mutual_tls_presents_the_client_certificate() {
 fn a_survivor_is_exported_as_still_running() {
     require_root!();
     let rotel = Rotel::start();
-    let out = Command::new(bin())
+    let out = command()
         .args([
             "--otlp-endpoint",
             &rotel.grpc_endpoint(),

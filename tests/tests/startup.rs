@@ -2,7 +2,7 @@
 
 use std::process::{Command, Output};
 
-use pipetrace_tests::{agent, bin, require_root};
+use pipetrace_tests::{agent, bin, command, require_root};
 
 fn assert_one_line_error(out: &Output, needle: &str) {
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -94,20 +94,20 @@ fn bad_flags_and_config_are_one_line() {
         "power of two",
     );
     // Environment layer.
-    let out = Command::new(bin())
+    let out = command()
         .arg("config")
         .env("PIPETRACE_RUN__GRACE_PERIOD", "forever")
         .output()
         .unwrap();
     assert_one_line_error(&out, "run.grace_period");
-    let out = Command::new(bin())
+    let out = command()
         .arg("config")
         .env("PIPETRACE_CAPTURE__ARGV_MAXIMUM", "1")
         .output()
         .unwrap();
     assert_one_line_error(&out, "argv_maximum");
     // Variables without a SECTION__KEY shape are not configuration.
-    let out = Command::new(bin())
+    let out = command()
         .arg("config")
         .env("PIPETRACE_SOMETHING_ELSE", "1")
         .output()
@@ -128,7 +128,7 @@ fn config_layers_merge_in_order() {
         "[capture]\nargv_max_bytes = 1000\nqueue_capacity = 77\n[run]\ngrace_period = \"9s\"\n",
     )
     .unwrap();
-    let out = Command::new(bin())
+    let out = command()
         .args([
             "--config",
             cfg.to_str().unwrap(),
@@ -170,11 +170,7 @@ fn otlp_settings_are_checked_and_secrets_masked() {
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
         ("OTEL_EXPORTER_OTLP_TIMEOUT", "soon"),
     ] {
-        let out = Command::new(bin())
-            .arg("config")
-            .env(var, value)
-            .output()
-            .unwrap();
+        let out = command().arg("config").env(var, value).output().unwrap();
         assert_one_line_error(&out, var);
     }
 
@@ -182,7 +178,7 @@ fn otlp_settings_are_checked_and_secrets_masked() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("p.toml");
     std::fs::write(&cfg, "[otlp]\nservice_name = \"from-file\"\n").unwrap();
-    let out = Command::new(bin())
+    let out = command()
         .args(["--config", cfg.to_str().unwrap(), "config"])
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://env:4318")
         .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")

@@ -3,6 +3,7 @@
 
 pub mod jsonl;
 pub mod otlp;
+pub mod parquet;
 
 use crate::{decode::Event, spans::RunSpan, tracker::Process};
 
@@ -31,7 +32,12 @@ pub trait Sink: Send {
     fn run_ended(&mut self, _run: &RunSpan) -> Result<(), SinkError> {
         Ok(())
     }
+    /// Called after every burst of events, and once a second when the stream is quiet.
     fn flush(&mut self) -> Result<(), SinkError>;
+    /// The agent stops: write out everything.
+    fn close(&mut self) -> Result<(), SinkError> {
+        self.flush()
+    }
 }
 
 /// Signal names for the common signals (Linux numbering).

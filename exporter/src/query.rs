@@ -1,0 +1,370 @@
+//! `otel-pipetrace query`: questions answered by embedded DuckDB over the Parquet datasets.
+//!
+//! The data is exposed as views `events` and `processes` (every run) and `run_events` /
+//! `run_processes` (the selected run); each named query is a `.sql` file over them. Every
+//! failure — missing or empty data, a file that is not Parquet or not ours, bad SQL — is one
+//! [`QueryError`] line.
+
+use std::path::{Path, PathBuf};
+
+use arrow::{array::RecordBatch, util::pretty::pretty_format_batches};
+use duckdb::Connection;
+
+use crate::sinks::parquet::{EVENTS, PROCESSES, events_schema, processes_schema};
+
+/// Named queries: `(name, SQL)`.
+pub const QUERIES: &[(&str, &str)] = &[
+    ("durations", include_str!("queries/durations.sql")),
+    ("cpu", include_str!("queries/cpu.sql")),
+    ("memory", include_str!("queries/memory.sql")),
+    ("failures", include_str!("queries/failures.sql")),
+    ("processes", include_str!("queries/processes.sql")),
+    ("tree", include_str!("queries/tree.sql")),
+    ("slowest", include_str!("queries/slowest.sql")),
+    ("critical-path", include_str!("queries/critical-path.sql")),
+    ("runs", include_str!("queries/runs.sql")),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("{0}")]
+    Input(String),
+    #[error("query failed: {0}")]
+    Sql(String),
+}
+
+fn sql_error(e: duckdb::Error) -> QueryError {
+    QueryError::Sql(first_line(&e.to_string()))
+}
+
+fn first_line(text: &str) -> String {
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    lines.join(" ")
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    Csv,
+    Json,
+}
+
+impl Format {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "table" => Some(Self::Table),
+            "csv" => Some(Self::Csv),
+            "json" => Some(Self::Json),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub name: String,
+    pub sql: Option<String>,
+    pub data: PathBuf,
+    /// `None` = the latest run; `Some("all")` = every run.
+    pub run: Option<String>,
+    pub format: Format,
+    pub limit: Option<u64>,
+}
+
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// Parquet files of one dataset directory, sorted.
+fn parquet_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.extension().is_some_and(|x| x == "parquet")
+                        && !p
+                            .file_name()
+                            .and_then(|n| n.to_str())
+                            .is_some_and(|n| n.starts_with('.'))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
+/// Where each dataset is read from: a glob, a file, or nothing.
+#[derive(Debug, Default)]
+struct Sources {
+    events: Option<String>,
+    processes: Option<String>,
+}
+
+fn column_names(conn: &Connection, source: &str) -> Result<Vec<String>, QueryError> {
+    let mut stmt = conn
+        .prepare(&format!(
+            "SELECT * FROM read_parquet({}, union_by_name = true) LIMIT 0",
+            quote(source)
+        ))
+        .map_err(|e| QueryError::Input(format!("{source}: {}", first_line(&e.to_string()))))?;
+    let arrow = stmt
+        .query_arrow([])
+        .map_err(|e| QueryError::Input(format!("{source}: {}", first_line(&e.to_string()))))?;
+    let schema = arrow.get_schema();
+    Ok(schema.fields().iter().map(|f| f.name().clone()).collect())
+}
+
+fn missing_columns(have: &[String], schema: &arrow_schema::Schema) -> Vec<String> {
+    schema
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .filter(|name| !have.contains(name))
+        .collect()
+}
+
+fn find_sources(conn: &Connection, data: &Path) -> Result<Sources, QueryError> {
+    let shown = data.display();
+    if !data.exists() {
+        return Err(QueryError::Input(format!(
+            "{shown}: no such file or directory (run `otel-pipetrace run` first, or pass --data)"
+        )));
+    }
+    let mut sources = Sources::default();
+    if data.is_file() {
+        let file = data.to_string_lossy().into_owned();
+        let have = column_names(conn, &file)?;
+        if missing_columns(&have, &processes_schema()).is_empty() {
+            sources.processes = Some(file);
+        } else if missing_columns(&have, &events_schema()).is_empty() {
+            sources.events = Some(file);
+        } else {
+            return Err(QueryError::Input(format!(
+                "{shown}: not an otel-pipetrace events or processes file (its columns: {})",
+                have.join(", ")
+            )));
+        }
+        return Ok(sources);
+    }
+    for (dataset, slot, schema) in [
+        (EVENTS, &mut sources.events, events_schema()),
+        (PROCESSES, &mut sources.processes, processes_schema()),
+    ] {
+        let dir = data.join(dataset);
+        let files = parquet_files(&dir);
+        if files.is_empty() {
+            continue;
+        }
+        // Check each file: one bad file is named, not hidden in a glob error.
+        for file in &files {
+            let name = file.to_string_lossy().into_owned();
+            let have = column_names(conn, &name)?;
+            let missing = missing_columns(&have, &schema);
+            if !missing.is_empty() {
+                return Err(QueryError::Input(format!(
+                    "{name}: not an otel-pipetrace {dataset} file (missing columns: {})",
+                    missing.join(", ")
+                )));
+            }
+        }
+        *slot = Some(format!("{}/*.parquet", dir.to_string_lossy()));
+    }
+    if sources.events.is_none() && sources.processes.is_none() {
+        return Err(QueryError::Input(format!(
+            "{shown}: no Parquet data (expected {shown}/processes/*.parquet and {shown}/events/*.parquet, written by `otel-pipetrace run` or the daemon)"
+        )));
+    }
+    Ok(sources)
+}
+
+fn view(name: &str, source: Option<&str>) -> Option<String> {
+    source.map(|s| {
+        format!(
+            "CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet({}, union_by_name = true);\n",
+            quote(s)
+        )
+    })
+}
+
+fn valid_run_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// The SQL that defines the views for `request` (after checking the data).
+fn views(conn: &Connection, request: &Request) -> Result<String, QueryError> {
+    if let Some(id) = request.run.as_deref()
+        && id != "all"
+        && !valid_run_id(id)
+    {
+        return Err(QueryError::Input(format!(
+            "--run {id:?}: a run id is letters, digits, '-' or '_' (see `otel-pipetrace query runs`)"
+        )));
+    }
+    let sources = find_sources(conn, &request.data)?;
+    let mut sql = String::new();
+    sql.extend(view("events", sources.events.as_deref()));
+    sql.extend(view("processes", sources.processes.as_deref()));
+    conn.execute_batch(&sql).map_err(sql_error)?;
+
+    let run = match request.run.as_deref() {
+        Some("all") => None,
+        Some(id) => Some(id.to_owned()),
+        None => latest_run(conn, &sources)?,
+    };
+    let filter = |table: &str| match &run {
+        Some(id) => format!(
+            "CREATE OR REPLACE VIEW run_{table} AS SELECT * FROM {table} WHERE run_id = {};\n",
+            quote(id)
+        ),
+        None => format!("CREATE OR REPLACE VIEW run_{table} AS SELECT * FROM {table};\n"),
+    };
+    let mut filters = String::new();
+    if sources.events.is_some() {
+        filters.push_str(&filter("events"));
+    }
+    if sources.processes.is_some() {
+        filters.push_str(&filter("processes"));
+    }
+    conn.execute_batch(&filters).map_err(sql_error)?;
+    if let (Some(id), Some(_)) = (&run, &sources.processes) {
+        let n: i64 = conn
+            .query_row(
+                &format!(
+                    "SELECT count(*) FROM processes WHERE run_id = {}",
+                    quote(id)
+                ),
+                [],
+                |row| row.get(0),
+            )
+            .map_err(sql_error)?;
+        if n == 0 && request.run.is_some() {
+            return Err(QueryError::Input(format!(
+                "--run {id}: no such run in {} (`otel-pipetrace query runs` lists them)",
+                request.data.display()
+            )));
+        }
+    }
+    Ok(sql + &filters)
+}
+
+/// The run whose first process started last.
+fn latest_run(conn: &Connection, sources: &Sources) -> Result<Option<String>, QueryError> {
+    let (table, time) = match (&sources.processes, &sources.events) {
+        (Some(_), _) => ("processes", "start"),
+        (None, Some(_)) => ("events", "time"),
+        (None, None) => return Ok(None),
+    };
+    let sql = format!(
+        "SELECT run_id FROM {table} GROUP BY run_id ORDER BY min({time}) DESC, run_id LIMIT 1"
+    );
+    let mut stmt = conn.prepare(&sql).map_err(sql_error)?;
+    let mut rows = stmt.query([]).map_err(sql_error)?;
+    match rows.next().map_err(sql_error)? {
+        Some(row) => Ok(Some(row.get(0).map_err(sql_error)?)),
+        None => Ok(None),
+    }
+}
+
+/// The statement to run: a named query or the user's SQL, limited.
+fn statement(request: &Request) -> Result<String, QueryError> {
+    let body = if request.name == "sql" {
+        let sql = request.sql.as_deref().unwrap_or("").trim();
+        if sql.is_empty() {
+            return Err(QueryError::Input(
+                "query sql needs a statement, e.g. otel-pipetrace query sql \"SELECT count(*) FROM processes\"".into(),
+            ));
+        }
+        sql.trim_end_matches(';').trim().to_owned()
+    } else {
+        let Some((_, sql)) = QUERIES.iter().find(|(n, _)| *n == request.name) else {
+            let names: Vec<&str> = QUERIES.iter().map(|(n, _)| *n).collect();
+            return Err(QueryError::Input(format!(
+                "unknown query {:?}; choose one of {}, or sql",
+                request.name,
+                names.join(", ")
+            )));
+        };
+        sql.trim().trim_end_matches(';').to_owned()
+    };
+    Ok(match request.limit {
+        Some(n) => format!("SELECT * FROM (\n{body}\n) LIMIT {n}"),
+        None => body,
+    })
+}
+
+fn open() -> Result<Connection, QueryError> {
+    Connection::open_in_memory().map_err(|e| QueryError::Sql(first_line(&e.to_string())))
+}
+
+/// The whole script (views, then the query) that `--print-sql` shows and the DuckDB CLI runs.
+pub fn script(request: &Request) -> Result<String, QueryError> {
+    let statement = statement(request)?;
+    let conn = open()?;
+    let views = views(&conn, request)?;
+    Ok(format!("{views}{statement};\n"))
+}
+
+/// Runs the query; returns its result as record batches.
+pub fn run(request: &Request) -> Result<Vec<RecordBatch>, QueryError> {
+    let statement = statement(request)?;
+    let conn = open()?;
+    views(&conn, request)?;
+    let mut stmt = conn.prepare(&statement).map_err(sql_error)?;
+    let batches = stmt.query_arrow([]).map_err(sql_error)?.collect();
+    Ok(batches)
+}
+
+/// Renders the batches; an empty result still shows its columns.
+pub fn render(batches: &[RecordBatch], format: Format) -> Result<String, QueryError> {
+    let render_error = |e: arrow::error::ArrowError| QueryError::Sql(first_line(&e.to_string()));
+    match format {
+        Format::Table => {
+            let table = pretty_format_batches(batches).map_err(render_error)?;
+            let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+            Ok(format!(
+                "{table}\n({rows} row{})\n",
+                if rows == 1 { "" } else { "s" }
+            ))
+        }
+        Format::Csv => {
+            let mut out = Vec::new();
+            {
+                let mut writer = arrow::csv::WriterBuilder::new()
+                    .with_header(true)
+                    .build(&mut out);
+                for b in batches {
+                    writer.write(b).map_err(render_error)?;
+                }
+            }
+            Ok(String::from_utf8_lossy(&out).into_owned())
+        }
+        Format::Json => {
+            let mut out = Vec::new();
+            {
+                // Explicit nulls: every row has every column, as tools expect.
+                let mut writer = arrow::json::WriterBuilder::new()
+                    .with_explicit_nulls(true)
+                    .build::<_, arrow::json::writer::JsonArray>(&mut out);
+                let refs: Vec<&RecordBatch> = batches.iter().collect();
+                writer.write_batches(&refs).map_err(render_error)?;
+                writer.finish().map_err(render_error)?;
+            }
+            if out.is_empty() {
+                out.extend_from_slice(b"[]");
+            }
+            out.push(b'\n');
+            Ok(String::from_utf8_lossy(&out).into_owned())
+        }
+    }
+}

@@ -1,0 +1,481 @@
+//! Parquet on local disk: the offline record that `otel-pipetrace query` reads with DuckDB.
+//!
+//! Two datasets under the data directory: `events/` (one row per event, stream order) and
+//! `processes/` (one row per process lifetime, with the trace and span ids of its span). Rows
+//! are buffered in Arrow builders and written when `output.flush_rows` rows are waiting or
+//! `output.flush_interval` has passed. Every flush writes one complete Parquet file next to its
+//! final name and renames it into place: a reader never sees a partial file, and an agent
+//! killed with SIGKILL loses at most the rows of one flush interval.
+
+use std::{
+    fs::File,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use arrow_array::{
+    ArrayRef, RecordBatch,
+    builder::{
+        Float64Builder, Int32Builder, Int64Builder, ListBuilder, StringBuilder,
+        TimestampNanosecondBuilder, UInt32Builder, UInt64Builder,
+    },
+};
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use parquet::{
+    arrow::ArrowWriter,
+    basic::Compression,
+    file::properties::{WriterProperties, WriterVersion},
+};
+
+use super::{Sink, SinkError};
+use crate::{
+    clock::Clock,
+    decode::{Body, Event},
+    spans::RunSpan,
+    tracker::{Ending, Process},
+};
+
+pub const EVENTS: &str = "events";
+pub const PROCESSES: &str = "processes";
+
+fn timestamp() -> DataType {
+    DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()))
+}
+
+fn argv_type() -> DataType {
+    DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)))
+}
+
+pub fn events_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("time", timestamp(), false),
+        Field::new("kind", DataType::Utf8, false),
+        Field::new("pid", DataType::UInt32, false),
+        Field::new("tid", DataType::UInt32, false),
+        Field::new("ppid", DataType::UInt32, false),
+        Field::new("tree_ppid", DataType::UInt32, false),
+        Field::new("start_time", timestamp(), false),
+        Field::new("comm", DataType::Utf8, false),
+        Field::new("executable", DataType::Utf8, true),
+        Field::new("argv", argv_type(), true),
+        Field::new("value", DataType::Int64, true),
+        Field::new("uid", DataType::UInt32, false),
+        Field::new("cgroup_id", DataType::UInt64, false),
+        Field::new("run_id", DataType::Utf8, false),
+    ]))
+}
+
+pub fn processes_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("run_id", DataType::Utf8, false),
+        Field::new("pid", DataType::UInt32, false),
+        Field::new("ppid", DataType::UInt32, false),
+        Field::new("start", timestamp(), false),
+        Field::new("end", timestamp(), false),
+        Field::new("duration_s", DataType::Float64, false),
+        Field::new("executable", DataType::Utf8, true),
+        Field::new("executable_name", DataType::Utf8, false),
+        Field::new("argv", argv_type(), true),
+        Field::new("command_line", DataType::Utf8, false),
+        Field::new("cwd", DataType::Utf8, true),
+        Field::new("comm", DataType::Utf8, false),
+        Field::new("uid", DataType::UInt32, false),
+        Field::new("exit_code", DataType::Int32, true),
+        Field::new("signal", DataType::Int32, true),
+        Field::new("status", DataType::Utf8, false),
+        Field::new("exec_count", DataType::UInt32, false),
+        Field::new("cpu_user_s", DataType::Float64, true),
+        Field::new("cpu_system_s", DataType::Float64, true),
+        Field::new("peak_rss_bytes", DataType::Int64, true),
+        Field::new("trace_id", DataType::Utf8, false),
+        Field::new("span_id", DataType::Utf8, false),
+        Field::new("parent_span_id", DataType::Utf8, true),
+    ]))
+}
+
+/// `ok`, `failed` (non-zero exit), `killed` (signal), `still_running`, `exit_lost`.
+pub fn status(p: &Process) -> &'static str {
+    match p.ending {
+        Some(Ending::Exited(exit)) if exit.signal().is_some() => "killed",
+        Some(Ending::Exited(exit)) if exit.failed() => "failed",
+        Some(Ending::Exited(_)) => "ok",
+        Some(Ending::Lost) => "exit_lost",
+        Some(Ending::StillRunning) | None => "still_running",
+    }
+}
+
+#[derive(Default)]
+struct EventColumns {
+    time: TimestampNanosecondBuilder,
+    kind: StringBuilder,
+    pid: UInt32Builder,
+    tid: UInt32Builder,
+    ppid: UInt32Builder,
+    tree_ppid: UInt32Builder,
+    start_time: TimestampNanosecondBuilder,
+    comm: StringBuilder,
+    executable: StringBuilder,
+    argv: ListBuilder<StringBuilder>,
+    value: Int64Builder,
+    uid: UInt32Builder,
+    cgroup_id: UInt64Builder,
+    run_id: StringBuilder,
+    rows: usize,
+}
+
+impl EventColumns {
+    fn push(&mut self, ev: &Event, clock: &Clock, run_id: &str) {
+        let c = &ev.common;
+        self.time.append_value(clock.unix_ns(c.ktime_ns) as i64);
+        self.kind.append_value(ev.kind_name());
+        self.pid.append_value(c.tgid);
+        self.tid.append_value(c.tid);
+        self.ppid.append_value(c.ppid);
+        self.tree_ppid.append_value(c.tree_ppid);
+        self.start_time
+            .append_value(clock.unix_ns(c.start_ns) as i64);
+        self.comm.append_value(&c.comm);
+        match &ev.body {
+            Body::Exec(e) => {
+                self.executable.append_option(e.exe.as_deref());
+                for a in &e.argv {
+                    self.argv.values().append_value(a);
+                }
+                self.argv.append(true);
+                self.value.append_null();
+            }
+            Body::Exit(x) => {
+                self.executable.append_null();
+                self.argv.append(false);
+                self.value.append_value(i64::from(x.shell_status()));
+            }
+            Body::Fork => {
+                self.executable.append_null();
+                self.argv.append(false);
+                self.value.append_null();
+            }
+        }
+        self.uid.append_value(c.uid);
+        self.cgroup_id.append_value(c.cgroup_id);
+        self.run_id.append_value(run_id);
+        self.rows += 1;
+    }
+
+    fn finish(&mut self, schema: &SchemaRef) -> Result<RecordBatch, arrow_schema::ArrowError> {
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(self.time.finish().with_timezone("UTC")),
+            Arc::new(self.kind.finish()),
+            Arc::new(self.pid.finish()),
+            Arc::new(self.tid.finish()),
+            Arc::new(self.ppid.finish()),
+            Arc::new(self.tree_ppid.finish()),
+            Arc::new(self.start_time.finish().with_timezone("UTC")),
+            Arc::new(self.comm.finish()),
+            Arc::new(self.executable.finish()),
+            Arc::new(self.argv.finish()),
+            Arc::new(self.value.finish()),
+            Arc::new(self.uid.finish()),
+            Arc::new(self.cgroup_id.finish()),
+            Arc::new(self.run_id.finish()),
+        ];
+        self.rows = 0;
+        RecordBatch::try_new(schema.clone(), columns)
+    }
+}
+
+#[derive(Default)]
+struct ProcessColumns {
+    run_id: StringBuilder,
+    pid: UInt32Builder,
+    ppid: UInt32Builder,
+    start: TimestampNanosecondBuilder,
+    end: TimestampNanosecondBuilder,
+    duration_s: Float64Builder,
+    executable: StringBuilder,
+    executable_name: StringBuilder,
+    argv: ListBuilder<StringBuilder>,
+    command_line: StringBuilder,
+    cwd: StringBuilder,
+    comm: StringBuilder,
+    uid: UInt32Builder,
+    exit_code: Int32Builder,
+    signal: Int32Builder,
+    status: StringBuilder,
+    exec_count: UInt32Builder,
+    cpu_user_s: Float64Builder,
+    cpu_system_s: Float64Builder,
+    peak_rss_bytes: Int64Builder,
+    trace_id: StringBuilder,
+    span_id: StringBuilder,
+    parent_span_id: StringBuilder,
+    rows: usize,
+}
+
+impl ProcessColumns {
+    fn push(&mut self, p: &Process, clock: &Clock, run_id: &str) {
+        let end_ns = p.end_ns.unwrap_or(p.key.start_ns).max(p.key.start_ns);
+        self.run_id.append_value(run_id);
+        self.pid.append_value(p.key.tgid);
+        self.ppid.append_value(p.parent.map_or(p.ppid, |k| k.tgid));
+        self.start
+            .append_value(clock.unix_ns(p.key.start_ns) as i64);
+        self.end.append_value(clock.unix_ns(end_ns) as i64);
+        self.duration_s
+            .append_value((end_ns - p.key.start_ns) as f64 / 1e9);
+        let exec = p.exec.as_deref();
+        self.executable
+            .append_option(exec.and_then(|e| e.exe.as_deref()));
+        self.executable_name.append_value(p.executable_name());
+        match exec {
+            Some(e) => {
+                for a in &e.argv {
+                    self.argv.values().append_value(a);
+                }
+                self.argv.append(true);
+            }
+            None => self.argv.append(false),
+        }
+        self.command_line.append_value(p.command_line());
+        self.cwd.append_option(exec.and_then(|e| e.cwd.as_deref()));
+        self.comm.append_value(&p.comm);
+        self.uid.append_value(p.uid);
+        let exit = p.exit();
+        self.exit_code.append_option(exit.and_then(|x| x.code()));
+        self.signal.append_option(exit.and_then(|x| x.signal()));
+        self.status.append_value(status(p));
+        self.exec_count.append_value(p.exec_count);
+        // Filled once the kernel reports CPU and memory (the resources issue).
+        self.cpu_user_s.append_null();
+        self.cpu_system_s.append_null();
+        self.peak_rss_bytes.append_null();
+        self.trace_id
+            .append_value(format!("{:032x}", p.span.trace_id));
+        self.span_id
+            .append_value(format!("{:016x}", p.span.span_id));
+        self.parent_span_id
+            .append_option(p.parent_span.map(|s| format!("{s:016x}")));
+        self.rows += 1;
+    }
+
+    fn finish(&mut self, schema: &SchemaRef) -> Result<RecordBatch, arrow_schema::ArrowError> {
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(self.run_id.finish()),
+            Arc::new(self.pid.finish()),
+            Arc::new(self.ppid.finish()),
+            Arc::new(self.start.finish().with_timezone("UTC")),
+            Arc::new(self.end.finish().with_timezone("UTC")),
+            Arc::new(self.duration_s.finish()),
+            Arc::new(self.executable.finish()),
+            Arc::new(self.executable_name.finish()),
+            Arc::new(self.argv.finish()),
+            Arc::new(self.command_line.finish()),
+            Arc::new(self.cwd.finish()),
+            Arc::new(self.comm.finish()),
+            Arc::new(self.uid.finish()),
+            Arc::new(self.exit_code.finish()),
+            Arc::new(self.signal.finish()),
+            Arc::new(self.status.finish()),
+            Arc::new(self.exec_count.finish()),
+            Arc::new(self.cpu_user_s.finish()),
+            Arc::new(self.cpu_system_s.finish()),
+            Arc::new(self.peak_rss_bytes.finish()),
+            Arc::new(self.trace_id.finish()),
+            Arc::new(self.span_id.finish()),
+            Arc::new(self.parent_span_id.finish()),
+        ];
+        self.rows = 0;
+        RecordBatch::try_new(schema.clone(), columns)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ParquetSettings {
+    pub dir: PathBuf,
+    pub flush_rows: usize,
+    pub flush_interval: Duration,
+}
+
+/// What the sink wrote, for the summary and the tests.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ParquetTotals {
+    pub files: u64,
+    pub event_rows: u64,
+    pub process_rows: u64,
+}
+
+pub struct ParquetSink {
+    settings: ParquetSettings,
+    clock: Clock,
+    run_id: String,
+    events: EventColumns,
+    processes: ProcessColumns,
+    events_schema: SchemaRef,
+    processes_schema: SchemaRef,
+    props: WriterProperties,
+    /// When the oldest unwritten row arrived.
+    pending_since: Option<Instant>,
+    seq: u64,
+    totals: ParquetTotals,
+}
+
+fn io_error(path: &Path, e: impl std::fmt::Display) -> SinkError {
+    SinkError::Io {
+        path: path.display().to_string(),
+        source: std::io::Error::other(e.to_string()),
+    }
+}
+
+impl ParquetSink {
+    pub fn create(
+        settings: ParquetSettings,
+        clock: Clock,
+        run_id: &str,
+    ) -> Result<Self, SinkError> {
+        for dataset in [EVENTS, PROCESSES] {
+            let dir = settings.dir.join(dataset);
+            std::fs::create_dir_all(&dir).map_err(|source| SinkError::Io {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        }
+        let props = WriterProperties::builder()
+            .set_writer_version(WriterVersion::PARQUET_2_0)
+            .set_compression(Compression::SNAPPY)
+            .set_max_row_group_row_count(Some(settings.flush_rows.max(1)))
+            .build();
+        Ok(Self {
+            settings,
+            clock,
+            run_id: run_id.to_owned(),
+            events: EventColumns::default(),
+            processes: ProcessColumns::default(),
+            events_schema: events_schema(),
+            processes_schema: processes_schema(),
+            props,
+            pending_since: None,
+            seq: 0,
+            totals: ParquetTotals::default(),
+        })
+    }
+
+    pub fn totals(&self) -> ParquetTotals {
+        self.totals
+    }
+
+    fn mark_pending(&mut self) {
+        self.pending_since.get_or_insert_with(Instant::now);
+    }
+
+    /// `<unix ns>-<run id>-<seq>.parquet`: names sort in time order and never collide
+    /// between agents writing to the same directory.
+    fn file_name(&mut self) -> String {
+        self.seq += 1;
+        let now = self.clock.unix_ns(crate::clock::monotonic_ns());
+        format!("{now:020}-{}-{:06}.parquet", self.run_id, self.seq)
+    }
+
+    fn write(&mut self, dataset: &str, batch: RecordBatch) -> Result<(), SinkError> {
+        let name = self.file_name();
+        let dir = self.settings.dir.join(dataset);
+        let tmp = dir.join(format!(".{name}.tmp"));
+        let done = dir.join(&name);
+        let file = File::create(&tmp).map_err(|source| SinkError::Io {
+            path: tmp.display().to_string(),
+            source,
+        })?;
+        let result = (|| {
+            let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(self.props.clone()))?;
+            writer.write(&batch)?;
+            writer.close().map(|_| ())
+        })();
+        if let Err(e) = result {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(io_error(&tmp, e));
+        }
+        std::fs::rename(&tmp, &done).map_err(|source| SinkError::Io {
+            path: done.display().to_string(),
+            source,
+        })?;
+        self.totals.files += 1;
+        Ok(())
+    }
+
+    /// Writes every buffered row now.
+    pub fn write_all(&mut self) -> Result<(), SinkError> {
+        self.pending_since = None;
+        let mut first_error = None;
+        if self.events.rows > 0 {
+            let rows = self.events.rows as u64;
+            let batch = self
+                .events
+                .finish(&self.events_schema)
+                .map_err(|e| io_error(&self.settings.dir, e))?;
+            match self.write(EVENTS, batch) {
+                Ok(()) => self.totals.event_rows += rows,
+                Err(e) => first_error = Some(e),
+            }
+        }
+        if self.processes.rows > 0 {
+            let rows = self.processes.rows as u64;
+            let batch = self
+                .processes
+                .finish(&self.processes_schema)
+                .map_err(|e| io_error(&self.settings.dir, e))?;
+            match self.write(PROCESSES, batch) {
+                Ok(()) => self.totals.process_rows += rows,
+                Err(e) => first_error = first_error.or(Some(e)),
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    fn due(&self) -> bool {
+        self.events.rows >= self.settings.flush_rows
+            || self.processes.rows >= self.settings.flush_rows
+            || self
+                .pending_since
+                .is_some_and(|t| t.elapsed() >= self.settings.flush_interval)
+    }
+}
+
+impl Sink for ParquetSink {
+    fn name(&self) -> &'static str {
+        "parquet"
+    }
+
+    fn event(&mut self, event: &Event) -> Result<(), SinkError> {
+        self.events.push(event, &self.clock, &self.run_id);
+        self.mark_pending();
+        if self.events.rows >= self.settings.flush_rows {
+            return self.write_all();
+        }
+        Ok(())
+    }
+
+    fn process_ended(&mut self, process: &Process) -> Result<(), SinkError> {
+        self.processes.push(process, &self.clock, &self.run_id);
+        self.mark_pending();
+        Ok(())
+    }
+
+    fn still_running(&mut self, process: &Process, now_ns: u64) -> Result<(), SinkError> {
+        let mut p = process.clone();
+        p.ending = Some(Ending::StillRunning);
+        p.end_ns = Some(now_ns);
+        self.process_ended(&p)
+    }
+
+    fn run_ended(&mut self, _run: &RunSpan) -> Result<(), SinkError> {
+        self.write_all()
+    }
+
+    /// Called after every burst of events and once a second: writes when a flush is due.
+    fn flush(&mut self) -> Result<(), SinkError> {
+        if self.due() { self.write_all() } else { Ok(()) }
+    }
+
+    fn close(&mut self) -> Result<(), SinkError> {
+        self.write_all()
+    }
+}
