@@ -61,7 +61,7 @@ fn template(i: usize) -> Template {
         argv_truncated: false,
         hidden: false,
     };
-    let status = if i % 10 == 0 { 1 << 8 } else { 0 };
+    let status = if i.is_multiple_of(10) { 1 << 8 } else { 0 };
     let events = [
         Event {
             common: common.clone(),
@@ -131,7 +131,7 @@ fn feed(sink: &mut dyn Sink, events: u64, templates: &mut [Template]) -> f64 {
         t.process.span.span_id = n + 1;
         t.process.end_ns = Some(start + 1_000_000 + (n % 7) * 100_000);
         sink.process_ended(&t.process).expect("sink process");
-        if n % 1024 == 0 {
+        if n.is_multiple_of(1024) {
             sink.flush().expect("sink flush");
         }
         t_ns += 50_000;
