@@ -479,3 +479,96 @@ impl Sink for ParquetSink {
         self.write_all()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        decode::{Common, Exit},
+        tracker::{Tracker, TrackerOptions},
+    };
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    fn ev(tgid: u32, body: Body) -> Event {
+        Event {
+            common: Common {
+                flags: 0,
+                ktime_ns: 2_000,
+                start_ns: 1_000,
+                parent_start_ns: 0,
+                cgroup_id: 0,
+                tgid,
+                tid: tgid,
+                ppid: 1,
+                tree_ppid: 1,
+                uid: 0,
+                comm: "x".into(),
+            },
+            body,
+        }
+    }
+
+    fn rows(dir: &Path) -> (usize, usize) {
+        let mut files = 0;
+        let mut rows = 0;
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            assert!(
+                name.ends_with(".parquet") && !name.starts_with('.'),
+                "{name}"
+            );
+            let reader =
+                ParquetRecordBatchReaderBuilder::try_new(File::open(entry.path()).unwrap())
+                    .unwrap()
+                    .build()
+                    .unwrap();
+            rows += reader.map(|b| b.unwrap().num_rows()).sum::<usize>();
+            files += 1;
+        }
+        (files, rows)
+    }
+
+    #[test]
+    fn flushes_by_size_into_complete_files_and_closes_with_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = ParquetSettings {
+            dir: dir.path().to_path_buf(),
+            flush_rows: 4,
+            flush_interval: Duration::from_secs(3600),
+        };
+        let mut sink = ParquetSink::create(settings, Clock::new(), "r1").unwrap();
+        let mut tracker = Tracker::new(TrackerOptions::default());
+        for pid in 10..13 {
+            for body in [Body::Fork, Body::Exit(Exit { status: 0 })] {
+                let e = ev(pid, body);
+                sink.event(&e).unwrap();
+                if let Some(p) = tracker.apply(e) {
+                    sink.process_ended(&p).unwrap();
+                }
+            }
+            sink.flush().unwrap();
+        }
+        // 6 events: one file of 4 written by size, the rest only at close.
+        assert_eq!(rows(&dir.path().join(EVENTS)), (1, 4));
+        sink.close().unwrap();
+        assert_eq!(rows(&dir.path().join(EVENTS)).1, 6);
+        assert_eq!(rows(&dir.path().join(PROCESSES)).1, 3);
+        assert_eq!(sink.totals().event_rows, 6);
+        assert_eq!(sink.totals().process_rows, 3);
+    }
+
+    #[test]
+    fn statuses() {
+        let mut t = Tracker::default();
+        t.apply(ev(5, Body::Fork));
+        let p = t.apply(ev(5, Body::Exit(Exit { status: 9 }))).unwrap();
+        assert_eq!(status(&p), "killed");
+        let mut q = p.clone();
+        q.ending = Some(Ending::Exited(Exit { status: 2 << 8 }));
+        assert_eq!(status(&q), "failed");
+        q.ending = Some(Ending::Lost);
+        assert_eq!(status(&q), "exit_lost");
+        q.ending = None;
+        assert_eq!(status(&q), "still_running");
+    }
+}
