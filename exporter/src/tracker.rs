@@ -102,6 +102,14 @@ impl Process {
         }
     }
 
+    /// This process as it stands at `now_ns`, still running (for sinks at shutdown).
+    pub fn still_running_at(&self, now_ns: u64) -> Process {
+        let mut p = self.clone();
+        p.ending = Some(Ending::StillRunning);
+        p.end_ns = Some(now_ns);
+        p
+    }
+
     /// argv of the current image, or the comm when it never executed while traced.
     pub fn command_line(&self) -> String {
         match &self.exec {
@@ -484,11 +492,7 @@ impl Tracker {
         let mut out: Vec<Process> = self
             .live
             .drain()
-            .map(|(_, mut p)| {
-                p.ending = Some(Ending::StillRunning);
-                p.end_ns = Some(now_ns);
-                p
-            })
+            .map(|(_, p)| p.still_running_at(now_ns))
             .collect();
         out.sort_by_key(|p| p.key.start_ns);
         out

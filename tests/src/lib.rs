@@ -46,6 +46,42 @@ pub fn command() -> Command {
     cmd
 }
 
+/// Starts `cmd` (a daemon) with stderr piped and waits for its readiness line; returns the child
+/// and the rest of its stderr.
+pub fn spawn_daemon(
+    mut cmd: Command,
+) -> (
+    std::process::Child,
+    std::io::BufReader<std::process::ChildStderr>,
+) {
+    use std::io::BufRead;
+    let mut child = cmd
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn the daemon");
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !(line.contains("tracing ") && line.contains("stop with SIGINT")) {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "daemon exited before tracing"
+        );
+        assert!(std::time::Instant::now() < deadline, "daemon not ready");
+    }
+    (child, stderr)
+}
+
+/// Bad input: one line on stderr naming the cause, exit status 2, no panic.
+pub fn assert_one_line_error(out: &Output, needle: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "exit status; stderr: {stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr:?}");
+    assert!(stderr.contains(needle), "{needle:?} not in {stderr:?}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
 /// True when the tests may load eBPF programs; otherwise prints why and returns false (or
 /// panics when privileged tests are required).
 pub fn privileged() -> bool {

@@ -2,13 +2,12 @@
 //! that were already running), and a cgroup v2 subtree (root).
 
 use std::{
-    io::{BufRead, BufReader},
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+    process::{Child, Command},
+    time::Instant,
 };
 
-use pipetrace_tests::{Traced, command, require_root, traced};
+use pipetrace_tests::{Traced, command, require_root, spawn_daemon, traced};
 
 struct Daemon {
     child: Child,
@@ -23,28 +22,12 @@ impl Daemon {
         let config_path = dir.path().join("pipetrace.toml");
         std::fs::write(&config_path, config).unwrap();
         let jsonl = dir.path().join("events.jsonl");
-        let mut child = command()
-            .arg("--config")
+        let mut cmd = command();
+        cmd.arg("--config")
             .arg(&config_path)
             .arg("--jsonl")
-            .arg(&jsonl)
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stderr = BufReader::new(child.stderr.take().unwrap());
-        let mut line = String::new();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            line.clear();
-            assert!(
-                stderr.read_line(&mut line).unwrap() > 0,
-                "daemon exited before tracing"
-            );
-            if line.contains("tracing ") && line.contains("stop with SIGINT") {
-                break;
-            }
-            assert!(Instant::now() < deadline, "daemon not ready");
-        }
+            .arg(&jsonl);
+        let (child, mut stderr) = spawn_daemon(cmd);
         // Keep draining stderr so the daemon never blocks on a full pipe.
         std::thread::spawn(move || {
             let mut rest = String::new();

@@ -14,6 +14,7 @@ use std::{
 use pipetrace_tests::{
     command, require_root,
     rotel::{ReceivedSpan, Rotel, free_port},
+    spawn_daemon,
 };
 
 /// A pipeline with a known tree:
@@ -95,21 +96,9 @@ impl Daemon {
             ),
         )
         .unwrap();
-        let mut child = command()
-            .arg("--config")
-            .arg(&config)
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stderr = BufReader::new(child.stderr.take().unwrap());
-        let mut line = String::new();
-        while !line.contains("stop with SIGINT") {
-            line.clear();
-            assert!(
-                stderr.read_line(&mut line).unwrap() > 0,
-                "daemon exited early"
-            );
-        }
+        let mut cmd = command();
+        cmd.arg("--config").arg(&config);
+        let (child, stderr) = spawn_daemon(cmd);
         Self { child, stderr }
     }
 

@@ -8,7 +8,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use pipetrace_tests::{command, require_root, rotel::TOOLS_VENV};
+use pipetrace_tests::{
+    assert_one_line_error, command, require_root, rotel::TOOLS_VENV, spawn_daemon,
+};
 use serde_json::Value;
 
 fn duckdb_cli() -> PathBuf {
@@ -289,41 +291,48 @@ fn pyarrow_reads_the_datasets() {
     assert!(got["events"].as_u64().unwrap() >= 2 * got["processes"].as_u64().unwrap());
 }
 
+/// A daemon tracing the descendants of a script named `name` (created in `dir`, running
+/// `body`), writing Parquet to `data` every `flush_interval`. Returns it and the script.
+fn parquet_daemon(
+    dir: &Path,
+    data: &Path,
+    body: &str,
+    flush_interval: &str,
+) -> (std::process::Child, PathBuf) {
+    let name = format!("ptq{}.sh", std::process::id() % 100_000);
+    let script = dir.join(&name);
+    std::fs::write(&script, format!("#!/bin/sh\n{body}")).unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let config = dir.join("p.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[scope]\nmode = \"descendants\"\nroot_names = [\"{name}\"]\n[output]\nparquet_dir = \"{}\"\nflush_interval = \"{flush_interval}\"\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = command();
+    cmd.arg("--config")
+        .arg(&config)
+        .env_remove("PIPETRACE_OUTPUT__PARQUET_DIR");
+    let (child, stderr) = spawn_daemon(cmd);
+    // Keep draining stderr so the daemon never blocks on a full pipe.
+    std::thread::spawn(move || std::io::read_to_string(stderr));
+    (child, script)
+}
+
 #[test]
 fn a_killed_daemon_leaves_readable_files() {
     require_root!();
     let data = tempfile::tempdir().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let name = format!("ptq{}.sh", std::process::id() % 100_000);
-    let script = dir.path().join(&name);
-    std::fs::write(
-        &script,
-        "#!/bin/sh\nfor i in 1 2 3 4 5; do /bin/true; done\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let config = dir.path().join("p.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[scope]\nmode = \"descendants\"\nroot_names = [\"{name}\"]\n[output]\nparquet_dir = \"{}\"\nflush_interval = \"500ms\"\n",
-            data.path().display()
-        ),
-    )
-    .unwrap();
-    let mut daemon = command()
-        .arg("--config")
-        .arg(&config)
-        .env_remove("PIPETRACE_OUTPUT__PARQUET_DIR")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = std::io::BufReader::new(daemon.stderr.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("stop with SIGINT") {
-        line.clear();
-        assert!(std::io::BufRead::read_line(&mut err, &mut line).unwrap() > 0);
-    }
+    let (mut daemon, script) = parquet_daemon(
+        dir.path(),
+        data.path(),
+        "for i in 1 2 3 4 5; do /bin/true; done\n",
+        "500ms",
+    );
     assert!(Command::new(&script).status().unwrap().success());
     // Wait for a flush to land, then kill without warning.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -349,14 +358,6 @@ fn a_killed_daemon_leaves_readable_files() {
         data.path().display()
     ));
     assert_eq!(oracle[0]["n"], 6);
-}
-
-fn assert_one_line_error(out: &Output, needle: &str) {
-    let err = stderr(out);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err:?}");
-    assert!(err.contains(needle), "{needle:?} not in {err:?}");
-    assert!(!err.contains("panicked"), "{err}");
 }
 
 #[test]
@@ -448,33 +449,9 @@ fn sigterm_writes_every_buffered_row() {
     require_root!();
     let data = tempfile::tempdir().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let name = format!("ptt{}.sh", std::process::id() % 100_000);
-    let script = dir.path().join(&name);
-    std::fs::write(&script, "#!/bin/sh\n/bin/true\n/bin/true\n").unwrap();
-    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let config = dir.path().join("p.toml");
     // Nothing would be written for an hour: only the shutdown can write these rows.
-    std::fs::write(
-        &config,
-        format!(
-            "[scope]\nmode = \"descendants\"\nroot_names = [\"{name}\"]\n[output]\nparquet_dir = \"{}\"\nflush_interval = \"1h\"\n",
-            data.path().display()
-        ),
-    )
-    .unwrap();
-    let mut daemon = command()
-        .arg("--config")
-        .arg(&config)
-        .env_remove("PIPETRACE_OUTPUT__PARQUET_DIR")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = std::io::BufReader::new(daemon.stderr.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("stop with SIGINT") {
-        line.clear();
-        assert!(std::io::BufRead::read_line(&mut err, &mut line).unwrap() > 0);
-    }
+    let (mut daemon, script) =
+        parquet_daemon(dir.path(), data.path(), "/bin/true\n/bin/true\n", "1h");
     assert!(Command::new(&script).status().unwrap().success());
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(

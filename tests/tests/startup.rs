@@ -1,16 +1,8 @@
 //! Start-up failures and bad input: one line on stderr naming the cause, exit status 2.
 
-use std::process::{Command, Output};
+use std::process::Command;
 
-use pipetrace_tests::{agent, bin, command, require_root};
-
-fn assert_one_line_error(out: &Output, needle: &str) {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "exit status; stderr: {stderr}");
-    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr:?}");
-    assert!(stderr.contains(needle), "{needle:?} not in {stderr:?}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
-}
+use pipetrace_tests::{agent, assert_one_line_error, bin, command, require_root};
 
 #[test]
 fn unprivileged_user_is_told_to_use_root() {

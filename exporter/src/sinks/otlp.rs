@@ -28,7 +28,7 @@ use crate::{
     decode::Event,
     spans::{RunSpan, SpanFactory},
     stats::Stats,
-    tracker::{Ending, Process},
+    tracker::Process,
 };
 
 /// What happened to the spans handed to the sink.
@@ -196,10 +196,7 @@ impl Sink for OtlpSink {
     }
 
     fn still_running(&mut self, process: &Process, now_ns: u64) -> Result<(), SinkError> {
-        let mut p = process.clone();
-        p.ending = Some(Ending::StillRunning);
-        p.end_ns = Some(now_ns);
-        self.process_ended(&p)
+        self.process_ended(&process.still_running_at(now_ns))
     }
 
     fn run_ended(&mut self, run: &RunSpan) -> Result<(), SinkError> {

@@ -460,10 +460,7 @@ impl Sink for ParquetSink {
     }
 
     fn still_running(&mut self, process: &Process, now_ns: u64) -> Result<(), SinkError> {
-        let mut p = process.clone();
-        p.ending = Some(Ending::StillRunning);
-        p.end_ns = Some(now_ns);
-        self.process_ended(&p)
+        self.process_ended(&process.still_running_at(now_ns))
     }
 
     fn run_ended(&mut self, _run: &RunSpan) -> Result<(), SinkError> {
