@@ -73,7 +73,7 @@ fn template(i: usize) -> Template {
         },
         Event {
             common: common.clone(),
-            body: Body::Exit(Exit { status }),
+            body: Body::Exit(Exit::from_status(status)),
         },
     ];
     let process = Process {
@@ -102,7 +102,7 @@ fn template(i: usize) -> Template {
             span_id: 0,
         },
         parent_span: Some(7),
-        ending: Some(Ending::Exited(Exit { status })),
+        ending: Some(Ending::Exited(Exit::from_status(status))),
         end_ns: None,
     };
     Template { events, process }

@@ -24,9 +24,13 @@ fn main() {
         std::env::var("PIPETRACE_EBPF_TOOLCHAIN").unwrap_or_else(|_| "debian-bpf".to_owned());
     // SAFETY: build scripts are single-threaded at this point.
     unsafe { std::env::set_var("RUSTC_BOOTSTRAP", "aya_ebpf") };
+    // The manifest directory of *this* build (not the one baked in when the build script was
+    // compiled: clones sharing a target directory share the compiled build script).
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| ".".to_owned());
+    let root_dir = format!("{manifest_dir}/../exporter-ebpf");
     let package = Package {
         name: "exporter-ebpf",
-        root_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/../exporter-ebpf"),
+        root_dir: &root_dir,
         ..Default::default()
     };
     if let Err(err) = aya_build::build_ebpf([package], Toolchain::Custom(&toolchain)) {

@@ -101,6 +101,15 @@ pub struct ExitTail {
     /// Wait status as the parent sees it: `(code << 8) | core_dump(0x80) | signal`.
     pub exit_status: u32,
     pub _pad0: u32,
+    /// Tick-sampled user and system time of the whole thread group (threads that exited
+    /// earlier included), ns: only their ratio is used, to split `runtime_ns`.
+    pub utime_ns: u64,
+    pub stime_ns: u64,
+    /// Precise CPU time of the whole thread group from the scheduler, ns.
+    pub runtime_ns: u64,
+    /// Peak RSS of the image the process ended with (its mm's high-water mark, or the current
+    /// RSS if higher), in pages; `signal->maxrss` when the mm was already gone.
+    pub maxrss_pages: u64,
 }
 
 /// A fixed-size exec record as built in the per-CPU scratch buffer before it is copied, trimmed
@@ -226,6 +235,19 @@ pub struct KernelOffsets {
     pub vfsmount_mnt_root: u32,
     pub fs_pwd: u32,
     pub bprm_filename: u32,
+    pub task_utime: u32,
+    pub task_stime: u32,
+    /// `task_struct.se` + `sched_entity.sum_exec_runtime`.
+    pub task_sum_exec_runtime: u32,
+    pub signal_utime: u32,
+    pub signal_stime: u32,
+    pub signal_sum_sched_runtime: u32,
+    pub signal_maxrss: u32,
+    pub mm_hiwater_rss: u32,
+    /// `mm_struct.rss_stat[]`: array start, element size, offset of the count in an element.
+    pub mm_rss_stat: u32,
+    pub rss_counter_size: u32,
+    pub rss_counter_count: u32,
     pub _pad0: u32,
 }
 
@@ -235,13 +257,13 @@ pub const PF_KTHREAD: u32 = 0x0020_0000;
 const _: () = {
     assert!(core::mem::size_of::<RecordHeader>() == 80);
     assert!(core::mem::size_of::<ExecTail>() == 16);
-    assert!(core::mem::size_of::<ExitTail>() == 8);
+    assert!(core::mem::size_of::<ExitTail>() == 40);
     assert!(core::mem::size_of::<ForkRecord>() == 80);
-    assert!(core::mem::size_of::<ExitRecord>() == 88);
+    assert!(core::mem::size_of::<ExitRecord>() == 120);
     assert!(core::mem::size_of::<ExecRecord>() == 96 + EXEC_DATA_SPAN + ARGV_MAX + 8);
     assert!(core::mem::size_of::<TrackState>() == 16);
     assert!(core::mem::size_of::<CaptureConfig>() == 32);
-    assert!(core::mem::size_of::<KernelOffsets>() == 28 * 4);
+    assert!(core::mem::size_of::<KernelOffsets>() == 39 * 4);
     assert!(3 * PATH_MAX <= EXEC_DATA_SPAN);
     assert!(NAME_MAX <= ARGV_MAX && PATH_MAX <= ARGV_MAX);
     assert!(EXEC_DATA_SPAN.is_power_of_two());

@@ -77,3 +77,35 @@ pub fn live_threads(task: u64) -> i32 {
 pub fn exit_code(task: u64) -> u32 {
     read::<u32>(task, off!(task_exit_code)).unwrap_or(0)
 }
+
+/// Peak RSS of the task's current image, in pages: the mm's high-water mark, or its current RSS
+/// (file + anon + shmem) if higher; 0 without an mm.
+#[inline(always)]
+pub fn image_peak_rss(task: u64) -> u64 {
+    let mm = ptr(task, off!(task_mm));
+    if mm == 0 {
+        return 0;
+    }
+    let counter = |member: u64| {
+        let at = off!(mm_rss_stat) + member * off!(rss_counter_size) + off!(rss_counter_count);
+        read::<i64>(mm, at).unwrap_or(0).max(0) as u64
+    };
+    // MM_FILEPAGES, MM_ANONPAGES, MM_SHMEMPAGES (MM_SWAPENTS, 2, is not resident).
+    let rss = counter(0) + counter(1) + counter(3);
+    let hiwater = read::<u64>(mm, off!(mm_hiwater_rss)).unwrap_or(0);
+    if rss > hiwater { rss } else { hiwater }
+}
+
+/// CPU and peak memory of the thread group whose last thread `task` is, at its exit: the dead
+/// threads' totals (in `signal`) plus this thread's own; `maxrss` is the group's high-water
+/// mark over every image it ran (a fallback when the last image's peak is unknown).
+#[inline(always)]
+pub fn group_usage(task: u64) -> (u64, u64, u64, u64) {
+    let signal = ptr(task, off!(task_signal));
+    let get = |base: u64, offset: u64| read::<u64>(base, offset).unwrap_or(0);
+    let utime = get(signal, off!(signal_utime)) + get(task, off!(task_utime));
+    let stime = get(signal, off!(signal_stime)) + get(task, off!(task_stime));
+    let runtime =
+        get(signal, off!(signal_sum_sched_runtime)) + get(task, off!(task_sum_exec_runtime));
+    (utime, stime, runtime, get(signal, off!(signal_maxrss)))
+}

@@ -18,10 +18,13 @@ use exporter_common::{
 
 use crate::{
     kernel::{
-        exit_code, live_threads, process_start, ptr, real_parent, task_comm, task_flags, task_pid,
-        task_tgid,
+        exit_code, group_usage, image_peak_rss, live_threads, process_start, ptr, real_parent,
+        task_comm, task_flags, task_pid, task_tgid,
     },
-    maps::{DENY_COMMS, EVENTS, EXEC_SCRATCH, ROOT_COMMS, TRACKED, conf, count, off, wakeup_flags},
+    maps::{
+        DENY_COMMS, EVENTS, EXEC_SCRATCH, EXITING, ROOT_COMMS, TRACKED, conf, count, off,
+        wakeup_flags,
+    },
     path,
 };
 
@@ -354,13 +357,54 @@ fn emit_exec(
 }
 
 // sched_process_exit(struct task_struct *p[, bool group_dead]): fires for every thread.
+// The last thread of a group is marked here; its exit record is written at its final context
+// switch (below), when its CPU time is complete: a short process that never left the CPU has
+// not had its runtime accounted yet at this point.
 #[raw_tracepoint(tracepoint = "sched_process_exit")]
 pub fn sched_process_exit(ctx: RawTracePointContext) -> i32 {
     let task: u64 = ctx.arg(0);
     if live_threads(task) != 0 {
         return 0;
     }
-    let tgid = (unsafe { bpf_get_current_pid_tgid() } >> 32) as u32;
+    let tgid = task_tgid(task);
+    if unsafe { TRACKED.get(tgid) }.is_none() && !in_untracked_scope(task, tgid) {
+        return 0;
+    }
+    let tid = task_pid(task);
+    // The mm is still there now, not at the final switch.
+    let peak_pages = image_peak_rss(task);
+    if EXITING.insert(tid, peak_pages, 0).is_err() {
+        // Map full (never expected): write the record now, with the runtime accounted so far.
+        finish_exit(task, peak_pages);
+    }
+    0
+}
+
+/// `TASK_DEAD` in `prev_state`: the task will never run again.
+const TASK_DEAD: u32 = 0x80;
+
+// sched_switch(bool preempt, struct task_struct *prev, struct task_struct *next,
+//              unsigned int prev_state): the cheap state test comes first, so the cost on the
+// context-switch path is one comparison for every switch but a task's last.
+#[raw_tracepoint(tracepoint = "sched_switch")]
+pub fn sched_switch(ctx: RawTracePointContext) -> i32 {
+    let prev_state: u32 = ctx.arg(3);
+    if prev_state & TASK_DEAD == 0 {
+        return 0;
+    }
+    let prev: u64 = ctx.arg(1);
+    let tid = task_pid(prev);
+    if let Some(peak_pages) = unsafe { EXITING.get(tid) }.copied() {
+        let _ = EXITING.remove(tid);
+        finish_exit(prev, peak_pages);
+    }
+    0
+}
+
+/// Writes the exit record of the group whose last thread is `task` (the current task).
+#[inline(always)]
+fn finish_exit(task: u64, peak_pages: u64) {
+    let tgid = task_tgid(task);
     let parent = real_parent(task);
     let ppid = task_tgid(parent);
     let mut record_flags = 0u16;
@@ -369,7 +413,7 @@ pub fn sched_process_exit(ctx: RawTracePointContext) -> i32 {
         Some(s) => s,
         None => {
             if !in_untracked_scope(task, tgid) {
-                return 0;
+                return;
             }
             record_flags |= flags::FIRST_SIGHT;
             TrackState {
@@ -379,17 +423,23 @@ pub fn sched_process_exit(ctx: RawTracePointContext) -> i32 {
             }
         }
     };
-    emit_exit(task, tgid, ppid, &state, record_flags);
+    emit_exit(task, tgid, ppid, &state, record_flags, peak_pages);
     // Only after its exit record is in the ring: `run` takes an empty TRACKED to mean that
     // every exit of the tree is there to be read.
     if tracked.is_some() {
         let _ = TRACKED.remove(tgid);
     }
-    0
 }
 
 #[inline(always)]
-fn emit_exit(task: u64, tgid: u32, ppid: u32, state: &TrackState, mut record_flags: u16) {
+fn emit_exit(
+    task: u64,
+    tgid: u32,
+    ppid: u32,
+    state: &TrackState,
+    mut record_flags: u16,
+    peak_pages: u64,
+) {
     if state.flags & track::HIDDEN != 0 {
         count(counter::HIDDEN);
         return;
@@ -407,11 +457,21 @@ fn emit_exit(task: u64, tgid: u32, ppid: u32, state: &TrackState, mut record_fla
     let mut header = base_header(kind::EXIT, core::mem::size_of::<ExitRecord>());
     fill_process(&mut header, task, tgid, ppid, state, current_comm());
     header.flags = record_flags;
+    let (utime_ns, stime_ns, runtime_ns, group_maxrss) = group_usage(task);
+    let maxrss_pages = if peak_pages > 0 {
+        peak_pages
+    } else {
+        group_maxrss
+    };
     entry.write(ExitRecord {
         header,
         tail: ExitTail {
             exit_status: exit_code(task),
             _pad0: 0,
+            utime_ns,
+            stime_ns,
+            runtime_ns,
+            maxrss_pages,
         },
     });
     entry.submit(wakeup_flags());

@@ -14,6 +14,12 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(16 * 1024 * 1024, 0);
 #[map]
 pub static TRACKED: HashMap<u32, TrackState> = HashMap::with_max_entries(65536, 0);
 
+/// Threads that ended their thread group and whose exit record waits for their last context
+/// switch, when the scheduler has added their final slice to `sum_exec_runtime`. By tid, with
+/// the peak RSS (pages) read while the mm still existed; entries live for microseconds.
+#[map]
+pub static EXITING: HashMap<u32, u64> = HashMap::with_max_entries(8192, 0);
+
 /// comm values (16 bytes, NUL padded) whose own events are hidden.
 #[map]
 pub static DENY_COMMS: HashMap<[u8; COMM_LEN], u8> = HashMap::with_max_entries(256, 0);
@@ -62,6 +68,17 @@ pub static OFFSETS: KernelOffsets = KernelOffsets {
     vfsmount_mnt_root: 0,
     fs_pwd: 0,
     bprm_filename: 0,
+    task_utime: 0,
+    task_stime: 0,
+    task_sum_exec_runtime: 0,
+    signal_utime: 0,
+    signal_stime: 0,
+    signal_sum_sched_runtime: 0,
+    signal_maxrss: 0,
+    mm_hiwater_rss: 0,
+    mm_rss_stat: 0,
+    rss_counter_size: 0,
+    rss_counter_count: 0,
     _pad0: 0,
 };
 

@@ -61,6 +61,7 @@ enum Type {
     /// Struct or union with its members.
     Composite {
         members: Vec<Member>,
+        size: u32,
     },
     /// typedef / const / volatile / restrict / type tag: points at another type.
     Alias(u32),
@@ -160,7 +161,10 @@ impl Btf {
                         // Keep the first definition with members (later ones may be forwards).
                         structs_by_name.entry(type_name).or_insert(id);
                     }
-                    Type::Composite { members }
+                    Type::Composite {
+                        members,
+                        size: size_or_type,
+                    }
                 }
                 KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_TYPE_TAG => {
                     Type::Alias(size_or_type)
@@ -215,7 +219,7 @@ impl Btf {
         if depth > 8 {
             return None;
         }
-        let Some(Type::Composite { members }) = self.types.get(id as usize) else {
+        let Some(Type::Composite { members, .. }) = self.types.get(id as usize) else {
             return None;
         };
         if let Some(m) = members.iter().find(|m| m.name == member) {
@@ -249,6 +253,27 @@ impl Btf {
         Ok(bits / 8)
     }
 
+    /// Size in bytes of a struct, if the BTF has it.
+    pub fn struct_size(&self, strukt: &str) -> Option<u32> {
+        let id = *self.structs_by_name.get(strukt)?;
+        match self.types.get(id as usize) {
+            Some(Type::Composite { size, .. }) => Some(*size),
+            _ => None,
+        }
+    }
+
+    /// Layout of `mm_struct.rss_stat[]`: `(element size, offset of the count in an element)`.
+    /// Since 6.2 the elements are `percpu_counter`s; before, `atomic_long_t`s.
+    fn rss_counter_layout(&self) -> (u32, u32) {
+        match (
+            self.struct_size("percpu_counter"),
+            self.member_offset("percpu_counter", "count"),
+        ) {
+            (Some(size), Ok(count)) => (size, count),
+            _ => (8, 0),
+        }
+    }
+
     /// Every offset the kernel programs need.
     pub fn kernel_offsets(&self) -> Result<KernelOffsets, BtfError> {
         let o = |s: &str, m: &str| self.member_offset(s, m);
@@ -280,6 +305,17 @@ impl Btf {
             vfsmount_mnt_root: o("vfsmount", "mnt_root")?,
             fs_pwd: o("fs_struct", "pwd")?,
             bprm_filename: o("linux_binprm", "filename")?,
+            task_utime: o("task_struct", "utime")?,
+            task_stime: o("task_struct", "stime")?,
+            task_sum_exec_runtime: o("task_struct", "se")? + o("sched_entity", "sum_exec_runtime")?,
+            signal_utime: o("signal_struct", "utime")?,
+            signal_stime: o("signal_struct", "stime")?,
+            signal_sum_sched_runtime: o("signal_struct", "sum_sched_runtime")?,
+            signal_maxrss: o("signal_struct", "maxrss")?,
+            mm_hiwater_rss: o("mm_struct", "hiwater_rss")?,
+            mm_rss_stat: o("mm_struct", "rss_stat")?,
+            rss_counter_size: self.rss_counter_layout().0,
+            rss_counter_count: self.rss_counter_layout().1,
             _pad0: 0,
         })
     }

@@ -58,9 +58,61 @@ pub struct Exec {
 pub struct Exit {
     /// Raw wait status.
     pub status: u32,
+    /// What the whole thread group used.
+    pub usage: Usage,
+}
+
+/// CPU time and peak memory of a process (its whole thread group), measured by the kernel.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub cpu_user_ns: u64,
+    pub cpu_system_ns: u64,
+    pub peak_rss_bytes: u64,
+}
+
+impl Usage {
+    /// The scheduler's precise runtime, split between user and system in the proportion of the
+    /// tick-sampled times — what the kernel's own `cputime_adjust` does for getrusage.
+    pub fn from_kernel(utime_ns: u64, stime_ns: u64, runtime_ns: u64, peak_rss_bytes: u64) -> Self {
+        let (user, system) = if stime_ns == 0 {
+            (runtime_ns, 0)
+        } else if utime_ns == 0 {
+            (0, runtime_ns)
+        } else {
+            let user = (u128::from(runtime_ns) * u128::from(utime_ns)
+                / (u128::from(utime_ns) + u128::from(stime_ns))) as u64;
+            (user, runtime_ns - user)
+        };
+        Self {
+            cpu_user_ns: user,
+            cpu_system_ns: system,
+            peak_rss_bytes,
+        }
+    }
+
+    pub fn cpu_ns(&self) -> u64 {
+        self.cpu_user_ns + self.cpu_system_ns
+    }
+}
+
+fn page_size() -> u64 {
+    static PAGE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    // SAFETY: sysconf has no preconditions.
+    *PAGE.get_or_init(|| match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
+        n if n > 0 => n as u64,
+        _ => 4096,
+    })
 }
 
 impl Exit {
+    /// An exit with this wait status and no usage figures.
+    pub fn from_status(status: u32) -> Self {
+        Self {
+            status,
+            usage: Usage::default(),
+        }
+    }
+
     /// Exit code when the process exited normally.
     pub fn code(&self) -> Option<i32> {
         (self.status & 0x7f == 0).then_some(((self.status >> 8) & 0xff) as i32)
@@ -204,8 +256,15 @@ pub fn decode(record: &[u8]) -> Result<Event, DecodeError> {
         kind::FORK => Body::Fork,
         kind::EXIT => {
             need(HEADER + EXIT_TAIL)?;
+            let t = HEADER;
             Body::Exit(Exit {
-                status: u32_at(record, HEADER),
+                status: u32_at(record, t),
+                usage: Usage::from_kernel(
+                    u64_at(record, t + 8),
+                    u64_at(record, t + 16),
+                    u64_at(record, t + 24),
+                    u64_at(record, t + 32).saturating_mul(page_size()),
+                ),
             })
         }
         kind::EXEC => {
@@ -329,12 +388,27 @@ mod tests {
     }
 
     #[test]
+    fn cpu_time_is_split_like_the_kernel_does() {
+        let u = Usage::from_kernel(0, 0, 5_000_000, 0);
+        assert_eq!((u.cpu_user_ns, u.cpu_system_ns), (5_000_000, 0));
+        let u = Usage::from_kernel(0, 4_000_000, 5_000_000, 0);
+        assert_eq!((u.cpu_user_ns, u.cpu_system_ns), (0, 5_000_000));
+        let u = Usage::from_kernel(12_000_000, 4_000_000, 15_000_000, 0);
+        assert_eq!((u.cpu_user_ns, u.cpu_system_ns), (11_250_000, 3_750_000));
+        assert_eq!(u.cpu_ns(), 15_000_000);
+    }
+
+    #[test]
     fn exit_status_is_split() {
         let mk = |status: u32| {
             let mut out = bytes_of(&header(kind::EXIT, 0, HEADER + EXIT_TAIL));
             out.extend(bytes_of(&ExitTail {
                 exit_status: status,
                 _pad0: 0,
+                utime_ns: 3,
+                stime_ns: 1,
+                runtime_ns: 4_000,
+                maxrss_pages: 10,
             }));
             match decode(&out).unwrap().body {
                 Body::Exit(e) => e,
@@ -346,6 +420,9 @@ mod tests {
             (ok.code(), ok.signal(), ok.failed()),
             (Some(0), None, false)
         );
+        assert_eq!(ok.usage.cpu_user_ns, 3_000);
+        assert_eq!(ok.usage.cpu_system_ns, 1_000);
+        assert_eq!(ok.usage.peak_rss_bytes, 10 * page_size());
         let three = mk(3 << 8);
         assert_eq!(
             (three.code(), three.signal(), three.shell_status()),

@@ -21,10 +21,12 @@ use crate::{
 /// The compiled kernel programs, built by `build.rs`.
 static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/pipetrace"));
 
-const TRACEPOINTS: [(&str, &str); 3] = [
+const TRACEPOINTS: [(&str, &str); 4] = [
     ("sched_process_fork", "sched_process_fork"),
     ("sched_process_exec", "sched_process_exec"),
     ("sched_process_exit", "sched_process_exit"),
+    // Writes exit records once the exiting task's CPU time is complete.
+    ("sched_switch", "sched_switch"),
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -219,6 +219,19 @@ impl SpanFactory {
                     "process.exit.time",
                     rfc3339(self.clock.unix_ns(p.end_ns.unwrap_or(0))),
                 ));
+                let usage = exit.usage;
+                attrs.push(KeyValue::new(
+                    "pipetrace.process.cpu.user",
+                    usage.cpu_user_ns as f64 / 1e9,
+                ));
+                attrs.push(KeyValue::new(
+                    "pipetrace.process.cpu.system",
+                    usage.cpu_system_ns as f64 / 1e9,
+                ));
+                attrs.push(KeyValue::new(
+                    "pipetrace.process.memory.peak",
+                    usage.peak_rss_bytes as i64,
+                ));
                 if let Some(code) = exit.code() {
                     attrs.push(KeyValue::new("process.exit.code", i64::from(code)));
                     if code != 0 {

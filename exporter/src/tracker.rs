@@ -624,7 +624,7 @@ mod tests {
     }
 
     fn exit(status: u32) -> Body {
-        Body::Exit(Exit { status })
+        Body::Exit(Exit::from_status(status))
     }
 
     fn key(tgid: u32, start_ns: u64) -> ProcessKey {

@@ -217,6 +217,9 @@ fn check_pipeline_trace(spans: &[ReceivedSpan], pipeline: &Pipeline) -> Received
         "process.creation.time",
         "process.exit.time",
         "process.user.id",
+        "pipetrace.process.cpu.user",
+        "pipetrace.process.cpu.system",
+        "pipetrace.process.memory.peak",
     ] {
         assert!(root.attr(key).is_some(), "root span has {key}");
     }

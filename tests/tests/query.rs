@@ -189,6 +189,20 @@ fn queries_agree_with_the_duckdb_cli_row_for_row() {
     assert_eq!(failures[0]["exit_code"], 4);
     assert_eq!(failures[1]["signal"], 9);
     assert_eq!(failures[0]["parent_chain"], "dash > dash");
+    // CPU and peak memory measured by the kernel at exit, for every binary.
+    let cpu = query_json(data.path(), &["cpu"]);
+    assert!(
+        cpu.iter()
+            .all(|r| r["cpu_s"].as_f64().is_some_and(|v| v > 0.0)),
+        "{cpu:#?}"
+    );
+    let memory = query_json(data.path(), &["memory"]);
+    assert!(
+        memory
+            .iter()
+            .all(|r| r["max_peak_rss_bytes"].as_i64().is_some_and(|v| v > 0)),
+        "{memory:#?}"
+    );
     let tree = query_json(data.path(), &["tree"]);
     assert_eq!(tree.len(), processes);
     assert_eq!(

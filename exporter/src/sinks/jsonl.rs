@@ -68,6 +68,9 @@ enum BodyLine<'a> {
         core_dumped: bool,
         status: u32,
         duration_ns: u64,
+        cpu_user_ns: u64,
+        cpu_system_ns: u64,
+        peak_rss_bytes: u64,
     },
 }
 
@@ -140,6 +143,9 @@ impl Sink for JsonlSink {
                 core_dumped: x.core_dumped(),
                 status: x.status,
                 duration_ns: c.ktime_ns.saturating_sub(c.start_ns),
+                cpu_user_ns: x.usage.cpu_user_ns,
+                cpu_system_ns: x.usage.cpu_system_ns,
+                peak_rss_bytes: x.usage.peak_rss_bytes,
             },
         };
         let unix = self.clock.unix_ns(c.ktime_ns);

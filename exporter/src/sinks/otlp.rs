@@ -477,7 +477,7 @@ mod tests {
                 11,
                 root_start + 5,
                 (10, root_start),
-                Body::Exit(Exit { status: 1 << 8 }),
+                Body::Exit(Exit::from_status(1 << 8)),
                 0,
             ),
             ev(12, root_start + 9, (10, root_start), Body::Fork, 0),
@@ -485,10 +485,10 @@ mod tests {
                 12,
                 root_start + 9,
                 (10, root_start),
-                Body::Exit(Exit { status: 9 }),
+                Body::Exit(Exit::from_status(9)),
                 0,
             ),
-            ev(10, root_start, (1, 0), Body::Exit(Exit { status: 0 }), 0),
+            ev(10, root_start, (1, 0), Body::Exit(Exit::from_status(0)), 0),
         ];
         for e in events {
             if let Some(p) = tracker.apply(e) {
@@ -564,7 +564,13 @@ mod tests {
             let start = u64::from(i) * 1_000 + 1;
             tracker.apply(ev(i + 2, start, (1, 0), Body::Fork, 0));
             let p = tracker
-                .apply(ev(i + 2, start, (1, 0), Body::Exit(Exit { status: 0 }), 0))
+                .apply(ev(
+                    i + 2,
+                    start,
+                    (1, 0),
+                    Body::Exit(Exit::from_status(0)),
+                    0,
+                ))
                 .unwrap();
             sink.process_ended(&p).unwrap();
         }

@@ -245,10 +245,14 @@ impl ProcessColumns {
         self.signal.append_option(exit.and_then(|x| x.signal()));
         self.status.append_value(status(p));
         self.exec_count.append_value(p.exec_count);
-        // Filled once the kernel reports CPU and memory (the resources issue).
-        self.cpu_user_s.append_null();
-        self.cpu_system_s.append_null();
-        self.peak_rss_bytes.append_null();
+        // Measured by the kernel at exit; unknown for processes that did not exit.
+        let usage = exit.map(|x| x.usage);
+        self.cpu_user_s
+            .append_option(usage.map(|u| u.cpu_user_ns as f64 / 1e9));
+        self.cpu_system_s
+            .append_option(usage.map(|u| u.cpu_system_ns as f64 / 1e9));
+        self.peak_rss_bytes
+            .append_option(usage.map(|u| u.peak_rss_bytes as i64));
         self.trace_id
             .append_value(format!("{:032x}", p.span.trace_id));
         self.span_id
@@ -536,7 +540,7 @@ mod tests {
         let mut sink = ParquetSink::create(settings, Clock::new(), "r1").unwrap();
         let mut tracker = Tracker::new(TrackerOptions::default());
         for pid in 10..13 {
-            for body in [Body::Fork, Body::Exit(Exit { status: 0 })] {
+            for body in [Body::Fork, Body::Exit(Exit::from_status(0))] {
                 let e = ev(pid, body);
                 sink.event(&e).unwrap();
                 if let Some(p) = tracker.apply(e) {
@@ -558,10 +562,10 @@ mod tests {
     fn statuses() {
         let mut t = Tracker::default();
         t.apply(ev(5, Body::Fork));
-        let p = t.apply(ev(5, Body::Exit(Exit { status: 9 }))).unwrap();
+        let p = t.apply(ev(5, Body::Exit(Exit::from_status(9)))).unwrap();
         assert_eq!(status(&p), "killed");
         let mut q = p.clone();
-        q.ending = Some(Ending::Exited(Exit { status: 2 << 8 }));
+        q.ending = Some(Ending::Exited(Exit::from_status(2 << 8)));
         assert_eq!(status(&q), "failed");
         q.ending = Some(Ending::Lost);
         assert_eq!(status(&q), "exit_lost");
