@@ -102,4 +102,24 @@ fn a_five_millisecond_process_has_exact_totals() {
         peak > 100.0 * 1024.0,
         "a running process has resident pages: {peak}"
     );
+
+    // A process that never leaves the CPU: its last slice is accounted at its final switch.
+    let t = trace(&[], &["/bin/true"]);
+    let p = &t.processes()[0];
+    let (user, system, _) = usage(p);
+    let duration = p.exit.as_ref().unwrap()["duration_ns"].as_u64().unwrap() as f64 / 1e9;
+    assert!(user + system > 0.0, "/bin/true used some CPU");
+    assert!(
+        user + system <= duration,
+        "{user} + {system} within {duration}"
+    );
+}
+
+#[test]
+fn a_forked_command_is_not_charged_its_parents_memory() {
+    require_root!();
+    // The agent itself is tens of MiB; the command it forks must report its own image only.
+    let t = trace(&[], &["/bin/true"]);
+    let (_, _, peak) = usage(&t.processes()[0]);
+    assert!(peak < 8.0 * 1048576.0, "/bin/true peak RSS {peak}");
 }
