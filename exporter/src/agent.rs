@@ -21,6 +21,7 @@ use crate::{
     sinks::{
         Sink, SinkError,
         jsonl::JsonlSink,
+        metrics::{MetricsSink, SelfCounters, SharedAggregates},
         otlp::{self, ExportTask, OtlpSink, SpanStats},
         parquet::{ParquetSettings, ParquetSink},
     },
@@ -50,6 +51,7 @@ pub struct Agent {
     reader: JoinHandle<()>,
     consumer: JoinHandle<(Tracker, Vec<Box<dyn Sink>>)>,
     export: Option<ExportTask>,
+    metrics: Option<SharedAggregates>,
     pub started_ns: u64,
 }
 
@@ -94,8 +96,13 @@ impl Finished {
     }
 }
 
-/// The sinks, and the export task behind the OTLP sink when there is one.
-pub type ConfiguredSinks = (Vec<Box<dyn Sink>>, Option<ExportTask>);
+/// The sinks, the export task behind the OTLP sink, and the metrics the Prometheus endpoint
+/// serves, when configured.
+pub struct ConfiguredSinks {
+    pub sinks: Vec<Box<dyn Sink>>,
+    pub export: Option<ExportTask>,
+    pub metrics: Option<SharedAggregates>,
+}
 
 /// The sinks the configuration asks for, and the export task behind the OTLP sink.
 pub fn configured_sinks(
@@ -128,7 +135,26 @@ pub fn configured_sinks(
         sinks.push(Box::new(sink));
         export = Some(task);
     }
-    Ok((sinks, export))
+    let mut metrics = None;
+    let listen = config.metrics.prometheus_listen.trim();
+    if !listen.is_empty() {
+        let addr = listen
+            .parse()
+            .map_err(|e| SinkError::Config(format!("metrics.prometheus_listen {listen}: {e}")))?;
+        let aggregates = SharedAggregates::default();
+        let spans = export.as_ref().map(ExportTask::stats);
+        sinks.push(Box::new(MetricsSink::serve(
+            addr,
+            aggregates.clone(),
+            spans,
+        )?));
+        metrics = Some(aggregates);
+    }
+    Ok(ConfiguredSinks {
+        sinks,
+        export,
+        metrics,
+    })
 }
 
 /// Registers running processes whose name is a root name, and their descendants, in the
@@ -165,7 +191,11 @@ impl Agent {
         preflight::check_all(&config.capture.btf_path)?;
         let offsets = Btf::from_file(&config.capture.btf_path)?.kernel_offsets()?;
         let clock = Clock::new();
-        let (sinks, export) = configured_sinks(config, clock, &options)?;
+        let ConfiguredSinks {
+            sinks,
+            export,
+            metrics,
+        } = configured_sinks(config, clock, &options)?;
         let started_ns = crate::clock::monotonic_ns();
         let mut capture = Capture::load(config, offsets, scope)?;
         let t = &config.tracker;
@@ -198,8 +228,21 @@ impl Agent {
             reader,
             consumer,
             export,
+            metrics,
             started_ns,
         })
+    }
+
+    /// Copies the agent's own counters into the served metrics.
+    pub fn refresh_self_metrics(&self) {
+        if let Some(metrics) = &self.metrics
+            && let Ok(mut m) = metrics.lock()
+        {
+            m.agent = SelfCounters {
+                events_read: Stats::get(&self.stats.records_read),
+                losses: self.losses(),
+            };
+        }
     }
 
     /// Every loss so far, kernel and user space.

@@ -40,6 +40,10 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "DIR")]
     pub parquet: Option<PathBuf>,
 
+    /// Serve Prometheus metrics on IP:PORT (GET /metrics).
+    #[arg(long, global = true, value_name = "IP:PORT")]
+    pub metrics_listen: Option<String>,
+
     /// OTLP receiver for spans, e.g. http://localhost:4317 (export is off without one).
     #[arg(long, global = true, value_name = "URL")]
     pub otlp_endpoint: Option<String>,
@@ -119,6 +123,7 @@ impl Cli {
             hide: self.hide.clone(),
             btf_path: self.btf.clone(),
             parquet_dir: self.parquet.clone(),
+            metrics_listen: self.metrics_listen.clone(),
             otlp_endpoint: self.otlp_endpoint.clone(),
             otlp_protocol: self.otlp_protocol.clone(),
         }

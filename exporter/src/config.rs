@@ -21,6 +21,15 @@ pub struct Config {
     pub output: OutputSection,
     pub tracker: TrackerSection,
     pub otlp: OtlpSection,
+    pub metrics: MetricsSection,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSection {
+    /// Address of the Prometheus scrape endpoint (`GET /metrics`), e.g. "127.0.0.1:9464";
+    /// empty = off.
+    pub prometheus_listen: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -264,6 +273,8 @@ pub struct Overrides {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parquet_dir: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub otlp_endpoint: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub otlp_protocol: Option<String>,
@@ -290,6 +301,9 @@ impl Overrides {
         if let Some(v) = self.parquet_dir {
             f = f.merge(Serialized::default("output.parquet_dir", v));
             f = f.merge(Serialized::default("output.parquet", true));
+        }
+        if let Some(v) = self.metrics_listen {
+            f = f.merge(Serialized::default("metrics.prometheus_listen", v));
         }
         if let Some(v) = self.otlp_endpoint {
             f = f.merge(Serialized::default("otlp.endpoint", v));
@@ -431,6 +445,13 @@ impl Config {
         }
         if self.output.flush_interval.is_zero() {
             return bad("output.flush_interval", "must be more than 0".into());
+        }
+        let listen = self.metrics.prometheus_listen.trim();
+        if !listen.is_empty() && listen.parse::<std::net::SocketAddr>().is_err() {
+            return bad(
+                "metrics.prometheus_listen",
+                format!("{listen:?} is not an address; expected IP:PORT, e.g. 127.0.0.1:9464"),
+            );
         }
         if self.tracker.max_ended == 0 {
             return bad("tracker.max_ended", "must be at least 1".into());

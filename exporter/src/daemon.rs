@@ -73,11 +73,13 @@ pub async fn daemon(config: &Config) -> Result<(), AgentError> {
     let mut report = tokio::time::interval(LOSS_REPORT_EVERY);
     report.tick().await;
     let mut reported = Reported::default();
+    let mut refresh = tokio::time::interval(std::time::Duration::from_secs(5));
     loop {
         tokio::select! {
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
             _ = report.tick() => reported.report_new_losses(&agent),
+            _ = refresh.tick() => agent.refresh_self_metrics(),
         }
     }
     let mut finished = agent.stop().await;

@@ -2,6 +2,7 @@
 //! ends; one file per sink.
 
 pub mod jsonl;
+pub mod metrics;
 pub mod otlp;
 pub mod parquet;
 

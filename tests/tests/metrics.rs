@@ -1,0 +1,225 @@
+//! Metrics into a real Prometheus (Debian `prometheus`, started here on loopback): it scrapes
+//! the agent's endpoint, and its HTTP API must return the series and values.
+
+use std::{
+    io::{Read, Write},
+    net::TcpStream,
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use pipetrace_tests::{command, real_python, require_root, rotel::free_port, spawn_daemon};
+use serde_json::Value;
+
+/// A minimal HTTP GET (no client library in the tests): the body.
+fn get(port: u16, path: &str) -> Option<String> {
+    let mut conn = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    conn.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        conn,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut text = String::new();
+    conn.read_to_string(&mut text).ok()?;
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
+}
+
+fn encode(q: &str) -> String {
+    q.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'-' | b'.' => (b as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+struct Prometheus {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    fn start(target_port: u16) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: pipetrace\n    static_configs:\n      - targets: ['127.0.0.1:{target_port}']\n"
+            ),
+        )
+        .unwrap();
+        let port = free_port();
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus (Debian package, installed by scripts/setup)");
+        let me = Self {
+            child,
+            port,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while get(port, "/-/ready").is_none() {
+            assert!(Instant::now() < deadline, "prometheus not ready");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        me
+    }
+
+    /// Instant query; the (labels, value) pairs of the result vector.
+    fn query(&self, promql: &str) -> Vec<(Value, f64)> {
+        let body = get(
+            self.port,
+            &format!("/api/v1/query?query={}", encode(promql)),
+        )
+        .unwrap_or_default();
+        let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        v["data"]["result"]
+            .as_array()
+            .map(|rows| {
+                rows.iter()
+                    .map(|r| {
+                        let value = r["value"][1]
+                            .as_str()
+                            .and_then(|s| s.parse().ok())
+                            .unwrap_or(f64::NAN);
+                        (r["metric"].clone(), value)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Waits until `promql` returns a value satisfying `ok`.
+    fn wait_for(&self, promql: &str, ok: impl Fn(f64) -> bool) -> f64 {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some((_, v)) = self.query(promql).into_iter().find(|(_, v)| ok(*v)) {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{promql}: no acceptable value; last result {:?}",
+                self.query(promql)
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn descendants_daemon(dir: &Path, name: &str, metrics_port: u16) -> Child {
+    let config = dir.join("p.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[scope]\nmode = \"descendants\"\nroot_names = [\"{name}\"]\n[output]\nparquet_dir = \"{}\"\n[metrics]\nprometheus_listen = \"127.0.0.1:{metrics_port}\"\n",
+            dir.join("data").display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = command();
+    cmd.arg("--config")
+        .arg(&config)
+        .env_remove("PIPETRACE_OUTPUT__PARQUET_DIR");
+    let (child, stderr) = spawn_daemon(cmd);
+    std::thread::spawn(move || std::io::read_to_string(stderr));
+    child
+}
+
+#[test]
+fn prometheus_scrapes_cpu_memory_and_failures_per_executable() {
+    require_root!();
+    let dir = tempfile::tempdir().unwrap();
+    let metrics_port = free_port();
+    let name = format!("ptm{}.sh", std::process::id() % 100_000);
+    let script = dir.path().join(&name);
+    let python = real_python();
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n{python} -c 'import time\nwhile time.process_time() < 0.6: sum(range(20000))\nx = bytearray(64 << 20)\nfor i in range(0, len(x), 4096): x[i] = 1'\n/bin/false\n/bin/true\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut daemon = descendants_daemon(dir.path(), &name, metrics_port);
+    let prometheus = Prometheus::start(metrics_port);
+    assert!(Command::new(&script).status().unwrap().success());
+
+    let cpu = prometheus.wait_for(
+        r#"sum(process_cpu_time_seconds_total{process_executable_name=~"python.*"})"#,
+        |v| v > 0.0,
+    );
+    assert!(
+        (cpu - 0.6).abs() < 0.15,
+        "python CPU {cpu} s (burned 0.6 s plus start-up)"
+    );
+    let peak = prometheus.wait_for(
+        r#"max(pipetrace_process_memory_peak_bytes{process_executable_name=~"python.*"})"#,
+        |v| v > 0.0,
+    );
+    assert!(
+        peak > 64.0 * 1048576.0 && peak < 100.0 * 1048576.0,
+        "peak {peak}"
+    );
+    prometheus.wait_for(
+        r#"pipetrace_processes_total{process_executable_name="false",status="failed"}"#,
+        |v| v == 1.0,
+    );
+    prometheus.wait_for(
+        r#"pipetrace_processes_total{process_executable_name="true",status="ok"}"#,
+        |v| v == 1.0,
+    );
+    let count = prometheus.wait_for(r#"sum(pipetrace_process_duration_seconds_count)"#, |v| {
+        v >= 4.0
+    });
+    assert_eq!(count, 4.0, "the script, python, false and true");
+    prometheus.wait_for(r#"sum(pipetrace_events_lost_total)"#, |v| v == 0.0);
+    prometheus.wait_for(r#"pipetrace_events_read_total"#, |v| v >= 8.0);
+
+    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
+    assert_eq!(daemon.wait().unwrap().code(), Some(0));
+}
+
+#[test]
+fn a_busy_metrics_address_is_a_one_line_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let out = command()
+        .args([
+            "--metrics-listen",
+            &format!("127.0.0.1:{port}"),
+            "run",
+            "--",
+            "/bin/true",
+        ])
+        .output()
+        .unwrap();
+    if unsafe { libc::geteuid() } == 0 {
+        pipetrace_tests::assert_one_line_error(&out, "metrics.prometheus_listen");
+    }
+    let out = command()
+        .args(["--metrics-listen", "localhost", "config"])
+        .output()
+        .unwrap();
+    pipetrace_tests::assert_one_line_error(&out, "metrics.prometheus_listen");
+}
