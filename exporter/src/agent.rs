@@ -23,6 +23,7 @@ use crate::{
         jsonl::JsonlSink,
         metrics::{MetricsSink, SelfCounters, SharedAggregates},
         otlp::{self, ExportTask, OtlpSink, SpanStats},
+        otlp_metrics::OtlpMetrics,
         parquet::{ParquetSettings, ParquetSink},
     },
     stats::{KernelCounters, Losses, Stats},
@@ -52,6 +53,7 @@ pub struct Agent {
     consumer: JoinHandle<(Tracker, Vec<Box<dyn Sink>>)>,
     export: Option<ExportTask>,
     metrics: Option<SharedAggregates>,
+    otlp_metrics: Option<OtlpMetrics>,
     pub started_ns: u64,
 }
 
@@ -76,6 +78,7 @@ pub struct Finished {
     pub kernel: KernelCounters,
     pub losses: Losses,
     export: Option<ExportTask>,
+    otlp_metrics: Option<OtlpMetrics>,
 }
 
 impl Finished {
@@ -89,10 +92,15 @@ impl Finished {
         }
         // Dropping the sinks closes the span queue: the export task drains it and ends.
         drop(self.sinks);
-        match self.export {
+        let spans = match self.export {
             Some(task) => Some(task.finish(deadline).await),
             None => None,
+        };
+        // Last, so that the final metrics count every process.
+        if let Some(metrics) = self.otlp_metrics {
+            metrics.shutdown(deadline).await;
         }
+        spans
     }
 }
 
@@ -102,6 +110,7 @@ pub struct ConfiguredSinks {
     pub sinks: Vec<Box<dyn Sink>>,
     pub export: Option<ExportTask>,
     pub metrics: Option<SharedAggregates>,
+    pub otlp_metrics: Option<OtlpMetrics>,
 }
 
 /// The sinks the configuration asks for, and the export task behind the OTLP sink.
@@ -129,31 +138,44 @@ pub fn configured_sinks(
     }
     let cicd = &options.cicd;
     let mut export = None;
-    if config.otlp.enabled() {
-        let resource = otlp::resource(&config.otlp, cicd);
-        let (sink, task) = OtlpSink::from_config(&config.otlp, resource, clock)?;
+    let resource = config
+        .otlp
+        .enabled()
+        .then(|| otlp::resource(&config.otlp, cicd));
+    if let Some(resource) = &resource {
+        let (sink, task) = OtlpSink::from_config(&config.otlp, resource.clone(), clock)?;
         sinks.push(Box::new(sink));
         export = Some(task);
     }
     let mut metrics = None;
+    let mut otlp_metrics = None;
     let listen = config.metrics.prometheus_listen.trim();
-    if !listen.is_empty() {
-        let addr = listen
-            .parse()
-            .map_err(|e| SinkError::Config(format!("metrics.prometheus_listen {listen}: {e}")))?;
+    let push = resource.filter(|_| config.otlp.metrics);
+    if push.is_some() || !listen.is_empty() {
         let aggregates = SharedAggregates::default();
         let spans = export.as_ref().map(ExportTask::stats);
-        sinks.push(Box::new(MetricsSink::serve(
-            addr,
-            aggregates.clone(),
-            spans,
-        )?));
+        let mut duration = None;
+        if let Some(resource) = push {
+            let m = OtlpMetrics::start(&config.otlp, resource, aggregates.clone(), spans.clone())?;
+            duration = Some(m.duration.clone());
+            otlp_metrics = Some(m);
+        }
+        let sink = if listen.is_empty() {
+            MetricsSink::new(aggregates.clone(), duration)
+        } else {
+            let addr = listen.parse().map_err(|e| {
+                SinkError::Config(format!("metrics.prometheus_listen {listen}: {e}"))
+            })?;
+            MetricsSink::serve(addr, aggregates.clone(), spans, duration)?
+        };
+        sinks.push(Box::new(sink));
         metrics = Some(aggregates);
     }
     Ok(ConfiguredSinks {
         sinks,
         export,
         metrics,
+        otlp_metrics,
     })
 }
 
@@ -195,6 +217,7 @@ impl Agent {
             sinks,
             export,
             metrics,
+            otlp_metrics,
         } = configured_sinks(config, clock, &options)?;
         let started_ns = crate::clock::monotonic_ns();
         let mut capture = Capture::load(config, offsets, scope)?;
@@ -229,6 +252,7 @@ impl Agent {
             consumer,
             export,
             metrics,
+            otlp_metrics,
             started_ns,
         })
     }
@@ -271,12 +295,22 @@ impl Agent {
         }
         let kernel = self.capture.kernel_counters();
         let losses = Losses::new(kernel, &self.stats);
+        // Everything was read: the final metrics export carries the final counts.
+        if let Some(metrics) = &self.metrics
+            && let Ok(mut m) = metrics.lock()
+        {
+            m.agent = SelfCounters {
+                events_read: Stats::get(&self.stats.records_read),
+                losses,
+            };
+        }
         Finished {
             tracker,
             sinks,
             kernel,
             losses,
             export: self.export,
+            otlp_metrics: self.otlp_metrics,
         }
     }
 }

@@ -101,6 +101,11 @@ pub struct OtlpSection {
     /// How long the agent waits at exit for the last spans to be sent.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    /// Also export metrics (per executable, and the agent's own) to the same receiver.
+    pub metrics: bool,
+    /// How often metrics are exported.
+    #[serde(with = "humantime_serde")]
+    pub metrics_interval: Duration,
     pub tls: TlsSection,
 }
 
@@ -117,6 +122,8 @@ impl Default for OtlpSection {
             max_batch_spans: 512,
             batch_delay: Duration::from_secs(1),
             shutdown_timeout: Duration::from_secs(5),
+            metrics: true,
+            metrics_interval: Duration::from_secs(10),
             tls: TlsSection::default(),
         }
     }
@@ -129,12 +136,7 @@ impl OtlpSection {
 
     /// The URL spans are sent to.
     pub fn traces_url(&self) -> String {
-        let base = self.endpoint.trim();
-        match self.protocol {
-            OtlpProtocol::Grpc => base.to_owned(),
-            OtlpProtocol::HttpProtobuf if base.ends_with("/v1/traces") => base.to_owned(),
-            OtlpProtocol::HttpProtobuf => format!("{}/v1/traces", base.trim_end_matches('/')),
-        }
+        crate::otlp_transport::signal_url(self, crate::otlp_transport::Signal::Traces)
     }
 }
 
@@ -475,6 +477,9 @@ impl Config {
             if n == 0 {
                 return bad(key, "must be at least 1".into());
             }
+        }
+        if o.metrics_interval < Duration::from_millis(100) {
+            return bad("otlp.metrics_interval", "must be at least 100ms".into());
         }
         if o.timeout.is_zero() {
             return bad("otlp.timeout", "must be more than 0".into());

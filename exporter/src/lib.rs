@@ -15,6 +15,7 @@ pub mod decode;
 pub mod ids;
 pub mod loader;
 pub mod otel_env;
+pub mod otlp_transport;
 pub mod preflight;
 pub mod procfs;
 pub mod query;

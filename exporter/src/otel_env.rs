@@ -143,6 +143,15 @@ pub fn layer(env: &impl Fn(&str) -> Option<String>) -> Result<Serialized<Value>,
             json!(millis("OTEL_BSP_SCHEDULE_DELAY", &v)?),
         );
     }
+    if let Some(v) = get("OTEL_METRIC_EXPORT_INTERVAL") {
+        otlp.insert(
+            "metrics_interval".into(),
+            json!(millis("OTEL_METRIC_EXPORT_INTERVAL", &v)?),
+        );
+    }
+    if get("OTEL_METRICS_EXPORTER").is_some_and(|v| v.trim() == "none") {
+        otlp.insert("metrics".into(), json!(false));
+    }
     let disabled = get("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
         || get("OTEL_TRACES_EXPORTER").is_some_and(|v| v.trim() == "none");
     if disabled {

@@ -124,7 +124,6 @@ pub async fn run(config: &Config, command: &[OsString]) -> Result<i32, RunError>
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let still_alive = agent.capture.tracked_pids();
-    agent.refresh_self_metrics();
     let mut finished = agent.stop().await;
     let now = monotonic_ns();
 

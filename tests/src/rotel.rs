@@ -140,6 +140,52 @@ pub fn parse(log: &str) -> Vec<ReceivedSpan> {
     spans
 }
 
+/// One data point of a metric as the receiver printed it (sums and gauges: `value`;
+/// histograms: `count` and `sum`).
+#[derive(Debug, Clone, Default)]
+pub struct ReceivedPoint {
+    pub metric: String,
+    pub attributes: HashMap<String, String>,
+    pub value: Option<f64>,
+    pub count: Option<f64>,
+    pub sum: Option<f64>,
+}
+
+/// Parses rotel's detailed metrics log.
+pub fn parse_metrics(log: &str) -> Vec<ReceivedPoint> {
+    let mut points: Vec<ReceivedPoint> = Vec::new();
+    let mut metric = String::new();
+    let mut in_point = false;
+    for line in log.lines() {
+        let t = line.trim();
+        if let Some(name) = t.strip_prefix("-> Name: ") {
+            metric = name.to_owned();
+            in_point = false;
+        } else if t.starts_with("NumberDataPoints #") || t.starts_with("HistogramDataPoints #") {
+            points.push(ReceivedPoint {
+                metric: metric.clone(),
+                ..Default::default()
+            });
+            in_point = true;
+        } else if t.starts_with("Metric #") || t.starts_with("ResourceMetrics #") {
+            in_point = false;
+        } else if in_point && let Some(point) = points.last_mut() {
+            if let Some(kv) = t.strip_prefix("-> ")
+                && let Some((k, v)) = kv.split_once(": ")
+            {
+                point.attributes.insert(k.to_owned(), value(v));
+            } else if let Some(v) = t.strip_prefix("Value: ") {
+                point.value = v.trim().parse().ok();
+            } else if let Some(v) = t.strip_prefix("Count: ") {
+                point.count = v.trim().parse().ok();
+            } else if let Some(v) = t.strip_prefix("Sum: ") {
+                point.sum = v.trim().parse().ok();
+            }
+        }
+    }
+    points
+}
+
 pub struct Rotel {
     child: Child,
     pub grpc_port: u16,
@@ -149,7 +195,17 @@ pub struct Rotel {
 }
 
 impl Rotel {
+    /// A receiver that prints the spans it gets.
     pub fn start() -> Self {
+        Self::start_logging("traces")
+    }
+
+    /// A receiver that prints the metrics it gets (read them with [`Rotel::metrics`]).
+    pub fn start_metrics() -> Self {
+        Self::start_logging("metrics")
+    }
+
+    fn start_logging(signal: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("rotel.log");
         let (grpc_port, http_port) = (free_port(), free_port());
@@ -157,7 +213,7 @@ impl Rotel {
             .args(["start", "--exporter", "blackhole"])
             .args(["--otlp-grpc-endpoint", &format!("127.0.0.1:{grpc_port}")])
             .args(["--otlp-http-endpoint", &format!("127.0.0.1:{http_port}")])
-            .args(["--debug-log", "traces", "--debug-log-verbosity", "detailed"])
+            .args(["--debug-log", signal, "--debug-log-verbosity", "detailed"])
             .stdout(std::fs::File::create(&log).unwrap())
             .stderr(Stdio::null())
             .spawn()
@@ -185,6 +241,10 @@ impl Rotel {
 
     pub fn http_endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.http_port)
+    }
+
+    pub fn metrics(&self) -> Vec<ReceivedPoint> {
+        parse_metrics(&std::fs::read_to_string(&self.log).unwrap_or_default())
     }
 
     pub fn spans(&self) -> Vec<ReceivedSpan> {

@@ -9,7 +9,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use pipetrace_tests::{command, real_python, require_root, rotel::free_port, spawn_daemon};
+use pipetrace_tests::{
+    command, real_python, require_root,
+    rotel::{Rotel, free_port},
+    spawn_daemon,
+};
 use serde_json::Value;
 
 /// A minimal HTTP GET (no client library in the tests): the body.
@@ -222,4 +226,105 @@ fn a_busy_metrics_address_is_a_one_line_error() {
         .output()
         .unwrap();
     pipetrace_tests::assert_one_line_error(&out, "metrics.prometheus_listen");
+}
+
+#[test]
+fn otlp_metrics_reach_a_real_collector() {
+    require_root!();
+    let rotel = Rotel::start_metrics();
+    let python = real_python();
+    let out = command()
+        .args(["--otlp-endpoint", &rotel.grpc_endpoint(), "run", "--", "/bin/sh", "-c"])
+        .arg(format!(
+            "{python} -c 'import time\nwhile time.process_time() < 0.3: sum(range(20000))'; /bin/false; /bin/true"
+        ))
+        .env("PIPETRACE_OTLP__METRICS_INTERVAL", "200ms")
+        .env_remove("TRACEPARENT")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let points = loop {
+        let points = rotel.metrics();
+        if points
+            .iter()
+            .any(|p| p.metric == "pipetrace.process.duration")
+        {
+            std::thread::sleep(Duration::from_millis(300));
+            break rotel.metrics();
+        }
+        assert!(Instant::now() < deadline, "no metrics arrived: {points:#?}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    // Cumulative counters: the last point of each series is the total.
+    let last = |metric: &str, attrs: &[(&str, &str)]| -> Option<f64> {
+        points
+            .iter()
+            .rev()
+            .find(|p| {
+                p.metric == metric
+                    && attrs.iter().all(|(k, v)| {
+                        p.attributes.get(*k).is_some_and(|x| {
+                            x == v || (v.ends_with('*') && x.starts_with(&v[..v.len() - 1]))
+                        })
+                    })
+            })
+            .and_then(|p| p.value.or(p.count))
+    };
+    let cpu = last(
+        "process.cpu.time",
+        &[("process.executable.name", "python*"), ("cpu.mode", "user")],
+    )
+    .expect("python user CPU");
+    let sys = last(
+        "process.cpu.time",
+        &[
+            ("process.executable.name", "python*"),
+            ("cpu.mode", "system"),
+        ],
+    )
+    .unwrap_or(0.0);
+    assert!((cpu + sys - 0.3).abs() < 0.1, "python CPU {cpu} + {sys}");
+    assert_eq!(
+        last(
+            "pipetrace.processes",
+            &[("process.executable.name", "false"), ("status", "failed")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        last(
+            "pipetrace.processes",
+            &[("process.executable.name", "true"), ("status", "ok")]
+        ),
+        Some(1.0)
+    );
+    assert!(
+        last(
+            "pipetrace.process.memory.peak",
+            &[("process.executable.name", "python*")]
+        )
+        .unwrap()
+            > 1e6
+    );
+    assert_eq!(
+        last(
+            "pipetrace.process.duration",
+            &[("process.executable.name", "false")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        last(
+            "pipetrace.events",
+            &[("result", "lost"), ("reason", "ring_full")]
+        ),
+        Some(0.0)
+    );
+    assert!(last("pipetrace.events", &[("result", "read")]).unwrap() >= 8.0);
 }

@@ -35,15 +35,15 @@ const DURATION_BUCKETS: [f64; 12] = [
 ];
 
 #[derive(Debug, Default, Clone)]
-struct Executable {
+pub struct Executable {
     /// Ended processes by status (ok, failed, killed, exit_lost, still_running).
-    by_status: BTreeMap<&'static str, u64>,
-    cpu_user_s: f64,
-    cpu_system_s: f64,
+    pub by_status: BTreeMap<&'static str, u64>,
+    pub cpu_user_s: f64,
+    pub cpu_system_s: f64,
     duration_buckets: [u64; DURATION_BUCKETS.len()],
     duration_sum_s: f64,
     duration_count: u64,
-    peak_rss_bytes: u64,
+    pub peak_rss_bytes: u64,
 }
 
 /// The agent's own counters, refreshed by whoever owns them.
@@ -62,6 +62,10 @@ pub struct Aggregates {
 pub type SharedAggregates = Arc<Mutex<Aggregates>>;
 
 impl Aggregates {
+    pub fn executables(&self) -> impl Iterator<Item = (&String, &Executable)> {
+        self.executables.iter()
+    }
+
     fn record(&mut self, p: &Process) {
         let name = p.executable_name();
         let key = if self.executables.contains_key(name) || self.executables.len() < MAX_EXECUTABLES
@@ -233,14 +237,29 @@ impl Drop for ServerGuard {
 pub struct MetricsSink {
     aggregates: SharedAggregates,
     _server: Option<ServerGuard>,
+    /// OTLP duration histogram (the other OTLP instruments observe the aggregates).
+    duration: Option<opentelemetry::metrics::Histogram<f64>>,
 }
 
 impl MetricsSink {
+    /// Aggregates only (for OTLP metrics without a Prometheus endpoint).
+    pub fn new(
+        aggregates: SharedAggregates,
+        duration: Option<opentelemetry::metrics::Histogram<f64>>,
+    ) -> Self {
+        Self {
+            aggregates,
+            _server: None,
+            duration,
+        }
+    }
+
     /// Binds `listen` now (so a bad address fails at start-up) and serves in the background.
     pub fn serve(
         listen: SocketAddr,
         aggregates: SharedAggregates,
         spans: Option<Arc<SpanStats>>,
+        duration: Option<opentelemetry::metrics::Histogram<f64>>,
     ) -> Result<Self, SinkError> {
         let std_listener = std::net::TcpListener::bind(listen)
             .and_then(|l| l.set_nonblocking(true).map(|()| l))
@@ -282,6 +301,7 @@ impl MetricsSink {
         Ok(Self {
             aggregates,
             _server: Some(ServerGuard(server)),
+            duration,
         })
     }
 }
@@ -298,6 +318,20 @@ impl Sink for MetricsSink {
     fn process_ended(&mut self, process: &Process) -> Result<(), SinkError> {
         if let Ok(mut a) = self.aggregates.lock() {
             a.record(process);
+        }
+        if let Some(h) = &self.duration {
+            let seconds = process
+                .end_ns
+                .unwrap_or(process.key.start_ns)
+                .saturating_sub(process.key.start_ns) as f64
+                / 1e9;
+            h.record(
+                seconds,
+                &[opentelemetry::KeyValue::new(
+                    "process.executable.name",
+                    process.executable_name().to_owned(),
+                )],
+            );
         }
         Ok(())
     }

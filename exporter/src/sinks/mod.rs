@@ -4,6 +4,7 @@
 pub mod jsonl;
 pub mod metrics;
 pub mod otlp;
+pub mod otlp_metrics;
 pub mod parquet;
 
 use crate::{decode::Event, spans::RunSpan, tracker::Process};

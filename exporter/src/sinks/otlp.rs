@@ -5,7 +5,6 @@
 //! out request drops its batch; both are counted in [`SpanStats`] and reported at exit.
 
 use std::{
-    collections::HashMap,
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -14,7 +13,6 @@ use std::{
 };
 
 use opentelemetry::KeyValue;
-use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_sdk::{
     Resource,
     trace::{SpanData, SpanExporter},
@@ -24,8 +22,9 @@ use tokio::{sync::mpsc, task::JoinHandle, time::Instant};
 use super::{Sink, SinkError};
 use crate::{
     clock::Clock,
-    config::{OtlpProtocol, OtlpSection},
+    config::OtlpSection,
     decode::Event,
+    otlp_transport::Signal,
     spans::{RunSpan, SpanFactory},
     stats::Stats,
     tracker::Process,
@@ -157,7 +156,8 @@ impl OtlpSink {
         resource: Resource,
         clock: Clock,
     ) -> Result<(Self, ExportTask), SinkError> {
-        let mut exporter = build_exporter(config)?;
+        let mut exporter = crate::otlp_transport::Transport::from_config(config, Signal::Traces)?
+            .span_exporter()?;
         exporter.set_resource(&resource);
         Ok(Self::with_exporter(
             exporter,
@@ -257,91 +257,6 @@ async fn export_loop<E: SpanExporter>(
         }
     }
     // Dropping the exporter closes its connections; every batch was already answered.
-}
-
-fn read_file(key: &str, path: &std::path::Path) -> Result<Vec<u8>, SinkError> {
-    std::fs::read(path).map_err(|e| SinkError::Config(format!("{key} {}: {e}", path.display())))
-}
-
-/// The OTLP span exporter for the configured protocol, endpoint, headers, timeout and TLS.
-pub fn build_exporter(c: &OtlpSection) -> Result<opentelemetry_otlp::SpanExporter, SinkError> {
-    let url = c.traces_url();
-    let tls = &c.tls;
-    let ca = tls
-        .ca_file
-        .as_deref()
-        .map(|p| read_file("otlp.tls.ca_file", p))
-        .transpose()?;
-    let identity = match (&tls.cert_file, &tls.key_file) {
-        (Some(cert), Some(key)) => Some((
-            read_file("otlp.tls.cert_file", cert)?,
-            read_file("otlp.tls.key_file", key)?,
-        )),
-        _ => None,
-    };
-    let bad = |e: &dyn std::fmt::Display| SinkError::Config(format!("otlp.endpoint {url}: {e}"));
-    match c.protocol {
-        OtlpProtocol::Grpc => {
-            let mut metadata = tonic::metadata::MetadataMap::new();
-            for (name, value) in &c.headers {
-                let key = tonic::metadata::MetadataKey::from_bytes(name.to_lowercase().as_bytes())
-                    .map_err(|e| SinkError::Config(format!("otlp.headers {name:?}: {e}")))?;
-                let value = value
-                    .parse()
-                    .map_err(|e| SinkError::Config(format!("otlp.headers {name:?}: {e}")))?;
-                metadata.insert(key, value);
-            }
-            let mut builder = opentelemetry_otlp::SpanExporter::builder()
-                .with_tonic()
-                .with_endpoint(url.clone())
-                .with_timeout(c.timeout)
-                .with_metadata(metadata);
-            if url.starts_with("https://") {
-                let mut tls_config = tonic::transport::ClientTlsConfig::new().with_native_roots();
-                if let Some(ca) = &ca {
-                    tls_config =
-                        tls_config.ca_certificate(tonic::transport::Certificate::from_pem(ca));
-                }
-                if let Some((cert, key)) = &identity {
-                    tls_config =
-                        tls_config.identity(tonic::transport::Identity::from_pem(cert, key));
-                }
-                builder = builder.with_tls_config(tls_config);
-            }
-            builder.build().map_err(|e| bad(&e))
-        }
-        OtlpProtocol::HttpProtobuf => {
-            // reqwest is built without a bundled crypto provider: use ring, like tonic.
-            let _ = rustls::crypto::ring::default_provider().install_default();
-            let mut client = reqwest::Client::builder().timeout(c.timeout);
-            if let Some(ca) = &ca {
-                for cert in reqwest::Certificate::from_pem_bundle(ca)
-                    .map_err(|e| SinkError::Config(format!("otlp.tls.ca_file: {e}")))?
-                {
-                    client = client.add_root_certificate(cert);
-                }
-            }
-            if let Some((cert, key)) = &identity {
-                let mut pem = cert.clone();
-                pem.push(b'\n');
-                pem.extend_from_slice(key);
-                let id = reqwest::Identity::from_pem(&pem)
-                    .map_err(|e| SinkError::Config(format!("otlp.tls.cert_file: {e}")))?;
-                client = client.identity(id);
-            }
-            let client = client.build().map_err(|e| bad(&e))?;
-            let headers: HashMap<String, String> = c.headers.clone().into_iter().collect();
-            opentelemetry_otlp::SpanExporter::builder()
-                .with_http()
-                .with_http_client(client)
-                .with_endpoint(url.clone())
-                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-                .with_timeout(c.timeout)
-                .with_headers(headers)
-                .build()
-                .map_err(|e| bad(&e))
-        }
-    }
 }
 
 fn host_name() -> Option<String> {

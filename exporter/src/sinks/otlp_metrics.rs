@@ -1,0 +1,219 @@
+//! OTLP metrics: the per-executable aggregates (the same ones Prometheus scrapes) observed at
+//! every collection, the process duration histogram, and the agent's own counters, pushed to
+//! the OTLP receiver every `otlp.metrics_interval`. Export results are counted.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use opentelemetry::{
+    KeyValue,
+    metrics::{Histogram, MeterProvider as _},
+};
+use opentelemetry_sdk::{
+    Resource,
+    error::OTelSdkResult,
+    metrics::{
+        SdkMeterProvider, Temporality, data::ResourceMetrics, exporter::PushMetricExporter,
+        periodic_reader_with_async_runtime::PeriodicReader,
+    },
+    runtime,
+};
+
+use super::{SinkError, metrics::SharedAggregates, otlp::SpanStats};
+use crate::{
+    config::OtlpSection,
+    otlp_transport::{Signal, Transport},
+    stats::Stats,
+};
+
+/// Results of metric exports.
+#[derive(Debug, Default)]
+pub struct MetricExportStats {
+    pub exported: AtomicU64,
+    pub failed: AtomicU64,
+}
+
+/// Counts what the OTLP exporter did.
+#[derive(Debug)]
+struct Counting<E> {
+    inner: E,
+    stats: Arc<MetricExportStats>,
+}
+
+impl<E: PushMetricExporter> PushMetricExporter for Counting<E> {
+    async fn export(&self, metrics: &ResourceMetrics) -> OTelSdkResult {
+        let result = self.inner.export(metrics).await;
+        match &result {
+            Ok(()) => Stats::add(&self.stats.exported, 1),
+            Err(e) => {
+                if self.stats.failed.fetch_add(1, Ordering::Relaxed) == 0 {
+                    tracing::warn!("OTLP metrics export failed: {e}");
+                }
+            }
+        }
+        result
+    }
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+    fn temporality(&self) -> Temporality {
+        self.inner.temporality()
+    }
+}
+
+/// Upper bounds (seconds) of the OTLP duration histogram.
+const DURATION_BOUNDARIES: [f64; 12] = [
+    0.001, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 60.0, 300.0, 1800.0, 3600.0,
+];
+
+pub struct OtlpMetrics {
+    provider: SdkMeterProvider,
+    pub duration: Histogram<f64>,
+    pub stats: Arc<MetricExportStats>,
+}
+
+impl OtlpMetrics {
+    pub fn start(
+        config: &OtlpSection,
+        resource: Resource,
+        aggregates: SharedAggregates,
+        spans: Option<Arc<SpanStats>>,
+    ) -> Result<Self, SinkError> {
+        let exporter = Transport::from_config(config, Signal::Metrics)?.metric_exporter()?;
+        let stats = Arc::new(MetricExportStats::default());
+        let reader = PeriodicReader::builder(
+            Counting {
+                inner: exporter,
+                stats: stats.clone(),
+            },
+            runtime::Tokio,
+        )
+        .with_interval(config.metrics_interval)
+        .build();
+        let provider = SdkMeterProvider::builder()
+            .with_resource(resource)
+            .with_reader(reader)
+            .build();
+        let meter = provider.meter("otel-pipetrace");
+        let exe = |name: &str| KeyValue::new("process.executable.name", name.to_owned());
+
+        let a = aggregates.clone();
+        meter
+            .f64_observable_counter("process.cpu.time")
+            .with_unit("s")
+            .with_description("CPU time of ended processes, by executable and mode")
+            .with_callback(move |obs| {
+                if let Ok(a) = a.lock() {
+                    for (name, e) in a.executables() {
+                        obs.observe(
+                            e.cpu_user_s,
+                            &[exe(name), KeyValue::new("cpu.mode", "user")],
+                        );
+                        obs.observe(
+                            e.cpu_system_s,
+                            &[exe(name), KeyValue::new("cpu.mode", "system")],
+                        );
+                    }
+                }
+            })
+            .build();
+        let a = aggregates.clone();
+        meter
+            .u64_observable_counter("pipetrace.processes")
+            .with_unit("{process}")
+            .with_description("Ended processes, by executable and final status")
+            .with_callback(move |obs| {
+                if let Ok(a) = a.lock() {
+                    for (name, e) in a.executables() {
+                        for (status, n) in &e.by_status {
+                            obs.observe(*n, &[exe(name), KeyValue::new("status", *status)]);
+                        }
+                    }
+                }
+            })
+            .build();
+        let a = aggregates.clone();
+        meter
+            .u64_observable_gauge("pipetrace.process.memory.peak")
+            .with_unit("By")
+            .with_description("Highest peak RSS of an ended process, by executable")
+            .with_callback(move |obs| {
+                if let Ok(a) = a.lock() {
+                    for (name, e) in a.executables() {
+                        obs.observe(e.peak_rss_bytes, &[exe(name)]);
+                    }
+                }
+            })
+            .build();
+        let a = aggregates.clone();
+        meter
+            .u64_observable_counter("pipetrace.events")
+            .with_unit("{event}")
+            .with_description("Records read from the kernel, and events lost by reason")
+            .with_callback(move |obs| {
+                if let Ok(a) = a.lock() {
+                    let agent = a.agent;
+                    obs.observe(agent.events_read, &[KeyValue::new("result", "read")]);
+                    let l = agent.losses;
+                    for (reason, n) in [
+                        ("ring_full", l.ring_full),
+                        ("untracked", l.untracked),
+                        ("queue_full", l.queue_full),
+                        ("undecodable", l.decode_errors),
+                    ] {
+                        obs.observe(
+                            n,
+                            &[
+                                KeyValue::new("result", "lost"),
+                                KeyValue::new("reason", reason),
+                            ],
+                        );
+                    }
+                }
+            })
+            .build();
+        if let Some(spans) = spans {
+            meter
+                .u64_observable_counter("pipetrace.spans")
+                .with_unit("{span}")
+                .with_description("Spans exported and dropped")
+                .with_callback(move |obs| {
+                    obs.observe(
+                        Stats::get(&spans.exported),
+                        &[KeyValue::new("result", "exported")],
+                    );
+                    obs.observe(spans.dropped(), &[KeyValue::new("result", "dropped")]);
+                })
+                .build();
+        }
+        let duration = meter
+            .f64_histogram("pipetrace.process.duration")
+            .with_unit("s")
+            .with_description("Lifetime of ended processes, by executable")
+            .with_boundaries(DURATION_BOUNDARIES.to_vec())
+            .build();
+        Ok(Self {
+            provider,
+            duration,
+            stats,
+        })
+    }
+
+    /// Exports what is left and stops, within `deadline`.
+    pub async fn shutdown(self, deadline: Duration) {
+        let provider = self.provider;
+        let stop = tokio::task::spawn_blocking(move || {
+            let _ = provider.force_flush();
+            let _ = provider.shutdown_with_timeout(deadline);
+        });
+        let _ = tokio::time::timeout(deadline + Duration::from_millis(500), stop).await;
+    }
+}
