@@ -96,16 +96,42 @@ pub fn image_peak_rss(task: u64) -> u64 {
     if rss > hiwater { rss } else { hiwater }
 }
 
-/// CPU and peak memory of the thread group whose last thread `task` is, at its exit: the dead
-/// threads' totals (in `signal`) plus this thread's own; `maxrss` is the group's high-water
-/// mark over every image it ran (a fallback when the last image's peak is unknown).
+/// What the group's threads that already exited used (`signal`), read at the last thread's
+/// `sched_process_exit`: later, once the parent reaps the zombie, the kernel adds the last
+/// thread's own runtime to `signal` too, and reading both would count it twice.
+#[derive(Clone, Copy, Default)]
+#[repr(C)]
+pub struct ExitPending {
+    /// Peak RSS of the final image, pages (0: unknown).
+    pub peak_pages: u64,
+    pub dead_utime: u64,
+    pub dead_stime: u64,
+    pub dead_runtime: u64,
+    /// `signal->maxrss`, pages.
+    pub group_maxrss: u64,
+}
+
 #[inline(always)]
-pub fn group_usage(task: u64) -> (u64, u64, u64, u64) {
+pub fn exit_pending(task: u64) -> ExitPending {
     let signal = ptr(task, off!(task_signal));
-    let get = |base: u64, offset: u64| read::<u64>(base, offset).unwrap_or(0);
-    let utime = get(signal, off!(signal_utime)) + get(task, off!(task_utime));
-    let stime = get(signal, off!(signal_stime)) + get(task, off!(task_stime));
-    let runtime =
-        get(signal, off!(signal_sum_sched_runtime)) + get(task, off!(task_sum_exec_runtime));
-    (utime, stime, runtime, get(signal, off!(signal_maxrss)))
+    let get = |offset: u64| read::<u64>(signal, offset).unwrap_or(0);
+    ExitPending {
+        peak_pages: image_peak_rss(task),
+        dead_utime: get(off!(signal_utime)),
+        dead_stime: get(off!(signal_stime)),
+        dead_runtime: get(off!(signal_sum_sched_runtime)),
+        group_maxrss: get(off!(signal_maxrss)),
+    }
+}
+
+/// CPU (utime, stime, runtime) of the group at the last thread's final switch: the dead
+/// threads' totals from `pending` plus this thread's own, now complete.
+#[inline(always)]
+pub fn group_cpu(task: u64, pending: &ExitPending) -> (u64, u64, u64) {
+    let get = |offset: u64| read::<u64>(task, offset).unwrap_or(0);
+    (
+        pending.dead_utime + get(off!(task_utime)),
+        pending.dead_stime + get(off!(task_stime)),
+        pending.dead_runtime + get(off!(task_sum_exec_runtime)),
+    )
 }

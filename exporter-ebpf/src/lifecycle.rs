@@ -18,7 +18,7 @@ use exporter_common::{
 
 use crate::{
     kernel::{
-        exit_code, group_usage, image_peak_rss, live_threads, process_start, ptr, real_parent,
+        ExitPending, exit_code, exit_pending, group_cpu, live_threads, process_start, ptr, real_parent,
         task_comm, task_flags, task_pid, task_tgid,
     },
     maps::{
@@ -372,10 +372,10 @@ pub fn sched_process_exit(ctx: RawTracePointContext) -> i32 {
     }
     let tid = task_pid(task);
     // The mm is still there now, not at the final switch.
-    let peak_pages = image_peak_rss(task);
-    if EXITING.insert(tid, peak_pages, 0).is_err() {
+    let pending = exit_pending(task);
+    if EXITING.insert(tid, pending, 0).is_err() {
         // Map full (never expected): write the record now, with the runtime accounted so far.
-        finish_exit(task, peak_pages);
+        finish_exit(task, &pending);
     }
     0
 }
@@ -394,16 +394,16 @@ pub fn sched_switch(ctx: RawTracePointContext) -> i32 {
     }
     let prev: u64 = ctx.arg(1);
     let tid = task_pid(prev);
-    if let Some(peak_pages) = unsafe { EXITING.get(tid) }.copied() {
+    if let Some(pending) = unsafe { EXITING.get(tid) }.copied() {
         let _ = EXITING.remove(tid);
-        finish_exit(prev, peak_pages);
+        finish_exit(prev, &pending);
     }
     0
 }
 
 /// Writes the exit record of the group whose last thread is `task` (the current task).
 #[inline(always)]
-fn finish_exit(task: u64, peak_pages: u64) {
+fn finish_exit(task: u64, pending: &ExitPending) {
     let tgid = task_tgid(task);
     let parent = real_parent(task);
     let ppid = task_tgid(parent);
@@ -423,7 +423,7 @@ fn finish_exit(task: u64, peak_pages: u64) {
             }
         }
     };
-    emit_exit(task, tgid, ppid, &state, record_flags, peak_pages);
+    emit_exit(task, tgid, ppid, &state, record_flags, pending);
     // Only after its exit record is in the ring: `run` takes an empty TRACKED to mean that
     // every exit of the tree is there to be read.
     if tracked.is_some() {
@@ -438,7 +438,7 @@ fn emit_exit(
     ppid: u32,
     state: &TrackState,
     mut record_flags: u16,
-    peak_pages: u64,
+    pending: &ExitPending,
 ) {
     if state.flags & track::HIDDEN != 0 {
         count(counter::HIDDEN);
@@ -457,11 +457,11 @@ fn emit_exit(
     let mut header = base_header(kind::EXIT, core::mem::size_of::<ExitRecord>());
     fill_process(&mut header, task, tgid, ppid, state, current_comm());
     header.flags = record_flags;
-    let (utime_ns, stime_ns, runtime_ns, group_maxrss) = group_usage(task);
-    let maxrss_pages = if peak_pages > 0 {
-        peak_pages
+    let (utime_ns, stime_ns, runtime_ns) = group_cpu(task, pending);
+    let maxrss_pages = if pending.peak_pages > 0 {
+        pending.peak_pages
     } else {
-        group_maxrss
+        pending.group_maxrss
     };
     entry.write(ExitRecord {
         header,

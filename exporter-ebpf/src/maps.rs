@@ -16,9 +16,10 @@ pub static TRACKED: HashMap<u32, TrackState> = HashMap::with_max_entries(65536, 
 
 /// Threads that ended their thread group and whose exit record waits for their last context
 /// switch, when the scheduler has added their final slice to `sum_exec_runtime`. By tid, with
-/// the peak RSS (pages) read while the mm still existed; entries live for microseconds.
+/// what was read while the mm and the group's totals were still as they were; entries live
+/// for microseconds.
 #[map]
-pub static EXITING: HashMap<u32, u64> = HashMap::with_max_entries(8192, 0);
+pub static EXITING: HashMap<u32, crate::kernel::ExitPending> = HashMap::with_max_entries(8192, 0);
 
 /// comm values (16 bytes, NUL padded) whose own events are hidden.
 #[map]
