@@ -18,8 +18,8 @@ use exporter_common::{
 
 use crate::{
     kernel::{
-        ExitPending, exit_code, exit_pending, group_cpu, live_threads, process_start, ptr, real_parent,
-        task_comm, task_flags, task_pid, task_tgid,
+        ExitPending, exit_code, exit_pending, group_cpu, live_threads, process_start, ptr,
+        real_parent, task_comm, task_flags, task_pid, task_tgid,
     },
     maps::{
         DENY_COMMS, EVENTS, EXEC_SCRATCH, EXITING, ROOT_COMMS, TRACKED, conf, count, off,
