@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use arrow::{array::RecordBatch, util::pretty::pretty_format_batches};
 use duckdb::Connection;
 
-use crate::sinks::parquet::{EVENTS, PROCESSES, events_schema, processes_schema};
+use crate::sinks::parquet::{EVENTS, LATER_COLUMNS, PROCESSES, events_schema, processes_schema};
 
 /// Named queries: `(name, SQL)`.
 pub const QUERIES: &[(&str, &str)] = &[
@@ -121,12 +121,13 @@ fn column_names(conn: &Connection, source: &str) -> Result<Vec<String>, QueryErr
     Ok(schema.fields().iter().map(|f| f.name().clone()).collect())
 }
 
+/// Required columns the file lacks (columns added in later versions are not required).
 fn missing_columns(have: &[String], schema: &arrow_schema::Schema) -> Vec<String> {
     schema
         .fields()
         .iter()
         .map(|f| f.name().clone())
-        .filter(|name| !have.contains(name))
+        .filter(|name| !have.contains(name) && !LATER_COLUMNS.contains(&name.as_str()))
         .collect()
 }
 

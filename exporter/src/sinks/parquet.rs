@@ -63,8 +63,23 @@ pub fn events_schema() -> SchemaRef {
         Field::new("uid", DataType::UInt32, false),
         Field::new("cgroup_id", DataType::UInt64, false),
         Field::new("run_id", DataType::Utf8, false),
+        Field::new("exit_code", DataType::Int32, true),
+        Field::new("signal", DataType::Int32, true),
+        Field::new("cpu_user_s", DataType::Float64, true),
+        Field::new("cpu_system_s", DataType::Float64, true),
+        Field::new("peak_rss_bytes", DataType::Int64, true),
     ]))
 }
+
+/// Columns added after the first release of a dataset: older files lack them and read as
+/// NULL there (`union_by_name`), so they are not required of every file.
+pub const LATER_COLUMNS: &[&str] = &[
+    "exit_code",
+    "signal",
+    "cpu_user_s",
+    "cpu_system_s",
+    "peak_rss_bytes",
+];
 
 pub fn processes_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
@@ -121,6 +136,11 @@ struct EventColumns {
     uid: UInt32Builder,
     cgroup_id: UInt64Builder,
     run_id: StringBuilder,
+    exit_code: Int32Builder,
+    signal: Int32Builder,
+    cpu_user_s: Float64Builder,
+    cpu_system_s: Float64Builder,
+    peak_rss_bytes: Int64Builder,
     rows: usize,
 }
 
@@ -145,10 +165,12 @@ impl EventColumns {
                 self.argv.append(true);
                 self.value.append_null();
             }
-            Body::Exit(x) => {
+            Body::Exit(_) => {
                 self.executable.append_null();
                 self.argv.append(false);
-                self.value.append_value(i64::from(x.shell_status()));
+                // The numeric value of an exit is the process's lifetime (ns), as in the seed.
+                self.value
+                    .append_value(c.ktime_ns.saturating_sub(c.start_ns) as i64);
             }
             Body::Fork => {
                 self.executable.append_null();
@@ -159,6 +181,18 @@ impl EventColumns {
         self.uid.append_value(c.uid);
         self.cgroup_id.append_value(c.cgroup_id);
         self.run_id.append_value(run_id);
+        let exit = match &ev.body {
+            Body::Exit(x) => Some(x),
+            _ => None,
+        };
+        self.exit_code.append_option(exit.and_then(|x| x.code()));
+        self.signal.append_option(exit.and_then(|x| x.signal()));
+        self.cpu_user_s
+            .append_option(exit.map(|x| x.usage.cpu_user_ns as f64 / 1e9));
+        self.cpu_system_s
+            .append_option(exit.map(|x| x.usage.cpu_system_ns as f64 / 1e9));
+        self.peak_rss_bytes
+            .append_option(exit.map(|x| x.usage.peak_rss_bytes as i64));
         self.rows += 1;
     }
 
@@ -178,6 +212,11 @@ impl EventColumns {
             Arc::new(self.uid.finish()),
             Arc::new(self.cgroup_id.finish()),
             Arc::new(self.run_id.finish()),
+            Arc::new(self.exit_code.finish()),
+            Arc::new(self.signal.finish()),
+            Arc::new(self.cpu_user_s.finish()),
+            Arc::new(self.cpu_system_s.finish()),
+            Arc::new(self.peak_rss_bytes.finish()),
         ];
         self.rows = 0;
         RecordBatch::try_new(schema.clone(), columns)
