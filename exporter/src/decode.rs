@@ -37,6 +37,24 @@ impl Common {
     pub fn has(&self, flag: u16) -> bool {
         self.flags & flag != 0
     }
+
+    /// A process `tgid` (child of pid 1) that started at `start_ns`, at time `ktime_ns`.
+    #[cfg(test)]
+    pub fn sample(tgid: u32, start_ns: u64, ktime_ns: u64, comm: &str) -> Self {
+        Self {
+            flags: 0,
+            ktime_ns,
+            start_ns,
+            parent_start_ns: 0,
+            cgroup_id: 0,
+            tgid,
+            tid: tgid,
+            ppid: 1,
+            tree_ppid: 1,
+            uid: 0,
+            comm: comm.into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -73,6 +73,18 @@ pub fn spawn_daemon(
     (child, stderr)
 }
 
+/// The daemon with this config file (its Parquet directory as configured), stderr drained.
+pub fn config_daemon(config: &Path) -> std::process::Child {
+    let mut cmd = command();
+    cmd.arg("--config")
+        .arg(config)
+        .env_remove("PIPETRACE_OUTPUT__PARQUET_DIR");
+    let (child, stderr) = spawn_daemon(cmd);
+    // Keep draining stderr so the daemon never blocks on a full pipe.
+    std::thread::spawn(move || std::io::read_to_string(stderr));
+    child
+}
+
 /// Bad input: one line on stderr naming the cause, exit status 2, no panic.
 pub fn assert_one_line_error(out: &Output, needle: &str) {
     let stderr = String::from_utf8_lossy(&out.stderr);

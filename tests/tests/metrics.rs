@@ -10,9 +10,8 @@ use std::{
 };
 
 use pipetrace_tests::{
-    command, real_python, require_root,
+    command, config_daemon, real_python, require_root,
     rotel::{Rotel, free_port},
-    spawn_daemon,
 };
 use serde_json::Value;
 
@@ -140,13 +139,7 @@ fn descendants_daemon(dir: &Path, name: &str, metrics_port: u16) -> Child {
         ),
     )
     .unwrap();
-    let mut cmd = command();
-    cmd.arg("--config")
-        .arg(&config)
-        .env_remove("PIPETRACE_OUTPUT__PARQUET_DIR");
-    let (child, stderr) = spawn_daemon(cmd);
-    std::thread::spawn(move || std::io::read_to_string(stderr));
-    child
+    config_daemon(&config)
 }
 
 #[test]

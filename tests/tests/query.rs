@@ -9,7 +9,7 @@ use std::{
 };
 
 use pipetrace_tests::{
-    assert_one_line_error, command, require_root, rotel::TOOLS_VENV, spawn_daemon,
+    assert_one_line_error, command, config_daemon, require_root, rotel::TOOLS_VENV,
 };
 use serde_json::Value;
 
@@ -326,13 +326,7 @@ fn parquet_daemon(
         ),
     )
     .unwrap();
-    let mut cmd = command();
-    cmd.arg("--config")
-        .arg(&config)
-        .env_remove("PIPETRACE_OUTPUT__PARQUET_DIR");
-    let (child, stderr) = spawn_daemon(cmd);
-    // Keep draining stderr so the daemon never blocks on a full pipe.
-    std::thread::spawn(move || std::io::read_to_string(stderr));
+    let child = config_daemon(&config);
     (child, script)
 }
 

@@ -355,19 +355,7 @@ mod tests {
 
     fn ev(tgid: u32, body: Body) -> Event {
         Event {
-            common: Common {
-                flags: 0,
-                ktime_ns: 1_500_000_000,
-                start_ns: 1_000_000_000,
-                parent_start_ns: 0,
-                cgroup_id: 0,
-                tgid,
-                tid: tgid,
-                ppid: 1,
-                tree_ppid: 1,
-                uid: 0,
-                comm: "cc\"x".into(),
-            },
+            common: Common::sample(tgid, 1_000_000_000, 1_500_000_000, "cc\"x"),
             body,
         }
     }

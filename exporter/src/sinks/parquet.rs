@@ -531,19 +531,7 @@ mod tests {
 
     fn ev(tgid: u32, body: Body) -> Event {
         Event {
-            common: Common {
-                flags: 0,
-                ktime_ns: 2_000,
-                start_ns: 1_000,
-                parent_start_ns: 0,
-                cgroup_id: 0,
-                tgid,
-                tid: tgid,
-                ppid: 1,
-                tree_ppid: 1,
-                uid: 0,
-                comm: "x".into(),
-            },
+            common: Common::sample(tgid, 1_000, 2_000, "x"),
             body,
         }
     }
