@@ -27,6 +27,8 @@ pub mod kind {
     pub const FORK: u16 = 1;
     pub const EXEC: u16 = 2;
     pub const EXIT: u16 = 3;
+    /// The process's resident memory moved by more than the configured step.
+    pub const MEMORY: u16 = 4;
 }
 
 /// Bits of [`RecordHeader::flags`].
@@ -139,6 +141,33 @@ pub struct ExitRecord {
     pub tail: ExitTail,
 }
 
+/// Tail of a memory record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemoryTail {
+    /// Resident memory now (file + anon + shmem), bytes.
+    pub rss_bytes: u64,
+    /// Resident memory at the previous report (or when first seen), bytes.
+    pub previous_bytes: u64,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemoryRecord {
+    pub header: RecordHeader,
+    pub tail: MemoryTail,
+}
+
+/// Value of the `MEMORY` map, keyed by tgid: where a process's RSS was last reported, and the
+/// band around it inside which no record is sent (pages).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemoryState {
+    pub reported: u64,
+    pub low: u64,
+    pub high: u64,
+}
+
 /// Value of the `TRACKED` map, keyed by tgid: the processes inside the traced scope.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -201,6 +230,12 @@ pub struct CaptureConfig {
     /// submitted without a wakeup and the reader drains them on its timer (batching).
     pub wakeup_bytes: u32,
     pub _pad0: u32,
+    /// A memory record leaves when RSS moved by at least this many pages...
+    pub memory_step_pages: u64,
+    /// ...and by at least this percentage of the last reported RSS.
+    pub memory_step_percent: u32,
+    /// log2 of the page size.
+    pub page_shift: u32,
 }
 
 /// Byte offsets of the kernel struct fields the programs read, resolved by the agent from
@@ -262,7 +297,8 @@ const _: () = {
     assert!(core::mem::size_of::<ExitRecord>() == 120);
     assert!(core::mem::size_of::<ExecRecord>() == 96 + EXEC_DATA_SPAN + ARGV_MAX + 8);
     assert!(core::mem::size_of::<TrackState>() == 16);
-    assert!(core::mem::size_of::<CaptureConfig>() == 32);
+    assert!(core::mem::size_of::<CaptureConfig>() == 48);
+    assert!(core::mem::size_of::<MemoryRecord>() == 96);
     assert!(core::mem::size_of::<KernelOffsets>() == 39 * 4);
     assert!(3 * PATH_MAX <= EXEC_DATA_SPAN);
     assert!(NAME_MAX <= ARGV_MAX && PATH_MAX <= ARGV_MAX);

@@ -22,7 +22,7 @@ use crate::{
         real_parent, task_comm, task_flags, task_pid, task_tgid,
     },
     maps::{
-        DENY_COMMS, EVENTS, EXEC_SCRATCH, EXITING, ROOT_COMMS, TRACKED, conf, count, off,
+        DENY_COMMS, EVENTS, EXEC_SCRATCH, EXITING, MEMORY, ROOT_COMMS, TRACKED, conf, count, off,
         wakeup_flags,
     },
     path,
@@ -30,7 +30,7 @@ use crate::{
 
 /// Whether a process that is not in `TRACKED` is in scope anyway (host-wide or cgroup scope).
 #[inline(always)]
-fn in_untracked_scope(task: u64, tgid: u32) -> bool {
+pub(crate) fn in_untracked_scope(task: u64, tgid: u32) -> bool {
     if tgid == conf!(agent_tgid) || task_flags(task) & PF_KTHREAD != 0 {
         return false;
     }
@@ -45,7 +45,7 @@ fn in_untracked_scope(task: u64, tgid: u32) -> bool {
 }
 
 #[inline(always)]
-fn current_comm() -> [u8; COMM_LEN] {
+pub(crate) fn current_comm() -> [u8; COMM_LEN] {
     let mut comm = [0u8; COMM_LEN];
     unsafe { bpf_get_current_comm(comm.as_mut_ptr().cast::<c_void>(), COMM_LEN as u32) };
     comm
@@ -53,7 +53,7 @@ fn current_comm() -> [u8; COMM_LEN] {
 
 /// Fills the fields every record shares; the caller sets the process-specific ones.
 #[inline(always)]
-fn base_header(kind: u16, len: usize) -> RecordHeader {
+pub(crate) fn base_header(kind: u16, len: usize) -> RecordHeader {
     let pid_tgid = unsafe { bpf_get_current_pid_tgid() };
     RecordHeader {
         kind,
@@ -145,6 +145,8 @@ pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
     let tgid = (unsafe { bpf_get_current_pid_tgid() } >> 32) as u32;
     let comm = current_comm();
     let ppid = task_tgid(real_parent(task));
+    // A new image, a new mm: its memory is reported from its own start.
+    let _ = MEMORY.remove(tgid);
 
     let mut state = match unsafe { TRACKED.get(tgid) } {
         Some(s) => *s,
@@ -216,7 +218,7 @@ fn emit_hidden(task: u64, tgid: u32, ppid: u32, state: &TrackState, comm: [u8; C
 }
 
 #[inline(always)]
-fn fill_process(
+pub(crate) fn fill_process(
     header: &mut RecordHeader,
     task: u64,
     tgid: u32,
@@ -424,6 +426,7 @@ fn finish_exit(task: u64, pending: &ExitPending) {
         }
     };
     emit_exit(task, tgid, ppid, &state, record_flags, pending);
+    let _ = MEMORY.remove(tgid);
     // Only after its exit record is in the ring: `run` takes an empty TRACKED to mean that
     // every exit of the tree is there to be read.
     if tracked.is_some() {

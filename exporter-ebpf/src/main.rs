@@ -1,6 +1,6 @@
 //! otel-pipetrace kernel programs.
 //!
-//! Three raw tracepoints (fork, exec, exit) decide in the kernel which processes are in scope,
+//! Raw tracepoints (fork, exec, exit, the final context switch, RSS changes) decide in the kernel which processes are in scope,
 //! hide deny-listed executables while keeping their children in the tree, and send compact
 //! records through one ring buffer. Struct field offsets come from the agent (BTF at start-up).
 #![cfg_attr(target_arch = "bpf", no_std)]
@@ -12,6 +12,8 @@ mod kernel;
 mod lifecycle;
 #[cfg(target_arch = "bpf")]
 mod maps;
+#[cfg(target_arch = "bpf")]
+mod memory;
 #[cfg(target_arch = "bpf")]
 mod path;
 

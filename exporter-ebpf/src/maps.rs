@@ -4,7 +4,9 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, PerCpuArray, RingBuf},
 };
-use exporter_common::{COMM_LEN, CaptureConfig, ExecRecord, KernelOffsets, TrackState, counter};
+use exporter_common::{
+    COMM_LEN, CaptureConfig, ExecRecord, KernelOffsets, MemoryState, TrackState, counter,
+};
 
 /// Every record for user space, in event order. Size set by the agent at load.
 #[map]
@@ -20,6 +22,15 @@ pub static TRACKED: HashMap<u32, TrackState> = HashMap::with_max_entries(65536, 
 /// for microseconds.
 #[map]
 pub static EXITING: HashMap<u32, crate::kernel::ExitPending> = HashMap::with_max_entries(8192, 0);
+
+/// Where each traced process's RSS was last reported (see `memory.rs`), by tgid.
+#[map]
+pub static MEMORY: HashMap<u32, MemoryState> = HashMap::with_max_entries(65536, 0);
+
+/// Per CPU: the last mm seen by the memory hook that belongs to no traced process, so that the
+/// page faults of untraced processes cost one array read.
+#[map]
+pub static MEMORY_SKIP: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
 /// comm values (16 bytes, NUL padded) whose own events are hidden.
 #[map]
@@ -93,6 +104,9 @@ pub static CONFIG: CaptureConfig = CaptureConfig {
     cgroup_id: 0,
     wakeup_bytes: 0,
     _pad0: 0,
+    memory_step_pages: 2048,
+    memory_step_percent: 10,
+    page_shift: 12,
 };
 
 /// Reads one offset; volatile so the compiler cannot fold the placeholder value.

@@ -153,6 +153,10 @@ pub struct CaptureSection {
     pub queue_capacity: usize,
     /// Kernel BTF used to resolve struct offsets.
     pub btf_path: PathBuf,
+    /// A memory event is sent when a process's RSS moved by at least this many bytes...
+    pub memory_step_bytes: u64,
+    /// ...and by at least this percentage of the RSS last reported.
+    pub memory_step_percent: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -228,6 +232,8 @@ impl Default for CaptureSection {
             max_processes: 65536,
             queue_capacity: 65536,
             btf_path: PathBuf::from(crate::btf::VMLINUX_BTF),
+            memory_step_bytes: 8 * 1024 * 1024,
+            memory_step_percent: 10,
         }
     }
 }
@@ -412,6 +418,15 @@ impl Config {
         }
         if c.max_processes == 0 {
             return bad("capture.max_processes", "must be at least 1".into());
+        }
+        if c.memory_step_bytes < 4096 {
+            return bad(
+                "capture.memory_step_bytes",
+                "must be at least 4096 (one page)".into(),
+            );
+        }
+        if c.memory_step_percent > 1000 {
+            return bad("capture.memory_step_percent", "at most 1000".into());
         }
         if c.queue_capacity == 0 {
             return bad("capture.queue_capacity", "must be at least 1".into());

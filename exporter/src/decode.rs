@@ -157,11 +157,26 @@ impl Exit {
     }
 }
 
+/// The process's resident memory moved by more than the configured step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Memory {
+    pub rss_bytes: u64,
+    pub previous_bytes: u64,
+}
+
+impl Memory {
+    /// An allocation (RSS grew) rather than a release.
+    pub fn grew(&self) -> bool {
+        self.rss_bytes >= self.previous_bytes
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Body {
     Fork,
     Exec(Box<Exec>),
     Exit(Exit),
+    Memory(Memory),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -176,6 +191,8 @@ impl Event {
             Body::Fork => "fork",
             Body::Exec(_) => "exec",
             Body::Exit(_) => "exit",
+            Body::Memory(m) if m.grew() => "memory_alloc",
+            Body::Memory(_) => "memory_release",
         }
     }
 }
@@ -183,6 +200,7 @@ impl Event {
 const HEADER: usize = std::mem::size_of::<RecordHeader>();
 const EXEC_TAIL: usize = std::mem::size_of::<ExecTail>();
 const EXIT_TAIL: usize = std::mem::size_of::<ExitTail>();
+const MEMORY_TAIL: usize = std::mem::size_of::<exporter_common::MemoryTail>();
 
 fn u16_at(b: &[u8], at: usize) -> u16 {
     u16::from_ne_bytes([b[at], b[at + 1]])
@@ -272,6 +290,13 @@ pub fn decode(record: &[u8]) -> Result<Event, DecodeError> {
     };
     let body = match kind_id {
         kind::FORK => Body::Fork,
+        kind::MEMORY => {
+            need(HEADER + MEMORY_TAIL)?;
+            Body::Memory(Memory {
+                rss_bytes: u64_at(record, HEADER),
+                previous_bytes: u64_at(record, HEADER + 8),
+            })
+        }
         kind::EXIT => {
             need(HEADER + EXIT_TAIL)?;
             let t = HEADER;

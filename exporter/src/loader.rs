@@ -21,12 +21,23 @@ use crate::{
 /// The compiled kernel programs, built by `build.rs`.
 static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/pipetrace"));
 
-const TRACEPOINTS: [(&str, &str); 4] = [
+/// Size of a memory page.
+fn page_size() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
+        n if n > 0 => n as u64,
+        _ => 4096,
+    }
+}
+
+const TRACEPOINTS: [(&str, &str); 5] = [
     ("sched_process_fork", "sched_process_fork"),
     ("sched_process_exec", "sched_process_exec"),
     ("sched_process_exit", "sched_process_exit"),
     // Writes exit records once the exiting task's CPU time is complete.
     ("sched_switch", "sched_switch"),
+    // RSS changes, aggregated into memory records.
+    ("rss_stat", "rss_stat"),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -138,6 +149,9 @@ impl Capture {
             cgroup_id: 0,
             wakeup_bytes: (config.capture.ring_buffer_bytes / 16) as u32,
             _pad0: 0,
+            memory_step_pages: (config.capture.memory_step_bytes / page_size()).max(1),
+            memory_step_percent: config.capture.memory_step_percent,
+            page_shift: page_size().trailing_zeros(),
         };
         match scope {
             KernelScope::Tracked | KernelScope::RootNames(_) => {}
@@ -155,6 +169,7 @@ impl Capture {
             .override_global("CONFIG", &capture, true)
             .map_max_entries("EVENTS", config.capture.ring_buffer_bytes as u32)
             .map_max_entries("TRACKED", config.capture.max_processes)
+            .map_max_entries("MEMORY", config.capture.max_processes)
             .map_max_entries("EXEC_SCRATCH", possible_cpus()?)
             .load(PROGRAMS)?;
 

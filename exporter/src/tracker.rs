@@ -409,7 +409,7 @@ impl Tracker {
             return None;
         }
         match body {
-            Body::Fork => {
+            Body::Fork | Body::Memory(_) => {
                 self.entry(&common);
                 None
             }

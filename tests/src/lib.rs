@@ -181,6 +181,7 @@ impl Traced {
                 "exec" => p.execs.push(ev.clone()),
                 "exit" => p.exit = Some(ev.clone()),
                 "still_running" => p.still_running = true,
+                "memory_alloc" | "memory_release" => {}
                 other => panic!("unknown kind {other}"),
             }
         }

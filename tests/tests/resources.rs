@@ -85,6 +85,53 @@ fn peak_rss_of_a_300_mb_step_within_ten_percent() {
 }
 
 #[test]
+fn allocation_and_release_arrive_as_stepped_memory_events() {
+    require_root!();
+    let python = real_python();
+    let t = trace(
+        &[],
+        &[
+            python.as_str(),
+            "-c",
+            "x = bytearray(300 * 1024 * 1024)\nfor i in range(0, len(x), 4096): x[i] = 1\ndel x\n",
+        ],
+    );
+    assert_eq!(t.status, 0, "{}", t.stderr);
+    let memory: Vec<&serde_json::Value> = t
+        .events
+        .iter()
+        .filter(|e| e["kind"].as_str().is_some_and(|k| k.starts_with("memory_")))
+        .collect();
+    let mib = |e: &serde_json::Value| e["rss_bytes"].as_u64().unwrap() as f64 / 1048576.0;
+    let allocs: Vec<f64> = memory
+        .iter()
+        .filter(|e| e["kind"] == "memory_alloc")
+        .map(|e| mib(e))
+        .collect();
+    let releases: Vec<f64> = memory
+        .iter()
+        .filter(|e| e["kind"] == "memory_release")
+        .map(|e| mib(e))
+        .collect();
+    assert!(!allocs.is_empty() && !releases.is_empty(), "{memory:#?}");
+    let top = allocs.iter().cloned().fold(0.0, f64::max);
+    assert!(top > 270.0, "RSS reported up to {top} MiB");
+    assert!(
+        releases.iter().cloned().fold(f64::MAX, f64::min) < 100.0,
+        "released: {releases:?}"
+    );
+    // Aggregated in the kernel: steps of at least 8 MiB, not one event per page fault.
+    assert!(memory.len() < 100, "{} memory events", memory.len());
+    for e in &memory {
+        let (now, before) = (
+            e["rss_bytes"].as_u64().unwrap(),
+            e["previous_bytes"].as_u64().unwrap(),
+        );
+        assert!(now.abs_diff(before) >= 8 << 20, "a step below 8 MiB: {e}");
+    }
+}
+
+#[test]
 fn a_five_millisecond_process_has_exact_totals() {
     require_root!();
     let t = trace(&[], &["/bin/sleep", "0.005"]);

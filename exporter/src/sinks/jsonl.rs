@@ -48,6 +48,10 @@ struct Line<'a> {
 #[derive(Serialize)]
 #[serde(untagged)]
 enum BodyLine<'a> {
+    Memory {
+        rss_bytes: u64,
+        previous_bytes: u64,
+    },
     Fork {},
     Exec {
         exe: Option<&'a str>,
@@ -126,6 +130,10 @@ impl Sink for JsonlSink {
         let c = &ev.common;
         let body = match &ev.body {
             Body::Fork => BodyLine::Fork {},
+            Body::Memory(m) => BodyLine::Memory {
+                rss_bytes: m.rss_bytes,
+                previous_bytes: m.previous_bytes,
+            },
             Body::Exec(e) => BodyLine::Exec {
                 exe: e.exe.as_deref(),
                 cwd: e.cwd.as_deref(),

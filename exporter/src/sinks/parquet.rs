@@ -177,6 +177,12 @@ impl EventColumns {
                 self.argv.append(false);
                 self.value.append_null();
             }
+            Body::Memory(m) => {
+                self.executable.append_null();
+                self.argv.append(false);
+                // The resident memory now, bytes.
+                self.value.append_value(m.rss_bytes as i64);
+            }
         }
         self.uid.append_value(c.uid);
         self.cgroup_id.append_value(c.cgroup_id);
