@@ -158,14 +158,16 @@ pub struct MemoryRecord {
     pub tail: MemoryTail,
 }
 
-/// Value of the `MEMORY` map, keyed by tgid: where a process's RSS was last reported, and the
-/// band around it inside which no record is sent (pages).
+/// Value of the `MEMORY` map, keyed by mm: where the process's RSS was last reported, the band
+/// around it inside which no record is sent, and the last value of each resident counter
+/// (file, anon, shmem), so that one change costs one counter read. All in pages.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MemoryState {
     pub reported: u64,
     pub low: u64,
     pub high: u64,
+    pub counters: [u64; 4],
 }
 
 /// Value of the `TRACKED` map, keyed by tgid: the processes inside the traced scope.

@@ -145,8 +145,6 @@ pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
     let tgid = (unsafe { bpf_get_current_pid_tgid() } >> 32) as u32;
     let comm = current_comm();
     let ppid = task_tgid(real_parent(task));
-    // A new image, a new mm: its memory is reported from its own start.
-    let _ = MEMORY.remove(tgid);
 
     let mut state = match unsafe { TRACKED.get(tgid) } {
         Some(s) => *s,
@@ -375,6 +373,8 @@ pub fn sched_process_exit(ctx: RawTracePointContext) -> i32 {
     let tid = task_pid(task);
     // The mm is still there now, not at the final switch.
     let pending = exit_pending(task);
+    // The mm is about to go: stop watching it.
+    let _ = MEMORY.remove(ptr(task, off!(task_mm)));
     if EXITING.insert(tid, pending, 0).is_err() {
         // Map full (never expected): write the record now, with the runtime accounted so far.
         finish_exit(task, &pending);
@@ -426,7 +426,6 @@ fn finish_exit(task: u64, pending: &ExitPending) {
         }
     };
     emit_exit(task, tgid, ppid, &state, record_flags, pending);
-    let _ = MEMORY.remove(tgid);
     // Only after its exit record is in the ring: `run` takes an empty TRACKED to mean that
     // every exit of the tree is there to be read.
     if tracked.is_some() {

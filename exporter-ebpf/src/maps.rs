@@ -2,7 +2,7 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use exporter_common::{
     COMM_LEN, CaptureConfig, ExecRecord, KernelOffsets, MemoryState, TrackState, counter,
@@ -23,14 +23,23 @@ pub static TRACKED: HashMap<u32, TrackState> = HashMap::with_max_entries(65536, 
 #[map]
 pub static EXITING: HashMap<u32, crate::kernel::ExitPending> = HashMap::with_max_entries(8192, 0);
 
-/// Where each traced process's RSS was last reported (see `memory.rs`), by tgid.
+/// Where each traced process's RSS was last reported (see `memory.rs`), by mm. LRU: an entry
+/// whose mm went away without being removed ages out.
 #[map]
-pub static MEMORY: HashMap<u32, MemoryState> = HashMap::with_max_entries(65536, 0);
+pub static MEMORY: LruHashMap<u64, MemoryState> = LruHashMap::with_max_entries(65536, 0);
 
-/// Per CPU: the last mm seen by the memory hook that belongs to no traced process, so that the
-/// page faults of untraced processes cost one array read.
+/// Per CPU state of the memory hook (see `memory.rs`).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct MemoryCpu {
+    /// The last mm seen that belongs to no traced process.
+    pub skip: u64,
+    /// RSS changes seen on this CPU: only every `MEMORY_SAMPLE`th is looked at.
+    pub ticks: u64,
+}
+
 #[map]
-pub static MEMORY_SKIP: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+pub static MEMORY_CPU: PerCpuArray<MemoryCpu> = PerCpuArray::with_max_entries(1, 0);
 
 /// comm values (16 bytes, NUL padded) whose own events are hidden.
 #[map]

@@ -1,9 +1,13 @@
 //! Memory movements on the `rss_stat` raw tracepoint (every change of an mm's RSS counters,
 //! i.e. on page faults and unmaps): aggregated here, so that a record leaves only when a traced
-//! process's RSS moved by at least the configured step (pages and percent). The fast paths: an
-//! mm that is not the current task's returns at once; an untraced process's mm is remembered
-//! per CPU and returns after one array read; a traced process inside its band returns after
-//! one hash lookup and three counter reads.
+//! process's RSS moved by at least the configured step (pages and percent).
+//!
+//! This runs on every page fault, so the common paths are short: an mm known to belong to no
+//! traced process returns after one per-CPU array read, and so do all but every
+//! `MEMORY_SAMPLE`th change on a CPU (a step of 8 MiB is 2,048 pages: looking at one change in
+//! 16 moves a report by a few pages at most). A looked-at change of a traced mm inside its band
+//! costs one hash lookup and one counter read (the other counters are cached in its entry).
+//! Only the first change of an mm and a step out of the band look at the current task.
 
 use aya_ebpf::{
     helpers::generated::{bpf_get_current_pid_tgid, bpf_get_current_task},
@@ -17,73 +21,123 @@ use exporter_common::{
 use crate::{
     kernel::{process_start, ptr, read, real_parent, task_tgid},
     lifecycle::{base_header, current_comm, fill_process, in_untracked_scope},
-    maps::{EVENTS, MEMORY, MEMORY_SKIP, TRACKED, conf, count, off, wakeup_flags},
+    maps::{EVENTS, MEMORY, MEMORY_CPU, TRACKED, conf, count, off, wakeup_flags},
 };
 
-/// Resident pages of `mm` (file + anon + shmem; swap entries are not resident).
+/// One RSS change in this many, per CPU, is looked at.
+const MEMORY_SAMPLE: u64 = 16;
+
+/// Resident counters: MM_FILEPAGES, MM_ANONPAGES and MM_SHMEMPAGES (2, MM_SWAPENTS, is not).
 #[inline(always)]
-fn rss_pages(mm: u64) -> u64 {
-    let counter = |member: u64| {
-        let at = off!(mm_rss_stat) + member * off!(rss_counter_size) + off!(rss_counter_count);
-        read::<i64>(mm, at).unwrap_or(0).max(0) as u64
-    };
-    counter(0) + counter(1) + counter(3)
+fn resident(member: u64) -> bool {
+    member == 0 || member == 1 || member == 3
 }
 
-/// The band around `pages` inside which RSS is not reported again.
 #[inline(always)]
-fn band(pages: u64) -> MemoryState {
+fn counter_pages(mm: u64, member: u64) -> u64 {
+    let at = off!(mm_rss_stat) + member * off!(rss_counter_size) + off!(rss_counter_count);
+    read::<i64>(mm, at).unwrap_or(0).max(0) as u64
+}
+
+/// Sets the band around `pages` inside which RSS is not reported again.
+#[inline(always)]
+fn rebase(state: &mut MemoryState, pages: u64) {
     let step = conf!(memory_step_pages);
     let pct = pages * conf!(memory_step_percent) as u64 / 100;
     let step = if pct > step { pct } else { step };
-    MemoryState {
-        reported: pages,
-        low: pages.saturating_sub(step),
-        high: pages + step,
+    state.reported = pages;
+    state.low = pages.saturating_sub(step);
+    state.high = pages + step;
+}
+
+/// Who changed `mm`.
+enum Owner {
+    /// Not the current task (exec building a new mm, reclaim, another process): decide later.
+    Unknown,
+    /// The current task, which is not traced.
+    Untraced,
+    Traced(u64, u32, Option<TrackState>),
+}
+
+#[inline(always)]
+fn owner(mm: u64) -> Owner {
+    let task = unsafe { bpf_get_current_task() };
+    if ptr(task, off!(task_mm)) != mm {
+        return Owner::Unknown;
     }
+    let tgid = (unsafe { bpf_get_current_pid_tgid() } >> 32) as u32;
+    let tracked = unsafe { TRACKED.get(tgid) }.copied();
+    if tracked.is_none() && !in_untracked_scope(task, tgid) {
+        return Owner::Untraced;
+    }
+    Owner::Traced(task, tgid, tracked)
 }
 
 // rss_stat(struct mm_struct *mm, int member)
 #[raw_tracepoint(tracepoint = "rss_stat")]
 pub fn rss_stat(ctx: RawTracePointContext) -> i32 {
     let mm: u64 = ctx.arg(0);
-    let task = unsafe { bpf_get_current_task() };
-    if ptr(task, off!(task_mm)) != mm {
+    let member = ctx.arg::<u64>(1) & 0xffff_ffff;
+    if !resident(member) {
         return 0;
     }
-    let Some(skip) = MEMORY_SKIP.get_ptr_mut(0) else {
+    let Some(cpu) = MEMORY_CPU.get_ptr_mut(0) else {
         return 0;
     };
-    if unsafe { *skip } == mm {
+    let cpu = unsafe { &mut *cpu };
+    if cpu.skip == mm {
         return 0;
     }
-    let tgid = (unsafe { bpf_get_current_pid_tgid() } >> 32) as u32;
-    let pages = rss_pages(mm);
-    let Some(state) = MEMORY.get_ptr_mut(tgid) else {
-        // First change seen for this process: start watching it if it is in scope.
-        if unsafe { TRACKED.get(tgid) }.is_some() || in_untracked_scope(task, tgid) {
-            let _ = MEMORY.insert(tgid, band(pages), 0);
-        } else {
-            unsafe { *skip = mm };
+    cpu.ticks += 1;
+    if cpu.ticks % MEMORY_SAMPLE != 0 {
+        return 0;
+    }
+    let Some(state) = MEMORY.get_ptr_mut(mm) else {
+        // First change seen for this mm: watch it if its process is traced.
+        match owner(mm) {
+            Owner::Traced(..) => {
+                let mut state = MemoryState::default();
+                for m in [0u64, 1, 3] {
+                    state.counters[m as usize] = counter_pages(mm, m);
+                }
+                let pages = state.counters[0] + state.counters[1] + state.counters[3];
+                rebase(&mut state, pages);
+                let _ = MEMORY.insert(mm, state, 0);
+            }
+            Owner::Untraced => cpu.skip = mm,
+            Owner::Unknown => {}
         }
         return 0;
     };
-    let (low, high, previous) = unsafe { ((*state).low, (*state).high, (*state).reported) };
+    let state = unsafe { &mut *state };
+    let value = counter_pages(mm, member);
+    match member {
+        0 => state.counters[0] = value,
+        1 => state.counters[1] = value,
+        _ => state.counters[3] = value,
+    }
+    let pages = state.counters[0] + state.counters[1] + state.counters[3];
     // `low == 0`: the last report was under one step, so RSS cannot fall a whole step.
-    if pages < high && (low == 0 || pages > low) {
+    if pages < state.high && (state.low == 0 || pages > state.low) {
         return 0;
     }
-    unsafe { *state = band(pages) };
-    emit(task, tgid, pages, previous);
+    // Out of the band: report it, from the owner's context (another task changing this mm,
+    // e.g. reclaim, waits for the owner's next change).
+    let Owner::Traced(task, tgid, tracked) = owner(mm) else {
+        return 0;
+    };
+    let previous = state.reported;
+    rebase(state, pages);
+    emit(task, tgid, tracked, pages, previous);
     0
 }
 
 #[inline(always)]
-fn emit(task: u64, tgid: u32, pages: u64, previous: u64) {
+fn emit(task: u64, tgid: u32, tracked: Option<TrackState>, pages: u64, previous: u64) {
     let parent = real_parent(task);
     let ppid = task_tgid(parent);
     let mut record_flags = 0u16;
-    let state = match unsafe { TRACKED.get(tgid) }.copied() {
+    let state = match tracked {
         Some(s) => s,
         None => {
             record_flags |= flags::FIRST_SIGHT;
