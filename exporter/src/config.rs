@@ -153,6 +153,8 @@ pub struct CaptureSection {
     pub queue_capacity: usize,
     /// Kernel BTF used to resolve struct offsets.
     pub btf_path: PathBuf,
+    /// Send memory events (allocation / release steps from `kmem/rss_stat`).
+    pub memory_events: bool,
     /// A memory event is sent when a process's RSS moved by at least this many bytes...
     pub memory_step_bytes: u64,
     /// ...and by at least this percentage of the RSS last reported.
@@ -232,6 +234,7 @@ impl Default for CaptureSection {
             max_processes: 65536,
             queue_capacity: 65536,
             btf_path: PathBuf::from(crate::btf::VMLINUX_BTF),
+            memory_events: true,
             memory_step_bytes: 8 * 1024 * 1024,
             memory_step_percent: 10,
         }

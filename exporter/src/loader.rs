@@ -179,6 +179,9 @@ impl Capture {
         }
 
         for (program, tracepoint) in TRACEPOINTS {
+            if program == "rss_stat" && !config.capture.memory_events {
+                continue;
+            }
             attach(&mut ebpf, program, tracepoint)?;
         }
 
