@@ -4,6 +4,11 @@ use std::process::Command;
 
 use pipetrace_tests::{agent, assert_one_line_error, bin, command, require_root};
 
+/// `otel-pipetrace config` with one environment variable set.
+fn config_with(var: &str, value: &str) -> std::process::Output {
+    command().arg("config").env(var, value).output().unwrap()
+}
+
 #[test]
 fn unprivileged_user_is_told_to_use_root() {
     require_root!();
@@ -86,24 +91,12 @@ fn bad_flags_and_config_are_one_line() {
         "power of two",
     );
     // Environment layer.
-    let out = command()
-        .arg("config")
-        .env("PIPETRACE_RUN__GRACE_PERIOD", "forever")
-        .output()
-        .unwrap();
+    let out = config_with("PIPETRACE_RUN__GRACE_PERIOD", "forever");
     assert_one_line_error(&out, "run.grace_period");
-    let out = command()
-        .arg("config")
-        .env("PIPETRACE_CAPTURE__ARGV_MAXIMUM", "1")
-        .output()
-        .unwrap();
+    let out = config_with("PIPETRACE_CAPTURE__ARGV_MAXIMUM", "1");
     assert_one_line_error(&out, "argv_maximum");
     // Variables without a SECTION__KEY shape are not configuration.
-    let out = command()
-        .arg("config")
-        .env("PIPETRACE_SOMETHING_ELSE", "1")
-        .output()
-        .unwrap();
+    let out = config_with("PIPETRACE_SOMETHING_ELSE", "1");
     assert!(
         out.status.success(),
         "{}",
