@@ -155,7 +155,7 @@ fn otlp_settings_are_checked_and_secrets_masked() {
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
         ("OTEL_EXPORTER_OTLP_TIMEOUT", "soon"),
     ] {
-        let out = command().arg("config").env(var, value).output().unwrap();
+        let out = config_with(var, value);
         assert_one_line_error(&out, var);
     }
 
