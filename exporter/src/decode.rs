@@ -113,7 +113,8 @@ impl Usage {
     }
 }
 
-fn page_size() -> u64 {
+/// Size of a memory page (read once).
+pub fn page_size() -> u64 {
     static PAGE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     // SAFETY: sysconf has no preconditions.
     *PAGE.get_or_init(|| match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {

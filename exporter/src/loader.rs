@@ -21,15 +21,6 @@ use crate::{
 /// The compiled kernel programs, built by `build.rs`.
 static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/pipetrace"));
 
-/// Size of a memory page.
-fn page_size() -> u64 {
-    // SAFETY: sysconf has no preconditions.
-    match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
-        n if n > 0 => n as u64,
-        _ => 4096,
-    }
-}
-
 const TRACEPOINTS: [(&str, &str); 5] = [
     ("sched_process_fork", "sched_process_fork"),
     ("sched_process_exec", "sched_process_exec"),
@@ -149,9 +140,10 @@ impl Capture {
             cgroup_id: 0,
             wakeup_bytes: (config.capture.ring_buffer_bytes / 16) as u32,
             _pad0: 0,
-            memory_step_pages: (config.capture.memory_step_bytes / page_size()).max(1),
+            memory_step_pages: (config.capture.memory_step_bytes / crate::decode::page_size())
+                .max(1),
             memory_step_percent: config.capture.memory_step_percent,
-            page_shift: page_size().trailing_zeros(),
+            page_shift: crate::decode::page_size().trailing_zeros(),
         };
         match scope {
             KernelScope::Tracked | KernelScope::RootNames(_) => {}

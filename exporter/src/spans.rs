@@ -72,6 +72,13 @@ pub fn traceparent(span: SpanRef) -> String {
     format!("00-{:032x}-{:016x}-01", span.trace_id, span.span_id)
 }
 
+/// `SIGKILL`, or `SIG42` for a signal without a name.
+fn signal_label(sig: i32) -> String {
+    signal_name(sig)
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("SIG{sig}"))
+}
+
 /// The pipeline run as a whole (run mode): the root of the trace.
 #[derive(Debug, Clone)]
 pub struct RunSpan {
@@ -240,9 +247,7 @@ impl SpanFactory {
                     }
                 }
                 if let Some(sig) = exit.signal() {
-                    let name = signal_name(sig)
-                        .map(str::to_owned)
-                        .unwrap_or_else(|| format!("SIG{sig}"));
+                    let name = signal_label(sig);
                     attrs.push(KeyValue::new("pipetrace.process.signal", i64::from(sig)));
                     attrs.push(KeyValue::new("pipetrace.process.signal_name", name.clone()));
                     if exit.core_dumped() {
@@ -312,9 +317,7 @@ impl SpanFactory {
             }
         }
         if let Some(sig) = run.signal {
-            let name = signal_name(sig)
-                .map(str::to_owned)
-                .unwrap_or_else(|| format!("SIG{sig}"));
+            let name = signal_label(sig);
             attrs.push(KeyValue::new("pipetrace.process.signal", i64::from(sig)));
             attrs.push(KeyValue::new("error.type", name.clone()));
             status = Status::error(format!("{program} killed by {name}"));

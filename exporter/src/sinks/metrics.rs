@@ -30,7 +30,7 @@ use crate::{
 pub const MAX_EXECUTABLES: usize = 500;
 
 /// Upper bounds (seconds) of the duration histogram buckets.
-const DURATION_BUCKETS: [f64; 12] = [
+pub const DURATION_BUCKETS: [f64; 12] = [
     0.001, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 60.0, 300.0, 1800.0, 3600.0,
 ];
 

@@ -24,7 +24,11 @@ use opentelemetry_sdk::{
     runtime,
 };
 
-use super::{SinkError, metrics::SharedAggregates, otlp::SpanStats};
+use super::{
+    SinkError,
+    metrics::{DURATION_BUCKETS, SharedAggregates},
+    otlp::SpanStats,
+};
 use crate::{
     config::OtlpSection,
     otlp_transport::{Signal, Transport},
@@ -68,11 +72,6 @@ impl<E: PushMetricExporter> PushMetricExporter for Counting<E> {
         self.inner.temporality()
     }
 }
-
-/// Upper bounds (seconds) of the OTLP duration histogram.
-const DURATION_BOUNDARIES: [f64; 12] = [
-    0.001, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 60.0, 300.0, 1800.0, 3600.0,
-];
 
 pub struct OtlpMetrics {
     provider: SdkMeterProvider,
@@ -198,7 +197,7 @@ impl OtlpMetrics {
             .f64_histogram("pipetrace.process.duration")
             .with_unit("s")
             .with_description("Lifetime of ended processes, by executable")
-            .with_boundaries(DURATION_BOUNDARIES.to_vec())
+            .with_boundaries(DURATION_BUCKETS.to_vec())
             .build();
         Ok(Self {
             provider,
