@@ -104,6 +104,7 @@ fn template(i: usize) -> Template {
         parent_span: Some(7),
         ending: Some(Ending::Exited(Exit::from_status(status))),
         end_ns: None,
+        last_sample: None,
     };
     Template { events, process }
 }

@@ -29,6 +29,10 @@ pub mod kind {
     pub const EXIT: u16 = 3;
     /// The process's resident memory moved by more than the configured step.
     pub const MEMORY: u16 = 4;
+    /// One thread of a traced process, read by the sampling task iterator.
+    pub const SAMPLE: u16 = 5;
+    /// The sampling round whose thread records preceded it is complete.
+    pub const SAMPLE_END: u16 = 6;
 }
 
 /// Bits of [`RecordHeader::flags`].
@@ -156,6 +160,40 @@ pub struct MemoryTail {
 pub struct MemoryRecord {
     pub header: RecordHeader,
     pub tail: MemoryTail,
+}
+
+/// Tail of a sample record: one live thread of a traced process, as the task iterator found
+/// it. The agent sums the threads of a process over one round (one iterator session).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SampleTail {
+    /// Iterator session: every record of one round carries the same one.
+    pub session: u64,
+    /// This thread's tick-sampled user and system time and its precise runtime, ns.
+    pub utime_ns: u64,
+    pub stime_ns: u64,
+    pub runtime_ns: u64,
+    /// The group's threads that already exited (`signal`), ns: the same in every thread.
+    pub dead_utime_ns: u64,
+    pub dead_stime_ns: u64,
+    pub dead_runtime_ns: u64,
+    /// Resident pages of the thread's mm now (file + anon + shmem); 0 without an mm.
+    pub rss_pages: u64,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SampleRecord {
+    pub header: RecordHeader,
+    pub tail: SampleTail,
+}
+
+/// End of a sampling round (the iterator's last call).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SampleEndRecord {
+    pub header: RecordHeader,
+    pub session: u64,
 }
 
 /// Value of the `MEMORY` map, keyed by mm: where the process's RSS was last reported, the band
@@ -301,6 +339,8 @@ const _: () = {
     assert!(core::mem::size_of::<TrackState>() == 16);
     assert!(core::mem::size_of::<CaptureConfig>() == 48);
     assert!(core::mem::size_of::<MemoryRecord>() == 96);
+    assert!(core::mem::size_of::<SampleRecord>() == 144);
+    assert!(core::mem::size_of::<SampleEndRecord>() == 88);
     assert!(core::mem::size_of::<KernelOffsets>() == 39 * 4);
     assert!(3 * PATH_MAX <= EXEC_DATA_SPAN);
     assert!(NAME_MAX <= ARGV_MAX && PATH_MAX <= ARGV_MAX);

@@ -86,14 +86,23 @@ pub fn image_peak_rss(task: u64) -> u64 {
     if mm == 0 {
         return 0;
     }
+    let rss = resident_pages(mm);
+    let hiwater = read::<u64>(mm, off!(mm_hiwater_rss)).unwrap_or(0);
+    if rss > hiwater { rss } else { hiwater }
+}
+
+/// Resident pages of `mm` now: MM_FILEPAGES + MM_ANONPAGES + MM_SHMEMPAGES (MM_SWAPENTS, 2, is
+/// not resident). The counters' central values, as `/proc/PID/statm` shows them.
+#[inline(always)]
+pub fn resident_pages(mm: u64) -> u64 {
+    if mm == 0 {
+        return 0;
+    }
     let counter = |member: u64| {
         let at = off!(mm_rss_stat) + member * off!(rss_counter_size) + off!(rss_counter_count);
         read::<i64>(mm, at).unwrap_or(0).max(0) as u64
     };
-    // MM_FILEPAGES, MM_ANONPAGES, MM_SHMEMPAGES (MM_SWAPENTS, 2, is not resident).
-    let rss = counter(0) + counter(1) + counter(3);
-    let hiwater = read::<u64>(mm, off!(mm_hiwater_rss)).unwrap_or(0);
-    if rss > hiwater { rss } else { hiwater }
+    counter(0) + counter(1) + counter(3)
 }
 
 /// What the group's threads that already exited used (`signal`), read at the last thread's

@@ -1,8 +1,9 @@
 //! otel-pipetrace kernel programs.
 //!
-//! Raw tracepoints (fork, exec, exit, the final context switch, RSS changes) decide in the kernel which processes are in scope,
-//! hide deny-listed executables while keeping their children in the tree, and send compact
-//! records through one ring buffer. Struct field offsets come from the agent (BTF at start-up).
+//! Raw tracepoints (fork, exec, exit, the final context switch, RSS changes) decide in the
+//! kernel which processes are in scope, hide deny-listed executables while keeping their
+//! children in the tree, and send compact records through one ring buffer; a task iterator
+//! samples live processes. Struct field offsets come from the agent (BTF at start-up).
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 
@@ -16,6 +17,8 @@ mod maps;
 mod memory;
 #[cfg(target_arch = "bpf")]
 mod path;
+#[cfg(target_arch = "bpf")]
+mod sample;
 
 #[cfg(target_arch = "bpf")]
 #[panic_handler]

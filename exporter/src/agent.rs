@@ -1,7 +1,10 @@
 //! Wires the stages together: checks → loader → reader → tracker → sinks, and takes them down
 //! in order so that nothing read from the kernel is left unprocessed.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use tokio::{
     sync::{mpsc, watch},
@@ -18,10 +21,11 @@ use crate::{
     preflight::{self, PreflightError},
     procfs::{self, ProcEntry},
     reader::Reader,
+    sampler::SamplerHandle,
     sinks::{
         Sink, SinkError,
         jsonl::JsonlSink,
-        metrics::{MetricsSink, SelfCounters, SharedAggregates},
+        metrics::{Aggregates, MetricsSink, SelfCounters, SharedAggregates},
         otlp::{self, ExportTask, OtlpSink, SpanStats},
         otlp_metrics::OtlpMetrics,
         parquet::{ParquetSettings, ParquetSink},
@@ -49,6 +53,7 @@ pub struct Agent {
     pub stats: Arc<Stats>,
     pub clock: Clock,
     stop: watch::Sender<bool>,
+    sampler: Option<SamplerHandle>,
     reader: JoinHandle<()>,
     consumer: JoinHandle<(Tracker, Vec<Box<dyn Sink>>)>,
     export: Option<ExportTask>,
@@ -152,7 +157,10 @@ pub fn configured_sinks(
     let listen = config.metrics.prometheus_listen.trim();
     let push = resource.filter(|_| config.otlp.metrics);
     if push.is_some() || !listen.is_empty() {
-        let aggregates = SharedAggregates::default();
+        let aggregates = SharedAggregates::new(Mutex::new(Aggregates::new(
+            config.metrics.per_process,
+            config.capture.sample_interval,
+        )));
         let spans = export.as_ref().map(ExportTask::stats);
         let mut duration = None;
         if let Some(resource) = push {
@@ -243,11 +251,19 @@ impl Agent {
         let (stop, stop_rx) = watch::channel(false);
         let reader = tokio::spawn(reader.run(stop_rx));
         let consumer = tokio::spawn(tracker::consume(rx, tracker, sinks, stats.clone(), sweep));
+        let sampler = match capture.take_sampler() {
+            Some(s) => Some(
+                s.spawn(config.capture.sample_interval, stats.clone())
+                    .map_err(AgentError::Reader)?,
+            ),
+            None => None,
+        };
         Ok(Self {
             capture,
             stats,
             clock,
             stop,
+            sampler,
             reader,
             consumer,
             export,
@@ -280,7 +296,11 @@ impl Agent {
     }
 
     /// Drains the ring, lets the tracker and sinks finish every event, and reports losses.
-    pub async fn stop(self) -> Finished {
+    pub async fn stop(mut self) -> Finished {
+        // No round may start after the last read of the ring.
+        if let Some(sampler) = self.sampler.take() {
+            let _ = tokio::task::spawn_blocking(move || sampler.stop()).await;
+        }
         let _ = self.stop.send(true);
         let _ = self.reader.await;
         let (tracker, mut sinks) = self

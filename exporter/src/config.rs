@@ -30,6 +30,9 @@ pub struct MetricsSection {
     /// Address of the Prometheus scrape endpoint (`GET /metrics`), e.g. "127.0.0.1:9464";
     /// empty = off.
     pub prometheus_listen: String,
+    /// CPU and memory series per live process (label `process.pid`) instead of per
+    /// executable. Off by default: one series per pid is unbounded over time.
+    pub per_process: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -159,6 +162,9 @@ pub struct CaptureSection {
     pub memory_step_bytes: u64,
     /// ...and by at least this percentage of the RSS last reported.
     pub memory_step_percent: u32,
+    /// How often live traced processes are sampled (CPU so far, RSS now); 0 = never.
+    #[serde(with = "humantime_serde")]
+    pub sample_interval: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -237,6 +243,7 @@ impl Default for CaptureSection {
             memory_events: true,
             memory_step_bytes: 8 * 1024 * 1024,
             memory_step_percent: 10,
+            sample_interval: Duration::from_secs(1),
         }
     }
 }
@@ -430,6 +437,15 @@ impl Config {
         }
         if c.memory_step_percent > 1000 {
             return bad("capture.memory_step_percent", "at most 1000".into());
+        }
+        if !c.sample_interval.is_zero() && c.sample_interval < Duration::from_millis(100) {
+            return bad(
+                "capture.sample_interval",
+                format!(
+                    "{:?} is too short: at least 100ms, or 0 for no samples",
+                    c.sample_interval
+                ),
+            );
         }
         if c.queue_capacity == 0 {
             return bad("capture.queue_capacity", "must be at least 1".into());

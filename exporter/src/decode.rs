@@ -111,6 +111,31 @@ impl Usage {
     pub fn cpu_ns(&self) -> u64 {
         self.cpu_user_ns + self.cpu_system_ns
     }
+
+    /// This split made consistent with one reported earlier, as the kernel's `cputime_adjust`
+    /// does: neither mode goes below what it was, so samples and the final totals form
+    /// monotonic counters. A total below the earlier one keeps the earlier split.
+    pub fn after(self, earlier: &Usage) -> Self {
+        let total = self.cpu_ns();
+        if total < earlier.cpu_ns() {
+            return Self {
+                cpu_user_ns: earlier.cpu_user_ns,
+                cpu_system_ns: earlier.cpu_system_ns,
+                ..self
+            };
+        }
+        let mut system = self.cpu_system_ns.max(earlier.cpu_system_ns);
+        let mut user = total - system;
+        if user < earlier.cpu_user_ns {
+            user = earlier.cpu_user_ns;
+            system = total - user;
+        }
+        Self {
+            cpu_user_ns: user,
+            cpu_system_ns: system,
+            ..self
+        }
+    }
 }
 
 /// Size of a memory page (read once).
@@ -172,12 +197,54 @@ impl Memory {
     }
 }
 
+/// One live thread of a traced process in a sampling round (summed by the tracker).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ThreadSample {
+    /// The round (iterator session).
+    pub session: u64,
+    pub utime_ns: u64,
+    pub stime_ns: u64,
+    pub runtime_ns: u64,
+    /// Totals of the group's exited threads (the same in every thread's record).
+    pub dead_utime_ns: u64,
+    pub dead_stime_ns: u64,
+    pub dead_runtime_ns: u64,
+    pub rss_bytes: u64,
+}
+
+/// A live process at a sampling round: its CPU time so far and its resident memory now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sample {
+    pub cpu_user_ns: u64,
+    pub cpu_system_ns: u64,
+    pub rss_bytes: u64,
+    /// Live threads.
+    pub threads: u32,
+}
+
+impl Sample {
+    /// The CPU part as a [`Usage`] (no peak).
+    pub fn usage(&self) -> Usage {
+        Usage {
+            cpu_user_ns: self.cpu_user_ns,
+            cpu_system_ns: self.cpu_system_ns,
+            peak_rss_bytes: 0,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Body {
     Fork,
     Exec(Box<Exec>),
     Exit(Exit),
     Memory(Memory),
+    /// From the kernel: one thread's share of a sample.
+    ThreadSample(ThreadSample),
+    /// From the kernel: the sampling round (session) is complete.
+    SampleEnd(u64),
+    /// From the tracker: a process's sample, its threads summed.
+    Sample(Sample),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -194,6 +261,9 @@ impl Event {
             Body::Exit(_) => "exit",
             Body::Memory(m) if m.grew() => "memory_alloc",
             Body::Memory(_) => "memory_release",
+            Body::ThreadSample(_) => "thread_sample",
+            Body::SampleEnd(_) => "sample_end",
+            Body::Sample(_) => "sample",
         }
     }
 }
@@ -202,6 +272,7 @@ const HEADER: usize = std::mem::size_of::<RecordHeader>();
 const EXEC_TAIL: usize = std::mem::size_of::<ExecTail>();
 const EXIT_TAIL: usize = std::mem::size_of::<ExitTail>();
 const MEMORY_TAIL: usize = std::mem::size_of::<exporter_common::MemoryTail>();
+const SAMPLE_TAIL: usize = std::mem::size_of::<exporter_common::SampleTail>();
 
 fn u16_at(b: &[u8], at: usize) -> u16 {
     u16::from_ne_bytes([b[at], b[at + 1]])
@@ -297,6 +368,24 @@ pub fn decode(record: &[u8]) -> Result<Event, DecodeError> {
                 rss_bytes: u64_at(record, HEADER),
                 previous_bytes: u64_at(record, HEADER + 8),
             })
+        }
+        kind::SAMPLE => {
+            need(HEADER + SAMPLE_TAIL)?;
+            let at = |i: usize| u64_at(record, HEADER + 8 * i);
+            Body::ThreadSample(ThreadSample {
+                session: at(0),
+                utime_ns: at(1),
+                stime_ns: at(2),
+                runtime_ns: at(3),
+                dead_utime_ns: at(4),
+                dead_stime_ns: at(5),
+                dead_runtime_ns: at(6),
+                rss_bytes: at(7).saturating_mul(page_size()),
+            })
+        }
+        kind::SAMPLE_END => {
+            need(HEADER + 8)?;
+            Body::SampleEnd(u64_at(record, HEADER))
         }
         kind::EXIT => {
             need(HEADER + EXIT_TAIL)?;
@@ -440,6 +529,66 @@ mod tests {
         let u = Usage::from_kernel(12_000_000, 4_000_000, 15_000_000, 0);
         assert_eq!((u.cpu_user_ns, u.cpu_system_ns), (11_250_000, 3_750_000));
         assert_eq!(u.cpu_ns(), 15_000_000);
+    }
+
+    #[test]
+    fn later_splits_never_go_below_earlier_ones() {
+        let usage = |u, s| Usage {
+            cpu_user_ns: u,
+            cpu_system_ns: s,
+            peak_rss_bytes: 0,
+        };
+        let earlier = usage(600, 400);
+        // The tick ratio moved towards user: system keeps what it had.
+        let later = usage(1_100, 300).after(&earlier);
+        assert_eq!((later.cpu_user_ns, later.cpu_system_ns), (1_000, 400));
+        // ...and towards system: user keeps what it had.
+        let later = usage(500, 700).after(&earlier);
+        assert_eq!((later.cpu_user_ns, later.cpu_system_ns), (600, 600));
+        // A smaller total (a thread's time moving to the group's) keeps the earlier split.
+        let later = usage(500, 400).after(&earlier);
+        assert_eq!((later.cpu_user_ns, later.cpu_system_ns), (600, 400));
+    }
+
+    #[test]
+    fn decodes_thread_samples_and_round_ends() {
+        use exporter_common::{SampleEndRecord, SampleRecord, SampleTail};
+        let size = std::mem::size_of::<SampleRecord>();
+        let rec = SampleRecord {
+            header: header(kind::SAMPLE, 0, size),
+            tail: SampleTail {
+                session: 7,
+                utime_ns: 1,
+                stime_ns: 2,
+                runtime_ns: 3,
+                dead_utime_ns: 4,
+                dead_stime_ns: 5,
+                dead_runtime_ns: 6,
+                rss_pages: 8,
+            },
+        };
+        let ev = decode(&bytes_of(&rec)).unwrap();
+        assert_eq!(ev.kind_name(), "thread_sample");
+        assert_eq!(
+            ev.body,
+            Body::ThreadSample(ThreadSample {
+                session: 7,
+                utime_ns: 1,
+                stime_ns: 2,
+                runtime_ns: 3,
+                dead_utime_ns: 4,
+                dead_stime_ns: 5,
+                dead_runtime_ns: 6,
+                rss_bytes: 8 * page_size(),
+            })
+        );
+        let end = SampleEndRecord {
+            header: header(kind::SAMPLE_END, 0, std::mem::size_of::<SampleEndRecord>()),
+            session: 7,
+        };
+        assert_eq!(decode(&bytes_of(&end)).unwrap().body, Body::SampleEnd(7));
+        let short = bytes_of(&header(kind::SAMPLE, 0, HEADER));
+        assert!(matches!(decode(&short), Err(DecodeError::Short { .. })));
     }
 
     #[test]

@@ -21,6 +21,8 @@ pub mod procfs;
 pub mod query;
 pub mod reader;
 pub mod run;
+pub mod sampler;
+pub mod samples;
 pub mod sinks;
 pub mod spans;
 pub mod stats;

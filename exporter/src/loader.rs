@@ -9,12 +9,13 @@ use std::{
 use aya::{
     Ebpf, EbpfLoader,
     maps::{HashMap, IterableMap, MapData, PerCpuArray, RingBuf},
-    programs::RawTracePoint,
+    programs::{Iter, RawTracePoint},
 };
 use exporter_common::{COMM_LEN, CaptureConfig, KernelOffsets, TrackState, counter, scope, track};
 
 use crate::{
     config::{Config, ScopeMode},
+    sampler::Sampler,
     stats::KernelCounters,
 };
 
@@ -37,10 +38,10 @@ pub enum LoadError {
     Object(#[from] aya::EbpfError),
     #[error("the kernel verifier rejected program {program}: {reason}")]
     Verifier { program: String, reason: String },
-    #[error("attaching {program} to tracepoint sched/{tracepoint} failed: {reason}")]
+    #[error("attaching {program} to {target} failed: {reason}")]
     Attach {
         program: String,
-        tracepoint: String,
+        target: String,
         reason: String,
     },
     #[error("eBPF map {0} is missing from the object")]
@@ -85,6 +86,7 @@ impl KernelScope {
 pub struct Capture {
     _ebpf: Ebpf,
     ring: Option<RingBuf<MapData>>,
+    sampler: Option<Sampler>,
     tracked: HashMap<MapData, u32, TrackState>,
     counters: PerCpuArray<MapData, u64>,
 }
@@ -176,6 +178,18 @@ impl Capture {
             }
             attach(&mut ebpf, program, tracepoint)?;
         }
+        let sampler = if config.capture.sample_interval.is_zero() {
+            None
+        } else {
+            // Samples are an addition: a kernel without task iterators still traces.
+            match load_sampler(&mut ebpf, &config.capture.btf_path) {
+                Ok(sampler) => Some(sampler),
+                Err(e) => {
+                    tracing::warn!("no live samples: {e}");
+                    None
+                }
+            }
+        };
 
         let ring = RingBuf::try_from(take(&mut ebpf, "EVENTS")?).map_err(|e| LoadError::Map {
             name: "EVENTS",
@@ -194,6 +208,7 @@ impl Capture {
         Ok(Self {
             _ebpf: ebpf,
             ring: Some(ring),
+            sampler,
             tracked,
             counters,
         })
@@ -202,6 +217,11 @@ impl Capture {
     /// The ring buffer, for the reader (once).
     pub fn take_ring(&mut self) -> Option<RingBuf<MapData>> {
         self.ring.take()
+    }
+
+    /// The sampling iterator, for the sampling thread (once; `None` when sampling is off).
+    pub fn take_sampler(&mut self) -> Option<Sampler> {
+        self.sampler.take()
     }
 
     /// Raw fd of `TRACKED`, for registering the `run` command from its pre-exec hook.
@@ -257,6 +277,30 @@ fn fill_names(ebpf: &mut Ebpf, name: &'static str, names: &[String]) -> Result<(
     Ok(())
 }
 
+/// The verifier's reason, shortened to one line (the whole log goes to debug logging).
+fn load_failure(program: &str, e: aya::programs::ProgramError) -> LoadError {
+    let reason = match &e {
+        aya::programs::ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => {
+            tracing::debug!(program, "verifier log:\n{verifier_log}");
+            // The last lines of the log say why; keep the one-line error short.
+            let log = verifier_log.to_string();
+            let tail: Vec<&str> = log.lines().rev().take(3).collect();
+            format!(
+                "{io_error}: {}",
+                tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+            )
+        }
+        other => other.to_string(),
+    };
+    LoadError::Verifier {
+        program: program.into(),
+        reason,
+    }
+}
+
 fn attach(ebpf: &mut Ebpf, program: &str, tracepoint: &str) -> Result<(), LoadError> {
     let prog: &mut RawTracePoint = ebpf
         .program_mut(program)
@@ -265,38 +309,44 @@ fn attach(ebpf: &mut Ebpf, program: &str, tracepoint: &str) -> Result<(), LoadEr
             reason: "not in the object".into(),
         })?
         .try_into()
-        .map_err(|e: aya::programs::ProgramError| LoadError::Verifier {
-            program: program.into(),
-            reason: e.to_string(),
-        })?;
-    prog.load().map_err(|e| {
-        let reason = match &e {
-            aya::programs::ProgramError::LoadError {
-                io_error,
-                verifier_log,
-            } => {
-                tracing::debug!(program, "verifier log:\n{verifier_log}");
-                // The last lines of the log say why; keep the one-line error short.
-                let log = verifier_log.to_string();
-                let tail: Vec<&str> = log.lines().rev().take(3).collect();
-                format!(
-                    "{io_error}: {}",
-                    tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
-                )
-            }
-            other => other.to_string(),
-        };
-        LoadError::Verifier {
-            program: program.into(),
-            reason,
-        }
-    })?;
+        .map_err(|e| load_failure(program, e))?;
+    prog.load().map_err(|e| load_failure(program, e))?;
     prog.attach(tracepoint).map_err(|e| LoadError::Attach {
         program: program.into(),
-        tracepoint: tracepoint.into(),
+        target: format!("raw tracepoint {tracepoint}"),
         reason: e.to_string(),
     })?;
     Ok(())
+}
+
+/// Loads the task iterator that samples live processes and attaches it (a BPF link).
+fn load_sampler(ebpf: &mut Ebpf, btf_path: &Path) -> Result<Sampler, LoadError> {
+    const PROGRAM: &str = "sample_tasks";
+    let btf = aya::Btf::parse_file(btf_path, aya::Endianness::default()).map_err(|e| {
+        LoadError::Verifier {
+            program: PROGRAM.into(),
+            reason: format!("{}: {e}", btf_path.display()),
+        }
+    })?;
+    let prog: &mut Iter = ebpf
+        .program_mut(PROGRAM)
+        .ok_or_else(|| LoadError::Verifier {
+            program: PROGRAM.into(),
+            reason: "not in the object".into(),
+        })?
+        .try_into()
+        .map_err(|e| load_failure(PROGRAM, e))?;
+    prog.load("task", &btf)
+        .map_err(|e| load_failure(PROGRAM, e))?;
+    let fd = prog
+        .fd()
+        .and_then(|fd| fd.try_clone().map_err(aya::programs::ProgramError::from))
+        .map_err(|e| load_failure(PROGRAM, e))?;
+    Sampler::attach(fd).map_err(|e| LoadError::Attach {
+        program: PROGRAM.into(),
+        target: "the task iterator".into(),
+        reason: e.to_string(),
+    })
 }
 
 /// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK.

@@ -13,6 +13,9 @@ pub struct Stats {
     pub queue_dropped: AtomicU64,
     /// Sink write failures.
     pub sink_errors: AtomicU64,
+    /// Sampling rounds run, and rounds that failed to run.
+    pub sample_rounds: AtomicU64,
+    pub sample_failures: AtomicU64,
 }
 
 impl Stats {

@@ -25,9 +25,10 @@ use tokio::sync::mpsc;
 
 use crate::{
     clock::monotonic_ns,
-    decode::{Body, Common, Event, Exec, Exit},
+    decode::{Body, Common, Event, Exec, Exit, Sample},
     ids::IdGenerator,
     procfs::{self, ProcEntry},
+    samples::Round,
     sinks::Sink,
     stats::Stats,
 };
@@ -92,6 +93,8 @@ pub struct Process {
     pub ending: Option<Ending>,
     /// CLOCK_MONOTONIC ns of the exit (or of the moment it was found gone / tracing stopped).
     pub end_ns: Option<u64>,
+    /// The latest periodic sample of the live process.
+    pub last_sample: Option<Sample>,
 }
 
 impl Process {
@@ -146,6 +149,8 @@ pub struct TrackerTotals {
     pub late_events: u64,
     /// Ended processes forgotten after the retention period or over the cap.
     pub evicted: u64,
+    /// Process samples made from the kernel's sampling rounds.
+    pub samples: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -189,6 +194,7 @@ pub struct Tracker {
     options: TrackerOptions,
     totals: TrackerTotals,
     tolerance_ns: u64,
+    round: Round,
 }
 
 impl Default for Tracker {
@@ -208,6 +214,7 @@ impl Tracker {
             options,
             totals: TrackerTotals::default(),
             tolerance_ns: crate::procfs::start_tolerance_ns(),
+            round: Round::default(),
         }
     }
 
@@ -304,6 +311,7 @@ impl Tracker {
             parent_span,
             ending: None,
             end_ns: None,
+            last_sample: None,
         }
     }
 
@@ -413,6 +421,12 @@ impl Tracker {
                 self.entry(&common);
                 None
             }
+            Body::ThreadSample(t) => {
+                self.round.add(common.tgid, common.start_ns, &t);
+                None
+            }
+            // Made by `end_round`, never received.
+            Body::SampleEnd(_) | Body::Sample(_) => None,
             Body::Exec(exec) if exec.hidden => {
                 if self.live.remove(&common.tgid).is_some() {
                     self.totals.processes -= 1;
@@ -437,9 +451,13 @@ impl Tracker {
                 p.exec_count += 1;
                 None
             }
-            Body::Exit(exit) => {
+            Body::Exit(mut exit) => {
                 self.entry(&common);
                 let mut p = self.live.remove(&common.tgid)?;
+                if let Some(s) = &p.last_sample {
+                    // The final totals continue the samples' counters.
+                    exit.usage = exit.usage.after(&s.usage());
+                }
                 p.ppid = common.ppid;
                 p.ending = Some(Ending::Exited(exit));
                 p.end_ns = Some(common.ktime_ns);
@@ -451,6 +469,55 @@ impl Tracker {
                 Some(p)
             }
         }
+    }
+
+    /// Closes sampling round `session` (ended at `ktime_ns`): each live process in it gets its
+    /// sample, returned as events in start order. Samples never create a process.
+    pub fn end_round(&mut self, session: u64, ktime_ns: u64) -> Vec<Event> {
+        let mut out = Vec::new();
+        for (tgid, round) in self.round.finish(session) {
+            let Some(p) = self.live.get(&tgid) else {
+                continue;
+            };
+            if !self.same(p, round.start_ns) {
+                continue;
+            }
+            let p = self.live.get_mut(&tgid).expect("checked above");
+            let mut usage = round.usage();
+            if let Some(last) = &p.last_sample {
+                usage = usage.after(&last.usage());
+            }
+            let sample = Sample {
+                cpu_user_ns: usage.cpu_user_ns,
+                cpu_system_ns: usage.cpu_system_ns,
+                rss_bytes: round.rss_bytes,
+                threads: round.threads,
+            };
+            p.last_sample = Some(sample);
+            self.totals.samples += 1;
+            out.push(Event {
+                common: Common {
+                    flags: 0,
+                    ktime_ns,
+                    start_ns: p.key.start_ns,
+                    parent_start_ns: p.parent.map_or(0, |k| k.start_ns),
+                    cgroup_id: p.cgroup_id,
+                    tgid,
+                    tid: tgid,
+                    ppid: p.ppid,
+                    tree_ppid: p.parent.map_or(0, |k| k.tgid),
+                    uid: p.uid,
+                    comm: p.comm.clone(),
+                },
+                body: Body::Sample(sample),
+            });
+        }
+        out
+    }
+
+    /// The live process `tgid`.
+    pub fn process(&self, tgid: u32) -> Option<&Process> {
+        self.live.get(&tgid)
     }
 
     /// Ends live processes that `is_alive` says are gone at two sweeps in a row (their exit
@@ -508,6 +575,15 @@ fn deliver(sinks: &mut [Box<dyn Sink>], stats: &Stats, ended: &Process) {
     }
 }
 
+fn to_sinks(sinks: &mut [Box<dyn Sink>], stats: &Stats, ev: &Event) {
+    for sink in sinks.iter_mut() {
+        if let Err(e) = sink.event(ev) {
+            Stats::add(&stats.sink_errors, 1);
+            tracing::debug!("sink {}: {e}", sink.name());
+        }
+    }
+}
+
 fn flush_all(sinks: &mut [Box<dyn Sink>], stats: &Stats) {
     for sink in sinks.iter_mut() {
         if let Err(e) = sink.flush() {
@@ -557,14 +633,29 @@ pub async fn consume(
         let mut next = Some(first);
         // Handle everything queued, then flush once: one write per burst, not per event.
         while let Some(ev) = next {
-            for sink in sinks.iter_mut() {
-                if let Err(e) = sink.event(&ev) {
-                    Stats::add(&stats.sink_errors, 1);
-                    tracing::debug!("sink {}: {e}", sink.name());
+            match ev.body {
+                // A thread's share of a sample: summed, not passed on.
+                Body::ThreadSample(_) => {
+                    tracker.apply(ev);
                 }
-            }
-            if let Some(ended) = tracker.apply(ev) {
-                deliver(&mut sinks, &stats, &ended);
+                Body::SampleEnd(session) => {
+                    for sample in tracker.end_round(session, ev.common.ktime_ns) {
+                        to_sinks(&mut sinks, &stats, &sample);
+                        if let (Body::Sample(s), Some(p)) =
+                            (&sample.body, tracker.process(sample.common.tgid))
+                        {
+                            for sink in sinks.iter_mut() {
+                                sink.sampled(p, s);
+                            }
+                        }
+                    }
+                }
+                _ => {
+                    to_sinks(&mut sinks, &stats, &ev);
+                    if let Some(ended) = tracker.apply(ev) {
+                        deliver(&mut sinks, &stats, &ended);
+                    }
+                }
             }
             next = rx.try_recv().ok();
         }
@@ -894,5 +985,48 @@ mod tests {
         t.sweep_lost(3_000, |k: &ProcessKey| k.tgid != 12);
         assert!(t.sweep_lost(4_000, |_: &ProcessKey| true).is_empty());
         assert_eq!(t.live().count(), 2);
+    }
+
+    #[test]
+    fn sampling_rounds_sum_threads_and_the_exit_continues_the_counters() {
+        use crate::decode::ThreadSample;
+        let mut t = Tracker::default();
+        t.apply(ev(10, 100, 1, Body::Fork, 0));
+        let thread = |tgid: u32, utime_ns: u64, runtime_ns: u64| Event {
+            common: common(tgid, 100, 1, 0, 0),
+            body: Body::ThreadSample(ThreadSample {
+                session: 5,
+                utime_ns,
+                stime_ns: 1,
+                runtime_ns,
+                dead_utime_ns: 0,
+                dead_stime_ns: 0,
+                dead_runtime_ns: 0,
+                rss_bytes: 4096,
+            }),
+        };
+        assert!(t.apply(thread(10, 4, 400)).is_none());
+        t.apply(thread(10, 0, 200));
+        // A thread of a process the tracker does not know: no sample, no process.
+        t.apply(thread(99, 1, 50));
+        let out = t.end_round(5, 1_000);
+        assert_eq!(out.len(), 1);
+        let Body::Sample(sample) = out[0].body else {
+            panic!("{out:?}")
+        };
+        assert_eq!(out[0].common.tgid, 10);
+        assert_eq!(out[0].common.ktime_ns, 1_000);
+        assert_eq!((sample.cpu_user_ns, sample.cpu_system_ns), (400, 200));
+        assert_eq!((sample.rss_bytes, sample.threads), (4096, 2));
+        assert_eq!(t.process(10).unwrap().last_sample, Some(sample));
+        assert!(t.process(99).is_none());
+        assert!(t.end_round(5, 2_000).is_empty(), "a round ends once");
+        // The exit's ratio leans to system time: user stays where the sample put it.
+        let mut exit = Exit::from_status(0);
+        exit.usage.cpu_user_ns = 300;
+        exit.usage.cpu_system_ns = 500;
+        let ended = t.apply(ev(10, 100, 1, Body::Exit(exit), 0)).unwrap();
+        let usage = ended.exit().unwrap().usage;
+        assert_eq!((usage.cpu_user_ns, usage.cpu_system_ns), (400, 400));
     }
 }

@@ -128,6 +128,8 @@ pub struct Proc {
     pub execs: Vec<Value>,
     pub exit: Option<Value>,
     pub still_running: bool,
+    /// Periodic samples while it ran.
+    pub samples: Vec<Value>,
 }
 
 impl Proc {
@@ -182,6 +184,7 @@ impl Traced {
                 "exit" => p.exit = Some(ev.clone()),
                 "still_running" => p.still_running = true,
                 "memory_alloc" | "memory_release" => {}
+                "sample" => p.samples.push(ev.clone()),
                 other => panic!("unknown kind {other}"),
             }
         }

@@ -198,6 +198,74 @@ fn prometheus_scrapes_cpu_memory_and_failures_per_executable() {
 }
 
 #[test]
+fn prometheus_shows_live_processes_per_pid_when_configured() {
+    require_root!();
+    let dir = tempfile::tempdir().unwrap();
+    let metrics_port = free_port();
+    let name = format!("ptl{}.sh", std::process::id() % 100_000);
+    let script = dir.path().join(&name);
+    let (pid_file, stop_file) = (dir.path().join("pid"), dir.path().join("stop"));
+    let python = real_python();
+    // 96 MiB resident, then busy until told to stop.
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nexec {python} -c 'import os, time\nx = bytearray(96 << 20)\nfor i in range(0, len(x), 4096): x[i] = 1\nopen(\"{}\", \"w\").write(str(os.getpid()))\nt = time.time()\nwhile not os.path.exists(\"{}\") and time.time() - t < 60: sum(range(20000))'\n",
+            pid_file.display(),
+            stop_file.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let config = dir.path().join("p.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[capture]\nsample_interval = \"200ms\"\n[scope]\nmode = \"descendants\"\nroot_names = [\"{name}\"]\n[output]\nparquet_dir = \"{}\"\n[metrics]\nprometheus_listen = \"127.0.0.1:{metrics_port}\"\nper_process = true\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let mut daemon = config_daemon(&config);
+    let prometheus = Prometheus::start(metrics_port);
+    let mut job = Command::new(&script).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let pid = loop {
+        if let Some(pid) = std::fs::read_to_string(&pid_file)
+            .ok()
+            .filter(|s| !s.is_empty())
+        {
+            break pid;
+        }
+        assert!(Instant::now() < deadline, "the job never started");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+
+    let memory = format!(r#"process_memory_usage_bytes{{process_pid="{pid}"}}"#);
+    let rss = prometheus.wait_for(&memory, |v| v > 90.0 * 1048576.0) / 1048576.0;
+    assert!((rss - 106.0).abs() < 10.6, "live RSS {rss:.1} MiB");
+    let live_cpu = format!(r#"sum(process_cpu_time_seconds_total{{process_pid="{pid}"}})"#);
+    let first = prometheus.wait_for(&live_cpu, |v| v > 0.2);
+    let later = prometheus.wait_for(&live_cpu, |v| v > first + 1.0);
+
+    std::fs::write(&stop_file, "").unwrap();
+    assert!(job.wait().unwrap().success());
+    // Ended: its series go, its time stays in the executable's total.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !prometheus.query(&memory).is_empty() {
+        assert!(Instant::now() < deadline, "per-pid series still there");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    prometheus.wait_for(
+        r#"sum(process_cpu_time_seconds_total{process_executable_name=~"python.*",process_pid=""})"#,
+        |v| v >= later,
+    );
+
+    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
+    assert_eq!(daemon.wait().unwrap().code(), Some(0));
+}
+
+#[test]
 fn a_busy_metrics_address_is_a_one_line_error() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
@@ -232,6 +300,7 @@ fn otlp_metrics_reach_a_real_collector() {
             "{python} -c 'import time\nwhile time.process_time() < 0.3: sum(range(20000))'; /bin/false; /bin/true"
         ))
         .env("PIPETRACE_OTLP__METRICS_INTERVAL", "200ms")
+        .env("PIPETRACE_CAPTURE__SAMPLE_INTERVAL", "100ms")
         .env_remove("TRACEPARENT")
         .output()
         .unwrap();
@@ -320,4 +389,20 @@ fn otlp_metrics_reach_a_real_collector() {
         Some(0.0)
     );
     assert!(last("pipetrace.events", &[("result", "read")]).unwrap() >= 8.0);
+    // Sampled while it ran: its resident memory, then 0 once no python is alive.
+    let memory: Vec<f64> = points
+        .iter()
+        .filter(|p| {
+            p.metric == "process.memory.usage"
+                && p.attributes
+                    .get("process.executable.name")
+                    .is_some_and(|n| n.starts_with("python"))
+        })
+        .filter_map(|p| p.value)
+        .collect();
+    assert!(
+        memory.iter().any(|&b| b > 4e6),
+        "python's sampled RSS: {memory:?}"
+    );
+    assert_eq!(memory.last(), Some(&0.0), "{memory:?}");
 }

@@ -1,5 +1,6 @@
-//! CPU time and peak memory measured by the kernel at exit, checked against what the traced
-//! programs measure themselves (root, real processes).
+//! CPU time and memory measured by the kernel (totals at exit, periodic samples of live
+//! processes), checked against what the traced programs measure themselves (root, real
+//! processes).
 
 use pipetrace_tests::{Proc, real_python, require_root, trace};
 
@@ -169,4 +170,94 @@ fn a_forked_command_is_not_charged_its_parents_memory() {
     let t = trace(&[], &["/bin/true"]);
     let (_, _, peak) = usage(&t.processes()[0]);
     assert!(peak < 8.0 * 1048576.0, "/bin/true peak RSS {peak}");
+}
+
+/// Traces `cmd` with `capture.sample_interval = interval`; also returns the command's stdout.
+fn trace_sampled(interval: &str, cmd: &[&str]) -> (pipetrace_tests::Traced, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let jsonl = dir.path().join("events.jsonl");
+    let out = pipetrace_tests::command()
+        .env("PIPETRACE_CAPTURE__SAMPLE_INTERVAL", interval)
+        .arg("run")
+        .arg("--jsonl")
+        .arg(&jsonl)
+        .arg("--")
+        .args(cmd)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    (pipetrace_tests::traced(out, &jsonl), stdout)
+}
+
+#[test]
+fn live_processes_are_sampled_from_the_kernel() {
+    require_root!();
+    // 200 MiB resident; two threads burn 0.4 s of CPU each, then all three threads idle for
+    // 1.5 s while the program reports when the idle time began and its CPU time then.
+    let script = "import threading, time\n\
+        x = bytearray(200 * 1024 * 1024)\nfor i in range(0, len(x), 4096): x[i] = 1\n\
+        burned = threading.Barrier(3)\ndone = threading.Event()\n\
+        def burn():\n    while time.thread_time() < 0.4: sum(range(1000))\n    burned.wait()\n    done.wait()\n\
+        ts = [threading.Thread(target=burn) for _ in range(2)]\n[t.start() for t in ts]\n\
+        burned.wait()\nprint(time.time_ns(), time.process_time(), flush=True)\n\
+        time.sleep(1.5)\ndone.set()\n[t.join() for t in ts]\n";
+    let python = real_python();
+    let (t, stdout) = trace_sampled("300ms", &[python.as_str(), "-c", script]);
+    assert_eq!(t.status, 0, "{}", t.stderr);
+    let (idle_from, cpu_then) = stdout
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .chunks(2)
+        .next()
+        .map(|w| (w[0].parse::<u64>().unwrap(), w[1].parse::<f64>().unwrap()))
+        .unwrap_or_else(|| panic!("program output {stdout:?}"));
+    let p = &t.processes()[0];
+    let samples = &p.samples;
+    assert!(samples.len() >= 5, "{} samples in ~2.5 s", samples.len());
+    let cpu = |e: &serde_json::Value| {
+        (e["cpu_user_ns"].as_u64().unwrap() + e["cpu_system_ns"].as_u64().unwrap()) as f64 / 1e9
+    };
+    // Counters: never down, neither in total nor per mode, and the exit continues them.
+    for pair in samples.windows(2) {
+        for key in ["cpu_user_ns", "cpu_system_ns"] {
+            assert!(pair[1][key].as_u64() >= pair[0][key].as_u64(), "{pair:#?}");
+        }
+    }
+    let (user, system, _) = usage(p);
+    let last = samples.last().unwrap();
+    assert!(
+        cpu(last) <= user + system,
+        "{last} vs exit {user} + {system}"
+    );
+    // While idle, with all three threads alive: the CPU the program measured itself, and the
+    // 200 MiB buffer plus the interpreter.
+    let idle: Vec<&serde_json::Value> = samples
+        .iter()
+        .filter(|e| e["time_unix_nano"].as_u64().unwrap() > idle_from + 50_000_000)
+        .filter(|e| e["threads"] == 3)
+        .collect();
+    assert!(idle.len() >= 2, "idle samples: {samples:#?}");
+    for e in &idle {
+        assert!(
+            within(cpu(e), cpu_then, 0.10),
+            "sampled CPU {} vs {cpu_then} measured by the program",
+            cpu(e)
+        );
+        let mib = e["rss_bytes"].as_u64().unwrap() as f64 / 1048576.0;
+        assert!(within(mib, 210.0, 0.10), "sampled RSS {mib:.1} MiB");
+    }
+}
+
+#[test]
+fn sampling_can_be_turned_off() {
+    require_root!();
+    let (t, _) = trace_sampled("0s", &["/bin/sleep", "0.7"]);
+    assert_eq!(t.status, 0, "{}", t.stderr);
+    assert!(!t.events.iter().any(|e| e["kind"] == "sample"));
+    let (t, _) = trace_sampled("200ms", &["/bin/sleep", "0.7"]);
+    let samples = t.events.iter().filter(|e| e["kind"] == "sample").count();
+    assert!(
+        (2..=4).contains(&samples),
+        "{samples} samples of a 0.7 s sleep"
+    );
 }

@@ -48,6 +48,12 @@ struct Line<'a> {
 #[derive(Serialize)]
 #[serde(untagged)]
 enum BodyLine<'a> {
+    Sample {
+        cpu_user_ns: u64,
+        cpu_system_ns: u64,
+        rss_bytes: u64,
+        threads: u32,
+    },
     Memory {
         rss_bytes: u64,
         previous_bytes: u64,
@@ -129,7 +135,14 @@ impl Sink for JsonlSink {
     fn event(&mut self, ev: &Event) -> Result<(), SinkError> {
         let c = &ev.common;
         let body = match &ev.body {
-            Body::Fork => BodyLine::Fork {},
+            // The kernel's per-thread records never reach the sinks.
+            Body::Fork | Body::ThreadSample(_) | Body::SampleEnd(_) => BodyLine::Fork {},
+            Body::Sample(x) => BodyLine::Sample {
+                cpu_user_ns: x.cpu_user_ns,
+                cpu_system_ns: x.cpu_system_ns,
+                rss_bytes: x.rss_bytes,
+                threads: x.threads,
+            },
             Body::Memory(m) => BodyLine::Memory {
                 rss_bytes: m.rss_bytes,
                 previous_bytes: m.previous_bytes,

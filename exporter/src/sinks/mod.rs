@@ -7,7 +7,11 @@ pub mod otlp;
 pub mod otlp_metrics;
 pub mod parquet;
 
-use crate::{decode::Event, spans::RunSpan, tracker::Process};
+use crate::{
+    decode::{Event, Sample},
+    spans::RunSpan,
+    tracker::Process,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
@@ -26,6 +30,8 @@ pub trait Sink: Send {
     fn process_ended(&mut self, _process: &Process) -> Result<(), SinkError> {
         Ok(())
     }
+    /// A live process was sampled (its sample event went through `event` just before).
+    fn sampled(&mut self, _process: &Process, _sample: &Sample) {}
     /// A process of the run that outlived the grace period.
     fn still_running(&mut self, _process: &Process, _now_ns: u64) -> Result<(), SinkError> {
         Ok(())

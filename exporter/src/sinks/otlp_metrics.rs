@@ -1,5 +1,5 @@
-//! OTLP metrics: the per-executable aggregates (the same ones Prometheus scrapes) observed at
-//! every collection, the process duration histogram, and the agent's own counters, pushed to
+//! OTLP metrics: the per-executable aggregates (the same ones Prometheus scrapes, per live
+//! process when configured) observed at every collection, the process duration histogram, and the agent's own counters, pushed to
 //! the OTLP receiver every `otlp.metrics_interval`. Export results are counted.
 
 use std::{
@@ -104,22 +104,43 @@ impl OtlpMetrics {
         let meter = provider.meter("otel-pipetrace");
         let exe = |name: &str| KeyValue::new("process.executable.name", name.to_owned());
 
+        let labels = move |name: &str, pid: Option<u32>| {
+            let mut l = vec![exe(name)];
+            if let Some(pid) = pid {
+                l.push(KeyValue::new("process.pid", i64::from(pid)));
+            }
+            l
+        };
         let a = aggregates.clone();
         meter
             .f64_observable_counter("process.cpu.time")
             .with_unit("s")
-            .with_description("CPU time of ended processes, by executable and mode")
+            .with_description(
+                "CPU time: ended processes' totals and live processes' time so far, by executable (or live process) and mode",
+            )
             .with_callback(move |obs| {
                 if let Ok(a) = a.lock() {
-                    for (name, e) in a.executables() {
-                        obs.observe(
-                            e.cpu_user_s,
-                            &[exe(name), KeyValue::new("cpu.mode", "user")],
-                        );
-                        obs.observe(
-                            e.cpu_system_s,
-                            &[exe(name), KeyValue::new("cpu.mode", "system")],
-                        );
+                    for s in a.cpu_series() {
+                        for (mode, v) in [("user", s.user_s), ("system", s.system_s)] {
+                            let mut l = labels(s.executable, s.pid);
+                            l.push(KeyValue::new("cpu.mode", mode));
+                            obs.observe(v, &l);
+                        }
+                    }
+                }
+            })
+            .build();
+        let a = aggregates.clone();
+        meter
+            .i64_observable_gauge("process.memory.usage")
+            .with_unit("By")
+            .with_description(
+                "Resident memory of live processes at the latest sample, by executable (or live process)",
+            )
+            .with_callback(move |obs| {
+                if let Ok(a) = a.lock() {
+                    for s in a.memory_series() {
+                        obs.observe(s.bytes as i64, &labels(s.executable, s.pid));
                     }
                 }
             })

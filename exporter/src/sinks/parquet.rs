@@ -31,7 +31,7 @@ use parquet::{
 use super::{Sink, SinkError};
 use crate::{
     clock::Clock,
-    decode::{Body, Event},
+    decode::{Body, Event, Memory, Sample},
     spans::RunSpan,
     tracker::{Ending, Process},
 };
@@ -172,16 +172,16 @@ impl EventColumns {
                 self.value
                     .append_value(c.ktime_ns.saturating_sub(c.start_ns) as i64);
             }
-            Body::Fork => {
+            Body::Fork | Body::ThreadSample(_) | Body::SampleEnd(_) => {
                 self.executable.append_null();
                 self.argv.append(false);
                 self.value.append_null();
             }
-            Body::Memory(m) => {
+            // The resident memory now, bytes.
+            Body::Memory(Memory { rss_bytes, .. }) | Body::Sample(Sample { rss_bytes, .. }) => {
                 self.executable.append_null();
                 self.argv.append(false);
-                // The resident memory now, bytes.
-                self.value.append_value(m.rss_bytes as i64);
+                self.value.append_value(*rss_bytes as i64);
             }
         }
         self.uid.append_value(c.uid);
@@ -193,10 +193,16 @@ impl EventColumns {
         };
         self.exit_code.append_option(exit.and_then(|x| x.code()));
         self.signal.append_option(exit.and_then(|x| x.signal()));
+        // CPU time: the final totals of an exit, the time so far of a sample.
+        let cpu = match &ev.body {
+            Body::Exit(x) => Some(x.usage),
+            Body::Sample(x) => Some(x.usage()),
+            _ => None,
+        };
         self.cpu_user_s
-            .append_option(exit.map(|x| x.usage.cpu_user_ns as f64 / 1e9));
+            .append_option(cpu.map(|u| u.cpu_user_ns as f64 / 1e9));
         self.cpu_system_s
-            .append_option(exit.map(|x| x.usage.cpu_system_ns as f64 / 1e9));
+            .append_option(cpu.map(|u| u.cpu_system_ns as f64 / 1e9));
         self.peak_rss_bytes
             .append_option(exit.map(|x| x.usage.peak_rss_bytes as i64));
         self.rows += 1;

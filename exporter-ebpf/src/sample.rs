@@ -1,0 +1,98 @@
+//! Periodic samples of live traced processes: a task iterator (`iter/task`) that the agent runs
+//! once per sampling interval. It visits every thread on the host; each thread of a traced,
+//! visible process sends its CPU time so far, its group's exited threads' totals and its mm's
+//! RSS. The agent sums the threads of a process over one round; the iterator's final call
+//! (no task) closes the round. Runs in the agent's context: everything is read from the task.
+
+use core::ffi::c_void;
+
+use aya_ebpf::helpers::generated::bpf_ktime_get_ns;
+use exporter_common::{
+    PF_KTHREAD, RecordHeader, SampleEndRecord, SampleRecord, SampleTail, counter, kind, track,
+};
+
+use crate::{
+    kernel::{
+        process_start, ptr, read, resident_pages, task_comm, task_flags, task_pid, task_tgid,
+    },
+    maps::{EVENTS, TRACKED, count, off, wakeup_flags},
+};
+
+/// `bpf_iter_meta.session_id` (UAPI layout: `seq` pointer, then the session id).
+const META_SESSION_ID: u64 = 8;
+
+#[inline(always)]
+fn header(kind: u16, len: usize) -> RecordHeader {
+    RecordHeader {
+        kind,
+        len: len as u32,
+        ktime_ns: unsafe { bpf_ktime_get_ns() },
+        ..RecordHeader::default()
+    }
+}
+
+// struct bpf_iter__task { struct bpf_iter_meta *meta; struct task_struct *task; }
+#[unsafe(no_mangle)]
+#[unsafe(link_section = "iter/task")]
+pub extern "C" fn sample_tasks(ctx: *mut c_void) -> i32 {
+    let ctx = ctx as *const u64;
+    let meta = unsafe { core::ptr::read_volatile(ctx) };
+    let task = unsafe { core::ptr::read_volatile(ctx.add(1)) };
+    let session = read::<u64>(meta, META_SESSION_ID).unwrap_or(0);
+    if task == 0 {
+        end_round(session);
+        return 0;
+    }
+    if task_flags(task) & PF_KTHREAD != 0 {
+        return 0;
+    }
+    let tgid = task_tgid(task);
+    let Some(state) = (unsafe { TRACKED.get(tgid) }) else {
+        return 0;
+    };
+    if state.flags & track::HIDDEN != 0 {
+        return 0;
+    }
+    let tree_ppid = state.tree_ppid;
+    let signal = ptr(task, off!(task_signal));
+    let of_signal = |offset: u64| read::<u64>(signal, offset).unwrap_or(0);
+    let of_task = |offset: u64| read::<u64>(task, offset).unwrap_or(0);
+    let tail = SampleTail {
+        session,
+        utime_ns: of_task(off!(task_utime)),
+        stime_ns: of_task(off!(task_stime)),
+        runtime_ns: of_task(off!(task_sum_exec_runtime)),
+        dead_utime_ns: of_signal(off!(signal_utime)),
+        dead_stime_ns: of_signal(off!(signal_stime)),
+        dead_runtime_ns: of_signal(off!(signal_sum_sched_runtime)),
+        rss_pages: resident_pages(ptr(task, off!(task_mm))),
+    };
+    let Some(mut entry) = EVENTS.reserve::<SampleRecord>(0) else {
+        count(counter::RING_FULL);
+        return 0;
+    };
+    let mut h = header(kind::SAMPLE, core::mem::size_of::<SampleRecord>());
+    h.tgid = tgid;
+    h.pid = task_pid(task);
+    h.tree_ppid = tree_ppid;
+    h.start_ns = process_start(task);
+    h.comm = task_comm(task);
+    entry.write(SampleRecord { header: h, tail });
+    entry.submit(wakeup_flags());
+    count(counter::EMITTED);
+    0
+}
+
+#[inline(always)]
+fn end_round(session: u64) {
+    let Some(mut entry) = EVENTS.reserve::<SampleEndRecord>(0) else {
+        count(counter::RING_FULL);
+        return;
+    };
+    entry.write(SampleEndRecord {
+        header: header(kind::SAMPLE_END, core::mem::size_of::<SampleEndRecord>()),
+        session,
+    });
+    entry.submit(wakeup_flags());
+    count(counter::EMITTED);
+}

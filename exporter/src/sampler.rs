@@ -1,0 +1,138 @@
+//! Periodic samples: runs the kernel's task iterator (`sample_tasks`) once per
+//! `capture.sample_interval`. Reading an iterator file runs the program over every task; it
+//! writes its records into the event ring, not into the file, so each round is one
+//! `BPF_ITER_CREATE` and one read that returns end-of-file. A dedicated thread, because the
+//! read runs the whole iteration in the kernel.
+
+use std::{
+    fs::File,
+    io::Read,
+    os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd},
+    sync::{Arc, Condvar, Mutex},
+    thread::JoinHandle,
+    time::Duration,
+};
+
+use aya::programs::ProgramFd;
+
+use crate::stats::Stats;
+
+const BPF_LINK_CREATE: libc::c_long = 28;
+const BPF_ITER_CREATE: libc::c_long = 33;
+const BPF_TRACE_ITER: u32 = 28;
+
+fn bpf(cmd: libc::c_long, attr: &[u64]) -> std::io::Result<OwnedFd> {
+    // SAFETY: `attr` is a zero-padded bpf_attr prefix of the command's layout.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            attr.as_ptr(),
+            std::mem::size_of_val(attr),
+        )
+    };
+    if ret < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: on success the bpf syscall returns a new file descriptor we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(ret as i32) })
+}
+
+/// The attached iterator (a BPF link), ready for rounds.
+pub struct Sampler {
+    link: OwnedFd,
+    _program: ProgramFd,
+}
+
+impl Sampler {
+    /// Attaches the loaded iterator program.
+    pub fn attach(program: ProgramFd) -> std::io::Result<Self> {
+        // link_create: prog_fd, target_fd, attach_type, flags, iter_info, iter_info_len.
+        let prog_fd = program.as_fd().as_raw_fd() as u64;
+        let attr = [prog_fd, u64::from(BPF_TRACE_ITER), 0, 0];
+        let link = bpf(BPF_LINK_CREATE, &attr)?;
+        Ok(Self {
+            link,
+            _program: program,
+        })
+    }
+
+    /// One sampling round: every live traced thread's record, then the round end, go into
+    /// the ring.
+    pub fn round(&self) -> std::io::Result<()> {
+        let attr = [self.link.as_raw_fd() as u64];
+        let mut iter = File::from(bpf(BPF_ITER_CREATE, &attr)?);
+        let mut buf = [0u8; 256];
+        while iter.read(&mut buf)? > 0 {}
+        Ok(())
+    }
+
+    /// Runs a round every `interval` on its own thread until the handle is stopped.
+    pub fn spawn(self, interval: Duration, stats: Arc<Stats>) -> std::io::Result<SamplerHandle> {
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let signal = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("pipetrace-sampler".into())
+            .spawn(move || {
+                let (lock, wake) = &*signal;
+                let Ok(mut stopped) = lock.lock() else {
+                    return;
+                };
+                loop {
+                    let Ok((guard, _)) = wake.wait_timeout_while(stopped, interval, |s| !*s) else {
+                        return;
+                    };
+                    stopped = guard;
+                    if *stopped {
+                        return;
+                    }
+                    match self.round() {
+                        Ok(()) => Stats::add(&stats.sample_rounds, 1),
+                        Err(e) => {
+                            if stats
+                                .sample_failures
+                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                                == 0
+                            {
+                                tracing::warn!("sampling round failed: {e}");
+                            }
+                        }
+                    }
+                }
+            })?;
+        Ok(SamplerHandle {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+/// Stops the sampling thread when told to (or dropped).
+pub struct SamplerHandle {
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl SamplerHandle {
+    /// Ends the rounds; a round in progress finishes first (its records are in the ring).
+    pub fn stop(mut self) {
+        self.halt();
+    }
+
+    fn halt(&mut self) {
+        let (lock, wake) = &*self.stop;
+        if let Ok(mut stopped) = lock.lock() {
+            *stopped = true;
+        }
+        wake.notify_all();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for SamplerHandle {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
