@@ -652,7 +652,19 @@ pub async fn consume(
                 }
                 _ => {
                     to_sinks(&mut sinks, &stats, &ev);
-                    if let Some(ended) = tracker.apply(ev) {
+                    let (tgid, seen) = (ev.common.tgid, tracker.totals().processes);
+                    let ended = tracker.apply(ev);
+                    // New in the table, and not from before the agent: it started while traced.
+                    if tracker.totals().processes > seen
+                        && let Some(p) = ended.as_ref().or(tracker.process(tgid))
+                        && p.spanned
+                        && !p.seeded
+                    {
+                        for sink in sinks.iter_mut() {
+                            sink.process_started(p);
+                        }
+                    }
+                    if let Some(ended) = ended {
                         deliver(&mut sinks, &stats, &ended);
                     }
                 }

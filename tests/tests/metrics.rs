@@ -190,6 +190,7 @@ fn prometheus_scrapes_cpu_memory_and_failures_per_executable() {
         v >= 4.0
     });
     assert_eq!(count, 4.0, "the script, python, false and true");
+    prometheus.wait_for(r#"pipetrace_processes_started_total"#, |v| v == 4.0);
     prometheus.wait_for(r#"sum(pipetrace_events_lost_total)"#, |v| v == 0.0);
     prometheus.wait_for(r#"pipetrace_events_read_total"#, |v| v >= 8.0);
 
@@ -389,6 +390,8 @@ fn otlp_metrics_reach_a_real_collector() {
         Some(0.0)
     );
     assert!(last("pipetrace.events", &[("result", "read")]).unwrap() >= 8.0);
+    // sh, python, false, true.
+    assert_eq!(last("pipetrace.processes.started", &[]), Some(4.0));
     // Sampled while it ran: its resident memory, then 0 once no python is alive.
     let memory: Vec<f64> = points
         .iter()

@@ -105,6 +105,8 @@ pub struct Aggregates {
     /// an ending the sinks saw (hidden, or its exit lost): dropped.
     pub stale_after_ns: u64,
     last_prune_ns: u64,
+    /// Processes that started while traced.
+    pub started: u64,
     pub agent: SelfCounters,
 }
 
@@ -312,6 +314,13 @@ impl Aggregates {
                 );
             }
         }
+        family(
+            &mut out,
+            "pipetrace_processes_started_total",
+            "counter",
+            "Processes that started while traced.",
+        );
+        let _ = writeln!(out, "pipetrace_processes_started_total {}", self.started);
         let labels = |exe: &str, pid: Option<u32>| match pid {
             Some(pid) => format!(
                 "process_executable_name=\"{}\",process_pid=\"{pid}\"",
@@ -525,6 +534,12 @@ impl Sink for MetricsSink {
 
     fn event(&mut self, _event: &Event) -> Result<(), SinkError> {
         Ok(())
+    }
+
+    fn process_started(&mut self, _process: &Process) {
+        if let Ok(mut a) = self.aggregates.lock() {
+            a.started += 1;
+        }
     }
 
     fn sampled(&mut self, process: &Process, sample: &Sample) {

@@ -30,6 +30,8 @@ pub trait Sink: Send {
     fn process_ended(&mut self, _process: &Process) -> Result<(), SinkError> {
         Ok(())
     }
+    /// A process started while traced (its first event went through `event` just before).
+    fn process_started(&mut self, _process: &Process) {}
     /// A live process was sampled (its sample event went through `event` just before).
     fn sampled(&mut self, _process: &Process, _sample: &Sample) {}
     /// A process of the run that outlived the grace period.

@@ -162,6 +162,17 @@ impl OtlpMetrics {
             .build();
         let a = aggregates.clone();
         meter
+            .u64_observable_counter("pipetrace.processes.started")
+            .with_unit("{process}")
+            .with_description("Processes that started while traced")
+            .with_callback(move |obs| {
+                if let Ok(a) = a.lock() {
+                    obs.observe(a.started, &[]);
+                }
+            })
+            .build();
+        let a = aggregates.clone();
+        meter
             .u64_observable_gauge("pipetrace.process.memory.peak")
             .with_unit("By")
             .with_description("Highest peak RSS of an ended process, by executable")
