@@ -24,8 +24,9 @@ use crate::{
     sampler::SamplerHandle,
     sinks::{
         Sink, SinkError,
+        aggregates::{Aggregates, SelfCounters, SharedAggregates},
         jsonl::JsonlSink,
-        metrics::{Aggregates, MetricsSink, SelfCounters, SharedAggregates},
+        metrics::MetricsSink,
         otlp::{self, ExportTask, OtlpSink, SpanStats},
         otlp_metrics::OtlpMetrics,
         parquet::{ParquetSettings, ParquetSink},

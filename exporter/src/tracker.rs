@@ -653,7 +653,16 @@ pub async fn consume(
                 _ => {
                     to_sinks(&mut sinks, &stats, &ev);
                     let (tgid, seen) = (ev.common.tgid, tracker.totals().processes);
+                    let memory = match ev.body {
+                        Body::Memory(m) => Some(m),
+                        _ => None,
+                    };
                     let ended = tracker.apply(ev);
+                    if let (Some(m), Some(p)) = (memory, tracker.process(tgid)) {
+                        for sink in sinks.iter_mut() {
+                            sink.memory_changed(p, &m);
+                        }
+                    }
                     // New in the table, and not from before the agent: it started while traced.
                     if tracker.totals().processes > seen
                         && let Some(p) = ended.as_ref().or(tracker.process(tgid))

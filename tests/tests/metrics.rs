@@ -392,6 +392,13 @@ fn otlp_metrics_reach_a_real_collector() {
     assert!(last("pipetrace.events", &[("result", "read")]).unwrap() >= 8.0);
     // sh, python, false, true.
     assert_eq!(last("pipetrace.processes.started", &[]), Some(4.0));
+    assert_eq!(
+        last(
+            "pipetrace.runs",
+            &[("process.executable.name", "dash"), ("status", "ok")]
+        ),
+        Some(1.0)
+    );
     // Sampled while it ran: its resident memory, then 0 once no python is alive.
     let memory: Vec<f64> = points
         .iter()

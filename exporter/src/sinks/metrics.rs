@@ -1,17 +1,8 @@
-//! Metrics per executable, served to Prometheus (text exposition format on `GET /metrics`).
-//!
-//! Every ended process adds to the aggregates of its executable name: processes by final
-//! status, CPU time by mode, a duration histogram, the highest peak RSS. Label cardinality is
-//! bounded: past `MAX_EXECUTABLES` distinct names, new ones are counted under `other`. The
-//! agent's own counters (events read and lost, spans exported and dropped) come with them.
+//! The aggregates (`aggregates.rs`) served to Prometheus in the text exposition format on
+//! `GET /metrics`, with the agent's own counters (events read and lost, spans exported and
+//! dropped).
 
-use std::{
-    collections::{BTreeMap, HashMap},
-    fmt::Write as _,
-    net::SocketAddr,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{fmt::Write as _, net::SocketAddr, sync::Arc};
 
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -19,286 +10,44 @@ use tokio::{
     task::JoinHandle,
 };
 
-use super::{Sink, SinkError, parquet::status};
+use super::{
+    Sink, SinkError,
+    aggregates::{Aggregates, DURATION_BUCKETS, Histogram, SharedAggregates},
+};
 use crate::{
-    decode::{Event, Sample},
+    decode::{Event, Memory, Sample},
     sinks::otlp::SpanStats,
-    stats::{Losses, Stats},
+    stats::Stats,
     tracker::Process,
 };
 
-/// Distinct executable names with their own series; later ones share `other`.
-pub const MAX_EXECUTABLES: usize = 500;
-
-/// Upper bounds (seconds) of the duration histogram buckets.
-pub const DURATION_BUCKETS: [f64; 12] = [
-    0.001, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 60.0, 300.0, 1800.0, 3600.0,
-];
-
-#[derive(Debug, Default, Clone)]
-pub struct Executable {
-    /// Ended processes by status (ok, failed, killed, exit_lost, still_running).
-    pub by_status: BTreeMap<&'static str, u64>,
-    pub cpu_user_s: f64,
-    pub cpu_system_s: f64,
-    duration_buckets: [u64; DURATION_BUCKETS.len()],
-    duration_sum_s: f64,
-    duration_count: u64,
-    pub peak_rss_bytes: u64,
+/// Escapes a label value.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
-/// The agent's own counters, refreshed by whoever owns them.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct SelfCounters {
-    pub events_read: u64,
-    pub losses: Losses,
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
-/// A live process's latest sample.
-#[derive(Debug, Clone)]
-struct LiveProcess {
-    /// Its series' executable label (bounded like the ended processes').
-    executable: String,
-    /// CPU time so far (s).
-    cpu: (f64, f64),
-    /// The part of `cpu` already added to the ended totals of an earlier label (the process
-    /// exec'd another executable): counters never go down when time moves between labels.
-    banked: (f64, f64),
-    rss_bytes: u64,
-    /// CLOCK_MONOTONIC ns of the sample.
-    at_ns: u64,
-}
-
-impl LiveProcess {
-    /// CPU time counted under its current label.
-    fn unbanked(&self) -> (f64, f64) {
-        (self.cpu.0 - self.banked.0, self.cpu.1 - self.banked.1)
+/// The series of one histogram; `labels` is the rendered label set without `le`.
+fn histogram(out: &mut String, name: &str, labels: &str, h: &Histogram) {
+    for (bound, n) in DURATION_BUCKETS.iter().zip(h.buckets) {
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {n}");
     }
+    let _ = writeln!(
+        out,
+        "{name}_bucket{{{labels},le=\"+Inf\"}} {}\n{name}_sum{{{labels}}} {}\n{name}_count{{{labels}}} {}",
+        h.count, h.sum_s, h.count
+    );
 }
-
-/// One `process.cpu.time` series: an executable, or one live process with `pid`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CpuSeries<'a> {
-    pub executable: &'a str,
-    pub pid: Option<u32>,
-    pub user_s: f64,
-    pub system_s: f64,
-}
-
-/// One `process.memory.usage` series: resident bytes now, of an executable's live processes
-/// or of one live process with `pid`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MemorySeries<'a> {
-    pub executable: &'a str,
-    pub pid: Option<u32>,
-    pub bytes: u64,
-}
-
-#[derive(Debug, Default)]
-pub struct Aggregates {
-    executables: BTreeMap<String, Executable>,
-    /// Live processes by pid, from their latest sample.
-    live: HashMap<u32, LiveProcess>,
-    /// Series per live process (`metrics.per_process`) instead of per executable.
-    pub per_process: bool,
-    /// A live entry not sampled again for this long belongs to a process that left without
-    /// an ending the sinks saw (hidden, or its exit lost): dropped.
-    pub stale_after_ns: u64,
-    last_prune_ns: u64,
-    /// Processes that started while traced.
-    pub started: u64,
-    pub agent: SelfCounters,
-}
-
-pub type SharedAggregates = Arc<Mutex<Aggregates>>;
 
 impl Aggregates {
-    pub fn new(per_process: bool, sample_interval: Duration) -> Self {
-        Self {
-            per_process,
-            stale_after_ns: (sample_interval * 3)
-                .max(Duration::from_secs(10))
-                .as_nanos() as u64,
-            ..Self::default()
-        }
-    }
-
-    pub fn executables(&self) -> impl Iterator<Item = (&String, &Executable)> {
-        self.executables.iter()
-    }
-
-    /// The label `name` is counted under: itself, or `other` past [`MAX_EXECUTABLES`].
-    fn label_for(&mut self, name: &str) -> String {
-        let key = if self.executables.contains_key(name) || self.executables.len() < MAX_EXECUTABLES
-        {
-            name.to_owned()
-        } else {
-            "other".to_owned()
-        };
-        self.executables.entry(key.clone()).or_default();
-        key
-    }
-
-    /// Adds CPU time to an executable's totals.
-    fn bank(&mut self, executable: &str, cpu: (f64, f64)) {
-        if let Some(e) = self.executables.get_mut(executable) {
-            e.cpu_user_s += cpu.0;
-            e.cpu_system_s += cpu.1;
-        }
-    }
-
-    /// Takes a live process out, its CPU time so far banked under the label it had unless
-    /// that label is `keep`. Returns what is already counted elsewhere and its time so far.
-    fn take_live(&mut self, pid: u32, keep: &str) -> ((f64, f64), (f64, f64)) {
-        let Some(l) = self.live.remove(&pid) else {
-            return ((0.0, 0.0), (0.0, 0.0));
-        };
-        if l.executable == keep {
-            return (l.banked, l.cpu);
-        }
-        self.bank(&l.executable, l.unbanked());
-        (l.cpu, l.cpu)
-    }
-
-    fn sample(&mut self, p: &Process, s: &Sample, at_ns: u64) {
-        let executable = self.label_for(p.executable_name());
-        let (banked, _) = self.take_live(p.key.tgid, &executable);
-        self.live.insert(
-            p.key.tgid,
-            LiveProcess {
-                executable,
-                cpu: (s.cpu_user_ns as f64 / 1e9, s.cpu_system_ns as f64 / 1e9),
-                banked,
-                rss_bytes: s.rss_bytes,
-                at_ns,
-            },
-        );
-        if at_ns.saturating_sub(self.last_prune_ns) > self.stale_after_ns {
-            let oldest = at_ns.saturating_sub(self.stale_after_ns);
-            let stale: Vec<u32> = self
-                .live
-                .iter()
-                .filter(|(_, l)| l.at_ns < oldest)
-                .map(|(pid, _)| *pid)
-                .collect();
-            for pid in stale {
-                // Its time was used: it stays in the totals.
-                self.take_live(pid, "");
-            }
-            self.last_prune_ns = at_ns;
-        }
-    }
-
-    fn record(&mut self, p: &Process) {
-        let key = self.label_for(p.executable_name());
-        let (banked, so_far) = self.take_live(p.key.tgid, &key);
-        let e = self.executables.entry(key).or_default();
-        *e.by_status.entry(status(p)).or_default() += 1;
-        if let Some(exit) = p.exit() {
-            e.cpu_user_s += exit.usage.cpu_user_ns as f64 / 1e9 - banked.0;
-            e.cpu_system_s += exit.usage.cpu_system_ns as f64 / 1e9 - banked.1;
-            e.peak_rss_bytes = e.peak_rss_bytes.max(exit.usage.peak_rss_bytes);
-        } else {
-            // No final totals (exit lost, still running): its time so far stays counted.
-            e.cpu_user_s += so_far.0 - banked.0;
-            e.cpu_system_s += so_far.1 - banked.1;
-        }
-        let duration = p
-            .end_ns
-            .unwrap_or(p.key.start_ns)
-            .saturating_sub(p.key.start_ns) as f64
-            / 1e9;
-        for (i, bound) in DURATION_BUCKETS.iter().enumerate() {
-            if duration <= *bound {
-                e.duration_buckets[i] += 1;
-            }
-        }
-        e.duration_sum_s += duration;
-        e.duration_count += 1;
-    }
-
-    /// CPU time per executable: ended processes' totals plus live processes' time so far.
-    /// With `per_process`, live processes have their own series instead; summed by
-    /// executable, both give the same total.
-    pub fn cpu_series(&self) -> Vec<CpuSeries<'_>> {
-        let mut by_exe: BTreeMap<&str, (f64, f64)> = self
-            .executables
-            .iter()
-            .map(|(name, e)| (name.as_str(), (e.cpu_user_s, e.cpu_system_s)))
-            .collect();
-        let mut out = Vec::new();
-        for (pid, l) in &self.live {
-            let (user_s, system_s) = l.unbanked();
-            if self.per_process {
-                out.push(CpuSeries {
-                    executable: &l.executable,
-                    pid: Some(*pid),
-                    user_s,
-                    system_s,
-                });
-            } else if let Some(t) = by_exe.get_mut(l.executable.as_str()) {
-                t.0 += user_s;
-                t.1 += system_s;
-            }
-        }
-        out.sort_by_key(|s| s.pid);
-        let mut series: Vec<CpuSeries<'_>> = by_exe
-            .into_iter()
-            .map(|(executable, (user_s, system_s))| CpuSeries {
-                executable,
-                pid: None,
-                user_s,
-                system_s,
-            })
-            .collect();
-        series.extend(out);
-        series
-    }
-
-    /// Resident memory now: per executable (0 without live processes), or per live process
-    /// with `per_process`.
-    pub fn memory_series(&self) -> Vec<MemorySeries<'_>> {
-        if self.per_process {
-            let mut out: Vec<MemorySeries<'_>> = self
-                .live
-                .iter()
-                .map(|(pid, l)| MemorySeries {
-                    executable: &l.executable,
-                    pid: Some(*pid),
-                    bytes: l.rss_bytes,
-                })
-                .collect();
-            out.sort_by_key(|s| s.pid);
-            return out;
-        }
-        let mut by_exe: BTreeMap<&str, u64> =
-            self.executables.keys().map(|k| (k.as_str(), 0)).collect();
-        for l in self.live.values() {
-            if let Some(b) = by_exe.get_mut(l.executable.as_str()) {
-                *b += l.rss_bytes;
-            }
-        }
-        by_exe
-            .into_iter()
-            .map(|(executable, bytes)| MemorySeries {
-                executable,
-                pid: None,
-                bytes,
-            })
-            .collect()
-    }
-
     /// Prometheus text exposition format (version 0.0.4).
     pub fn render(&self, spans: Option<&SpanStats>) -> String {
         let mut out = String::with_capacity(4096 + 512 * self.executables.len());
-        let label = |v: &str| {
-            v.replace('\\', "\\\\")
-                .replace('"', "\\\"")
-                .replace('\n', "\\n")
-        };
-        let family = |out: &mut String, name: &str, kind: &str, help: &str| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        };
         family(
             &mut out,
             "pipetrace_processes_total",
@@ -378,19 +127,90 @@ impl Aggregates {
             "Lifetime of ended processes, by executable.",
         );
         for (exe, e) in &self.executables {
-            let exe = label(exe);
-            for (bound, n) in DURATION_BUCKETS.iter().zip(e.duration_buckets) {
-                let _ = writeln!(
-                    out,
-                    "pipetrace_process_duration_seconds_bucket{{process_executable_name=\"{exe}\",le=\"{bound}\"}} {n}"
-                );
-            }
+            let l = format!("process_executable_name=\"{}\"", label(exe));
+            histogram(
+                &mut out,
+                "pipetrace_process_duration_seconds",
+                &l,
+                &e.duration,
+            );
+        }
+        family(
+            &mut out,
+            "pipetrace_process_duration_max_seconds",
+            "gauge",
+            "Longest lifetime of an ended process, by executable.",
+        );
+        for (exe, e) in &self.executables {
             let _ = writeln!(
                 out,
-                "pipetrace_process_duration_seconds_bucket{{process_executable_name=\"{exe}\",le=\"+Inf\"}} {}\n\
-                 pipetrace_process_duration_seconds_sum{{process_executable_name=\"{exe}\"}} {}\n\
-                 pipetrace_process_duration_seconds_count{{process_executable_name=\"{exe}\"}} {}",
-                e.duration_count, e.duration_sum_s, e.duration_count
+                "pipetrace_process_duration_max_seconds{{process_executable_name=\"{}\"}} {}",
+                label(exe),
+                e.duration_max_s
+            );
+        }
+        family(
+            &mut out,
+            "pipetrace_process_signals_total",
+            "counter",
+            "Processes killed by a signal, by executable and signal.",
+        );
+        for (exe, e) in &self.executables {
+            for (signal, n) in &e.signals {
+                let _ = writeln!(
+                    out,
+                    "pipetrace_process_signals_total{{process_executable_name=\"{}\",signal=\"{signal}\"}} {n}",
+                    label(exe)
+                );
+            }
+        }
+        family(
+            &mut out,
+            "pipetrace_memory_events_total",
+            "counter",
+            "Memory events (RSS moved by a step), by executable and direction.",
+        );
+        for (exe, e) in &self.executables {
+            for (direction, n) in [("alloc", e.memory_allocs), ("release", e.memory_releases)] {
+                let _ = writeln!(
+                    out,
+                    "pipetrace_memory_events_total{{process_executable_name=\"{}\",direction=\"{direction}\"}} {n}",
+                    label(exe)
+                );
+            }
+        }
+        family(
+            &mut out,
+            "pipetrace_runs_total",
+            "counter",
+            "Ended runs (trace roots), by executable and final status.",
+        );
+        for (exe, e) in &self.executables {
+            for (status, n) in &e.runs {
+                let _ = writeln!(
+                    out,
+                    "pipetrace_runs_total{{process_executable_name=\"{}\",status=\"{status}\"}} {n}",
+                    label(exe)
+                );
+            }
+        }
+        family(
+            &mut out,
+            "pipetrace_run_duration_seconds",
+            "histogram",
+            "Duration of ended runs (trace roots), by executable.",
+        );
+        for (exe, e) in self
+            .executables
+            .iter()
+            .filter(|(_, e)| e.run_duration.count > 0)
+        {
+            let l = format!("process_executable_name=\"{}\"", label(exe));
+            histogram(
+                &mut out,
+                "pipetrace_run_duration_seconds",
+                &l,
+                &e.run_duration,
             );
         }
         family(
@@ -542,6 +362,12 @@ impl Sink for MetricsSink {
         }
     }
 
+    fn memory_changed(&mut self, process: &Process, memory: &Memory) {
+        if let Ok(mut a) = self.aggregates.lock() {
+            a.memory_changed(process, memory);
+        }
+    }
+
     fn sampled(&mut self, process: &Process, sample: &Sample) {
         if let Ok(mut a) = self.aggregates.lock() {
             a.sample(process, sample, crate::clock::monotonic_ns());
@@ -583,6 +409,7 @@ mod tests {
     use super::*;
     use crate::{
         decode::{Body, Common, Exit},
+        sinks::aggregates::MAX_EXECUTABLES,
         tracker::Tracker,
     };
 
@@ -620,6 +447,26 @@ mod tests {
         assert!(text.contains(
             r#"pipetrace_process_duration_seconds_count{process_executable_name="cc\"x"} 2"#
         ));
+        // Both are trace roots here (no parent span): two runs, one failed.
+        assert!(text.contains(
+            r#"pipetrace_runs_total{process_executable_name="cc\"x",status="failed"} 1"#
+        ));
+        assert!(text.contains(
+            r#"pipetrace_run_duration_seconds_count{process_executable_name="cc\"x"} 2"#
+        ));
+        assert!(text.contains(
+            r#"pipetrace_process_duration_max_seconds{process_executable_name="cc\"x"} 0.5"#
+        ));
+        // Every family is announced once, with HELP and TYPE.
+        for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
+            let name = line.split_whitespace().nth(2).unwrap();
+            assert_eq!(
+                text.matches(&format!("# TYPE {name} ")).count(),
+                1,
+                "{name}"
+            );
+            assert!(text.contains(&format!("# HELP {name} ")), "{name}");
+        }
         t.apply(ev(100, Body::Fork));
         let base = t.live().find(|p| p.key.tgid == 100).unwrap().clone();
         for i in 0..(MAX_EXECUTABLES + 10) {
@@ -629,77 +476,5 @@ mod tests {
         }
         assert!(a.executables.len() <= MAX_EXECUTABLES + 1);
         assert!(a.executables.contains_key("other"));
-    }
-
-    #[test]
-    fn live_samples_join_the_executable_totals_and_never_go_down() {
-        use crate::tracker::Ending;
-        let mut a = Aggregates::new(false, Duration::from_secs(1));
-        let mut t = Tracker::default();
-        t.apply(ev(10, Body::Fork));
-        let cc = t.process(10).unwrap().clone();
-        let sample = |user_s: u64, rss_bytes: u64| Sample {
-            cpu_user_ns: user_s * 1_000_000_000,
-            cpu_system_ns: 0,
-            rss_bytes,
-            threads: 1,
-        };
-        let cpu = |a: &Aggregates, exe: &str| {
-            a.cpu_series()
-                .iter()
-                .filter(|s| s.executable == exe)
-                .map(|s| s.user_s)
-                .sum::<f64>()
-        };
-        let memory = |a: &Aggregates, exe: &str| {
-            a.memory_series()
-                .iter()
-                .filter(|s| s.executable == exe)
-                .map(|s| s.bytes)
-                .sum::<u64>()
-        };
-        a.sample(&cc, &sample(1, 4096), 1);
-        assert_eq!((cpu(&a, "cc\"x"), memory(&a, "cc\"x")), (1.0, 4096));
-        // It execs `ld`: the time so far stays with cc, the rest goes to ld.
-        let mut ld = cc.clone();
-        ld.comm = "ld".into();
-        a.sample(&ld, &sample(3, 8192), 2);
-        assert_eq!((cpu(&a, "cc\"x"), cpu(&a, "ld")), (1.0, 2.0));
-        assert_eq!((memory(&a, "cc\"x"), memory(&a, "ld")), (0, 8192));
-        let text = a.render(None);
-        assert!(
-            text.contains(r#"process_memory_usage_bytes{process_executable_name="ld"} 8192"#),
-            "{text}"
-        );
-        // Per process: the same totals, the live part under its pid.
-        a.per_process = true;
-        let live: Vec<_> = a
-            .cpu_series()
-            .into_iter()
-            .filter(|s| s.pid == Some(10))
-            .collect();
-        assert_eq!(live.len(), 1);
-        assert_eq!((live[0].executable, live[0].user_s), ("ld", 2.0));
-        assert_eq!(cpu(&a, "ld"), 2.0);
-        assert!(a.render(None).contains(
-            r#"process_memory_usage_bytes{process_executable_name="ld",process_pid="10"} 8192"#
-        ));
-        a.per_process = false;
-        // It exits with its final totals: ld gets the rest, nothing goes down.
-        let mut exit = Exit::from_status(0);
-        exit.usage.cpu_user_ns = 4_000_000_000;
-        let mut ended = ld.clone();
-        ended.ending = Some(Ending::Exited(exit));
-        ended.end_ns = Some(3_000_000_000);
-        a.record(&ended);
-        assert_eq!((cpu(&a, "cc\"x"), cpu(&a, "ld")), (1.0, 3.0));
-        assert_eq!(memory(&a, "ld"), 0);
-        // A live process that stops being sampled (it left unseen) keeps its time.
-        let mut other = cc.clone();
-        other.key.tgid = 11;
-        a.sample(&other, &sample(5, 1), 10);
-        a.sample(&cc, &sample(1, 1), 10 + a.stale_after_ns * 3);
-        assert!(a.live.len() == 1 && a.live.contains_key(&10));
-        assert_eq!(cpu(&a, "cc\"x"), 1.0 + 5.0 + 1.0);
     }
 }

@@ -1,6 +1,7 @@
 //! Outputs of the agent. Each sink gets every event in stream order and every process when it
 //! ends; one file per sink.
 
+pub mod aggregates;
 pub mod jsonl;
 pub mod metrics;
 pub mod otlp;
@@ -8,7 +9,7 @@ pub mod otlp_metrics;
 pub mod parquet;
 
 use crate::{
-    decode::{Event, Sample},
+    decode::{Event, Memory, Sample},
     spans::RunSpan,
     tracker::Process,
 };
@@ -32,6 +33,8 @@ pub trait Sink: Send {
     }
     /// A process started while traced (its first event went through `event` just before).
     fn process_started(&mut self, _process: &Process) {}
+    /// A process's resident memory moved by a step (its memory event went through `event`).
+    fn memory_changed(&mut self, _process: &Process, _memory: &Memory) {}
     /// A live process was sampled (its sample event went through `event` just before).
     fn sampled(&mut self, _process: &Process, _sample: &Sample) {}
     /// A process of the run that outlived the grace period.

@@ -26,7 +26,7 @@ use opentelemetry_sdk::{
 
 use super::{
     SinkError,
-    metrics::{DURATION_BUCKETS, SharedAggregates},
+    aggregates::{DURATION_BUCKETS, SharedAggregates},
     otlp::SpanStats,
 };
 use crate::{
@@ -156,6 +156,66 @@ impl OtlpMetrics {
                         for (status, n) in &e.by_status {
                             obs.observe(*n, &[exe(name), KeyValue::new("status", *status)]);
                         }
+                    }
+                }
+            })
+            .build();
+        let a = aggregates.clone();
+        meter
+            .u64_observable_counter("pipetrace.process.signals")
+            .with_unit("{process}")
+            .with_description("Processes killed by a signal, by executable and signal")
+            .with_callback(move |obs| {
+                if let Ok(a) = a.lock() {
+                    for (name, e) in a.executables() {
+                        for (signal, n) in &e.signals {
+                            obs.observe(*n, &[exe(name), KeyValue::new("signal", *signal)]);
+                        }
+                    }
+                }
+            })
+            .build();
+        let a = aggregates.clone();
+        meter
+            .u64_observable_counter("pipetrace.runs")
+            .with_unit("{run}")
+            .with_description("Ended runs (trace roots), by executable and final status")
+            .with_callback(move |obs| {
+                if let Ok(a) = a.lock() {
+                    for (name, e) in a.executables() {
+                        for (status, n) in &e.runs {
+                            obs.observe(*n, &[exe(name), KeyValue::new("status", *status)]);
+                        }
+                    }
+                }
+            })
+            .build();
+        let a = aggregates.clone();
+        meter
+            .u64_observable_counter("pipetrace.memory.events")
+            .with_unit("{event}")
+            .with_description("Memory events (RSS moved by a step), by executable and direction")
+            .with_callback(move |obs| {
+                if let Ok(a) = a.lock() {
+                    for (name, e) in a.executables() {
+                        for (direction, n) in
+                            [("alloc", e.memory_allocs), ("release", e.memory_releases)]
+                        {
+                            obs.observe(n, &[exe(name), KeyValue::new("direction", direction)]);
+                        }
+                    }
+                }
+            })
+            .build();
+        let a = aggregates.clone();
+        meter
+            .f64_observable_gauge("pipetrace.process.duration.max")
+            .with_unit("s")
+            .with_description("Longest lifetime of an ended process, by executable")
+            .with_callback(move |obs| {
+                if let Ok(a) = a.lock() {
+                    for (name, e) in a.executables() {
+                        obs.observe(e.duration_max_s, &[exe(name)]);
                     }
                 }
             })
