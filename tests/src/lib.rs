@@ -12,6 +12,7 @@ use std::{
 
 use serde_json::Value;
 
+pub mod prometheus;
 pub mod rotel;
 
 /// The agent binary: `$PIPETRACE_BIN`, else the one built next to this test executable.
@@ -74,7 +75,32 @@ pub fn spawn_daemon(
 }
 
 /// The daemon with this config file (its Parquet directory as configured), stderr drained.
-pub fn config_daemon(config: &Path) -> std::process::Child {
+/// A daemon that is killed when the test ends, failed assertions included.
+pub struct Daemon(pub std::process::Child);
+
+impl std::ops::Deref for Daemon {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Daemon {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+pub fn config_daemon(config: &Path) -> Daemon {
     let mut cmd = command();
     cmd.arg("--config")
         .arg(config)
@@ -82,7 +108,7 @@ pub fn config_daemon(config: &Path) -> std::process::Child {
     let (child, stderr) = spawn_daemon(cmd);
     // Keep draining stderr so the daemon never blocks on a full pipe.
     std::thread::spawn(move || std::io::read_to_string(stderr));
-    child
+    Daemon(child)
 }
 
 /// Bad input: one line on stderr naming the cause, exit status 2, no panic.

@@ -2,134 +2,19 @@
 //! the agent's endpoint, and its HTTP API must return the series and values.
 
 use std::{
-    io::{Read, Write},
-    net::TcpStream,
     path::Path,
-    process::{Child, Command, Stdio},
+    process::Command,
     time::{Duration, Instant},
 };
 
 use pipetrace_tests::{
-    command, config_daemon, real_python, require_root,
+    Daemon, command, config_daemon,
+    prometheus::Prometheus,
+    real_python, require_root,
     rotel::{Rotel, free_port},
 };
-use serde_json::Value;
 
-/// A minimal HTTP GET (no client library in the tests): the body.
-fn get(port: u16, path: &str) -> Option<String> {
-    let mut conn = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    conn.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        conn,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut text = String::new();
-    conn.read_to_string(&mut text).ok()?;
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
-}
-
-fn encode(q: &str) -> String {
-    q.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'-' | b'.' => (b as char).to_string(),
-            other => format!("%{other:02X}"),
-        })
-        .collect()
-}
-
-struct Prometheus {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Prometheus {
-    fn start(target_port: u16) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("prometheus.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: pipetrace\n    static_configs:\n      - targets: ['127.0.0.1:{target_port}']\n"
-            ),
-        )
-        .unwrap();
-        let port = free_port();
-        let child = Command::new("prometheus")
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("prometheus (Debian package, installed by scripts/setup)");
-        let me = Self {
-            child,
-            port,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while get(port, "/-/ready").is_none() {
-            assert!(Instant::now() < deadline, "prometheus not ready");
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        me
-    }
-
-    /// Instant query; the (labels, value) pairs of the result vector.
-    fn query(&self, promql: &str) -> Vec<(Value, f64)> {
-        let body = get(
-            self.port,
-            &format!("/api/v1/query?query={}", encode(promql)),
-        )
-        .unwrap_or_default();
-        let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-        v["data"]["result"]
-            .as_array()
-            .map(|rows| {
-                rows.iter()
-                    .map(|r| {
-                        let value = r["value"][1]
-                            .as_str()
-                            .and_then(|s| s.parse().ok())
-                            .unwrap_or(f64::NAN);
-                        (r["metric"].clone(), value)
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    /// Waits until `promql` returns a value satisfying `ok`.
-    fn wait_for(&self, promql: &str, ok: impl Fn(f64) -> bool) -> f64 {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some((_, v)) = self.query(promql).into_iter().find(|(_, v)| ok(*v)) {
-                return v;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{promql}: no acceptable value; last result {:?}",
-                self.query(promql)
-            );
-            std::thread::sleep(Duration::from_millis(300));
-        }
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn descendants_daemon(dir: &Path, name: &str, metrics_port: u16) -> Child {
+fn descendants_daemon(dir: &Path, name: &str, metrics_port: u16) -> Daemon {
     let config = dir.join("p.toml");
     std::fs::write(
         &config,

@@ -312,7 +312,7 @@ fn parquet_daemon(
     data: &Path,
     body: &str,
     flush_interval: &str,
-) -> (std::process::Child, PathBuf) {
+) -> (pipetrace_tests::Daemon, PathBuf) {
     let name = format!("ptq{}.sh", std::process::id() % 100_000);
     let script = dir.join(&name);
     std::fs::write(&script, format!("#!/bin/sh\n{body}")).unwrap();

@@ -1,0 +1,151 @@
+//! A real Prometheus (Debian `prometheus`, installed by scripts/setup) on loopback, and its
+//! HTTP API.
+
+use std::{
+    io::{Read, Write},
+    net::TcpStream,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+use crate::rotel::free_port;
+
+/// A minimal HTTP GET (no client library in the tests): the body.
+pub fn get(port: u16, path: &str) -> Option<String> {
+    let mut conn = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    conn.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        conn,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut text = String::new();
+    conn.read_to_string(&mut text).ok()?;
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
+}
+
+fn encode(q: &str) -> String {
+    q.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'-' | b'.' => (b as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+pub struct Prometheus {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    /// Scrapes the agent's endpoint on `target_port` every second.
+    pub fn start(target_port: u16) -> Self {
+        Self::with_config(&format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: pipetrace\n    static_configs:\n      - targets: ['127.0.0.1:{target_port}']\n"
+        ))
+    }
+
+    /// Starts with this configuration (YAML) on a free loopback port and waits until ready.
+    pub fn with_config(yaml: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("prometheus.yml");
+        std::fs::write(&config, yaml).unwrap();
+        let port = free_port();
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus (Debian package, installed by scripts/setup)");
+        let me = Self {
+            child,
+            port,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while get(port, "/-/ready").is_none() {
+            assert!(Instant::now() < deadline, "prometheus not ready");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        me
+    }
+
+    /// Instant query; the (labels, value) pairs of the result vector.
+    pub fn query(&self, promql: &str) -> Vec<(Value, f64)> {
+        self.query_checked(promql).unwrap_or_default()
+    }
+
+    /// Instant query: the (labels, value) pairs, or why Prometheus refused it.
+    pub fn query_checked(&self, promql: &str) -> Result<Vec<(Value, f64)>, String> {
+        let body = get(
+            self.port,
+            &format!("/api/v1/query?query={}", encode(promql)),
+        )
+        .ok_or_else(|| "no answer".to_owned())?;
+        let v: Value = serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))?;
+        if v["status"] != "success" {
+            return Err(format!("{}: {}", v["errorType"], v["error"]));
+        }
+        Ok(v["data"]["result"]
+            .as_array()
+            .map(|rows| {
+                rows.iter()
+                    .map(|r| {
+                        let value = r["value"][1]
+                            .as_str()
+                            .and_then(|s| s.parse().ok())
+                            .unwrap_or(f64::NAN);
+                        (r["metric"].clone(), value)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// Every metric name Prometheus has stored.
+    pub fn metric_names(&self) -> Vec<String> {
+        let body = get(self.port, "/api/v1/label/__name__/values").unwrap_or_default();
+        let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        v["data"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|n| n.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Waits until `promql` returns a value satisfying `ok`.
+    pub fn wait_for(&self, promql: &str, ok: impl Fn(f64) -> bool) -> f64 {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some((_, v)) = self.query(promql).into_iter().find(|(_, v)| ok(*v)) {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{promql}: no acceptable value; last result {:?}",
+                self.query(promql)
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
