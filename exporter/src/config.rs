@@ -2,7 +2,11 @@
 //! command-line flags. Unknown keys, wrong types and impossible values are rejected with one
 //! line that names the source, the key and what is allowed.
 
-use std::{collections::BTreeMap, path::PathBuf, time::Duration};
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use figment::{
     Figment,
@@ -22,6 +26,36 @@ pub struct Config {
     pub tracker: TrackerSection,
     pub otlp: OtlpSection,
     pub metrics: MetricsSection,
+    pub redact: RedactSection,
+}
+
+/// Secrets in command lines, masked before any output (see `redact.rs`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedactSection {
+    /// Mask the built-in forms (`--password=…`, `--token …`, `*_SECRET=…`, `Authorization:
+    /// Bearer …`, AWS access key ids, passwords in URLs) and the ones below.
+    pub enabled: bool,
+    /// More flags whose value (`--flag value` or `--flag=value`) is secret.
+    pub flags: Vec<String>,
+    /// More regular expressions: the `secret` group, or the whole match, is masked.
+    pub patterns: Vec<String>,
+}
+
+impl Default for RedactSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            flags: Vec::new(),
+            patterns: Vec::new(),
+        }
+    }
+}
+
+impl RedactSection {
+    pub fn redactor(&self) -> Result<crate::redact::Redactor, crate::redact::PatternError> {
+        crate::redact::Redactor::new(self.enabled, &self.flags, &self.patterns)
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -370,6 +404,58 @@ fn describe(err: figment::Error) -> String {
     lines.join("; ")
 }
 
+/// Running as root, the agent reads only a configuration that no other user can change: it
+/// decides what the agent loads into the kernel and where it writes as root. The file must
+/// belong to root (or to the user who ran sudo), be writable by its owner only, and sit in a
+/// directory where others cannot replace it.
+fn check_writers(path: &Path, euid: u32, invoker: Option<u32>) -> Result<(), ConfigError> {
+    use std::os::unix::fs::MetadataExt;
+    if euid != 0 {
+        return Ok(());
+    }
+    let unsafe_file = |why: String| {
+        ConfigError::Invalid(format!(
+            "config file {}: {why}; running as root, the agent refuses a configuration other users can change",
+            path.display()
+        ))
+    };
+    let meta = std::fs::metadata(path).map_err(|e| unsafe_file(e.to_string()))?;
+    if meta.uid() != 0 && Some(meta.uid()) != invoker {
+        return Err(unsafe_file(format!(
+            "owned by uid {} (chown root {})",
+            meta.uid(),
+            path.display()
+        )));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(unsafe_file(format!(
+            "writable by {} (mode {:04o}; chmod go-w {})",
+            if meta.mode() & 0o002 != 0 {
+                "everyone"
+            } else {
+                "its group"
+            },
+            meta.mode() & 0o7777,
+            path.display()
+        )));
+    }
+    let dir = path
+        .canonicalize()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf));
+    if let Some(dir) = dir
+        && let Ok(d) = std::fs::metadata(&dir)
+        && d.mode() & 0o002 != 0
+        && d.mode() & 0o1000 == 0
+    {
+        return Err(unsafe_file(format!(
+            "its directory {} is writable by everyone without the sticky bit (anyone can replace the file)",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
 impl Config {
     pub fn load(file: Option<&std::path::Path>, overrides: Overrides) -> Result<Self, ConfigError> {
         Self::load_with_env(file, overrides, |name| std::env::var(name).ok())
@@ -387,6 +473,10 @@ impl Config {
             if !path.is_file() {
                 return Err(ConfigError::Missing(path.to_path_buf()));
             }
+            // SAFETY: geteuid has no preconditions.
+            let euid = unsafe { libc::geteuid() };
+            let invoker = env("SUDO_UID").and_then(|u| u.parse().ok());
+            check_writers(path, euid, invoker)?;
             figment = figment.merge(Toml::file_exact(path));
         }
         figment = figment
@@ -399,6 +489,17 @@ impl Config {
             )
             .merge(overrides.into_figment());
         let config: Config = figment
+            .extract()
+            .map_err(|e| ConfigError::Invalid(describe(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The defaults with one TOML document on top, validated (no environment, no flags): what
+    /// a configuration file alone means. Never panics, whatever the text.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let config: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string(text))
             .extract()
             .map_err(|e| ConfigError::Invalid(describe(e)))?;
         config.validate()?;
@@ -437,6 +538,20 @@ impl Config {
         }
         if c.memory_step_percent > 1000 {
             return bad("capture.memory_step_percent", "at most 1000".into());
+        }
+        if let Err(e) = self.redact.redactor() {
+            return Err(ConfigError::Invalid(e.to_string()));
+        }
+        if let Some(f) = self
+            .redact
+            .flags
+            .iter()
+            .find(|f| !f.starts_with('-') || f.len() < 2)
+        {
+            return bad(
+                "redact.flags",
+                format!("{f:?}: a flag as typed on the command line, e.g. \"--db-password\""),
+            );
         }
         if !c.sample_interval.is_zero() && c.sample_interval < Duration::from_millis(100) {
             return bad(
@@ -704,5 +819,47 @@ mod tests {
         let f = file(&c.to_toml());
         let again = Config::load(Some(f.path()), Overrides::default()).unwrap();
         assert_eq!(c, again);
+    }
+
+    #[test]
+    fn as_root_a_config_others_can_change_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("p.toml");
+        std::fs::write(&file, "").unwrap();
+        let chmod = |mode: u32| {
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap()
+        };
+        let me = unsafe { libc::geteuid() };
+        chmod(0o644);
+        // Not root: nothing to protect.
+        assert!(check_writers(&file, 1000, None).is_ok());
+        if me == 0 {
+            assert!(check_writers(&file, 0, None).is_ok());
+            chmod(0o664);
+            let e = check_writers(&file, 0, None).unwrap_err().to_string();
+            assert!(
+                e.contains("writable by its group") && e.contains("0664"),
+                "{e}"
+            );
+            chmod(0o666);
+            let e = check_writers(&file, 0, None).unwrap_err().to_string();
+            assert!(
+                e.contains("writable by everyone") && !e.contains('\n'),
+                "{e}"
+            );
+            chmod(0o644);
+            std::os::unix::fs::chown(&file, Some(1234), None).unwrap();
+            let e = check_writers(&file, 0, None).unwrap_err().to_string();
+            assert!(e.contains("owned by uid 1234"), "{e}");
+            // The user who ran sudo may own it.
+            assert!(check_writers(&file, 0, Some(1234)).is_ok());
+            std::os::unix::fs::chown(&file, Some(0), None).unwrap();
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+            let e = check_writers(&file, 0, None).unwrap_err().to_string();
+            assert!(e.contains("without the sticky bit"), "{e}");
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+            assert!(check_writers(&file, 0, None).is_ok());
+        }
     }
 }

@@ -20,6 +20,7 @@ pub mod preflight;
 pub mod procfs;
 pub mod query;
 pub mod reader;
+pub mod redact;
 pub mod run;
 pub mod sampler;
 pub mod samples;

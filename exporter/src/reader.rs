@@ -12,7 +12,8 @@ use tokio::{
 };
 
 use crate::{
-    decode::{Event, decode},
+    decode::{Body, Event, decode},
+    redact::Redactor,
     stats::Stats,
 };
 
@@ -23,6 +24,7 @@ pub struct Reader {
     ring: AsyncFd<RingBuf<MapData>>,
     tx: mpsc::Sender<Event>,
     stats: Arc<Stats>,
+    redact: Arc<Redactor>,
 }
 
 impl Reader {
@@ -30,12 +32,18 @@ impl Reader {
         ring: RingBuf<MapData>,
         tx: mpsc::Sender<Event>,
         stats: Arc<Stats>,
+        redact: Arc<Redactor>,
     ) -> std::io::Result<Self> {
         // SAFETY: the RingBuf owns its map fd and keeps it open and unchanged for its lifetime,
         // which is the AsyncFd's lifetime.
         let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
             .map_err(std::io::Error::from)?;
-        Ok(Self { ring, tx, stats })
+        Ok(Self {
+            ring,
+            tx,
+            stats,
+            redact,
+        })
     }
 
     /// Reads until `stop` turns true, then drains what is left and returns (dropping the
@@ -49,14 +57,14 @@ impl Reader {
         loop {
             tokio::select! {
                 _ = tick.tick() => {
-                    if !drain(self.ring.get_mut(), &self.tx, &self.stats) {
+                    if !drain(self.ring.get_mut(), &self.tx, &self.stats, &self.redact) {
                         return;
                     }
                 }
                 ready = self.ring.readable_mut() => {
                     match ready {
                         Ok(mut guard) => {
-                            let open = drain(guard.get_inner_mut(), &self.tx, &self.stats);
+                            let open = drain(guard.get_inner_mut(), &self.tx, &self.stats, &self.redact);
                             guard.clear_ready();
                             if !open {
                                 return;
@@ -70,7 +78,7 @@ impl Reader {
                 }
                 changed = stop.changed() => {
                     if changed.is_err() || *stop.borrow() {
-                        drain(self.ring.get_mut(), &self.tx, &self.stats);
+                        drain(self.ring.get_mut(), &self.tx, &self.stats, &self.redact);
                         return;
                     }
                 }
@@ -79,11 +87,17 @@ impl Reader {
     }
 }
 
-/// Consumes every record in the ring; false once the tracker is gone.
-fn drain(ring: &mut RingBuf<MapData>, tx: &mpsc::Sender<Event>, stats: &Stats) -> bool {
+/// Consumes every record in the ring; false once the tracker is gone. Command lines are
+/// redacted here, before any later stage sees them.
+fn drain(
+    ring: &mut RingBuf<MapData>,
+    tx: &mpsc::Sender<Event>,
+    stats: &Stats,
+    redact: &Redactor,
+) -> bool {
     while let Some(item) = ring.next() {
         Stats::add(&stats.records_read, 1);
-        let event = match decode(&item) {
+        let mut event = match decode(&item) {
             Ok(event) => event,
             Err(e) => {
                 Stats::add(&stats.decode_errors, 1);
@@ -92,6 +106,9 @@ fn drain(ring: &mut RingBuf<MapData>, tx: &mpsc::Sender<Event>, stats: &Stats) -
             }
         };
         drop(item);
+        if let Body::Exec(exec) = &mut event.body {
+            redact.argv(&mut exec.argv);
+        }
         match tx.try_send(event) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => Stats::add(&stats.queue_dropped, 1),

@@ -139,10 +139,15 @@ pub async fn run(config: &Config, command: &[OsString]) -> Result<i32, RunError>
         span: run_span,
         remote_parent,
         run_id,
-        command: command
-            .iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect(),
+        command: {
+            let mut argv: Vec<String> = command
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
+            // Validated with the configuration.
+            config.redact.redactor().unwrap_or_default().argv(&mut argv);
+            argv
+        },
         start_ns,
         end_ns: now,
         exit_code: status.code(),

@@ -28,6 +28,7 @@ use crate::{
     decode::{Body, Common, Event, Exec, Exit, Sample},
     ids::IdGenerator,
     procfs::{self, ProcEntry},
+    redact::Redactor,
     samples::Round,
     sinks::Sink,
     stats::Stats,
@@ -153,7 +154,7 @@ pub struct TrackerTotals {
     pub samples: u64,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct TrackerOptions {
     /// The run's span: scope roots become its children (run mode).
     pub run_span: Option<SpanRef>,
@@ -164,6 +165,8 @@ pub struct TrackerOptions {
     /// Processes that started before this (CLOCK_MONOTONIC ns) and were not seeded have no
     /// span: only part of their life was seen.
     pub started_ns: u64,
+    /// Masks secrets in the command lines of seeded processes (read from `/proc`).
+    pub redact: Arc<Redactor>,
 }
 
 impl Default for TrackerOptions {
@@ -173,6 +176,7 @@ impl Default for TrackerOptions {
             retain_ended_ns: 10_000_000_000,
             max_ended: 16_384,
             started_ns: 0,
+            redact: Arc::default(),
         }
     }
 }
@@ -342,7 +346,8 @@ impl Tracker {
         if self.live.contains_key(&e.tgid) {
             return;
         }
-        let (argv, exe, cwd) = crate::procfs::image(e.tgid);
+        let (mut argv, exe, cwd) = crate::procfs::image(e.tgid);
+        self.options.redact.argv(&mut argv);
         let common = Common {
             flags: if e.ppid == 0 { flags::ROOT } else { 0 },
             ktime_ns: e.start_ns,

@@ -247,6 +247,11 @@ impl Rotel {
         parse_metrics(&std::fs::read_to_string(&self.log).unwrap_or_default())
     }
 
+    /// Everything the receiver printed so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
     pub fn spans(&self) -> Vec<ReceivedSpan> {
         parse(&std::fs::read_to_string(&self.log).unwrap_or_default())
     }

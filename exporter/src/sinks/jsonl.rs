@@ -105,10 +105,12 @@ impl JsonlSink {
         let out: Box<dyn Write + Send> = if path == "-" {
             Box::new(std::io::stdout())
         } else {
-            Box::new(std::fs::File::create(path).map_err(|source| SinkError::Io {
-                path: path.to_owned(),
-                source,
-            })?)
+            Box::new(
+                super::create_private_file(path.as_ref()).map_err(|source| SinkError::Io {
+                    path: path.to_owned(),
+                    source,
+                })?,
+            )
         };
         Ok(Self {
             out: BufWriter::with_capacity(256 * 1024, out),

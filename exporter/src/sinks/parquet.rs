@@ -8,7 +8,6 @@
 //! killed with SIGKILL loses at most the rows of one flush interval.
 
 use std::{
-    fs::File,
     path::{Path, PathBuf},
     sync::Arc,
     time::{Duration, Instant},
@@ -389,7 +388,7 @@ impl ParquetSink {
     ) -> Result<Self, SinkError> {
         for dataset in [EVENTS, PROCESSES] {
             let dir = settings.dir.join(dataset);
-            std::fs::create_dir_all(&dir).map_err(|source| SinkError::Io {
+            super::create_private_dir(&dir).map_err(|source| SinkError::Io {
                 path: dir.display().to_string(),
                 source,
             })?;
@@ -435,7 +434,7 @@ impl ParquetSink {
         let dir = self.settings.dir.join(dataset);
         let tmp = dir.join(format!(".{name}.tmp"));
         let done = dir.join(&name);
-        let file = File::create(&tmp).map_err(|source| SinkError::Io {
+        let file = super::create_private_file(&tmp).map_err(|source| SinkError::Io {
             path: tmp.display().to_string(),
             source,
         })?;
@@ -557,11 +556,12 @@ mod tests {
                 name.ends_with(".parquet") && !name.starts_with('.'),
                 "{name}"
             );
-            let reader =
-                ParquetRecordBatchReaderBuilder::try_new(File::open(entry.path()).unwrap())
-                    .unwrap()
-                    .build()
-                    .unwrap();
+            let reader = ParquetRecordBatchReaderBuilder::try_new(
+                std::fs::File::open(entry.path()).unwrap(),
+            )
+            .unwrap()
+            .build()
+            .unwrap();
             rows += reader.map(|b| b.unwrap().num_rows()).sum::<usize>();
             files += 1;
         }

@@ -1,0 +1,149 @@
+//! Secrets in command lines never reach an output: traced commands carry passwords, tokens,
+//! keys and credentials in their arguments and environment, and every sink — spans at a real
+//! OTLP receiver, the Prometheus endpoint, Parquet read back by DuckDB, JSONL — is searched for
+//! them. Output files are private to root and its group.
+
+use std::{os::unix::fs::PermissionsExt, process::Command, time::Duration};
+
+use pipetrace_tests::{
+    command, config_daemon,
+    prometheus::get,
+    real_python, require_root,
+    rotel::{Rotel, free_port},
+};
+
+/// Each value appears in a traced command line or environment and must appear nowhere.
+const SECRETS: [&str; 9] = [
+    "hunter2-pw",
+    "ghp-tok3n-value",
+    "k3y-api-value",
+    "AKIAZZZZ7777EXAMPLE1",
+    "url-pa55word",
+    "eyJbearer.t0ken.sig",
+    "db-s3cret-env",
+    "inline-sh-pw",
+    "env-only-s3cret",
+];
+
+#[test]
+fn secrets_reach_no_sink_and_files_are_private() {
+    require_root!();
+    let dir = tempfile::tempdir().unwrap();
+    let name = format!("pts{}.sh", std::process::id() % 100_000);
+    let script = dir.path().join(&name);
+    let python = real_python();
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n\
+             {python} -c 'import time; time.sleep(0.3)' --password=hunter2-pw --token ghp-tok3n-value \
+             --api-key=k3y-api-value AKIAZZZZ7777EXAMPLE1 https://ci:url-pa55word@git.example.com/r.git \
+             'Authorization: Bearer eyJbearer.t0ken.sig' DB_SECRET=db-s3cret-env\n\
+             /bin/sh -c 'true --password inline-sh-pw'\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let rotel = Rotel::start();
+    let metrics_port = free_port();
+    let data = dir.path().join("data");
+    let jsonl = dir.path().join("out/events.jsonl");
+    std::fs::create_dir_all(jsonl.parent().unwrap()).unwrap();
+    let config = dir.path().join("p.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[scope]\nmode = \"descendants\"\nroot_names = [\"{name}\"]\n[output]\nparquet_dir = \"{}\"\njsonl = \"{}\"\n[otlp]\nendpoint = \"{}\"\nmetrics = false\n[metrics]\nprometheus_listen = \"127.0.0.1:{metrics_port}\"\nper_process = true\n",
+            data.display(),
+            jsonl.display(),
+            rotel.grpc_endpoint()
+        ),
+    )
+    .unwrap();
+    let mut daemon = config_daemon(&config);
+    let status = Command::new(&script)
+        .env("AWS_SECRET_ACCESS_KEY", "env-only-s3cret")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let spans = rotel.wait_for(|s| s.len() >= 3);
+    std::thread::sleep(Duration::from_millis(1500));
+    let metrics = get(metrics_port, "/metrics").unwrap();
+    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
+    assert_eq!(daemon.wait().unwrap().code(), Some(0));
+
+    let query = |sql: &str| {
+        let out = command()
+            .args(["query", "--data"])
+            .arg(&data)
+            .args(["--run", "all", "--format", "json", "sql", sql])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let outputs = [
+        ("spans (OTLP receiver)", rotel.log()),
+        ("Prometheus endpoint", metrics),
+        ("Parquet events", query("select * from events")),
+        ("Parquet processes", query("select * from processes")),
+        ("JSONL", std::fs::read_to_string(&jsonl).unwrap()),
+    ];
+    for (sink, text) in &outputs {
+        assert!(text.len() > 100, "{sink} is empty: {text}");
+        for secret in SECRETS {
+            assert!(!text.contains(secret), "{sink} leaks {secret}");
+        }
+    }
+    // What is not secret is still there, with the secrets masked.
+    let python_span = spans
+        .iter()
+        .find(|s| {
+            s.attr("process.command_line")
+                .is_some_and(|c| c.contains("--token"))
+        })
+        .expect("the python span");
+    let line = python_span.attr("process.command_line").unwrap();
+    for masked in [
+        "--password=***",
+        "--token ***",
+        "--api-key=***",
+        "https://ci:***@git.example.com/r.git",
+        "Authorization: Bearer ***",
+        "DB_SECRET=***",
+    ] {
+        assert!(line.contains(masked), "{masked} not in {line}");
+    }
+    for (sink, text) in &outputs[2..] {
+        assert!(text.contains("--password=***"), "{sink}");
+    }
+    assert!(outputs[4].1.contains("true --password ***"));
+
+    // The search would find them: with redaction off, they are there.
+    let out = command()
+        .env("PIPETRACE_REDACT__ENABLED", "false")
+        .args(["run", "--jsonl"])
+        .arg(dir.path().join("off.jsonl"))
+        .args(["--", "/bin/true", "--password=hunter2-pw"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let off = std::fs::read_to_string(dir.path().join("off.jsonl")).unwrap();
+    assert!(off.contains("--password=hunter2-pw"));
+
+    // Private files: owner and group only.
+    for path in [jsonl.clone(), data.join("events"), data.join("processes")] {
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode & 0o007, 0, "{} is mode {mode:o}", path.display());
+    }
+    for dataset in ["events", "processes"] {
+        for f in std::fs::read_dir(data.join(dataset)).unwrap() {
+            let mode = f.unwrap().metadata().unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o640, "{dataset} file mode {mode:o}");
+        }
+    }
+}
