@@ -65,36 +65,217 @@ fn unmounted_tracefs_is_mounted() {
     assert_eq!(out.status.code(), Some(0), "{stderr}");
 }
 
+/// One bad input: the agent's arguments (`{cfg}` is a file holding `toml`, `{dir}` a scratch
+/// directory), extra environment, and what the one-line error must name.
+struct Case {
+    what: &'static str,
+    toml: &'static str,
+    args: &'static [&'static str],
+    env: &'static [(&'static str, &'static str)],
+    needle: &'static str,
+    /// Fails only once the agent starts (root), not at `config`.
+    root: bool,
+}
+
+const fn case(what: &'static str, toml: &'static str, needle: &'static str) -> Case {
+    Case {
+        what,
+        toml,
+        args: &["--config", "{cfg}", "config"],
+        env: &[],
+        needle,
+        root: false,
+    }
+}
+
+const fn at_start(what: &'static str, toml: &'static str, needle: &'static str) -> Case {
+    Case {
+        what,
+        toml,
+        args: &["--config", "{cfg}", "run", "--", "/bin/true"],
+        env: &[],
+        needle,
+        root: true,
+    }
+}
+
+const fn cli(what: &'static str, args: &'static [&'static str], needle: &'static str) -> Case {
+    Case {
+        what,
+        toml: "",
+        args,
+        env: &[],
+        needle,
+        root: false,
+    }
+}
+
+const fn env(what: &'static str, var: &'static (&'static str, &'static str), needle: &'static str) -> Case {
+    Case {
+        what,
+        toml: "",
+        args: &["config"],
+        env: std::slice::from_ref(var),
+        needle,
+        root: false,
+    }
+}
+
+const CASES: &[Case] = &[
+    case("malformed TOML", "[capture\nargv_max_bytes = 1\n", "p.toml"),
+    case("unknown key", "[capture]\nargv_maximum = 1\n", "argv_maximum"),
+    case("unknown section", "[captrue]\nargv_max_bytes = 1\n", "captrue"),
+    case("wrong type", "[capture]\nargv_max_bytes = \"big\"\n", "capture.argv_max_bytes"),
+    case("negative size", "[capture]\nring_buffer_bytes = -4096\n", "ring_buffer_bytes"),
+    case("size not a power of two", "[capture]\nring_buffer_bytes = 1000\n", "power of two"),
+    case("argv cap out of range", "[capture]\nargv_max_bytes = 0\n", "capture.argv_max_bytes"),
+    case("zero flush interval", "[output]\nflush_interval = \"0s\"\n", "output.flush_interval"),
+    case("zero OTLP timeout", "[otlp]\ntimeout = \"0s\"\n", "otlp.timeout"),
+    case("too short metrics interval", "[otlp]\nmetrics_interval = \"0s\"\n", "otlp.metrics_interval"),
+    case("too short sample interval", "[capture]\nsample_interval = \"10ms\"\n", "capture.sample_interval"),
+    case("unparsable duration", "[run]\ngrace_period = \"soon\"\n", "run.grace_period"),
+    case("zero queue", "[capture]\nqueue_capacity = 0\n", "capture.queue_capacity"),
+    case("scope mode", "[scope]\nmode = \"everything\"\n", "scope.mode"),
+    case("cgroup scope without a cgroup", "[scope]\nmode = \"cgroup\"\n", "scope.cgroup"),
+    case("comm longer than the kernel's", "[scope]\nhide = [\"a-very-long-process-name\"]\n", "scope.hide"),
+    case("bad redaction pattern", "[redact]\npatterns = [\"(\"]\n", "redact.patterns"),
+    case("bad redaction flag", "[redact]\nflags = [\"password\"]\n", "redact.flags"),
+    case("OTLP protocol", "[otlp]\nprotocol = \"carrier-pigeon\"\n", "otlp.protocol"),
+    case("OTLP endpoint", "[otlp]\nendpoint = \"not a url\"\n", "otlp.endpoint"),
+    case("metrics address", "[metrics]\nprometheus_listen = \"localhost\"\n", "metrics.prometheus_listen"),
+    Case {
+        what: "missing config file",
+        toml: "",
+        args: &["--config", "/nonexistent/p.toml", "config"],
+        env: &[],
+        needle: "/nonexistent/p.toml",
+        root: false,
+    },
+    at_start("Parquet directory under a file", "[output]\nparquet_dir = \"/proc/version/data\"\n", "/proc/version/data"),
+    at_start("JSONL in a missing directory", "[output]\njsonl = \"/nonexistent/dir/e.jsonl\"\n", "/nonexistent/dir/e.jsonl"),
+    at_start("missing CA file", "[otlp]\nendpoint = \"https://127.0.0.1:1\"\n[otlp.tls]\nca_file = \"/nonexistent/ca.pem\"\n", "/nonexistent/ca.pem"),
+    Case {
+        what: "daemon: missing scope cgroup",
+        toml: "[scope]\nmode = \"cgroup\"\ncgroup = \"/sys/fs/cgroup/nonexistent-pt\"\n",
+        args: &["--config", "{cfg}"],
+        env: &[],
+        needle: "nonexistent-pt",
+        root: true,
+    },
+    at_start("kernel without BTF", "[capture]\nbtf_path = \"/nonexistent/vmlinux\"\n", "no kernel BTF"),
+    cli("unknown flag", &["--no-such-flag"], "--no-such-flag"),
+    cli("run without a command", &["run"], "CMD"),
+    cli("flag value of the wrong type", &["--argv-max", "lots", "config"], "lots"),
+    cli("flag value out of range", &["--argv-max", "0", "config"], "capture.argv_max_bytes"),
+    cli("unknown OTLP protocol flag", &["--otlp-protocol", "smoke", "config"], "smoke"),
+    cli("unknown query", &["query", "everything", "--data", "{dir}"], "everything"),
+    cli("query output format", &["query", "durations", "--format", "xml", "--data", "{dir}"], "xml"),
+    cli("negative query limit", &["query", "durations", "--limit", "-1", "--data", "{dir}"], "-1"),
+    cli("missing data directory", &["query", "durations", "--data", "/nonexistent/data"], "/nonexistent/data"),
+    cli("corrupt Parquet", &["query", "durations", "--data", "{dir}/corrupt.parquet"], "corrupt.parquet"),
+    env("environment: wrong type", &("PIPETRACE_CAPTURE__ARGV_MAX_BYTES", "many"), "argv_max_bytes"),
+    env("environment: unknown key", &("PIPETRACE_CAPTURE__ARGV_MAXIMUM", "1"), "argv_maximum"),
+    env("environment: bad duration", &("PIPETRACE_RUN__GRACE_PERIOD", "forever"), "run.grace_period"),
+    env("standard OTLP variable", &("OTEL_EXPORTER_OTLP_PROTOCOL", "smoke-signals"), "OTEL_EXPORTER_OTLP_PROTOCOL"),
+];
+
 #[test]
-fn bad_flags_and_config_are_one_line() {
-    // No privileges needed: these fail before anything is loaded.
-    assert_one_line_error(&agent(&["--no-such-flag"]), "--no-such-flag");
-    assert_one_line_error(&agent(&["run"]), "CMD");
-    assert_one_line_error(&agent(&["--argv-max", "lots", "config"]), "lots");
-    assert_one_line_error(
-        &agent(&["--argv-max", "0", "config"]),
-        "capture.argv_max_bytes",
-    );
-    assert_one_line_error(
-        &agent(&["--config", "/nonexistent.toml", "config"]),
-        "/nonexistent.toml",
-    );
+fn bad_input_table() {
+    let root = pipetrace_tests::privileged();
     let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("bad.toml");
-    std::fs::write(&cfg, "[capture]\nargv_max_bytes = \"big\"\n").unwrap();
-    let out = agent(&["--config", cfg.to_str().unwrap(), "config"]);
-    assert_one_line_error(&out, "capture.argv_max_bytes");
-    assert_one_line_error(&out, "bad.toml");
-    std::fs::write(&cfg, "[capture]\nring_buffer_bytes = 1000\n").unwrap();
-    assert_one_line_error(
-        &agent(&["--config", cfg.to_str().unwrap(), "config"]),
-        "power of two",
-    );
-    // Environment layer.
-    let out = config_with("PIPETRACE_RUN__GRACE_PERIOD", "forever");
-    assert_one_line_error(&out, "run.grace_period");
-    let out = config_with("PIPETRACE_CAPTURE__ARGV_MAXIMUM", "1");
-    assert_one_line_error(&out, "argv_maximum");
+    std::fs::write(dir.path().join("corrupt.parquet"), b"PAR1 definitely not parquet").unwrap();
+    let mut failures = Vec::new();
+    let mut tried = 0;
+    for (i, c) in CASES.iter().enumerate() {
+        if c.root && !root {
+            continue;
+        }
+        tried += 1;
+        let cfg = dir.path().join(format!("{i}")).join("p.toml");
+        std::fs::create_dir_all(cfg.parent().unwrap()).unwrap();
+        std::fs::write(&cfg, c.toml).unwrap();
+        let args: Vec<String> = c
+            .args
+            .iter()
+            .map(|a| {
+                a.replace("{cfg}", cfg.to_str().unwrap())
+                    .replace("{dir}", dir.path().to_str().unwrap())
+            })
+            .collect();
+        // The file's settings, not the test harness's data directory.
+        let mut child = command()
+            .args(&args)
+            .envs(c.env.iter().copied())
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .env_remove("PIPETRACE_OUTPUT__PARQUET_DIR")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // A case that does not fail would run (a daemon): it gets 15 s.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let one_line = stderr.trim_end().lines().count() == 1;
+        if out.status.code() != Some(2)
+            || !one_line
+            || !stderr.contains(c.needle)
+            || stderr.contains("panicked")
+        {
+            failures.push(format!(
+                "{}: exit {:?}, stderr {stderr:?} (wanted one line naming {:?})",
+                c.what,
+                out.status.code(),
+                c.needle
+            ));
+        }
+    }
+    if root {
+        // Unreadable Parquet: a file its reader may not open.
+        use std::os::unix::fs::PermissionsExt;
+        let data = dir.path().join("unreadable");
+        std::fs::create_dir_all(data.join("events")).unwrap();
+        let file = data.join("events/locked.parquet");
+        std::fs::write(&file, b"PAR1").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o000)).unwrap();
+        for p in [dir.path(), data.as_path(), &data.join("events")] {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let out = Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(bin())
+            .args(["query", "durations", "--data"])
+            .arg(&data)
+            .output()
+            .unwrap();
+        tried += 1;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if out.status.code() != Some(2)
+            || stderr.trim_end().lines().count() != 1
+            || !stderr.contains("locked.parquet")
+        {
+            failures.push(format!("unreadable Parquet: exit {:?}, stderr {stderr:?}", out.status.code()));
+        }
+        // As root, a configuration anyone can change is refused.
+        let open_cfg = dir.path().join("open.toml");
+        std::fs::write(&open_cfg, "").unwrap();
+        std::fs::set_permissions(&open_cfg, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let out = command()
+            .args(["--config", open_cfg.to_str().unwrap(), "config"])
+            .output()
+            .unwrap();
+        tried += 1;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if out.status.code() != Some(2) || !stderr.contains("writable by everyone") {
+            failures.push(format!("world-writable config: {stderr:?}"));
+        }
+    }
+    assert!(tried >= 30, "{tried} cases");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
     // Variables without a SECTION__KEY shape are not configuration.
     let out = config_with("PIPETRACE_SOMETHING_ELSE", "1");
     assert!(
