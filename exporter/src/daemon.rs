@@ -73,7 +73,7 @@ pub async fn daemon(config: &Config) -> Result<(), AgentError> {
     let mut report = tokio::time::interval(LOSS_REPORT_EVERY);
     report.tick().await;
     let mut reported = Reported::default();
-    let mut refresh = tokio::time::interval(std::time::Duration::from_secs(5));
+    let mut refresh = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {
         tokio::select! {
             _ = sigint.recv() => break,

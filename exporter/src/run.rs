@@ -127,6 +127,10 @@ pub async fn run(config: &Config, command: &[OsString]) -> Result<i32, RunError>
     let mut finished = agent.stop().await;
     let now = monotonic_ns();
 
+    // Live in the table but no longer in the kernel's: their exit records were lost.
+    let lost = finished
+        .tracker
+        .end_gone(now, |k| !still_alive.contains(&k.tgid));
     let mut still_running: Vec<_> = finished
         .tracker
         .live()
@@ -157,6 +161,11 @@ pub async fn run(config: &Config, command: &[OsString]) -> Result<i32, RunError>
         still_running: still_running.len() as u64,
     };
     for sink in finished.sinks.iter_mut() {
+        for p in &lost {
+            if let Err(e) = sink.process_ended(p) {
+                tracing::warn!("sink {}: {e}", sink.name());
+            }
+        }
         for p in &still_running {
             if let Err(e) = sink.still_running(p, now) {
                 tracing::warn!("sink {}: {e}", sink.name());
@@ -169,8 +178,13 @@ pub async fn run(config: &Config, command: &[OsString]) -> Result<i32, RunError>
     let losses = describe_losses(&finished.losses);
     let spans = finished.close(config.otlp.shutdown_timeout).await;
 
+    let exits_lost = if lost.is_empty() {
+        String::new()
+    } else {
+        format!("{} exits lost, ", lost.len())
+    };
     eprintln!(
-        "otel-pipetrace: {} processes, {} failed, {} still running, {}{}; {program} exited with {}",
+        "otel-pipetrace: {} processes, {} failed, {} still running, {exits_lost}{}{}; {program} exited with {}",
         totals.processes,
         totals.failed,
         still_running.len(),

@@ -213,6 +213,10 @@ impl SpanFactory {
         if p.seeded {
             attrs.push(KeyValue::new("pipetrace.process.seeded", true));
         }
+        if p.incomplete {
+            // Records of it were lost (counted in the agent's losses): its data is partial.
+            attrs.push(KeyValue::new("pipetrace.process.incomplete", true));
+        }
         if p.ppid != p.parent.map_or(p.ppid, |k| k.tgid) {
             attrs.push(KeyValue::new(
                 "pipetrace.process.reparented_to",

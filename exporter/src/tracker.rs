@@ -96,6 +96,9 @@ pub struct Process {
     pub end_ns: Option<u64>,
     /// The latest periodic sample of the live process.
     pub last_sample: Option<Sample>,
+    /// Some of its records were lost (its fork; its exit when it ended as lost): what is known
+    /// of it is partial.
+    pub incomplete: bool,
 }
 
 impl Process {
@@ -316,6 +319,7 @@ impl Tracker {
             ending: None,
             end_ns: None,
             last_sample: None,
+            incomplete: false,
         }
     }
 
@@ -416,6 +420,23 @@ impl Tracker {
 
     /// Applies one event (taking its exec payload); returns the process it ended, if any.
     pub fn apply(&mut self, ev: Event) -> Option<Process> {
+        let before = self.totals.processes;
+        let (tgid, from_fork) = (ev.common.tgid, matches!(ev.body, Body::Fork));
+        // A process's first record is its fork unless the kernel says it is a first sight
+        // (older than the agent, a root): otherwise its fork record was lost.
+        let fork_lost = !from_fork && !ev.common.has(flags::FIRST_SIGHT);
+        let mut ended = self.apply_body(ev);
+        if fork_lost && self.totals.processes > before {
+            if let Some(p) = ended.as_mut() {
+                p.incomplete = true;
+            } else if let Some(p) = self.live.get_mut(&tgid) {
+                p.incomplete = true;
+            }
+        }
+        ended
+    }
+
+    fn apply_body(&mut self, ev: Event) -> Option<Process> {
         let Event { common, body } = ev;
         if self.is_late(&common) {
             self.totals.late_events += 1;
@@ -549,6 +570,7 @@ impl Tracker {
             {
                 p.ending = Some(Ending::Lost);
                 p.end_ns = Some(now_ns);
+                p.incomplete = true;
                 self.totals.lost_exits += 1;
                 self.totals.ended += 1;
                 self.remember(&p, now_ns);
@@ -556,6 +578,31 @@ impl Tracker {
             }
         }
         self.evict(now_ns);
+        out
+    }
+
+    /// Ends, as lost, the live processes `gone` says are no longer running (the kernel wrote
+    /// their exit records, which were lost on the way).
+    pub fn end_gone(&mut self, now_ns: u64, gone: impl Fn(&ProcessKey) -> bool) -> Vec<Process> {
+        let keys: Vec<ProcessKey> = self
+            .live
+            .values()
+            .filter(|p| gone(&p.key))
+            .map(|p| p.key)
+            .collect();
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            if let Some(mut p) = self.live.remove(&key.tgid) {
+                p.ending = Some(Ending::Lost);
+                p.end_ns = Some(now_ns);
+                p.incomplete = true;
+                self.totals.lost_exits += 1;
+                self.totals.ended += 1;
+                self.remember(&p, now_ns);
+                out.push(p);
+            }
+        }
+        out.sort_by_key(|p| p.key.start_ns);
         out
     }
 
@@ -1054,5 +1101,28 @@ mod tests {
         let ended = t.apply(ev(10, 100, 1, Body::Exit(exit), 0)).unwrap();
         let usage = ended.exit().unwrap().usage;
         assert_eq!((usage.cpu_user_ns, usage.cpu_system_ns), (400, 400));
+    }
+
+    #[test]
+    fn lost_records_mark_the_process_incomplete() {
+        let mut t = Tracker::default();
+        // First seen at exec, no first-sight flag: its fork record was lost.
+        t.apply(ev(10, 100, 1, exec(false), 0));
+        assert!(t.process(10).unwrap().incomplete);
+        // A first sight (older than the agent) is not a loss; neither is a normal fork.
+        t.apply(ev(11, 100, 1, exec(false), flags::FIRST_SIGHT));
+        t.apply(ev(12, 100, 1, Body::Fork, 0));
+        assert!(!t.process(11).unwrap().incomplete);
+        assert!(!t.process(12).unwrap().incomplete);
+        // An exit-only process (fork and exec lost) ends incomplete.
+        let ended = t.apply(ev(13, 100, 1, exit(0), 0)).unwrap();
+        assert!(ended.incomplete);
+        // Gone from the kernel without an exit record: ended as lost.
+        let gone = t.end_gone(5_000, |k| k.tgid == 12);
+        assert_eq!(gone.len(), 1);
+        assert_eq!(gone[0].ending, Some(Ending::Lost));
+        assert!(gone[0].incomplete);
+        assert_eq!(t.totals().lost_exits, 1);
+        assert!(t.process(12).is_none() && t.process(11).is_some());
     }
 }

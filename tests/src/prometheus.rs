@@ -12,10 +12,24 @@ use serde_json::Value;
 
 use crate::rotel::free_port;
 
-/// A minimal HTTP GET (no client library in the tests): the body.
+/// A minimal HTTP GET (no client library in the tests): the body. Retried for a few seconds,
+/// for servers under load.
 pub fn get(port: u16, path: &str) -> Option<String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(body) = get_once(port, path) {
+            return Some(body);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn get_once(port: u16, path: &str) -> Option<String> {
     let mut conn = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    conn.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    conn.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
     write!(
         conn,
         "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
@@ -73,7 +87,7 @@ impl Prometheus {
             _dir: dir,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
-        while get(port, "/-/ready").is_none() {
+        while get_once(port, "/-/ready").is_none() {
             assert!(Instant::now() < deadline, "prometheus not ready");
             std::thread::sleep(Duration::from_millis(200));
         }

@@ -206,9 +206,13 @@ impl Rotel {
     }
 
     fn start_logging(signal: &str) -> Self {
+        Self::start_on(signal, free_port(), free_port())
+    }
+
+    /// A receiver of `signal` ("traces", "metrics") on these ports (to restart one in place).
+    pub fn start_on(signal: &str, grpc_port: u16, http_port: u16) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("rotel.log");
-        let (grpc_port, http_port) = (free_port(), free_port());
         let child = Command::new(rotel_agent())
             .args(["start", "--exporter", "blackhole"])
             .args(["--otlp-grpc-endpoint", &format!("127.0.0.1:{grpc_port}")])
@@ -245,6 +249,12 @@ impl Rotel {
 
     pub fn metrics(&self) -> Vec<ReceivedPoint> {
         parse_metrics(&std::fs::read_to_string(&self.log).unwrap_or_default())
+    }
+
+    /// Kills the receiver (as a crash would).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Everything the receiver printed so far.

@@ -110,7 +110,11 @@ const fn cli(what: &'static str, args: &'static [&'static str], needle: &'static
     }
 }
 
-const fn env(what: &'static str, var: &'static (&'static str, &'static str), needle: &'static str) -> Case {
+const fn env(
+    what: &'static str,
+    var: &'static (&'static str, &'static str),
+    needle: &'static str,
+) -> Case {
     Case {
         what,
         toml: "",
@@ -123,26 +127,106 @@ const fn env(what: &'static str, var: &'static (&'static str, &'static str), nee
 
 const CASES: &[Case] = &[
     case("malformed TOML", "[capture\nargv_max_bytes = 1\n", "p.toml"),
-    case("unknown key", "[capture]\nargv_maximum = 1\n", "argv_maximum"),
-    case("unknown section", "[captrue]\nargv_max_bytes = 1\n", "captrue"),
-    case("wrong type", "[capture]\nargv_max_bytes = \"big\"\n", "capture.argv_max_bytes"),
-    case("negative size", "[capture]\nring_buffer_bytes = -4096\n", "ring_buffer_bytes"),
-    case("size not a power of two", "[capture]\nring_buffer_bytes = 1000\n", "power of two"),
-    case("argv cap out of range", "[capture]\nargv_max_bytes = 0\n", "capture.argv_max_bytes"),
-    case("zero flush interval", "[output]\nflush_interval = \"0s\"\n", "output.flush_interval"),
-    case("zero OTLP timeout", "[otlp]\ntimeout = \"0s\"\n", "otlp.timeout"),
-    case("too short metrics interval", "[otlp]\nmetrics_interval = \"0s\"\n", "otlp.metrics_interval"),
-    case("too short sample interval", "[capture]\nsample_interval = \"10ms\"\n", "capture.sample_interval"),
-    case("unparsable duration", "[run]\ngrace_period = \"soon\"\n", "run.grace_period"),
-    case("zero queue", "[capture]\nqueue_capacity = 0\n", "capture.queue_capacity"),
-    case("scope mode", "[scope]\nmode = \"everything\"\n", "scope.mode"),
-    case("cgroup scope without a cgroup", "[scope]\nmode = \"cgroup\"\n", "scope.cgroup"),
-    case("comm longer than the kernel's", "[scope]\nhide = [\"a-very-long-process-name\"]\n", "scope.hide"),
-    case("bad redaction pattern", "[redact]\npatterns = [\"(\"]\n", "redact.patterns"),
-    case("bad redaction flag", "[redact]\nflags = [\"password\"]\n", "redact.flags"),
-    case("OTLP protocol", "[otlp]\nprotocol = \"carrier-pigeon\"\n", "otlp.protocol"),
-    case("OTLP endpoint", "[otlp]\nendpoint = \"not a url\"\n", "otlp.endpoint"),
-    case("metrics address", "[metrics]\nprometheus_listen = \"localhost\"\n", "metrics.prometheus_listen"),
+    case(
+        "unknown key",
+        "[capture]\nargv_maximum = 1\n",
+        "argv_maximum",
+    ),
+    case(
+        "unknown section",
+        "[captrue]\nargv_max_bytes = 1\n",
+        "captrue",
+    ),
+    case(
+        "wrong type",
+        "[capture]\nargv_max_bytes = \"big\"\n",
+        "capture.argv_max_bytes",
+    ),
+    case(
+        "negative size",
+        "[capture]\nring_buffer_bytes = -4096\n",
+        "ring_buffer_bytes",
+    ),
+    case(
+        "size not a power of two",
+        "[capture]\nring_buffer_bytes = 1000\n",
+        "power of two",
+    ),
+    case(
+        "argv cap out of range",
+        "[capture]\nargv_max_bytes = 0\n",
+        "capture.argv_max_bytes",
+    ),
+    case(
+        "zero flush interval",
+        "[output]\nflush_interval = \"0s\"\n",
+        "output.flush_interval",
+    ),
+    case(
+        "zero OTLP timeout",
+        "[otlp]\ntimeout = \"0s\"\n",
+        "otlp.timeout",
+    ),
+    case(
+        "too short metrics interval",
+        "[otlp]\nmetrics_interval = \"0s\"\n",
+        "otlp.metrics_interval",
+    ),
+    case(
+        "too short sample interval",
+        "[capture]\nsample_interval = \"10ms\"\n",
+        "capture.sample_interval",
+    ),
+    case(
+        "unparsable duration",
+        "[run]\ngrace_period = \"soon\"\n",
+        "run.grace_period",
+    ),
+    case(
+        "zero queue",
+        "[capture]\nqueue_capacity = 0\n",
+        "capture.queue_capacity",
+    ),
+    case(
+        "scope mode",
+        "[scope]\nmode = \"everything\"\n",
+        "scope.mode",
+    ),
+    case(
+        "cgroup scope without a cgroup",
+        "[scope]\nmode = \"cgroup\"\n",
+        "scope.cgroup",
+    ),
+    case(
+        "comm longer than the kernel's",
+        "[scope]\nhide = [\"a-very-long-process-name\"]\n",
+        "scope.hide",
+    ),
+    case(
+        "bad redaction pattern",
+        "[redact]\npatterns = [\"(\"]\n",
+        "redact.patterns",
+    ),
+    case(
+        "bad redaction flag",
+        "[redact]\nflags = [\"password\"]\n",
+        "redact.flags",
+    ),
+    case(
+        "OTLP protocol",
+        "[otlp]\nprotocol = \"carrier-pigeon\"\n",
+        "otlp.protocol",
+    ),
+    case(
+        "OTLP endpoint",
+        "[otlp]\nendpoint = \"not a url\"\n",
+        "otlp.endpoint",
+    ),
+    case(
+        "metrics address",
+        "[metrics]\nprometheus_listen = \"localhost\"\n",
+        "metrics.prometheus_listen",
+    ),
     Case {
         what: "missing config file",
         toml: "",
@@ -151,9 +235,21 @@ const CASES: &[Case] = &[
         needle: "/nonexistent/p.toml",
         root: false,
     },
-    at_start("Parquet directory under a file", "[output]\nparquet_dir = \"/proc/version/data\"\n", "/proc/version/data"),
-    at_start("JSONL in a missing directory", "[output]\njsonl = \"/nonexistent/dir/e.jsonl\"\n", "/nonexistent/dir/e.jsonl"),
-    at_start("missing CA file", "[otlp]\nendpoint = \"https://127.0.0.1:1\"\n[otlp.tls]\nca_file = \"/nonexistent/ca.pem\"\n", "/nonexistent/ca.pem"),
+    at_start(
+        "Parquet directory under a file",
+        "[output]\nparquet_dir = \"/proc/version/data\"\n",
+        "/proc/version/data",
+    ),
+    at_start(
+        "JSONL in a missing directory",
+        "[output]\njsonl = \"/nonexistent/dir/e.jsonl\"\n",
+        "/nonexistent/dir/e.jsonl",
+    ),
+    at_start(
+        "missing CA file",
+        "[otlp]\nendpoint = \"https://127.0.0.1:1\"\n[otlp.tls]\nca_file = \"/nonexistent/ca.pem\"\n",
+        "/nonexistent/ca.pem",
+    ),
     Case {
         what: "daemon: missing scope cgroup",
         toml: "[scope]\nmode = \"cgroup\"\ncgroup = \"/sys/fs/cgroup/nonexistent-pt\"\n",
@@ -162,28 +258,84 @@ const CASES: &[Case] = &[
         needle: "nonexistent-pt",
         root: true,
     },
-    at_start("kernel without BTF", "[capture]\nbtf_path = \"/nonexistent/vmlinux\"\n", "no kernel BTF"),
+    at_start(
+        "kernel without BTF",
+        "[capture]\nbtf_path = \"/nonexistent/vmlinux\"\n",
+        "no kernel BTF",
+    ),
     cli("unknown flag", &["--no-such-flag"], "--no-such-flag"),
     cli("run without a command", &["run"], "CMD"),
-    cli("flag value of the wrong type", &["--argv-max", "lots", "config"], "lots"),
-    cli("flag value out of range", &["--argv-max", "0", "config"], "capture.argv_max_bytes"),
-    cli("unknown OTLP protocol flag", &["--otlp-protocol", "smoke", "config"], "smoke"),
-    cli("unknown query", &["query", "everything", "--data", "{dir}"], "everything"),
-    cli("query output format", &["query", "durations", "--format", "xml", "--data", "{dir}"], "xml"),
-    cli("negative query limit", &["query", "durations", "--limit", "-1", "--data", "{dir}"], "-1"),
-    cli("missing data directory", &["query", "durations", "--data", "/nonexistent/data"], "/nonexistent/data"),
-    cli("corrupt Parquet", &["query", "durations", "--data", "{dir}/corrupt.parquet"], "corrupt.parquet"),
-    env("environment: wrong type", &("PIPETRACE_CAPTURE__ARGV_MAX_BYTES", "many"), "argv_max_bytes"),
-    env("environment: unknown key", &("PIPETRACE_CAPTURE__ARGV_MAXIMUM", "1"), "argv_maximum"),
-    env("environment: bad duration", &("PIPETRACE_RUN__GRACE_PERIOD", "forever"), "run.grace_period"),
-    env("standard OTLP variable", &("OTEL_EXPORTER_OTLP_PROTOCOL", "smoke-signals"), "OTEL_EXPORTER_OTLP_PROTOCOL"),
+    cli(
+        "flag value of the wrong type",
+        &["--argv-max", "lots", "config"],
+        "lots",
+    ),
+    cli(
+        "flag value out of range",
+        &["--argv-max", "0", "config"],
+        "capture.argv_max_bytes",
+    ),
+    cli(
+        "unknown OTLP protocol flag",
+        &["--otlp-protocol", "smoke", "config"],
+        "smoke",
+    ),
+    cli(
+        "unknown query",
+        &["query", "everything", "--data", "{dir}"],
+        "everything",
+    ),
+    cli(
+        "query output format",
+        &["query", "durations", "--format", "xml", "--data", "{dir}"],
+        "xml",
+    ),
+    cli(
+        "negative query limit",
+        &["query", "durations", "--limit", "-1", "--data", "{dir}"],
+        "-1",
+    ),
+    cli(
+        "missing data directory",
+        &["query", "durations", "--data", "/nonexistent/data"],
+        "/nonexistent/data",
+    ),
+    cli(
+        "corrupt Parquet",
+        &["query", "durations", "--data", "{dir}/corrupt.parquet"],
+        "corrupt.parquet",
+    ),
+    env(
+        "environment: wrong type",
+        &("PIPETRACE_CAPTURE__ARGV_MAX_BYTES", "many"),
+        "argv_max_bytes",
+    ),
+    env(
+        "environment: unknown key",
+        &("PIPETRACE_CAPTURE__ARGV_MAXIMUM", "1"),
+        "argv_maximum",
+    ),
+    env(
+        "environment: bad duration",
+        &("PIPETRACE_RUN__GRACE_PERIOD", "forever"),
+        "run.grace_period",
+    ),
+    env(
+        "standard OTLP variable",
+        &("OTEL_EXPORTER_OTLP_PROTOCOL", "smoke-signals"),
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+    ),
 ];
 
 #[test]
 fn bad_input_table() {
     let root = pipetrace_tests::privileged();
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("corrupt.parquet"), b"PAR1 definitely not parquet").unwrap();
+    std::fs::write(
+        dir.path().join("corrupt.parquet"),
+        b"PAR1 definitely not parquet",
+    )
+    .unwrap();
     let mut failures = Vec::new();
     let mut tried = 0;
     for (i, c) in CASES.iter().enumerate() {
@@ -258,7 +410,10 @@ fn bad_input_table() {
             || stderr.trim_end().lines().count() != 1
             || !stderr.contains("locked.parquet")
         {
-            failures.push(format!("unreadable Parquet: exit {:?}, stderr {stderr:?}", out.status.code()));
+            failures.push(format!(
+                "unreadable Parquet: exit {:?}, stderr {stderr:?}",
+                out.status.code()
+            ));
         }
         // As root, a configuration anyone can change is refused.
         let open_cfg = dir.path().join("open.toml");

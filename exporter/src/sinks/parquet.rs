@@ -16,7 +16,7 @@ use std::{
 use arrow_array::{
     ArrayRef, RecordBatch,
     builder::{
-        Float64Builder, Int32Builder, Int64Builder, ListBuilder, StringBuilder,
+        BooleanBuilder, Float64Builder, Int32Builder, Int64Builder, ListBuilder, StringBuilder,
         TimestampNanosecondBuilder, UInt32Builder, UInt64Builder,
     },
 };
@@ -73,6 +73,7 @@ pub fn events_schema() -> SchemaRef {
 /// Columns added after the first release of a dataset: older files lack them and read as
 /// NULL there (`union_by_name`), so they are not required of every file.
 pub const LATER_COLUMNS: &[&str] = &[
+    "incomplete",
     "exit_code",
     "signal",
     "cpu_user_s",
@@ -99,6 +100,7 @@ pub fn processes_schema() -> SchemaRef {
         Field::new("signal", DataType::Int32, true),
         Field::new("status", DataType::Utf8, false),
         Field::new("exec_count", DataType::UInt32, false),
+        Field::new("incomplete", DataType::Boolean, true),
         Field::new("cpu_user_s", DataType::Float64, true),
         Field::new("cpu_system_s", DataType::Float64, true),
         Field::new("peak_rss_bytes", DataType::Int64, true),
@@ -253,6 +255,7 @@ struct ProcessColumns {
     signal: Int32Builder,
     status: StringBuilder,
     exec_count: UInt32Builder,
+    incomplete: BooleanBuilder,
     cpu_user_s: Float64Builder,
     cpu_system_s: Float64Builder,
     peak_rss_bytes: Int64Builder,
@@ -295,6 +298,7 @@ impl ProcessColumns {
         self.signal.append_option(exit.and_then(|x| x.signal()));
         self.status.append_value(status(p));
         self.exec_count.append_value(p.exec_count);
+        self.incomplete.append_value(p.incomplete);
         // Measured by the kernel at exit; unknown for processes that did not exit.
         let usage = exit.map(|x| x.usage);
         self.cpu_user_s
@@ -331,6 +335,7 @@ impl ProcessColumns {
             Arc::new(self.signal.finish()),
             Arc::new(self.status.finish()),
             Arc::new(self.exec_count.finish()),
+            Arc::new(self.incomplete.finish()),
             Arc::new(self.cpu_user_s.finish()),
             Arc::new(self.cpu_system_s.finish()),
             Arc::new(self.peak_rss_bytes.finish()),
