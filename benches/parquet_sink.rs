@@ -105,6 +105,7 @@ fn template(i: usize) -> Template {
         ending: Some(Ending::Exited(Exit::from_status(status))),
         end_ns: None,
         last_sample: None,
+        incomplete: false,
     };
     Template { events, process }
 }
