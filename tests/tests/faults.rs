@@ -187,6 +187,10 @@ fn a_receiver_that_crashes_and_comes_back() {
         count(&data, "select count(*) from processes"),
         21 + 404 + 21
     );
+    eprintln!(
+        "figures: receiver outage: {exported} spans exported, {dropped} dropped and counted, peak RSS {} MiB, all 446 processes in Parquet",
+        peak_kib / 1024
+    );
 }
 
 #[test]
@@ -242,6 +246,9 @@ fn shutdown_is_bounded_and_a_restart_continues_in_new_files() {
     assert_eq!(
         count(&data, "select count(distinct run_id) from processes"),
         2
+    );
+    eprintln!(
+        "figures: shutdown with the receiver gone: SIGTERM in {took:?}; 82 of 82 processes in two runs' files"
     );
 }
 
@@ -335,4 +342,8 @@ fn a_spawn_storm_is_counted_marked_and_survived() {
         ),
     );
     assert_eq!(calm_rows, 41, "complete processes after the storm");
+    let total = count(&data, "select count(*) from processes");
+    eprintln!(
+        "figures: storm: {reported} events lost and counted ({summary}); {total} processes recorded, {incomplete} marked incomplete or exit_lost; 41 of 41 complete after"
+    );
 }
