@@ -197,20 +197,9 @@ impl Memory {
     }
 }
 
-/// One live thread of a traced process in a sampling round (summed by the tracker).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ThreadSample {
-    /// The round (iterator session).
-    pub session: u64,
-    pub utime_ns: u64,
-    pub stime_ns: u64,
-    pub runtime_ns: u64,
-    /// Totals of the group's exited threads (the same in every thread's record).
-    pub dead_utime_ns: u64,
-    pub dead_stime_ns: u64,
-    pub dead_runtime_ns: u64,
-    pub rss_bytes: u64,
-}
+/// One live thread of a traced process in a sampling round (summed by the tracker), as the
+/// kernel sent it.
+pub use exporter_common::SampleTail as ThreadSample;
 
 /// A live process at a sampling round: its CPU time so far and its resident memory now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -254,6 +243,15 @@ pub struct Event {
 }
 
 impl Event {
+    /// An event of process `tgid` (see [`Common::sample`]), for tests.
+    #[cfg(test)]
+    pub fn sample(tgid: u32, body: Body) -> Self {
+        Self {
+            common: Common::sample(tgid, 1_000_000_000, 1_500_000_000, "cc\"x"),
+            body,
+        }
+    }
+
     pub fn kind_name(&self) -> &'static str {
         match self.body {
             Body::Fork => "fork",
@@ -380,7 +378,7 @@ pub fn decode(record: &[u8]) -> Result<Event, DecodeError> {
                 dead_utime_ns: at(4),
                 dead_stime_ns: at(5),
                 dead_runtime_ns: at(6),
-                rss_bytes: at(7).saturating_mul(page_size()),
+                rss_pages: at(7),
             })
         }
         kind::SAMPLE_END => {
@@ -554,34 +552,23 @@ mod tests {
     fn decodes_thread_samples_and_round_ends() {
         use exporter_common::{SampleEndRecord, SampleRecord, SampleTail};
         let size = std::mem::size_of::<SampleRecord>();
+        let tail = SampleTail {
+            session: 7,
+            utime_ns: 1,
+            stime_ns: 2,
+            runtime_ns: 3,
+            dead_utime_ns: 4,
+            dead_stime_ns: 5,
+            dead_runtime_ns: 6,
+            rss_pages: 8,
+        };
         let rec = SampleRecord {
             header: header(kind::SAMPLE, 0, size),
-            tail: SampleTail {
-                session: 7,
-                utime_ns: 1,
-                stime_ns: 2,
-                runtime_ns: 3,
-                dead_utime_ns: 4,
-                dead_stime_ns: 5,
-                dead_runtime_ns: 6,
-                rss_pages: 8,
-            },
+            tail,
         };
         let ev = decode(&bytes_of(&rec)).unwrap();
         assert_eq!(ev.kind_name(), "thread_sample");
-        assert_eq!(
-            ev.body,
-            Body::ThreadSample(ThreadSample {
-                session: 7,
-                utime_ns: 1,
-                stime_ns: 2,
-                runtime_ns: 3,
-                dead_utime_ns: 4,
-                dead_stime_ns: 5,
-                dead_runtime_ns: 6,
-                rss_bytes: 8 * page_size(),
-            })
-        );
+        assert_eq!(ev.body, Body::ThreadSample(tail));
         let end = SampleEndRecord {
             header: header(kind::SAMPLE_END, 0, std::mem::size_of::<SampleEndRecord>()),
             session: 7,

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use crate::decode::{ThreadSample, Usage};
+use crate::decode::{ThreadSample, Usage, page_size};
 
 /// One process's threads in a round.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -63,7 +63,7 @@ impl Round {
             p.dead.2.max(t.dead_runtime_ns),
         );
         // Threads share the mm; an exited leader has none and reports 0.
-        p.rss_bytes = p.rss_bytes.max(t.rss_bytes);
+        p.rss_bytes = p.rss_bytes.max(t.rss_pages.saturating_mul(page_size()));
         p.threads += 1;
     }
 
@@ -84,7 +84,7 @@ impl Round {
 mod tests {
     use super::*;
 
-    fn thread(session: u64, runtime_ns: u64, dead_runtime_ns: u64, rss_bytes: u64) -> ThreadSample {
+    fn thread(session: u64, runtime_ns: u64, dead_runtime_ns: u64, rss_pages: u64) -> ThreadSample {
         ThreadSample {
             session,
             utime_ns: runtime_ns,
@@ -93,7 +93,7 @@ mod tests {
             dead_utime_ns: dead_runtime_ns,
             dead_stime_ns: 0,
             dead_runtime_ns,
-            rss_bytes,
+            rss_pages,
         }
     }
 
@@ -101,12 +101,12 @@ mod tests {
     fn threads_add_up_and_exited_threads_count_once() {
         let mut round = Round::default();
         round.add(10, 100, &thread(1, 300, 50, 0));
-        round.add(10, 100, &thread(1, 200, 50, 4096));
-        round.add(11, 200, &thread(1, 7, 0, 8192));
+        round.add(10, 100, &thread(1, 200, 50, 1));
+        round.add(11, 200, &thread(1, 7, 0, 2));
         let done = round.finish(1);
         assert_eq!(done.len(), 2);
         let (tgid, p) = done[0];
-        assert_eq!((tgid, p.threads, p.rss_bytes), (10, 2, 4096));
+        assert_eq!((tgid, p.threads, p.rss_bytes), (10, 2, page_size()));
         assert_eq!(p.usage().cpu_ns(), 550);
         assert_eq!(done[1].1.usage().cpu_ns(), 7);
     }

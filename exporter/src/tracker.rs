@@ -566,19 +566,25 @@ impl Tracker {
         let mut out = Vec::with_capacity(confirmed.len());
         for key in confirmed {
             if self.live.get(&key.tgid).is_some_and(|p| p.key == key)
-                && let Some(mut p) = self.live.remove(&key.tgid)
+                && let Some(p) = self.end_lost(key.tgid, now_ns)
             {
-                p.ending = Some(Ending::Lost);
-                p.end_ns = Some(now_ns);
-                p.incomplete = true;
-                self.totals.lost_exits += 1;
-                self.totals.ended += 1;
-                self.remember(&p, now_ns);
                 out.push(p);
             }
         }
         self.evict(now_ns);
         out
+    }
+
+    /// Ends live process `tgid` as lost: its exit record never came.
+    fn end_lost(&mut self, tgid: u32, now_ns: u64) -> Option<Process> {
+        let mut p = self.live.remove(&tgid)?;
+        p.ending = Some(Ending::Lost);
+        p.end_ns = Some(now_ns);
+        p.incomplete = true;
+        self.totals.lost_exits += 1;
+        self.totals.ended += 1;
+        self.remember(&p, now_ns);
+        Some(p)
     }
 
     /// Ends, as lost, the live processes `gone` says are no longer running (the kernel wrote
@@ -592,15 +598,7 @@ impl Tracker {
             .collect();
         let mut out = Vec::with_capacity(keys.len());
         for key in keys {
-            if let Some(mut p) = self.live.remove(&key.tgid) {
-                p.ending = Some(Ending::Lost);
-                p.end_ns = Some(now_ns);
-                p.incomplete = true;
-                self.totals.lost_exits += 1;
-                self.totals.ended += 1;
-                self.remember(&p, now_ns);
-                out.push(p);
-            }
+            out.extend(self.end_lost(key.tgid, now_ns));
         }
         out.sort_by_key(|p| p.key.start_ns);
         out
@@ -1075,7 +1073,7 @@ mod tests {
                 dead_utime_ns: 0,
                 dead_stime_ns: 0,
                 dead_runtime_ns: 0,
-                rss_bytes: 4096,
+                rss_pages: 1,
             }),
         };
         assert!(t.apply(thread(10, 4, 400)).is_none());
@@ -1090,7 +1088,10 @@ mod tests {
         assert_eq!(out[0].common.tgid, 10);
         assert_eq!(out[0].common.ktime_ns, 1_000);
         assert_eq!((sample.cpu_user_ns, sample.cpu_system_ns), (400, 200));
-        assert_eq!((sample.rss_bytes, sample.threads), (4096, 2));
+        assert_eq!(
+            (sample.rss_bytes, sample.threads),
+            (crate::decode::page_size(), 2)
+        );
         assert_eq!(t.process(10).unwrap().last_sample, Some(sample));
         assert!(t.process(99).is_none());
         assert!(t.end_round(5, 2_000).is_empty(), "a round ends once");

@@ -111,6 +111,23 @@ pub fn config_daemon(config: &Path) -> Daemon {
     Daemon(child)
 }
 
+/// `otel-pipetrace query --run all --format FORMAT sql SQL` over `data`: its output (the query
+/// must succeed).
+pub fn query_sql(data: &Path, format: &str, sql: &str) -> String {
+    let out = command()
+        .args(["query", "--data"])
+        .arg(data)
+        .args(["--run", "all", "--format", format, "sql", sql])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Bad input: one line on stderr naming the cause, exit status 2, no panic.
 pub fn assert_one_line_error(out: &Output, needle: &str) {
     let stderr = String::from_utf8_lossy(&out.stderr);

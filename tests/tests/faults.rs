@@ -70,18 +70,7 @@ fn stop(
 }
 
 fn count(data: &Path, sql: &str) -> u64 {
-    let out = command()
-        .args(["query", "--data"])
-        .arg(data)
-        .args(["--run", "all", "--format", "csv", "sql", sql])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
+    query_sql(data, "csv", sql)
         .lines()
         .nth(1)
         .and_then(|l| l.trim().parse().ok())

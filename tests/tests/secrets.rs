@@ -72,20 +72,7 @@ fn secrets_reach_no_sink_and_files_are_private() {
     unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
     assert_eq!(daemon.wait().unwrap().code(), Some(0));
 
-    let query = |sql: &str| {
-        let out = command()
-            .args(["query", "--data"])
-            .arg(&data)
-            .args(["--run", "all", "--format", "json", "sql", sql])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let query = |sql: &str| query_sql(&data, "json", sql);
     let outputs = [
         ("spans (OTLP receiver)", rotel.log()),
         ("Prometheus endpoint", metrics),

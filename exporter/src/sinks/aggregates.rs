@@ -327,15 +327,12 @@ impl Aggregates {
 mod tests {
     use super::*;
     use crate::{
-        decode::{Body, Common, Event, Exit},
+        decode::{Body, Event, Exit},
         tracker::Tracker,
     };
 
     fn ev(tgid: u32, body: Body) -> Event {
-        Event {
-            common: Common::sample(tgid, 1_000_000_000, 1_500_000_000, "cc\"x"),
-            body,
-        }
+        Event::sample(tgid, body)
     }
 
     #[test]

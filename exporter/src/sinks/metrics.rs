@@ -408,16 +408,13 @@ impl Sink for MetricsSink {
 mod tests {
     use super::*;
     use crate::{
-        decode::{Body, Common, Exit},
+        decode::{Body, Exit},
         sinks::aggregates::MAX_EXECUTABLES,
         tracker::Tracker,
     };
 
     fn ev(tgid: u32, body: Body) -> Event {
-        Event {
-            common: Common::sample(tgid, 1_000_000_000, 1_500_000_000, "cc\"x"),
-            body,
-        }
+        Event::sample(tgid, body)
     }
 
     #[test]
