@@ -8,7 +8,7 @@ use std::{os::unix::fs::PermissionsExt, process::Command, time::Duration};
 use pipetrace_tests::{
     command, config_daemon,
     prometheus::get,
-    real_python, require_root,
+    query_sql, real_python, require_root,
     rotel::{Rotel, free_port},
 };
 
