@@ -12,7 +12,7 @@ use std::{
 use pipetrace_tests::{
     Daemon, command,
     prometheus::get,
-    require_root,
+    query_sql, require_root,
     rotel::{Rotel, free_port},
     spawn_daemon,
 };
