@@ -238,7 +238,7 @@ impl Agent {
             retain_ended_ns: t.retain_ended.as_nanos() as u64,
             max_ended: t.max_ended,
             started_ns,
-            redact: redact.clone(),
+            redact,
         });
         // After attaching, so that nothing started in between is missed; before the consumer
         // starts, so that the tracker knows them before their events.
@@ -251,7 +251,7 @@ impl Agent {
         let ring = capture
             .take_ring()
             .ok_or_else(|| AgentError::Reader(std::io::Error::other("ring buffer taken")))?;
-        let reader = Reader::new(ring, tx, stats.clone(), redact).map_err(AgentError::Reader)?;
+        let reader = Reader::new(ring, tx, stats.clone()).map_err(AgentError::Reader)?;
         let (stop, stop_rx) = watch::channel(false);
         let reader = tokio::spawn(reader.run(stop_rx));
         let consumer = tokio::spawn(tracker::consume(rx, tracker, sinks, stats.clone(), sweep));

@@ -12,8 +12,7 @@ use tokio::{
 };
 
 use crate::{
-    decode::{Body, Event, decode},
-    redact::Redactor,
+    decode::{Event, decode},
     stats::Stats,
 };
 
@@ -24,7 +23,6 @@ pub struct Reader {
     ring: AsyncFd<RingBuf<MapData>>,
     tx: mpsc::Sender<Event>,
     stats: Arc<Stats>,
-    redact: Arc<Redactor>,
 }
 
 impl Reader {
@@ -32,18 +30,12 @@ impl Reader {
         ring: RingBuf<MapData>,
         tx: mpsc::Sender<Event>,
         stats: Arc<Stats>,
-        redact: Arc<Redactor>,
     ) -> std::io::Result<Self> {
         // SAFETY: the RingBuf owns its map fd and keeps it open and unchanged for its lifetime,
         // which is the AsyncFd's lifetime.
         let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
             .map_err(std::io::Error::from)?;
-        Ok(Self {
-            ring,
-            tx,
-            stats,
-            redact,
-        })
+        Ok(Self { ring, tx, stats })
     }
 
     /// Reads until `stop` turns true, then drains what is left and returns (dropping the
@@ -57,14 +49,14 @@ impl Reader {
         loop {
             tokio::select! {
                 _ = tick.tick() => {
-                    if !drain(self.ring.get_mut(), &self.tx, &self.stats, &self.redact) {
+                    if !drain(self.ring.get_mut(), &self.tx, &self.stats) {
                         return;
                     }
                 }
                 ready = self.ring.readable_mut() => {
                     match ready {
                         Ok(mut guard) => {
-                            let open = drain(guard.get_inner_mut(), &self.tx, &self.stats, &self.redact);
+                            let open = drain(guard.get_inner_mut(), &self.tx, &self.stats);
                             guard.clear_ready();
                             if !open {
                                 return;
@@ -78,7 +70,7 @@ impl Reader {
                 }
                 changed = stop.changed() => {
                     if changed.is_err() || *stop.borrow() {
-                        drain(self.ring.get_mut(), &self.tx, &self.stats, &self.redact);
+                        drain(self.ring.get_mut(), &self.tx, &self.stats);
                         return;
                     }
                 }
@@ -87,17 +79,11 @@ impl Reader {
     }
 }
 
-/// Consumes every record in the ring; false once the tracker is gone. Command lines are
-/// redacted here, before any later stage sees them.
-fn drain(
-    ring: &mut RingBuf<MapData>,
-    tx: &mpsc::Sender<Event>,
-    stats: &Stats,
-    redact: &Redactor,
-) -> bool {
+/// Consumes every record in the ring; false once the tracker is gone.
+fn drain(ring: &mut RingBuf<MapData>, tx: &mpsc::Sender<Event>, stats: &Stats) -> bool {
     while let Some(item) = ring.next() {
         Stats::add(&stats.records_read, 1);
-        let mut event = match decode(&item) {
+        let event = match decode(&item) {
             Ok(event) => event,
             Err(e) => {
                 Stats::add(&stats.decode_errors, 1);
@@ -106,9 +92,6 @@ fn drain(
             }
         };
         drop(item);
-        if let Body::Exec(exec) = &mut event.body {
-            redact.argv(&mut exec.argv);
-        }
         match tx.try_send(event) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => Stats::add(&stats.queue_dropped, 1),

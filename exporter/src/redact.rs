@@ -1,5 +1,5 @@
-//! Redaction of secrets in command lines, applied to every decoded event (and to command lines
-//! read from `/proc`) before any sink sees it: spans, metrics, Parquet and JSONL only ever get
+//! Redaction of secrets in command lines, applied by the tracker's consumer to every exec event
+//! (and to command lines read from `/proc`) before any sink sees it: spans, metrics, Parquet and JSONL only ever get
 //! the redacted text. Environment variables are never captured at all.
 //!
 //! Built-in rules (on by default) cover the common forms: `--password=…` and `--token …` style

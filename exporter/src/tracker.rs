@@ -682,7 +682,11 @@ pub async fn consume(
         };
         let mut next = Some(first);
         // Handle everything queued, then flush once: one write per burst, not per event.
-        while let Some(ev) = next {
+        while let Some(mut ev) = next {
+            // Secrets leave command lines here, before any sink (off the ring reader's path).
+            if let Body::Exec(exec) = &mut ev.body {
+                tracker.options.redact.argv(&mut exec.argv);
+            }
             match ev.body {
                 // A thread's share of a sample: summed, not passed on.
                 Body::ThreadSample(_) => {
