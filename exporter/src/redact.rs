@@ -275,3 +275,17 @@ mod tests {
         assert_eq!(v[1], "--password=p");
     }
 }
+#[cfg(test)]
+mod timing_tmp {
+    #[test]
+    fn time_it() {
+        let r = super::Redactor::default();
+        let base: Vec<String> = ["/tmp/ptbench.sh", "100000"].iter().map(|s| s.to_string()).collect();
+        let t = std::time::Instant::now();
+        for _ in 0..100_000 {
+            let mut v = base.clone();
+            r.argv(&mut v);
+        }
+        eprintln!("per argv: {:?}", t.elapsed() / 100_000);
+    }
+}
