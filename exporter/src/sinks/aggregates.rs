@@ -46,24 +46,26 @@ impl Histogram {
     }
 }
 
+/// Counts by one label value (a status, a signal name, a direction).
+pub type Counts = BTreeMap<&'static str, u64>;
+
 #[derive(Debug, Default, Clone)]
 pub struct Executable {
     /// Ended processes by status (ok, failed, killed, exit_lost, still_running).
-    pub by_status: BTreeMap<&'static str, u64>,
+    pub by_status: Counts,
     /// Processes killed by a signal, by signal name.
-    pub signals: BTreeMap<&'static str, u64>,
+    pub signals: Counts,
     pub cpu_user_s: f64,
     pub cpu_system_s: f64,
     /// Lifetimes of ended processes, and the longest.
     pub duration: Histogram,
     pub duration_max_s: f64,
     pub peak_rss_bytes: u64,
-    /// Memory events: RSS steps up (allocations) and down (releases).
-    pub memory_allocs: u64,
-    pub memory_releases: u64,
+    /// Memory events by direction: RSS steps up (`alloc`) and down (`release`).
+    pub memory_events: Counts,
     /// Ended runs (trace roots: the `run` command, a matched root, a process started by one
     /// from before the agent) by status, and their durations.
-    pub runs: BTreeMap<&'static str, u64>,
+    pub runs: Counts,
     pub run_duration: Histogram,
 }
 
@@ -145,6 +147,16 @@ impl Aggregates {
 
     pub fn executables(&self) -> impl Iterator<Item = (&String, &Executable)> {
         self.executables.iter()
+    }
+
+    /// One of the executables' counts, flattened: (executable, label value, count).
+    pub fn counts(
+        &self,
+        of: fn(&Executable) -> &Counts,
+    ) -> impl Iterator<Item = (&str, &'static str, u64)> {
+        self.executables
+            .iter()
+            .flat_map(move |(name, e)| of(e).iter().map(move |(k, n)| (name.as_str(), *k, *n)))
     }
 
     /// The label `name` is counted under: itself, or `other` past [`MAX_EXECUTABLES`].
@@ -244,11 +256,8 @@ impl Aggregates {
     pub(super) fn memory_changed(&mut self, p: &Process, m: &Memory) {
         let key = self.label_for(p.executable_name());
         let e = self.executables.entry(key).or_default();
-        if m.grew() {
-            e.memory_allocs += 1;
-        } else {
-            e.memory_releases += 1;
-        }
+        let direction = if m.grew() { "alloc" } else { "release" };
+        *e.memory_events.entry(direction).or_default() += 1;
     }
 
     /// CPU time per executable: ended processes' totals plus live processes' time so far.
@@ -437,7 +446,10 @@ mod tests {
         );
         assert_eq!(e.run_duration.count, 1);
         assert_eq!(e.signals.get("SIGKILL"), Some(&2));
-        assert_eq!((e.memory_allocs, e.memory_releases), (2, 1));
+        assert_eq!(
+            (e.memory_events.get("alloc"), e.memory_events.get("release")),
+            (Some(&2), Some(&1))
+        );
         assert_eq!(e.duration_max_s, 0.5);
     }
 }

@@ -12,7 +12,7 @@ use tokio::{
 
 use super::{
     Sink, SinkError,
-    aggregates::{Aggregates, DURATION_BUCKETS, Histogram, SharedAggregates},
+    aggregates::{Aggregates, Counts, DURATION_BUCKETS, Executable, Histogram, SharedAggregates},
 };
 use crate::{
     decode::{Event, Memory, Sample},
@@ -45,24 +45,35 @@ fn histogram(out: &mut String, name: &str, labels: &str, h: &Histogram) {
 }
 
 impl Aggregates {
+    /// A counter family over one of the executables' counts.
+    fn render_counts(
+        &self,
+        out: &mut String,
+        name: &str,
+        help: &str,
+        key: &str,
+        of: fn(&Executable) -> &Counts,
+    ) {
+        family(out, name, "counter", help);
+        for (exe, value, n) in self.counts(of) {
+            let _ = writeln!(
+                out,
+                "{name}{{process_executable_name=\"{}\",{key}=\"{value}\"}} {n}",
+                label(exe)
+            );
+        }
+    }
+
     /// Prometheus text exposition format (version 0.0.4).
     pub fn render(&self, spans: Option<&SpanStats>) -> String {
         let mut out = String::with_capacity(4096 + 512 * self.executables.len());
-        family(
+        self.render_counts(
             &mut out,
             "pipetrace_processes_total",
-            "counter",
             "Processes that ended, by executable and final status.",
+            "status",
+            |e| &e.by_status,
         );
-        for (exe, e) in &self.executables {
-            for (status, n) in &e.by_status {
-                let _ = writeln!(
-                    out,
-                    "pipetrace_processes_total{{process_executable_name=\"{}\",status=\"{status}\"}} {n}",
-                    label(exe)
-                );
-            }
-        }
         family(
             &mut out,
             "pipetrace_processes_started_total",
@@ -149,51 +160,27 @@ impl Aggregates {
                 e.duration_max_s
             );
         }
-        family(
+        self.render_counts(
             &mut out,
             "pipetrace_process_signals_total",
-            "counter",
             "Processes killed by a signal, by executable and signal.",
+            "signal",
+            |e| &e.signals,
         );
-        for (exe, e) in &self.executables {
-            for (signal, n) in &e.signals {
-                let _ = writeln!(
-                    out,
-                    "pipetrace_process_signals_total{{process_executable_name=\"{}\",signal=\"{signal}\"}} {n}",
-                    label(exe)
-                );
-            }
-        }
-        family(
+        self.render_counts(
             &mut out,
             "pipetrace_memory_events_total",
-            "counter",
             "Memory events (RSS moved by a step), by executable and direction.",
+            "direction",
+            |e| &e.memory_events,
         );
-        for (exe, e) in &self.executables {
-            for (direction, n) in [("alloc", e.memory_allocs), ("release", e.memory_releases)] {
-                let _ = writeln!(
-                    out,
-                    "pipetrace_memory_events_total{{process_executable_name=\"{}\",direction=\"{direction}\"}} {n}",
-                    label(exe)
-                );
-            }
-        }
-        family(
+        self.render_counts(
             &mut out,
             "pipetrace_runs_total",
-            "counter",
             "Ended runs (trace roots), by executable and final status.",
+            "status",
+            |e| &e.runs,
         );
-        for (exe, e) in &self.executables {
-            for (status, n) in &e.runs {
-                let _ = writeln!(
-                    out,
-                    "pipetrace_runs_total{{process_executable_name=\"{}\",status=\"{status}\"}} {n}",
-                    label(exe)
-                );
-            }
-        }
         family(
             &mut out,
             "pipetrace_run_duration_seconds",

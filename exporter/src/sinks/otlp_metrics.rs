@@ -12,7 +12,7 @@ use std::{
 
 use opentelemetry::{
     KeyValue,
-    metrics::{Histogram, MeterProvider as _},
+    metrics::{Histogram, Meter, MeterProvider as _},
 };
 use opentelemetry_sdk::{
     Resource,
@@ -26,7 +26,7 @@ use opentelemetry_sdk::{
 
 use super::{
     SinkError,
-    aggregates::{DURATION_BUCKETS, SharedAggregates},
+    aggregates::{Counts, DURATION_BUCKETS, Executable, SharedAggregates},
     otlp::SpanStats,
 };
 use crate::{
@@ -71,6 +71,37 @@ impl<E: PushMetricExporter> PushMetricExporter for Counting<E> {
     fn temporality(&self) -> Temporality {
         self.inner.temporality()
     }
+}
+
+/// A counter over one of the executables' counts, labelled by executable and `key`.
+fn counts_counter(
+    meter: &Meter,
+    aggregates: &SharedAggregates,
+    name: &'static str,
+    unit: &'static str,
+    description: &'static str,
+    key: &'static str,
+    of: fn(&Executable) -> &Counts,
+) {
+    let a = aggregates.clone();
+    meter
+        .u64_observable_counter(name)
+        .with_unit(unit)
+        .with_description(description)
+        .with_callback(move |obs| {
+            if let Ok(a) = a.lock() {
+                for (exe, value, n) in a.counts(of) {
+                    obs.observe(
+                        n,
+                        &[
+                            KeyValue::new("process.executable.name", exe.to_owned()),
+                            KeyValue::new(key, value),
+                        ],
+                    );
+                }
+            }
+        })
+        .build();
 }
 
 pub struct OtlpMetrics {
@@ -145,68 +176,42 @@ impl OtlpMetrics {
                 }
             })
             .build();
-        let a = aggregates.clone();
-        meter
-            .u64_observable_counter("pipetrace.processes")
-            .with_unit("{process}")
-            .with_description("Ended processes, by executable and final status")
-            .with_callback(move |obs| {
-                if let Ok(a) = a.lock() {
-                    for (name, e) in a.executables() {
-                        for (status, n) in &e.by_status {
-                            obs.observe(*n, &[exe(name), KeyValue::new("status", *status)]);
-                        }
-                    }
-                }
-            })
-            .build();
-        let a = aggregates.clone();
-        meter
-            .u64_observable_counter("pipetrace.process.signals")
-            .with_unit("{process}")
-            .with_description("Processes killed by a signal, by executable and signal")
-            .with_callback(move |obs| {
-                if let Ok(a) = a.lock() {
-                    for (name, e) in a.executables() {
-                        for (signal, n) in &e.signals {
-                            obs.observe(*n, &[exe(name), KeyValue::new("signal", *signal)]);
-                        }
-                    }
-                }
-            })
-            .build();
-        let a = aggregates.clone();
-        meter
-            .u64_observable_counter("pipetrace.runs")
-            .with_unit("{run}")
-            .with_description("Ended runs (trace roots), by executable and final status")
-            .with_callback(move |obs| {
-                if let Ok(a) = a.lock() {
-                    for (name, e) in a.executables() {
-                        for (status, n) in &e.runs {
-                            obs.observe(*n, &[exe(name), KeyValue::new("status", *status)]);
-                        }
-                    }
-                }
-            })
-            .build();
-        let a = aggregates.clone();
-        meter
-            .u64_observable_counter("pipetrace.memory.events")
-            .with_unit("{event}")
-            .with_description("Memory events (RSS moved by a step), by executable and direction")
-            .with_callback(move |obs| {
-                if let Ok(a) = a.lock() {
-                    for (name, e) in a.executables() {
-                        for (direction, n) in
-                            [("alloc", e.memory_allocs), ("release", e.memory_releases)]
-                        {
-                            obs.observe(n, &[exe(name), KeyValue::new("direction", direction)]);
-                        }
-                    }
-                }
-            })
-            .build();
+        counts_counter(
+            &meter,
+            &aggregates,
+            "pipetrace.processes",
+            "{process}",
+            "Ended processes, by executable and final status",
+            "status",
+            |e| &e.by_status,
+        );
+        counts_counter(
+            &meter,
+            &aggregates,
+            "pipetrace.process.signals",
+            "{process}",
+            "Processes killed by a signal, by executable and signal",
+            "signal",
+            |e| &e.signals,
+        );
+        counts_counter(
+            &meter,
+            &aggregates,
+            "pipetrace.runs",
+            "{run}",
+            "Ended runs (trace roots), by executable and final status",
+            "status",
+            |e| &e.runs,
+        );
+        counts_counter(
+            &meter,
+            &aggregates,
+            "pipetrace.memory.events",
+            "{event}",
+            "Memory events (RSS moved by a step), by executable and direction",
+            "direction",
+            |e| &e.memory_events,
+        );
         let a = aggregates.clone();
         meter
             .f64_observable_gauge("pipetrace.process.duration.max")
