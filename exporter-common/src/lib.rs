@@ -52,6 +52,14 @@ pub mod flags {
     pub const ROOT: u16 = 1 << 4;
     /// Some user memory (argv) could not be read.
     pub const READ_FAILED: u16 = 1 << 5;
+    /// An earlier record of this process could not be written (ring buffer full): what user
+    /// space knows of it is partial.
+    pub const RECORDS_LOST: u16 = 1 << 6;
+    /// The executable has no path in the mount tree (a memfd, another pseudo file): the one
+    /// component is its name, which user space shows as `/proc/PID/exe` does.
+    pub const EXE_DETACHED: u16 = 1 << 7;
+    /// The working directory is the root directory (a walk with no component).
+    pub const CWD_ROOT: u16 = 1 << 8;
 }
 
 /// Common head of every ring-buffer record.
@@ -228,6 +236,11 @@ pub mod track {
     pub const ROOT: u32 = 1 << 1;
     /// User space has already been told about this process.
     pub const ANNOUNCED: u32 = 1 << 2;
+    /// A record of this process could not be written: later ones carry `flags::RECORDS_LOST`.
+    pub const RECORD_LOST: u32 = 1 << 3;
+    /// The `run` command between fork and its first exec: if the exec fails, the process never
+    /// was the command, and its exit is not reported.
+    pub const AWAITING_EXEC: u32 = 1 << 4;
 }
 
 /// Scope modes (`CaptureConfig::scope_mode`).

@@ -121,6 +121,7 @@ pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
 
     let Some(mut entry) = EVENTS.reserve::<ForkRecord>(0) else {
         count(counter::RING_FULL);
+        mark_lost(child_tgid);
         return 0;
     };
     let mut header = base_header(kind::FORK, core::mem::size_of::<ForkRecord>());
@@ -187,12 +188,26 @@ pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
     if state.flags & track::ROOT != 0 {
         record_flags |= flags::ROOT;
     }
-    state.flags = (state.flags | track::ANNOUNCED) & !track::HIDDEN;
+    if state.flags & track::RECORD_LOST != 0 {
+        record_flags |= flags::RECORDS_LOST;
+    }
+    state.flags = (state.flags | track::ANNOUNCED) & !(track::HIDDEN | track::AWAITING_EXEC);
     if TRACKED.insert(tgid, state, 0).is_err() {
         count(counter::TRACK_FULL);
     }
-    emit_exec(task, bprm, tgid, ppid, &state, comm, record_flags);
+    if !emit_exec(task, bprm, tgid, ppid, &state, comm, record_flags) {
+        mark_lost(tgid);
+    }
     0
+}
+
+/// Remembers that a record of process `tgid` was lost: its later records say so.
+#[inline(always)]
+pub(crate) fn mark_lost(tgid: u32) {
+    if let Some(state) = TRACKED.get_ptr_mut(tgid) {
+        // SAFETY: a pointer to a live map value; a racing update only sets more bits.
+        unsafe { (*state).flags |= track::RECORD_LOST };
+    }
 }
 
 #[inline(always)]
@@ -232,8 +247,9 @@ pub(crate) fn fill_process(
     header.comm = comm;
 }
 
+/// Copies a built record into the ring; false when the ring was full.
 #[inline(always)]
-fn output(record: *mut ExecRecord, len: usize) {
+fn output(record: *mut ExecRecord, len: usize) -> bool {
     let mut len = len;
     if len > core::mem::size_of::<ExecRecord>() {
         len = core::mem::size_of::<ExecRecord>();
@@ -248,8 +264,10 @@ fn output(record: *mut ExecRecord, len: usize) {
     };
     if ret < 0 {
         count(counter::RING_FULL);
+        false
     } else {
         count(counter::EMITTED);
+        true
     }
 }
 
@@ -262,9 +280,9 @@ fn emit_exec(
     state: &TrackState,
     comm: [u8; COMM_LEN],
     mut record_flags: u16,
-) {
+) -> bool {
     let Some(scratch) = scratch_slot() else {
-        return;
+        return false;
     };
     let rec = unsafe { &mut *scratch };
     rec.header = base_header(kind::EXEC, 0);
@@ -282,6 +300,9 @@ fn emit_exec(
         if walked.truncated {
             record_flags |= flags::PATH_TRUNCATED;
         }
+        if walked.detached {
+            record_flags |= flags::EXE_DETACHED;
+        }
         tail.exe_len = walked.len as u16;
         used = path::launder(work, used + walked.len) & (EXEC_DATA_SPAN - 1);
     }
@@ -292,6 +313,8 @@ fn emit_exec(
         let walked = path::walk(data, work, used, fs + off!(fs_pwd));
         if walked.truncated {
             record_flags |= flags::PATH_TRUNCATED;
+        } else if walked.len == 0 {
+            record_flags |= flags::CWD_ROOT;
         }
         tail.cwd_len = walked.len as u16;
         used = path::launder(work, used + walked.len) & (EXEC_DATA_SPAN - 1);
@@ -329,8 +352,13 @@ fn emit_exec(
             n = cap;
             record_flags |= flags::ARGV_TRUNCATED;
         }
-        // No-op mask (n <= ARGV_MAX) that hands the verifier its bound.
-        let n = (n as usize) & (EXEC_DATA_SPAN - 1);
+        // n <= ARGV_MAX already; laundered and clamped again so that the verifier, which
+        // cannot follow the comparisons above, sees the bound (a mask would have to be a power
+        // of two minus one, and 2 * ARGV_MAX - 1 overruns the data area).
+        let mut n = path::launder(work, n as usize);
+        if n > ARGV_MAX {
+            n = ARGV_MAX;
+        }
         let pos = used & (EXEC_DATA_SPAN - 1);
         if n > 0 {
             let ret = unsafe {
@@ -353,7 +381,7 @@ fn emit_exec(
     rec.header.flags = record_flags;
     rec.header.len = len as u32;
     rec.tail = tail;
-    output(scratch, len);
+    output(scratch, len)
 }
 
 // sched_process_exit(struct task_struct *p[, bool group_dead]): fires for every thread.
@@ -445,6 +473,14 @@ fn emit_exit(
     if state.flags & track::HIDDEN != 0 {
         count(counter::HIDDEN);
         return;
+    }
+    // The `run` command's exec failed: the process was never the command (`run` reports why
+    // it could not start).
+    if state.flags & track::AWAITING_EXEC != 0 {
+        return;
+    }
+    if state.flags & track::RECORD_LOST != 0 {
+        record_flags |= flags::RECORDS_LOST;
     }
     if state.flags & track::ANNOUNCED == 0 {
         record_flags |= flags::FIRST_SIGHT;

@@ -20,7 +20,7 @@ use exporter_common::{
 
 use crate::{
     kernel::{process_start, ptr, read, real_parent, task_tgid},
-    lifecycle::{base_header, current_comm, fill_process, in_untracked_scope},
+    lifecycle::{base_header, current_comm, fill_process, in_untracked_scope, mark_lost},
     maps::{EVENTS, MEMORY, MEMORY_CPU, TRACKED, conf, count, off, wakeup_flags},
 };
 
@@ -148,14 +148,18 @@ fn emit(task: u64, tgid: u32, tracked: Option<TrackState>, pages: u64, previous:
             }
         }
     };
-    if state.flags & track::HIDDEN != 0 {
+    if state.flags & (track::HIDDEN | track::AWAITING_EXEC) != 0 {
         return;
     }
     if state.flags & track::ANNOUNCED == 0 {
         record_flags |= flags::FIRST_SIGHT;
     }
+    if state.flags & track::RECORD_LOST != 0 {
+        record_flags |= flags::RECORDS_LOST;
+    }
     let Some(mut entry) = EVENTS.reserve::<MemoryRecord>(0) else {
         count(counter::RING_FULL);
+        mark_lost(tgid);
         return;
     };
     let mut header = base_header(kind::MEMORY, core::mem::size_of::<MemoryRecord>());

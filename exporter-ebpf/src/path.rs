@@ -13,6 +13,8 @@ use crate::{kernel::ptr, maps::off};
 pub struct Walked {
     pub len: usize,
     pub truncated: bool,
+    /// The file has no path in the mount tree (memfd, pseudo file): `len` covers its name.
+    pub detached: bool,
 }
 
 /// Stores `value` in map memory and reads it back: the verifier then sees an unknown scalar,
@@ -31,6 +33,7 @@ pub fn walk(data: *mut u8, work: *mut u64, start: usize, path_addr: u64) -> Walk
     let mut out = Walked {
         len: 0,
         truncated: false,
+        detached: false,
     };
     if path_addr == 0 {
         return out;
@@ -47,7 +50,10 @@ pub fn walk(data: *mut u8, work: *mut u64, start: usize, path_addr: u64) -> Walk
     for _ in 0..PATH_DEPTH_MAX {
         let mnt_root = ptr(vfsmount, off!(vfsmount_mnt_root));
         let parent = ptr(dentry, off!(dentry_d_parent));
-        if dentry == mnt_root || dentry == parent {
+        // A dentry that is its own parent without being its mount's root belongs to no
+        // directory: a memfd or another pseudo file. `d_path` shows its name alone.
+        let detached = dentry == parent && dentry != mnt_root;
+        if !detached && (dentry == mnt_root || dentry == parent) {
             let mount_parent = ptr(mount, off!(mount_mnt_parent));
             if mount_parent == mount || mount_parent == 0 {
                 reached_root = true;
@@ -76,6 +82,11 @@ pub fn walk(data: *mut u8, work: *mut u64, start: usize, path_addr: u64) -> Walk
             break;
         }
         out.len += n as usize;
+        if detached {
+            out.detached = true;
+            reached_root = true;
+            break;
+        }
         dentry = parent;
     }
     out.truncated = !reached_root;

@@ -8,13 +8,16 @@ use core::ffi::c_void;
 
 use aya_ebpf::helpers::generated::bpf_ktime_get_ns;
 use exporter_common::{
-    PF_KTHREAD, RecordHeader, SampleEndRecord, SampleRecord, SampleTail, counter, kind, track,
+    PF_KTHREAD, RecordHeader, SampleEndRecord, SampleRecord, SampleTail, counter, flags, kind,
+    track,
 };
 
 use crate::{
     kernel::{
-        process_start, ptr, read, resident_pages, task_comm, task_flags, task_pid, task_tgid,
+        process_start, ptr, read, real_parent, resident_pages, task_comm, task_flags, task_pid,
+        task_tgid,
     },
+    lifecycle::mark_lost,
     maps::{EVENTS, TRACKED, count, off, wakeup_flags},
 };
 
@@ -50,10 +53,11 @@ pub extern "C" fn sample_tasks(ctx: *mut c_void) -> i32 {
     let Some(state) = (unsafe { TRACKED.get(tgid) }) else {
         return 0;
     };
-    if state.flags & track::HIDDEN != 0 {
+    if state.flags & (track::HIDDEN | track::AWAITING_EXEC) != 0 {
         return 0;
     }
     let tree_ppid = state.tree_ppid;
+    let lost = state.flags & track::RECORD_LOST != 0;
     let signal = ptr(task, off!(task_signal));
     let of_signal = |offset: u64| read::<u64>(signal, offset).unwrap_or(0);
     let of_task = |offset: u64| read::<u64>(task, offset).unwrap_or(0);
@@ -69,9 +73,14 @@ pub extern "C" fn sample_tasks(ctx: *mut c_void) -> i32 {
     };
     let Some(mut entry) = EVENTS.reserve::<SampleRecord>(0) else {
         count(counter::RING_FULL);
+        mark_lost(tgid);
         return 0;
     };
     let mut h = header(kind::SAMPLE, core::mem::size_of::<SampleRecord>());
+    if lost {
+        h.flags = flags::RECORDS_LOST;
+    }
+    h.ppid = task_tgid(real_parent(task));
     h.tgid = tgid;
     h.pid = task_pid(task);
     h.tree_ppid = tree_ppid;

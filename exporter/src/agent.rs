@@ -220,7 +220,9 @@ impl Agent {
         options: StartOptions,
     ) -> Result<Self, AgentError> {
         preflight::check_all(&config.capture.btf_path)?;
-        let offsets = Btf::from_file(&config.capture.btf_path)?.kernel_offsets()?;
+        let btf = Btf::from_file(&config.capture.btf_path)?;
+        preflight::check_tracepoints(&btf)?;
+        let offsets = btf.kernel_offsets()?;
         let clock = Clock::new();
         let ConfiguredSinks {
             sinks,

@@ -73,6 +73,8 @@ pub struct Btf {
     /// Index = type id; id 0 is `void`.
     types: Vec<Type>,
     structs_by_name: HashMap<String, u32>,
+    /// Raw tracepoints the kernel has (`btf_trace_NAME` typedefs).
+    tracepoints: std::collections::HashSet<String>,
 }
 
 fn u16_at(data: &[u8], at: usize) -> Result<u16, BtfError> {
@@ -128,6 +130,7 @@ impl Btf {
 
         let mut types = vec![Type::Other];
         let mut structs_by_name = HashMap::new();
+        let mut tracepoints = std::collections::HashSet::new();
         let mut at = 0usize;
         while at < types_data.len() {
             let name_off = u32_at(types_data, at)?;
@@ -167,6 +170,11 @@ impl Btf {
                     }
                 }
                 KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_TYPE_TAG => {
+                    if kind == KIND_TYPEDEF
+                        && let Some(tp) = name(name_off)?.strip_prefix("btf_trace_")
+                    {
+                        tracepoints.insert(tp.to_owned());
+                    }
                     Type::Alias(size_or_type)
                 }
                 KIND_INT | KIND_VAR | KIND_DECL_TAG => {
@@ -200,6 +208,7 @@ impl Btf {
         Ok(Self {
             types,
             structs_by_name,
+            tracepoints,
         })
     }
 
@@ -254,6 +263,11 @@ impl Btf {
     }
 
     /// Size in bytes of a struct, if the BTF has it.
+    /// Does the kernel have raw tracepoint `name` (e.g. `sched_process_exec`)?
+    pub fn has_tracepoint(&self, name: &str) -> bool {
+        self.tracepoints.contains(name)
+    }
+
     pub fn struct_size(&self, strukt: &str) -> Option<u32> {
         let id = *self.structs_by_name.get(strukt)?;
         match self.types.get(id as usize) {

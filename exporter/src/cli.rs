@@ -20,60 +20,91 @@ pub struct Cli {
     #[arg(short, long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// Write one JSON object per event to PATH ("-" = stdout).
-    #[arg(long, global = true, value_name = "PATH")]
-    pub jsonl: Option<String>,
-
-    /// Hide an executable (by name) while keeping its children in the tree; repeatable.
-    #[arg(long, global = true, value_name = "NAME")]
-    pub hide: Vec<String>,
-
-    /// Bytes of argv captured per exec.
-    #[arg(long, global = true, value_name = "BYTES")]
-    pub argv_max: Option<usize>,
-
-    /// Kernel BTF file used to resolve struct offsets.
-    #[arg(long, global = true, value_name = "PATH")]
-    pub btf: Option<PathBuf>,
-
-    /// Directory of the Parquet datasets written by `run` and the daemon (and read by `query`).
-    #[arg(long, global = true, value_name = "DIR")]
-    pub parquet: Option<PathBuf>,
-
-    /// Serve Prometheus metrics on IP:PORT (GET /metrics).
-    #[arg(long, global = true, value_name = "IP:PORT")]
-    pub metrics_listen: Option<String>,
-
-    /// OTLP receiver for spans, e.g. http://localhost:4317 (export is off without one).
-    #[arg(long, global = true, value_name = "URL")]
-    pub otlp_endpoint: Option<String>,
-
-    /// OTLP transport: grpc or http/protobuf.
-    #[arg(long, global = true, value_name = "PROTOCOL", value_parser = ["grpc", "http/protobuf"])]
-    pub otlp_protocol: Option<String>,
-
     /// Log filter (tracing env-filter syntax), e.g. info or pipetrace=debug.
     #[arg(long, global = true, value_name = "FILTER", default_value = "warn")]
     pub log: String,
 
+    /// Tracing options of the daemon (also accepted before `run`).
+    #[command(flatten)]
+    pub trace: TraceArgs,
+
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+/// What to capture and where to send it: the daemon's and `run`'s options, not `query`'s.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct TraceArgs {
+    /// Write one JSON object per event to PATH ("-" = stdout; `run` then sends the command's
+    /// own stdout to stderr).
+    #[arg(long, value_name = "PATH")]
+    pub jsonl: Option<String>,
+
+    /// Hide an executable (by name) while keeping its children in the tree; repeatable.
+    #[arg(long, value_name = "NAME")]
+    pub hide: Vec<String>,
+
+    /// Bytes of argv captured per exec (1 to 32768).
+    #[arg(long, value_name = "BYTES")]
+    pub argv_max: Option<usize>,
+
+    /// Kernel BTF file used to resolve struct offsets.
+    #[arg(long, value_name = "PATH")]
+    pub btf: Option<PathBuf>,
+
+    /// Directory of the Parquet datasets written by `run` and the daemon (and read by `query`).
+    #[arg(long, value_name = "DIR")]
+    pub parquet: Option<PathBuf>,
+
+    /// Serve Prometheus metrics on IP:PORT (GET /metrics).
+    #[arg(long, value_name = "IP:PORT")]
+    pub metrics_listen: Option<String>,
+
+    /// OTLP receiver for spans, e.g. http://localhost:4317 (export is off without one).
+    #[arg(long, value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
+
+    /// OTLP transport: grpc or http/protobuf.
+    #[arg(long, value_name = "PROTOCOL", value_parser = ["grpc", "http/protobuf"])]
+    pub otlp_protocol: Option<String>,
+}
+
+impl TraceArgs {
+    /// These options, with `later`'s (given after `run`) taking precedence.
+    fn then(&self, later: &TraceArgs) -> TraceArgs {
+        TraceArgs {
+            jsonl: later.jsonl.clone().or_else(|| self.jsonl.clone()),
+            hide: self.hide.iter().chain(&later.hide).cloned().collect(),
+            argv_max: later.argv_max.or(self.argv_max),
+            btf: later.btf.clone().or_else(|| self.btf.clone()),
+            parquet: later.parquet.clone().or_else(|| self.parquet.clone()),
+            metrics_listen: later
+                .metrics_listen
+                .clone()
+                .or_else(|| self.metrics_listen.clone()),
+            otlp_endpoint: later
+                .otlp_endpoint
+                .clone()
+                .or_else(|| self.otlp_endpoint.clone()),
+            otlp_protocol: later
+                .otlp_protocol
+                .clone()
+                .or_else(|| self.otlp_protocol.clone()),
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Trace CMD and all its descendants; exit with CMD's status.
     Run {
+        #[command(flatten)]
+        trace: TraceArgs,
         /// How long to wait for CMD's remaining descendants after it exits (e.g. 5s, 500ms).
         #[arg(long, value_name = "DURATION")]
         grace: Option<String>,
-        /// The command and its arguments.
-        #[arg(
-            required = true,
-            trailing_var_arg = true,
-            allow_hyphen_values = true,
-            value_name = "CMD"
-        )]
+        /// The command and its arguments (after `--` when it starts with a dash).
+        #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
         command: Vec<OsString>,
     },
     /// Answer questions from the Parquet datasets with DuckDB (durations, cpu, memory, ...).
@@ -89,7 +120,8 @@ pub struct QueryArgs {
     /// sql
     #[arg(value_name = "NAME")]
     pub name: String,
-    /// With `sql`: the statement, over the views `events` and `processes`.
+    /// With `sql`: the statement, over the views `events` and `processes` (every run) and
+    /// `run_events` and `run_processes` (the selected run).
     #[arg(value_name = "SQL")]
     pub sql: Option<String>,
     /// Parquet data: the directory (with events/ and processes/) or one Parquet file
@@ -112,20 +144,20 @@ pub struct QueryArgs {
 
 impl Cli {
     pub fn overrides(&self) -> Overrides {
-        let grace = match &self.command {
-            Some(Command::Run { grace, .. }) => grace.clone(),
-            _ => None,
+        let (trace, grace) = match &self.command {
+            Some(Command::Run { trace, grace, .. }) => (self.trace.then(trace), grace.clone()),
+            _ => (self.trace.clone(), None),
         };
         Overrides {
-            jsonl: self.jsonl.clone(),
+            jsonl: trace.jsonl,
             grace_period: grace,
-            argv_max_bytes: self.argv_max,
-            hide: self.hide.clone(),
-            btf_path: self.btf.clone(),
-            parquet_dir: self.parquet.clone(),
-            metrics_listen: self.metrics_listen.clone(),
-            otlp_endpoint: self.otlp_endpoint.clone(),
-            otlp_protocol: self.otlp_protocol.clone(),
+            argv_max_bytes: trace.argv_max,
+            hide: trace.hide,
+            btf_path: trace.btf,
+            parquet_dir: trace.parquet,
+            metrics_listen: trace.metrics_listen,
+            otlp_endpoint: trace.otlp_endpoint,
+            otlp_protocol: trace.otlp_protocol,
         }
     }
 }

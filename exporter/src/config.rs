@@ -382,24 +382,107 @@ fn one_line(text: &str) -> String {
     }
 }
 
+/// Keys whose values are durations, for the hint on a bad one.
+const DURATION_KEYS: [&str; 9] = [
+    "tracker.retain_ended",
+    "tracker.sweep_interval",
+    "otlp.timeout",
+    "otlp.batch_delay",
+    "otlp.shutdown_timeout",
+    "otlp.metrics_interval",
+    "capture.sample_interval",
+    "run.grace_period",
+    "output.flush_interval",
+];
+
+/// The command-line flag that sets a key (see [`Overrides`]).
+fn flag_for(key: &str) -> Option<&'static str> {
+    Some(match key {
+        "output.jsonl" => "--jsonl",
+        "run.grace_period" => "--grace",
+        "capture.argv_max_bytes" => "--argv-max",
+        "scope.hide" => "--hide",
+        "capture.btf_path" => "--btf",
+        "output.parquet_dir" | "output.parquet" => "--parquet",
+        "metrics.prometheus_listen" => "--metrics-listen",
+        "otlp.endpoint" => "--otlp-endpoint",
+        "otlp.protocol" => "--otlp-protocol",
+        _ => return None,
+    })
+}
+
+/// Where a bad value came from, as the user wrote it: the file, the variable or the flag.
+fn origin(metadata: Option<&figment::Metadata>, key: &str) -> String {
+    let Some(m) = metadata else {
+        return String::new();
+    };
+    match &m.source {
+        Some(figment::Source::File(path)) => format!("{}: ", path.display()),
+        // Values set in code are the flags' (and the OTEL_* layer's, validated before).
+        Some(figment::Source::Code(_)) => match flag_for(key) {
+            Some(flag) => format!("flag {flag}: "),
+            None => String::new(),
+        },
+        Some(figment::Source::Custom(name)) => format!("{name}: "),
+        Some(_) => String::new(),
+        None if m.name.contains("PIPETRACE_") && !key.is_empty() => format!(
+            "environment variable PIPETRACE_{}: ",
+            key.to_ascii_uppercase().replace('.', "__")
+        ),
+        None => format!("{}: ", m.name),
+    }
+}
+
+/// The known key closest to an unknown one, when one is close enough to be a typo.
+fn closest<'a>(unknown: &str, known: &[&'a str]) -> Option<&'a str> {
+    known
+        .iter()
+        .map(|k| (strsim::jaro_winkler(unknown, k), *k))
+        .filter(|(score, _)| *score >= 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, k)| k)
+}
+
 /// One line naming where the bad value came from, which key, and what is wrong.
 fn describe(err: figment::Error) -> String {
+    use figment::error::Kind;
     let mut lines = Vec::new();
     for e in err {
-        let key = if e.path.is_empty() {
-            String::new()
-        } else {
-            format!("key `{}`: ", e.path.join("."))
+        let path = e.path.join(".");
+        let source = origin(e.metadata.as_ref(), &path);
+        let message = match &e.kind {
+            Kind::UnknownField(field, expected) => {
+                // The path ends with the unknown key itself.
+                let section = match path.rsplit_once('.') {
+                    Some((section, _)) => format!("{section}."),
+                    None => String::new(),
+                };
+                let known: Vec<String> = expected.iter().map(|k| format!("`{k}`")).collect();
+                match closest(field, expected) {
+                    Some(k) => {
+                        format!("unknown key `{section}{field}`: did you mean `{section}{k}`?")
+                    }
+                    None => format!(
+                        "unknown key `{section}{field}`: known keys here are {}",
+                        known.join(", ")
+                    ),
+                }
+            }
+            kind => {
+                let key = if path.is_empty() {
+                    String::new()
+                } else {
+                    format!("key `{path}`: ")
+                };
+                let hint = if DURATION_KEYS.contains(&path.as_str()) {
+                    " (a duration looks like 5s, 500ms, 2m or 1h 30m)"
+                } else {
+                    ""
+                };
+                format!("{key}{}{hint}", one_line(&kind.to_string()))
+            }
         };
-        let source = e
-            .metadata
-            .as_ref()
-            .map(|m| match &m.source {
-                Some(src) => format!("{src}: "),
-                None => format!("{}: ", m.name),
-            })
-            .unwrap_or_default();
-        lines.push(format!("{source}{key}{}", one_line(&e.kind.to_string())));
+        lines.push(format!("{source}{message}"));
     }
     lines.join("; ")
 }

@@ -418,12 +418,25 @@ pub fn decode(record: &[u8]) -> Result<Event, DecodeError> {
             let (cwd, rest) = rest.split_at(cwd_len);
             let (filename, rest) = rest.split_at(filename_len);
             let argv = &rest[..argv_len];
+            let exe = if common.has(flags::EXE_DETACHED) {
+                // As `d_path` shows a file outside any directory (`/memfd:x (deleted)`).
+                walked_path(exe).map(|name| format!("{name} (deleted)"))
+            } else {
+                walked_path(exe)
+            };
+            let cwd = match walked_path(cwd) {
+                None if common.has(flags::CWD_ROOT) => Some("/".to_owned()),
+                cwd => cwd,
+            };
             Body::Exec(Box::new(Exec {
-                exe: walked_path(exe),
-                cwd: walked_path(cwd),
+                exe,
+                cwd,
                 filename: c_string(filename),
                 argv: split_argv(argv),
-                argv_truncated: common.flags & flags::ARGV_TRUNCATED != 0,
+                // The kernel flags a cap it hit; a shorter read than the process's argv is
+                // a truncation whatever the reason.
+                argv_truncated: common.flags & flags::ARGV_TRUNCATED != 0
+                    || (argv_len as u64) < u64::from(argv_total),
                 argv_total_bytes: argv_total,
                 hidden: common.flags & flags::HIDDEN != 0,
             }))

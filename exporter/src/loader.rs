@@ -359,11 +359,12 @@ fn raise_memlock_limit() {
     unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &limit) };
 }
 
-/// The value the `run` command is registered with: a scope root, never hidden.
+/// The value the `run` command is registered with: a scope root, never hidden, not the command
+/// until its exec succeeds.
 pub fn run_root_state() -> TrackState {
     TrackState {
         tree_ppid: 0,
-        flags: track::ROOT,
+        flags: track::ROOT | track::AWAITING_EXEC,
         parent_start_ns: 0,
     }
 }

@@ -81,9 +81,15 @@ fn main() -> ExitCode {
         Ok(filter) => filter,
         Err(e) => return fail(format!("--log {:?}: {e}", cli.log)),
     };
+    // Colour only for a person at a terminal, and never when NO_COLOR is set (no-color.org).
+    let colour = {
+        use std::io::IsTerminal;
+        std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+    };
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .init();
 
     let config = match Config::load(cli.config.as_deref(), cli.overrides()) {

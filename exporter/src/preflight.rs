@@ -7,11 +7,11 @@ const CAP_SYS_ADMIN: u32 = 21;
 const CAP_PERFMON: u32 = 38;
 const CAP_BPF: u32 = 39;
 
-pub const TRACEFS: &str = "/sys/kernel/tracing";
-const TRACEPOINTS: [&str; 3] = [
+const TRACEPOINTS: [&str; 4] = [
     "sched_process_fork",
     "sched_process_exec",
     "sched_process_exit",
+    "sched_switch",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -26,11 +26,6 @@ pub enum PreflightError {
          or point capture.btf_path at a BTF file for this kernel"
     )]
     NoBtf { path: String },
-    #[error(
-        "tracefs is not mounted at {TRACEFS} and mounting it failed ({reason}); \
-         mount it with: mount -t tracefs nodev {TRACEFS}"
-    )]
-    Tracefs { reason: String },
     #[error(
         "kernel has no tracepoint sched/{0}: process lifecycle cannot be traced on this kernel"
     )]
@@ -70,46 +65,18 @@ pub fn check_btf(path: &Path) -> Result<(), PreflightError> {
     }
 }
 
-/// Makes sure tracefs is mounted (mounting it if needed) and the tracepoints exist.
-pub fn check_tracefs() -> Result<(), PreflightError> {
-    let events = Path::new(TRACEFS).join("events");
-    if !events.is_dir() {
-        mount_tracefs()?;
+/// The raw tracepoints the lifecycle programs attach to must exist. Checked in the kernel's
+/// BTF (`btf_trace_NAME`): raw tracepoints need no tracefs, which an unprivileged agent
+/// (CAP_BPF + CAP_PERFMON) often cannot read.
+pub fn check_tracepoints(btf: &crate::btf::Btf) -> Result<(), PreflightError> {
+    match TRACEPOINTS.into_iter().find(|tp| !btf.has_tracepoint(tp)) {
+        Some(missing) => Err(PreflightError::NoTracepoint(missing)),
+        None => Ok(()),
     }
-    for tp in TRACEPOINTS {
-        if !events.join("sched").join(tp).is_dir() {
-            return Err(PreflightError::NoTracepoint(tp));
-        }
-    }
-    Ok(())
-}
-
-fn mount_tracefs() -> Result<(), PreflightError> {
-    let target = std::ffi::CString::new(TRACEFS).expect("static path has no NUL");
-    let fstype = c"tracefs";
-    let source = c"nodev";
-    // SAFETY: valid NUL-terminated strings; no data argument.
-    let ret = unsafe {
-        libc::mount(
-            source.as_ptr(),
-            target.as_ptr(),
-            fstype.as_ptr(),
-            0,
-            std::ptr::null(),
-        )
-    };
-    if ret != 0 {
-        return Err(PreflightError::Tracefs {
-            reason: std::io::Error::last_os_error().to_string(),
-        });
-    }
-    tracing::info!("mounted tracefs at {TRACEFS}");
-    Ok(())
 }
 
 /// Runs every check in the order a user would fix them.
 pub fn check_all(btf: &Path) -> Result<(), PreflightError> {
     check_privileges()?;
-    check_btf(btf)?;
-    check_tracefs()
+    check_btf(btf)
 }

@@ -9,7 +9,10 @@ use crate::clock::clock_ns;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcEntry {
     pub tgid: u32,
+    /// Tree parent: the real parent, or 0 for a root of a traced subtree.
     pub ppid: u32,
+    /// The real parent, as the kernel's records report it.
+    pub real_ppid: u32,
     pub comm: String,
     /// Start time converted to CLOCK_MONOTONIC ns; `/proc` counts clock ticks, so it is only
     /// accurate to a tick (10 ms at HZ=100).
@@ -61,10 +64,30 @@ pub fn read(tgid: u32) -> Option<ProcEntry> {
     Some(ProcEntry {
         tgid,
         ppid,
+        real_ppid: ppid,
         comm,
         start_ns: boot_to_monotonic_ns(boot_ns),
         uid,
     })
+}
+
+/// The cgroup v2 id of a running process, as the kernel reports it (the inode number of its
+/// cgroup directory); 0 when unknown.
+pub fn cgroup_id(tgid: u32) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    static MOUNT: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
+    let Some(mount) = MOUNT.get_or_init(crate::cgroups::v2_mount) else {
+        return 0;
+    };
+    std::fs::read_to_string(format!("/proc/{tgid}/cgroup"))
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("0::"))
+                .map(|p| mount.join(p.trim_start_matches('/')))
+        })
+        .and_then(|dir| std::fs::metadata(dir).ok())
+        .map_or(0, |m| m.ino())
 }
 
 /// Is the process `(tgid, start_ns)` still running? A reused pid has another start time.

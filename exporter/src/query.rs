@@ -37,6 +37,93 @@ fn sql_error(e: duckdb::Error) -> QueryError {
     QueryError::Sql(first_line(&e.to_string()))
 }
 
+/// The name of group `gid` from /etc/group, else the number.
+fn group_name(gid: u32) -> String {
+    std::fs::read_to_string("/etc/group")
+        .ok()
+        .and_then(|text| {
+            text.lines().find_map(|line| {
+                let mut fields = line.split(':');
+                let name = fields.next()?;
+                let id: u32 = fields.nth(1)?.parse().ok()?;
+                (id == gid).then(|| name.to_owned())
+            })
+        })
+        .unwrap_or_else(|| gid.to_string())
+}
+
+/// "permission denied" with what would give access: the agent writes its data 0750/0640 as
+/// root, so reading it takes root or the data's group.
+fn permission_denied(path: &Path) -> QueryError {
+    use std::os::unix::fs::MetadataExt;
+    let shown = path.display();
+    // The nearest part of the path whose attributes can be read says who may read it.
+    let owner = path
+        .ancestors()
+        .find_map(|p| std::fs::metadata(p).ok().map(|m| (p.to_path_buf(), m)))
+        .map(|(p, m)| {
+            format!(
+                " ({} is mode {:04o}, group {})",
+                p.display(),
+                m.mode() & 0o7777,
+                group_name(m.gid())
+            )
+        })
+        .unwrap_or_default();
+    QueryError::Input(format!(
+        "{shown}: permission denied{owner}: reading the data needs root or membership of the data's group with group read access (e.g. chgrp -R GROUP {shown} and add yourself to GROUP)"
+    ))
+}
+
+/// A readable Parquet file, or one line saying why not (before DuckDB sees it, whose message
+/// would quote its own SQL).
+fn check_parquet_file(path: &Path) -> Result<(), QueryError> {
+    use std::io::{Read, Seek, SeekFrom};
+    let shown = path.display();
+    let mut file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return Err(permission_denied(path));
+        }
+        Err(e) => return Err(QueryError::Input(format!("{shown}: {e}"))),
+    };
+    let not_parquet = |why: &str| {
+        QueryError::Input(format!(
+            "{shown}: not a Parquet file ({why}); pass a directory written by otel-pipetrace or one of its .parquet files"
+        ))
+    };
+    let mut head = [0u8; 4];
+    let mut tail = [0u8; 4];
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    if len < 12 {
+        return Err(not_parquet(&format!("{len} bytes")));
+    }
+    let read = file.read_exact(&mut head).is_ok()
+        && file.seek(SeekFrom::End(-4)).is_ok()
+        && file.read_exact(&mut tail).is_ok();
+    if !read {
+        return Err(not_parquet("unreadable"));
+    }
+    if &head != b"PAR1" {
+        return Err(not_parquet(
+            "it does not start with the Parquet magic bytes",
+        ));
+    }
+    if &tail != b"PAR1" {
+        return Err(not_parquet("truncated: no Parquet footer"));
+    }
+    Ok(())
+}
+
+/// DuckDB's first line, which says what is wrong (the lines after it quote our own SQL).
+fn reason_only(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or_default()
+        .to_owned()
+}
+
 fn first_line(text: &str) -> String {
     let lines: Vec<&str> = text
         .lines()
@@ -79,25 +166,29 @@ fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
-/// Parquet files of one dataset directory, sorted.
-fn parquet_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .flatten()
-                .map(|e| e.path())
-                .filter(|p| {
-                    p.extension().is_some_and(|x| x == "parquet")
-                        && !p
-                            .file_name()
-                            .and_then(|n| n.to_str())
-                            .is_some_and(|n| n.starts_with('.'))
-                })
-                .collect()
+/// Parquet files of one dataset directory, sorted (none when it does not exist).
+fn parquet_files(dir: &Path) -> Result<Vec<PathBuf>, QueryError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return Err(permission_denied(dir));
+        }
+        Err(e) => return Err(QueryError::Input(format!("{}: {e}", dir.display()))),
+    };
+    let mut files: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.extension().is_some_and(|x| x == "parquet")
+                && !p
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with('.'))
         })
-        .unwrap_or_default();
+        .collect();
     files.sort();
-    files
+    Ok(files)
 }
 
 /// Where each dataset is read from: a glob, a file, or nothing.
@@ -108,15 +199,16 @@ struct Sources {
 }
 
 fn column_names(conn: &Connection, source: &str) -> Result<Vec<String>, QueryError> {
+    check_parquet_file(Path::new(source))?;
     let mut stmt = conn
         .prepare(&format!(
             "SELECT * FROM read_parquet({}, union_by_name = true) LIMIT 0",
             quote(source)
         ))
-        .map_err(|e| QueryError::Input(format!("{source}: {}", first_line(&e.to_string()))))?;
+        .map_err(|e| QueryError::Input(format!("{source}: {}", reason_only(&e.to_string()))))?;
     let arrow = stmt
         .query_arrow([])
-        .map_err(|e| QueryError::Input(format!("{source}: {}", first_line(&e.to_string()))))?;
+        .map_err(|e| QueryError::Input(format!("{source}: {}", reason_only(&e.to_string()))))?;
     let schema = arrow.get_schema();
     Ok(schema.fields().iter().map(|f| f.name().clone()).collect())
 }
@@ -133,10 +225,16 @@ fn missing_columns(have: &[String], schema: &arrow_schema::Schema) -> Vec<String
 
 fn find_sources(conn: &Connection, data: &Path) -> Result<Sources, QueryError> {
     let shown = data.display();
-    if !data.exists() {
-        return Err(QueryError::Input(format!(
-            "{shown}: no such file or directory (run `otel-pipetrace run` first, or pass --data)"
-        )));
+    match std::fs::metadata(data) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return Err(permission_denied(data));
+        }
+        Err(_) => {
+            return Err(QueryError::Input(format!(
+                "{shown}: no such file or directory (run `otel-pipetrace run` first, or pass --data)"
+            )));
+        }
     }
     let mut sources = Sources::default();
     if data.is_file() {
@@ -159,7 +257,7 @@ fn find_sources(conn: &Connection, data: &Path) -> Result<Sources, QueryError> {
         (PROCESSES, &mut sources.processes, processes_schema()),
     ] {
         let dir = data.join(dataset);
-        let files = parquet_files(&dir);
+        let files = parquet_files(&dir)?;
         if files.is_empty() {
             continue;
         }

@@ -94,7 +94,9 @@ fn drain(ring: &mut RingBuf<MapData>, tx: &mpsc::Sender<Event>, stats: &Stats) -
         drop(item);
         match tx.try_send(event) {
             Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => Stats::add(&stats.queue_dropped, 1),
+            Err(mpsc::error::TrySendError::Full(ev)) => {
+                stats.dropped_event_of(ev.common.tgid, ev.common.start_ns)
+            }
             Err(mpsc::error::TrySendError::Closed(_)) => return false,
         }
     }

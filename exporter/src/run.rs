@@ -88,15 +88,56 @@ pub async fn run(config: &Config, command: &[OsString]) -> Result<i32, RunError>
         // Instrumented tools in the pipeline continue the trace under the run.
         cmd.env("TRACEPARENT", traceparent(run_span));
     }
+    if config.output.jsonl.as_deref() == Some("-") {
+        // The JSON stream owns stdout: the command's own output goes to stderr, so the
+        // stream stays parseable.
+        use std::os::fd::AsFd;
+        if let Ok(fd) = std::io::stderr().as_fd().try_clone_to_owned() {
+            cmd.stdout(std::process::Stdio::from(fd));
+        }
+    }
     // SAFETY: the hook only makes async-signal-safe syscalls (getpid, bpf).
     unsafe {
         cmd.pre_exec(move || register_self(tracked_fd, &root));
     }
+    let redactor = config.redact.redactor().unwrap_or_default();
+    let run_command = || {
+        let mut argv: Vec<String> = command
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        // Validated with the configuration.
+        redactor.argv(&mut argv);
+        argv
+    };
     let mut child = match cmd.spawn() {
         Ok(child) => child,
         Err(source) => {
-            agent.stop().await.close(Duration::ZERO).await;
-            return Err(RunError::Spawn { program, source });
+            // The kernel reports nothing of a command whose exec failed; the run span says
+            // why it never ran.
+            let error = RunError::Spawn { program, source };
+            let mut finished = agent.stop().await;
+            let run = RunSpan {
+                span: run_span,
+                remote_parent,
+                run_id,
+                command: run_command(),
+                start_ns,
+                end_ns: monotonic_ns(),
+                exit_code: Some(error.exit_code()),
+                signal: None,
+                processes: 0,
+                failed: 0,
+                still_running: 0,
+                start_error: Some(error.to_string()),
+            };
+            for sink in finished.sinks.iter_mut() {
+                if let Err(e) = sink.run_ended(&run) {
+                    tracing::warn!("sink {}: {e}", sink.name());
+                }
+            }
+            finished.close(config.otlp.shutdown_timeout).await;
+            return Err(error);
         }
     };
     let child_pid = child.id();
@@ -119,8 +160,21 @@ pub async fn run(config: &Config, command: &[OsString]) -> Result<i32, RunError>
     // Descendants (orphans included) may outlive the command: wait for them, up to the grace
     // period. The kernel's TRACKED map is the truth: an entry leaves it only after its exit
     // record was written to the ring.
-    let deadline = tokio::time::Instant::now() + config.run.grace_period;
+    let waited_from = tokio::time::Instant::now();
+    let deadline = waited_from + config.run.grace_period;
+    let mut told = false;
     while !agent.capture.tracked_pids().is_empty() && tokio::time::Instant::now() < deadline {
+        // Exits in flight take microseconds; anything still there after a moment is a
+        // survivor worth naming, once.
+        if !told && waited_from.elapsed() >= SURVIVOR_NOTICE_AFTER {
+            told = true;
+            eprintln!(
+                "otel-pipetrace: {program} exited with {}; waiting up to {} for {}",
+                describe_status(&status),
+                humantime_serde::re::humantime::format_duration(config.run.grace_period),
+                describe_survivors(&agent.capture.tracked_pids()),
+            );
+        }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let still_alive = agent.capture.tracked_pids();
@@ -143,15 +197,7 @@ pub async fn run(config: &Config, command: &[OsString]) -> Result<i32, RunError>
         span: run_span,
         remote_parent,
         run_id,
-        command: {
-            let mut argv: Vec<String> = command
-                .iter()
-                .map(|a| a.to_string_lossy().into_owned())
-                .collect();
-            // Validated with the configuration.
-            config.redact.redactor().unwrap_or_default().argv(&mut argv);
-            argv
-        },
+        command: run_command(),
         start_ns,
         end_ns: now,
         exit_code: status.code(),
@@ -159,6 +205,7 @@ pub async fn run(config: &Config, command: &[OsString]) -> Result<i32, RunError>
         processes: totals.processes,
         failed: totals.failed,
         still_running: still_running.len() as u64,
+        start_error: None,
     };
     for sink in finished.sinks.iter_mut() {
         for p in &lost {
@@ -203,6 +250,37 @@ pub async fn run(config: &Config, command: &[OsString]) -> Result<i32, RunError>
         );
     }
     Ok(exit_code)
+}
+
+/// How long `run` waits quietly for the command's descendants before saying what it waits for.
+const SURVIVOR_NOTICE_AFTER: Duration = Duration::from_millis(250);
+/// Survivors named in that notice at most.
+const SURVIVORS_NAMED: usize = 5;
+
+/// "2 processes still running: 4242 sleep, 4243 python3".
+fn describe_survivors(pids: &[u32]) -> String {
+    let mut pids = pids.to_vec();
+    pids.sort_unstable();
+    let named: Vec<String> = pids
+        .iter()
+        .take(SURVIVORS_NAMED)
+        .map(|pid| {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            format!("{pid} {}", comm.trim())
+        })
+        .collect();
+    let more = pids.len().saturating_sub(SURVIVORS_NAMED);
+    format!(
+        "{} process{} still running: {}{}",
+        pids.len(),
+        if pids.len() == 1 { "" } else { "es" },
+        named.join(", "),
+        if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        }
+    )
 }
 
 fn describe_status(status: &std::process::ExitStatus) -> String {

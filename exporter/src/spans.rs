@@ -94,6 +94,8 @@ pub struct RunSpan {
     pub processes: u64,
     pub failed: u64,
     pub still_running: u64,
+    /// Why the command could not start (it never ran).
+    pub start_error: Option<String>,
 }
 
 /// CLOCK_REALTIME is slewed by NTP while CLOCK_MONOTONIC is not: a daemon that runs for weeks
@@ -325,6 +327,12 @@ impl SpanFactory {
             attrs.push(KeyValue::new("pipetrace.process.signal", i64::from(sig)));
             attrs.push(KeyValue::new("error.type", name.clone()));
             status = Status::error(format!("{program} killed by {name}"));
+        }
+        if let Some(why) = &run.start_error {
+            attrs.retain(|kv| kv.key.as_str() != "error.type");
+            attrs.push(KeyValue::new("error.type", "start_failed"));
+            attrs.push(KeyValue::new("pipetrace.run.start_error", why.clone()));
+            status = Status::error(why.clone());
         }
         let (parent, sampled, state) = match &run.remote_parent {
             Some(r) => (

@@ -1,6 +1,13 @@
 //! Counters of what the agent saw and lost, shared between stages and reported at exit.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{
+    Mutex,
+    atomic::{AtomicU64, Ordering},
+};
+
+/// Processes remembered at most between two bursts of the tracker as having lost an event on
+/// the queue; past that only the count grows.
+const MAX_DROPPED_PROCESSES: usize = 65_536;
 
 /// User-space counters (the kernel keeps its own in the `COUNTERS` map).
 #[derive(Debug, Default)]
@@ -16,9 +23,30 @@ pub struct Stats {
     /// Sampling rounds run, and rounds that failed to run.
     pub sample_rounds: AtomicU64,
     pub sample_failures: AtomicU64,
+    /// `(tgid, start_ns)` of processes whose event was dropped on the full queue: the tracker
+    /// marks them incomplete.
+    dropped_processes: Mutex<Vec<(u32, u64)>>,
 }
 
 impl Stats {
+    /// An event of process `(tgid, start_ns)` was dropped on the full queue.
+    pub fn dropped_event_of(&self, tgid: u32, start_ns: u64) {
+        Self::add(&self.queue_dropped, 1);
+        if let Ok(mut v) = self.dropped_processes.lock()
+            && v.len() < MAX_DROPPED_PROCESSES
+        {
+            v.push((tgid, start_ns));
+        }
+    }
+
+    /// The processes of dropped events since the last call.
+    pub fn take_dropped_processes(&self) -> Vec<(u32, u64)> {
+        self.dropped_processes
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default()
+    }
+
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
     }

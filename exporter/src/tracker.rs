@@ -125,12 +125,15 @@ impl Process {
         }
     }
 
-    /// Base name of the executable file (`process.executable.name`), else the comm.
+    /// Base name of the executable file (`process.executable.name`), else the comm. A file
+    /// that no longer has a name (`/memfd:runc (deleted)`, an unlinked binary) is named
+    /// without the suffix.
     pub fn executable_name(&self) -> &str {
         self.exec
             .as_ref()
             .and_then(|e| e.exe.as_deref())
             .and_then(|path| path.rsplit('/').next())
+            .map(|name| name.strip_suffix(" (deleted)").unwrap_or(name))
             .filter(|n| !n.is_empty())
             .unwrap_or(&self.comm)
     }
@@ -202,7 +205,13 @@ pub struct Tracker {
     totals: TrackerTotals,
     tolerance_ns: u64,
     round: Round,
+    /// Processes with an event lost on the queue that are not in the table yet (their
+    /// earlier events are still queued): marked incomplete when they arrive.
+    pending_incomplete: HashSet<ProcessKey>,
 }
+
+/// Processes remembered in `pending_incomplete` at most.
+const MAX_PENDING_INCOMPLETE: usize = 65_536;
 
 impl Default for Tracker {
     fn default() -> Self {
@@ -222,6 +231,7 @@ impl Tracker {
             totals: TrackerTotals::default(),
             tolerance_ns: crate::procfs::start_tolerance_ns(),
             round: Round::default(),
+            pending_incomplete: HashSet::new(),
         }
     }
 
@@ -357,10 +367,10 @@ impl Tracker {
             ktime_ns: e.start_ns,
             start_ns: e.start_ns,
             parent_start_ns: 0,
-            cgroup_id: 0,
+            cgroup_id: procfs::cgroup_id(e.tgid),
             tgid: e.tgid,
             tid: e.tgid,
-            ppid: e.ppid,
+            ppid: e.real_ppid,
             tree_ppid: e.ppid,
             uid: e.uid,
             comm: e.comm.clone(),
@@ -418,18 +428,44 @@ impl Tracker {
             .is_none_or(|p| p.key.start_ns != c.start_ns)
     }
 
+    /// An event of process `(tgid, start_ns)` was lost on the way (a full queue): what is
+    /// known of it is partial.
+    pub fn mark_incomplete(&mut self, tgid: u32, start_ns: u64) {
+        if let Some(p) = self.live.get(&tgid)
+            && self.same(p, start_ns)
+        {
+            self.live.get_mut(&tgid).expect("checked above").incomplete = true;
+            return;
+        }
+        if self.pending_incomplete.len() >= MAX_PENDING_INCOMPLETE {
+            self.pending_incomplete.clear();
+        }
+        self.pending_incomplete
+            .insert(ProcessKey { tgid, start_ns });
+    }
+
     /// Applies one event (taking its exec payload); returns the process it ended, if any.
     pub fn apply(&mut self, ev: Event) -> Option<Process> {
         let before = self.totals.processes;
         let (tgid, from_fork) = (ev.common.tgid, matches!(ev.body, Body::Fork));
+        let start_ns = ev.common.start_ns;
         // A process's first record is its fork unless the kernel says it is a first sight
         // (older than the agent, a root): otherwise its fork record was lost.
         let fork_lost = !from_fork && !ev.common.has(flags::FIRST_SIGHT);
+        // The kernel could not write an earlier record of this process (its exec, say).
+        let records_lost = ev.common.has(flags::RECORDS_LOST);
         let mut ended = self.apply_body(ev);
-        if fork_lost && self.totals.processes > before {
+        let created = self.totals.processes > before;
+        let queued_loss = created
+            && !self.pending_incomplete.is_empty()
+            && self
+                .pending_incomplete
+                .remove(&ProcessKey { tgid, start_ns });
+        if (fork_lost && created) || records_lost || queued_loss {
+            let live_match = self.live.get(&tgid).is_some_and(|p| self.same(p, start_ns));
             if let Some(p) = ended.as_mut() {
                 p.incomplete = true;
-            } else if let Some(p) = self.live.get_mut(&tgid) {
+            } else if live_match && let Some(p) = self.live.get_mut(&tgid) {
                 p.incomplete = true;
             }
         }
@@ -509,6 +545,10 @@ impl Tracker {
                 continue;
             }
             let p = self.live.get_mut(&tgid).expect("checked above");
+            if p.seeded {
+                // The kernel's start time is exact: one identity from the first record on.
+                p.key.start_ns = round.start_ns;
+            }
             let mut usage = round.usage();
             if let Some(last) = &p.last_sample {
                 usage = usage.after(&last.usage());
@@ -680,6 +720,9 @@ pub async fn consume(
                 continue;
             }
         };
+        for (tgid, start_ns) in stats.take_dropped_processes() {
+            tracker.mark_incomplete(tgid, start_ns);
+        }
         let mut next = Some(first);
         // Handle everything queued, then flush once: one write per burst, not per event.
         while let Some(mut ev) = next {
@@ -994,6 +1037,7 @@ mod tests {
         t.seed(&ProcEntry {
             tgid: 10,
             ppid: 0,
+            real_ppid: 1,
             comm: "make".into(),
             start_ns: approx,
             uid: 0,
@@ -1001,6 +1045,7 @@ mod tests {
         t.seed(&ProcEntry {
             tgid: 11,
             ppid: 10,
+            real_ppid: 10,
             comm: "cc".into(),
             start_ns: approx + 20_000_000,
             uid: 0,

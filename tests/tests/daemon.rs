@@ -163,6 +163,54 @@ fn descendants_scope_traces_only_matching_subtrees() {
     );
 }
 
+/// A root already running when the daemon starts is read from `/proc` (start time to a clock
+/// tick); every record of it — samples and exit — must carry the kernel's one identity, its
+/// real parent and its cgroup.
+#[test]
+fn a_process_from_before_the_daemon_has_one_identity_in_every_record() {
+    require_root!();
+    let dir = tempfile::tempdir().unwrap();
+    let name = format!("pts{}", std::process::id() % 1_000_000);
+    let go = dir.path().join("go");
+    let root = script(
+        dir.path(),
+        &name,
+        &format!("while [ ! -e {} ]; do sleep 0.05; done", go.display()),
+    );
+    let mut early = Command::new(&root).spawn().unwrap();
+    let daemon = Daemon::start(&format!(
+        "[scope]\nmode = \"descendants\"\nroot_names = [\"{name}\"]\n\
+         [capture]\nsample_interval = \"200ms\"\n"
+    ));
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    std::fs::write(&go, "").unwrap();
+    early.wait().unwrap();
+    let t = daemon.stop();
+    let records: Vec<&serde_json::Value> = t
+        .events
+        .iter()
+        .filter(|e| e["pid"].as_u64() == Some(u64::from(early.id())))
+        .collect();
+    let kinds: Vec<&str> = records.iter().filter_map(|e| e["kind"].as_str()).collect();
+    assert!(
+        kinds.contains(&"sample"),
+        "sampled while running: {kinds:?}"
+    );
+    assert!(kinds.contains(&"exit"), "its exit: {kinds:?}");
+    let one = |field: &str| -> std::collections::BTreeSet<String> {
+        records.iter().map(|e| e[field].to_string()).collect()
+    };
+    assert_eq!(one("start_time_unix_nano").len(), 1, "{records:#?}");
+    assert_eq!(
+        one("ppid"),
+        [std::process::id().to_string()].into(),
+        "the real parent (this test) in every record"
+    );
+    let cgroups = one("cgroup_id");
+    assert_eq!(cgroups.len(), 1, "{records:#?}");
+    assert_ne!(cgroups.first().unwrap(), "0");
+}
+
 fn cgroup2_mount() -> Option<PathBuf> {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     mountinfo.lines().find_map(|line| {
