@@ -128,7 +128,15 @@ os.waitpid(pid, 0)
 #[test]
 fn a_command_that_cannot_start_records_no_process() {
     require_root!();
-    for (program, status) in [("/nonexistent/cmd", 127), ("/etc/hostname", 126)] {
+    let scratch = tempfile::tempdir().unwrap();
+    let not_executable = scratch.path().join("notes.txt");
+    std::fs::write(&not_executable, "echo never\n").unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&not_executable, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let not_executable = not_executable.to_str().unwrap();
+    for (program, status) in [("/nonexistent/cmd", 127), (not_executable, 126)] {
         let dir = tempfile::tempdir().unwrap();
         let jsonl = dir.path().join("events.jsonl");
         let data = dir.path().join("data");
@@ -161,18 +169,14 @@ fn processes_whose_records_were_lost_say_so() {
     let data = dir.path().join("data");
     // A one-page ring and 600 processes started at once: records are lost. Every process but
     // the shell ran /bin/true, so each one either shows that exec or says it is incomplete.
+    let numbers: Vec<String> = (1..=600).map(|i| i.to_string()).collect();
+    let storm = format!("for i in {}; do /bin/true & done; wait", numbers.join(" "));
     let out = command()
         .env("PIPETRACE_CAPTURE__RING_BUFFER_BYTES", "4096")
         .env("PIPETRACE_CAPTURE__SAMPLE_INTERVAL", "0s")
         .arg("--parquet")
         .arg(&data)
-        .args([
-            "run",
-            "--",
-            "/bin/sh",
-            "-c",
-            "for i in $(seq 600); do /bin/true & done; wait",
-        ])
+        .args(["run", "--", "/bin/sh", "-c", &storm])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

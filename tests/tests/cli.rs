@@ -161,7 +161,7 @@ fn jsonl_on_stdout_stays_parseable_and_the_commands_output_goes_to_stderr() {
             .unwrap_or_else(|e| panic!("not JSON on stdout: {line:?}: {e}"));
         records += 1;
     }
-    assert!(records >= 3, "fork/exec/exit records: {stdout}");
+    assert!(records >= 2, "exec and exit records: {stdout}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("pt-said-this"), "{stderr}");
 }
@@ -190,13 +190,13 @@ fn waiting_for_survivors_says_what_it_waits_for() {
 fn log_lines_are_plain_text_when_stderr_is_not_a_terminal() {
     require_root!();
     let out = command()
-        .args(["--log", "info", "run", "--", "/bin/true"])
+        .args(["--log", "debug", "run", "--", "/bin/true"])
         .stdin(Stdio::null())
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains("INFO"), "info lines expected: {stderr}");
+    assert!(stderr.contains("DEBUG"), "debug lines expected: {stderr}");
     assert!(
         !stderr.contains('\x1b'),
         "colour codes in a pipe: {stderr:?}"
