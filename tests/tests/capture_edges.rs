@@ -20,6 +20,42 @@ fn exec_of(t: &pipetrace_tests::Traced) -> serde_json::Value {
     execs[0].clone()
 }
 
+/// One `run --jsonl` with a Parquet directory of its own.
+struct Run {
+    out: std::process::Output,
+    jsonl: std::path::PathBuf,
+    data: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Run {
+    fn new(cwd: &str, cmd: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let jsonl = dir.path().join("events.jsonl");
+        let data = dir.path().join("data");
+        let out = command()
+            .current_dir(cwd)
+            .arg("--parquet")
+            .arg(&data)
+            .args(["run", "--jsonl"])
+            .arg(&jsonl)
+            .arg("--")
+            .args(cmd)
+            .output()
+            .unwrap();
+        Self {
+            out,
+            jsonl,
+            data,
+            _dir: dir,
+        }
+    }
+
+    fn traced(&self) -> pipetrace_tests::Traced {
+        traced(self.out.clone(), &self.jsonl)
+    }
+}
+
 fn argv_of(exec: &serde_json::Value) -> Vec<String> {
     serde_json::from_value(exec["argv"].clone()).unwrap()
 }
@@ -60,23 +96,11 @@ fn every_accepted_argv_cap_captures_exactly_and_flags_truncation() {
 #[test]
 fn the_root_directory_is_a_working_directory() {
     require_root!();
-    let dir = tempfile::tempdir().unwrap();
-    let jsonl = dir.path().join("events.jsonl");
-    let data = dir.path().join("data");
-    let out = command()
-        .current_dir("/")
-        .arg("--parquet")
-        .arg(&data)
-        .arg("run")
-        .arg("--jsonl")
-        .arg(&jsonl)
-        .args(["--", "/bin/true"])
-        .output()
-        .unwrap();
-    let t = traced(out, &jsonl);
+    let run = Run::new("/", &["/bin/true"]);
+    let t = run.traced();
     assert_eq!(t.status, 0, "{}", t.stderr);
     assert_eq!(exec_of(&t)["cwd"], "/");
-    let cwd = query_sql(&data, "csv", "SELECT cwd FROM processes");
+    let cwd = query_sql(&run.data, "csv", "SELECT cwd FROM processes");
     assert_eq!(cwd.lines().nth(1), Some("/"), "{cwd}");
 }
 
@@ -96,19 +120,10 @@ print(os.readlink(f"/proc/{pid}/exe"))
 sys.stdout.flush()
 os.waitpid(pid, 0)
 "#;
-    let dir = tempfile::tempdir().unwrap();
-    let jsonl = dir.path().join("events.jsonl");
-    let data = dir.path().join("data");
-    let out = command()
-        .arg("--parquet")
-        .arg(&data)
-        .args(["run", "--jsonl"])
-        .arg(&jsonl)
-        .args(["--", &real_python(), "-c", script])
-        .output()
-        .unwrap();
-    let proc_says = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    let t = traced(out, &jsonl);
+    let run = Run::new(".", &[&real_python(), "-c", script]);
+    let data = &run.data;
+    let proc_says = String::from_utf8_lossy(&run.out.stdout).trim().to_owned();
+    let t = run.traced();
     assert_eq!(t.status, 0, "{}", t.stderr);
     assert!(proc_says.starts_with("/memfd:pt-memfd"), "{proc_says}");
     let exec = t
@@ -118,7 +133,7 @@ os.waitpid(pid, 0)
         .expect("the memfd program's exec");
     assert_eq!(exec["exe"], proc_says.as_str());
     let name = query_sql(
-        &data,
+        data,
         "csv",
         "SELECT executable_name FROM processes WHERE argv[1] = 'pt-memfd'",
     );
@@ -137,18 +152,9 @@ fn a_command_that_cannot_start_records_no_process() {
     }
     let not_executable = not_executable.to_str().unwrap();
     for (program, status) in [("/nonexistent/cmd", 127), (not_executable, 126)] {
-        let dir = tempfile::tempdir().unwrap();
-        let jsonl = dir.path().join("events.jsonl");
-        let data = dir.path().join("data");
-        let out = command()
-            .arg("--parquet")
-            .arg(&data)
-            .args(["run", "--jsonl"])
-            .arg(&jsonl)
-            .args(["--", program])
-            .output()
-            .unwrap();
-        let t = traced(out, &jsonl);
+        let run = Run::new(".", &[program]);
+        let t = run.traced();
+        let data = &run.data;
         assert_eq!(t.status, status, "{program}: {}", t.stderr);
         assert_eq!(t.stderr.trim_end().lines().count(), 1, "{}", t.stderr);
         assert!(t.stderr.contains("cannot run"), "{}", t.stderr);
