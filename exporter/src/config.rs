@@ -332,36 +332,71 @@ pub struct Overrides {
     pub otlp_protocol: Option<String>,
 }
 
+/// A value given by a command-line flag: errors about it name the flag.
+struct FlagValue {
+    flag: &'static str,
+    value: Serialized<serde_json::Value>,
+}
+
+impl FlagValue {
+    fn new(flag: &'static str, key: &str, value: serde_json::Value) -> Self {
+        Self {
+            flag,
+            value: Serialized::default(key, value),
+        }
+    }
+}
+
+impl figment::Provider for FlagValue {
+    fn metadata(&self) -> figment::Metadata {
+        let name = format!("flag {}", self.flag);
+        figment::Metadata::named(name.clone()).source(figment::Source::Custom(name))
+    }
+
+    fn data(
+        &self,
+    ) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
+        self.value.data()
+    }
+}
+
 impl Overrides {
     fn into_figment(self) -> Figment {
         let mut f = Figment::new();
-        if let Some(v) = self.jsonl {
-            f = f.merge(Serialized::default("output.jsonl", v));
+        let mut set = |flag, key: &str, value: serde_json::Value| {
+            f = std::mem::take(&mut f).merge(FlagValue::new(flag, key, value));
+        };
+        if let Some(v) = &self.jsonl {
+            set("--jsonl", "output.jsonl", serde_json::json!(v));
         }
-        if let Some(v) = self.grace_period {
-            f = f.merge(Serialized::default("run.grace_period", v));
+        if let Some(v) = &self.grace_period {
+            set("--grace", "run.grace_period", serde_json::json!(v));
         }
-        if let Some(v) = self.argv_max_bytes {
-            f = f.merge(Serialized::default("capture.argv_max_bytes", v));
+        if let Some(v) = &self.argv_max_bytes {
+            set("--argv-max", "capture.argv_max_bytes", serde_json::json!(v));
         }
         if !self.hide.is_empty() {
-            f = f.merge(Serialized::default("scope.hide", self.hide));
+            set("--hide", "scope.hide", serde_json::json!(self.hide));
         }
-        if let Some(v) = self.btf_path {
-            f = f.merge(Serialized::default("capture.btf_path", v));
+        if let Some(v) = &self.btf_path {
+            set("--btf", "capture.btf_path", serde_json::json!(v));
         }
-        if let Some(v) = self.parquet_dir {
-            f = f.merge(Serialized::default("output.parquet_dir", v));
-            f = f.merge(Serialized::default("output.parquet", true));
+        if let Some(v) = &self.parquet_dir {
+            set("--parquet", "output.parquet_dir", serde_json::json!(v));
+            set("--parquet", "output.parquet", serde_json::json!(true));
         }
-        if let Some(v) = self.metrics_listen {
-            f = f.merge(Serialized::default("metrics.prometheus_listen", v));
+        if let Some(v) = &self.metrics_listen {
+            set(
+                "--metrics-listen",
+                "metrics.prometheus_listen",
+                serde_json::json!(v),
+            );
         }
-        if let Some(v) = self.otlp_endpoint {
-            f = f.merge(Serialized::default("otlp.endpoint", v));
+        if let Some(v) = &self.otlp_endpoint {
+            set("--otlp-endpoint", "otlp.endpoint", serde_json::json!(v));
         }
-        if let Some(v) = self.otlp_protocol {
-            f = f.merge(Serialized::default("otlp.protocol", v));
+        if let Some(v) = &self.otlp_protocol {
+            set("--otlp-protocol", "otlp.protocol", serde_json::json!(v));
         }
         f
     }
@@ -382,35 +417,6 @@ fn one_line(text: &str) -> String {
     }
 }
 
-/// Keys whose values are durations, for the hint on a bad one.
-const DURATION_KEYS: [&str; 9] = [
-    "tracker.retain_ended",
-    "tracker.sweep_interval",
-    "otlp.timeout",
-    "otlp.batch_delay",
-    "otlp.shutdown_timeout",
-    "otlp.metrics_interval",
-    "capture.sample_interval",
-    "run.grace_period",
-    "output.flush_interval",
-];
-
-/// The command-line flag that sets a key (see [`Overrides`]).
-fn flag_for(key: &str) -> Option<&'static str> {
-    Some(match key {
-        "output.jsonl" => "--jsonl",
-        "run.grace_period" => "--grace",
-        "capture.argv_max_bytes" => "--argv-max",
-        "scope.hide" => "--hide",
-        "capture.btf_path" => "--btf",
-        "output.parquet_dir" | "output.parquet" => "--parquet",
-        "metrics.prometheus_listen" => "--metrics-listen",
-        "otlp.endpoint" => "--otlp-endpoint",
-        "otlp.protocol" => "--otlp-protocol",
-        _ => return None,
-    })
-}
-
 /// Where a bad value came from, as the user wrote it: the file, the variable or the flag.
 fn origin(metadata: Option<&figment::Metadata>, key: &str) -> String {
     let Some(m) = metadata else {
@@ -418,11 +424,7 @@ fn origin(metadata: Option<&figment::Metadata>, key: &str) -> String {
     };
     match &m.source {
         Some(figment::Source::File(path)) => format!("{}: ", path.display()),
-        // Values set in code are the flags' (and the OTEL_* layer's, validated before).
-        Some(figment::Source::Code(_)) => match flag_for(key) {
-            Some(flag) => format!("flag {flag}: "),
-            None => String::new(),
-        },
+        // Flags name themselves (`FlagValue`).
         Some(figment::Source::Custom(name)) => format!("{name}: "),
         Some(_) => String::new(),
         None if m.name.contains("PIPETRACE_") && !key.is_empty() => format!(
@@ -474,12 +476,14 @@ fn describe(err: figment::Error) -> String {
                 } else {
                     format!("key `{path}`: ")
                 };
-                let hint = if DURATION_KEYS.contains(&path.as_str()) {
+                let text = one_line(&kind.to_string());
+                // Whichever key: the parser says when it wanted a duration.
+                let hint = if text.contains("expected a duration") {
                     " (a duration looks like 5s, 500ms, 2m or 1h 30m)"
                 } else {
                     ""
                 };
-                format!("{key}{}{hint}", one_line(&kind.to_string()))
+                format!("{key}{text}{hint}")
             }
         };
         lines.push(format!("{source}{message}"));
@@ -574,7 +578,7 @@ impl Config {
         let config: Config = figment
             .extract()
             .map_err(|e| ConfigError::Invalid(describe(e)))?;
-        config.validate()?;
+        config.validate(|key| origin(figment.find_metadata(key), key))?;
         Ok(config)
     }
 
@@ -585,12 +589,18 @@ impl Config {
             .merge(Toml::string(text))
             .extract()
             .map_err(|e| ConfigError::Invalid(describe(e)))?;
-        config.validate()?;
+        config.validate(|_| String::new())?;
         Ok(config)
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
-        let bad = |key: &str, msg: String| Err(ConfigError::Invalid(format!("key `{key}`: {msg}")));
+    /// Checks what types alone cannot; `origin` names where a key's value came from.
+    fn validate(&self, origin: impl Fn(&str) -> String) -> Result<(), ConfigError> {
+        let bad = |key: &str, msg: String| {
+            Err(ConfigError::Invalid(format!(
+                "{}key `{key}`: {msg}",
+                origin(key)
+            )))
+        };
         let c = &self.capture;
         if c.argv_max_bytes == 0 || c.argv_max_bytes > ARGV_MAX {
             return bad(

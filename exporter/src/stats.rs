@@ -2,7 +2,7 @@
 
 use std::sync::{
     Mutex,
-    atomic::{AtomicU64, Ordering},
+    atomic::{AtomicBool, AtomicU64, Ordering},
 };
 
 /// Processes remembered at most between two bursts of the tracker as having lost an event on
@@ -26,6 +26,8 @@ pub struct Stats {
     /// `(tgid, start_ns)` of processes whose event was dropped on the full queue: the tracker
     /// marks them incomplete.
     dropped_processes: Mutex<Vec<(u32, u64)>>,
+    /// `dropped_processes` has entries: the tracker takes the lock only then.
+    dropped_pending: AtomicBool,
 }
 
 impl Stats {
@@ -36,11 +38,15 @@ impl Stats {
             && v.len() < MAX_DROPPED_PROCESSES
         {
             v.push((tgid, start_ns));
+            self.dropped_pending.store(true, Ordering::Release);
         }
     }
 
     /// The processes of dropped events since the last call.
     pub fn take_dropped_processes(&self) -> Vec<(u32, u64)> {
+        if !self.dropped_pending.swap(false, Ordering::Acquire) {
+            return Vec::new();
+        }
         self.dropped_processes
             .lock()
             .map(|mut v| std::mem::take(&mut *v))

@@ -291,6 +291,21 @@ pub fn traced(out: Output, jsonl: &Path) -> Traced {
     }
 }
 
+/// The agent run as user `nobody` (uid and gid 65534, no groups) with exactly these
+/// capabilities (`bpf`, `perfmon`, …; none when empty).
+pub fn as_nobody(capabilities: &[&str]) -> Command {
+    let caps: String = std::iter::once("-all".to_owned())
+        .chain(capabilities.iter().map(|c| format!("+{c}")))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(format!("--inh-caps={caps}"))
+        .arg(format!("--ambient-caps={caps}"))
+        .arg(bin());
+    cmd
+}
+
 /// Runs the agent binary with arbitrary arguments (no tracing expected to succeed).
 pub fn agent(args: &[&str]) -> Output {
     command().args(args).output().expect("spawn otel-pipetrace")

@@ -1,9 +1,9 @@
 //! What a new user meets on the command line: messages that name the input and say what would
 //! be right, flags that mean what they say, output a script can parse.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
-use pipetrace_tests::{agent, assert_one_line_error, bin, command, require_root};
+use pipetrace_tests::{agent, as_nobody, assert_one_line_error, command, require_root};
 
 /// An error message a user can act on: no source location, no colour codes.
 fn assert_plain(stderr: &str) {
@@ -132,9 +132,7 @@ fn query_without_permission_says_so_and_what_gives_access() {
     // The temporary directory is root's 0700: open it, as /var/lib would be.
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let out = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(bin())
+    let out = as_nobody(&[])
         .args(["query", "durations", "--data"])
         .arg(&data)
         .output()
@@ -211,15 +209,7 @@ fn a_user_with_exactly_the_documented_capabilities_can_trace() {
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
     let jsonl = dir.path().join("events.jsonl");
     // CAP_BPF and CAP_PERFMON, as README, the preflight message and the systemd unit say.
-    let out = Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--inh-caps=-all,+bpf,+perfmon",
-            "--ambient-caps=-all,+bpf,+perfmon",
-        ])
-        .arg(bin())
+    let out = as_nobody(&["bpf", "perfmon"])
         .arg("--parquet")
         .arg(dir.path().join("data"))
         .args(["run", "--jsonl"])
@@ -244,4 +234,21 @@ fn a_user_with_exactly_the_documented_capabilities_can_trace() {
     ))
     .unwrap();
     assert!(unit.contains("CapabilityBoundingSet=CAP_BPF CAP_PERFMON CAP_SYS_PTRACE"));
+}
+
+#[test]
+fn an_out_of_range_value_names_where_it_came_from() {
+    assert_one_line_error(
+        &agent(&["run", "--argv-max", "40000", "--", "true"]),
+        "flag --argv-max: key `capture.argv_max_bytes`: 40000 is out of range",
+    );
+    let out = command()
+        .arg("config")
+        .env("PIPETRACE_CAPTURE__ARGV_MAX_BYTES", "0")
+        .output()
+        .unwrap();
+    assert_one_line_error(
+        &out,
+        "environment variable PIPETRACE_CAPTURE__ARGV_MAX_BYTES",
+    );
 }

@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use pipetrace_tests::{agent, assert_one_line_error, bin, command, require_root};
+use pipetrace_tests::{agent, as_nobody, assert_one_line_error, bin, command, require_root};
 
 /// `otel-pipetrace config` with one environment variable set.
 fn config_with(var: &str, value: &str) -> std::process::Output {
@@ -12,14 +12,7 @@ fn config_with(var: &str, value: &str) -> std::process::Output {
 #[test]
 fn unprivileged_user_is_told_to_use_root() {
     require_root!();
-    let out = Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--inh-caps=-all",
-        ])
-        .arg(bin())
+    let out = as_nobody(&[])
         .args(["run", "--", "/bin/true"])
         .output()
         .unwrap();
