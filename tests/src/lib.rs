@@ -306,6 +306,11 @@ pub fn as_nobody(capabilities: &[&str]) -> Command {
     cmd
 }
 
+/// `otel-pipetrace config` with one environment variable set.
+pub fn config_with(var: &str, value: &str) -> Output {
+    command().arg("config").env(var, value).output().unwrap()
+}
+
 /// Runs the agent binary with arbitrary arguments (no tracing expected to succeed).
 pub fn agent(args: &[&str]) -> Output {
     command().args(args).output().expect("spawn otel-pipetrace")

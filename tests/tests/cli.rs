@@ -3,7 +3,9 @@
 
 use std::process::Stdio;
 
-use pipetrace_tests::{agent, as_nobody, assert_one_line_error, command, require_root};
+use pipetrace_tests::{
+    agent, as_nobody, assert_one_line_error, command, config_with, require_root,
+};
 
 /// An error message a user can act on: no source location, no colour codes.
 fn assert_plain(stderr: &str) {
@@ -23,11 +25,7 @@ fn a_bad_duration_names_the_flag_or_variable_and_shows_a_good_one() {
     );
     assert_plain(&stderr);
 
-    let out = command()
-        .args(["config"])
-        .env("PIPETRACE_RUN__GRACE_PERIOD", "2")
-        .output()
-        .unwrap();
+    let out = config_with("PIPETRACE_RUN__GRACE_PERIOD", "2");
     assert_one_line_error(&out, "PIPETRACE_RUN__GRACE_PERIOD");
     assert_plain(&String::from_utf8_lossy(&out.stderr));
 }
@@ -44,11 +42,7 @@ fn an_unknown_key_suggests_the_one_meant() {
     // Not every key of the section.
     assert!(!stderr.contains("argv_max_bytes"), "{stderr}");
 
-    let out = command()
-        .arg("config")
-        .env("PIPETRACE_CAPTURE__ARGV_MAX", "100")
-        .output()
-        .unwrap();
+    let out = config_with("PIPETRACE_CAPTURE__ARGV_MAX", "100");
     assert_one_line_error(&out, "PIPETRACE_CAPTURE__ARGV_MAX");
     assert_one_line_error(&out, "did you mean `capture.argv_max_bytes`?");
 }
@@ -242,11 +236,7 @@ fn an_out_of_range_value_names_where_it_came_from() {
         &agent(&["run", "--argv-max", "40000", "--", "true"]),
         "flag --argv-max: key `capture.argv_max_bytes`: 40000 is out of range",
     );
-    let out = command()
-        .arg("config")
-        .env("PIPETRACE_CAPTURE__ARGV_MAX_BYTES", "0")
-        .output()
-        .unwrap();
+    let out = config_with("PIPETRACE_CAPTURE__ARGV_MAX_BYTES", "0");
     assert_one_line_error(
         &out,
         "environment variable PIPETRACE_CAPTURE__ARGV_MAX_BYTES",

@@ -2,12 +2,9 @@
 
 use std::process::Command;
 
-use pipetrace_tests::{agent, as_nobody, assert_one_line_error, bin, command, require_root};
-
-/// `otel-pipetrace config` with one environment variable set.
-fn config_with(var: &str, value: &str) -> std::process::Output {
-    command().arg("config").env(var, value).output().unwrap()
-}
+use pipetrace_tests::{
+    agent, as_nobody, assert_one_line_error, bin, command, config_with, require_root,
+};
 
 #[test]
 fn unprivileged_user_is_told_to_use_root() {
