@@ -57,8 +57,23 @@ fn marker(tag: &str) -> String {
     )
 }
 
+/// Starts a program, retrying while it is "text file busy": a script written just before can
+/// still be open for writing in a child that another test thread forked and has not yet
+/// exec'd (the descriptor closes at that exec).
+fn spawn(program: &Path, args: &[&str]) -> Child {
+    for _ in 0..100 {
+        match Command::new(program).args(args).spawn() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            started => return started.unwrap(),
+        }
+    }
+    panic!("{} stayed busy", program.display());
+}
+
 fn run(cmd: &[&str]) {
-    let status = Command::new(cmd[0]).args(&cmd[1..]).status().unwrap();
+    let status = spawn(Path::new(cmd[0]), &cmd[1..]).wait().unwrap();
     assert!(status.code().is_some(), "{cmd:?} ran");
 }
 
@@ -127,7 +142,7 @@ fn descendants_scope_traces_only_matching_subtrees() {
     );
     // A root that is already running when the daemon starts.
     let waiting_name = waiting.file_name().unwrap().to_str().unwrap().to_owned();
-    let mut early_root = Command::new(&waiting).spawn().unwrap();
+    let mut early_root = spawn(&waiting, &[]);
 
     let daemon = Daemon::start(&format!(
         "[scope]\nmode = \"descendants\"\nroot_names = [\"{root_name}\", \"{waiting_name}\"]\n"
@@ -177,7 +192,7 @@ fn a_process_from_before_the_daemon_has_one_identity_in_every_record() {
         &name,
         &format!("while [ ! -e {} ]; do sleep 0.05; done", go.display()),
     );
-    let mut early = Command::new(&root).spawn().unwrap();
+    let mut early = spawn(&root, &[]);
     let daemon = Daemon::start(&format!(
         "[scope]\nmode = \"descendants\"\nroot_names = [\"{name}\"]\n\
          [capture]\nsample_interval = \"200ms\"\n"
