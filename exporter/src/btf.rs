@@ -475,10 +475,7 @@ mod tests {
     #[test]
     fn resolves_every_offset_on_this_kernel() {
         let path = Path::new(VMLINUX_BTF);
-        if !path.exists() {
-            eprintln!("skipped: {VMLINUX_BTF} not present (kernel built without BTF)");
-            return;
-        }
+        pipetrace_tests::require!(path.exists(), "no kernel BTF at /sys/kernel/btf/vmlinux");
         let btf = Btf::from_file(path).unwrap();
         let offsets = btf.kernel_offsets().unwrap();
         assert!(

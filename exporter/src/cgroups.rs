@@ -90,13 +90,13 @@ mod tests {
 
     #[test]
     fn names_this_process_cgroup() {
-        let Some(root) = v2_mount() else {
-            return; // cgroup v1 only: nothing to name.
-        };
+        let root = v2_mount();
+        pipetrace_tests::require!(root.is_some(), "no cgroup v2 hierarchy mounted");
+        let root = root.unwrap();
         let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
-        let Some(line) = own.lines().find(|l| l.starts_with("0::")) else {
-            return;
-        };
+        let line = own.lines().find(|l| l.starts_with("0::"));
+        pipetrace_tests::require!(line.is_some(), "this process is in no cgroup v2 group");
+        let line = line.unwrap();
         let rel = line.trim_start_matches("0::/");
         let id = std::fs::metadata(root.join(rel)).unwrap().ino();
         let mut names = CgroupNames::new();

@@ -658,14 +658,69 @@ mod tests {
     }
 
     #[test]
-    fn no_prefix_of_a_valid_record_panics() {
-        let rec = exec_record(b"sh\0bin\0", b"\0", b"/bin/sh\0", b"sh\0-c\0true\0", 0);
-        for cut in 0..rec.len() {
-            let mut r = rec[..cut].to_vec();
-            if r.len() >= 8 {
-                r[4..8].copy_from_slice(&(cut as u32).to_ne_bytes());
+    fn every_prefix_of_a_valid_record_is_an_error() {
+        use exporter_common::{SampleEndRecord, SampleRecord, SampleTail};
+        let exit = {
+            let mut out = bytes_of(&header(kind::EXIT, 0, HEADER + EXIT_TAIL));
+            out.extend(bytes_of(&ExitTail {
+                exit_status: 0,
+                _pad0: 0,
+                utime_ns: 3,
+                stime_ns: 1,
+                runtime_ns: 4_000,
+                maxrss_pages: 10,
+            }));
+            out
+        };
+        let memory = {
+            let mut out = bytes_of(&header(kind::MEMORY, 0, HEADER + MEMORY_TAIL));
+            out.extend(16u64.to_ne_bytes());
+            out.extend(8u64.to_ne_bytes());
+            out
+        };
+        let sample = bytes_of(&SampleRecord {
+            header: header(kind::SAMPLE, 0, std::mem::size_of::<SampleRecord>()),
+            tail: SampleTail {
+                session: 1,
+                utime_ns: 1,
+                stime_ns: 1,
+                runtime_ns: 1,
+                dead_utime_ns: 0,
+                dead_stime_ns: 0,
+                dead_runtime_ns: 0,
+                rss_pages: 1,
+            },
+        });
+        let sample_end = bytes_of(&SampleEndRecord {
+            header: header(kind::SAMPLE_END, 0, std::mem::size_of::<SampleEndRecord>()),
+            session: 1,
+        });
+        let records = [
+            (
+                "exec",
+                exec_record(b"sh\0bin\0", b"\0", b"/bin/sh\0", b"sh\0-c\0true\0", 0),
+            ),
+            ("fork", bytes_of(&header(kind::FORK, 0, HEADER))),
+            ("exit", exit),
+            ("memory", memory),
+            ("sample", sample),
+            ("sample_end", sample_end),
+        ];
+        for (name, rec) in records {
+            assert!(decode(&rec).is_ok(), "{name}: the whole record decodes");
+            for cut in 0..rec.len() {
+                // A prefix whose header claims exactly its own length, so only the body's
+                // own checks can reject it.
+                let mut r = rec[..cut].to_vec();
+                if r.len() >= 8 {
+                    r[4..8].copy_from_slice(&(cut as u32).to_ne_bytes());
+                }
+                assert!(
+                    decode(&r).is_err(),
+                    "{name} cut at {cut} of {} accepted",
+                    rec.len()
+                );
             }
-            let _ = decode(&r);
         }
     }
 }

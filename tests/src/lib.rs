@@ -1,13 +1,16 @@
 //! Harness for the privileged end-to-end tests: runs the real `otel-pipetrace` binary (which
 //! loads the real kernel programs) on real processes and reads back what it reported.
 //!
-//! Without root the tests say why and skip; with `PIPETRACE_REQUIRE_PRIVILEGED=1` (CI) a
-//! missing privilege is a failure instead, so a skip can never pass for a run.
+//! [`can_run`] is the one rule for a test that cannot run here (no root, no cgroup v2 …): it
+//! says why and skips, or with `PIPETRACE_REQUIRE_PRIVILEGED=1` or `CI=true` it fails, so a
+//! skip can never pass for a run. [`bin`] builds the agent from the current sources.
 
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
     process::{Command, Output},
+    sync::OnceLock,
+    time::{Duration, Instant},
 };
 
 use serde_json::Value;
@@ -15,24 +18,61 @@ use serde_json::Value;
 pub mod prometheus;
 pub mod rotel;
 
-/// The agent binary: `$PIPETRACE_BIN`, else the one built next to this test executable.
+/// The agent binary under test: `$PIPETRACE_BIN` as given, else the workspace's own agent,
+/// built from the current sources once per test process (a no-op when up to date), so an old
+/// build is never the one tested.
 pub fn bin() -> PathBuf {
-    if let Some(path) = std::env::var_os("PIPETRACE_BIN") {
-        return PathBuf::from(path);
-    }
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(path) = std::env::var_os("PIPETRACE_BIN") {
+            let path = PathBuf::from(path);
+            assert!(
+                path.is_file(),
+                "PIPETRACE_BIN={}: no such file",
+                path.display()
+            );
+            return path;
+        }
+        build_current_agent()
+    })
+    .clone()
+}
+
+/// `cargo build -p exporter` into the target directory and profile of this test executable.
+fn build_current_agent() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
-    // target/<profile>/deps/<test> → target/<profile>/otel-pipetrace
-    let candidate = exe
+    // target/<profile>/deps/<test> → target/<profile>
+    let profile_dir = exe
         .parent()
         .and_then(Path::parent)
-        .map(|dir| dir.join("otel-pipetrace"))
         .expect("test executable has a target directory");
+    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") => "dev".to_owned(),
+        Some(other) => other.to_owned(),
+        None => panic!("no profile directory above {}", exe.display()),
+    };
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let out = Command::new(&cargo)
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "exporter",
+            "--bin",
+            "otel-pipetrace",
+        ])
+        .args(["--profile", &profile])
+        .env("CARGO_TARGET_DIR", profile_dir.parent().unwrap())
+        .current_dir(workspace)
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}", Path::new(&cargo).display()));
     assert!(
-        candidate.is_file(),
-        "{} not found: build it first (cargo build -p exporter) or set PIPETRACE_BIN",
-        candidate.display()
+        out.status.success(),
+        "building the agent failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
     );
-    candidate
+    profile_dir.join("otel-pipetrace")
 }
 
 /// Where the agents started by the tests write their Parquet data (not the system default).
@@ -47,68 +87,124 @@ pub fn command() -> Command {
     cmd
 }
 
-/// Starts `cmd` (a daemon) with stderr piped and waits for its readiness line; returns the child
-/// and the rest of its stderr.
+/// A started daemon: stderr after its readiness line, and what it said before.
+pub struct Started {
+    pub child: std::process::Child,
+    pub stderr: std::io::BufReader<std::process::ChildStderr>,
+    /// The port of its Prometheus endpoint, when it serves one (`prometheus_listen` port 0
+    /// lets the agent bind a free port itself, so no test races another for a port).
+    pub metrics_port: Option<u16>,
+}
+
+/// Starts `cmd` (a daemon) with stderr piped and waits for its readiness line.
+pub fn start_daemon(mut cmd: Command) -> Started {
+    use std::io::BufRead;
+    let child = cmd
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn the daemon");
+    let mut child = KillOnDrop(child);
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let mut said = String::new();
+    let mut metrics_port = None;
+    // Reading blocks: a daemon that hangs before its readiness line is killed by this thread.
+    let pid = child.id() as i32;
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        if ready_rx.recv_timeout(Duration::from_secs(60)).is_err() {
+            // SAFETY: kill has no memory preconditions.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    });
+    while !(line.contains("tracing ") && line.contains("stop with SIGINT")) {
+        line.clear();
+        let n = stderr.read_line(&mut line).unwrap();
+        assert!(n > 0, "daemon exited before tracing: {said}");
+        said.push_str(&line);
+        if let Some(url) = line
+            .trim()
+            .strip_prefix("otel-pipetrace: Prometheus metrics on ")
+        {
+            metrics_port = url
+                .trim_end_matches("/metrics")
+                .rsplit(':')
+                .next()
+                .and_then(|p| p.parse().ok());
+        }
+    }
+    let _ = ready_tx.send(());
+    let child = child.into_inner();
+    Started {
+        child,
+        stderr,
+        metrics_port,
+    }
+}
+
+/// Starts `cmd` (a daemon) and waits for its readiness line; the child and the rest of its
+/// stderr.
 pub fn spawn_daemon(
-    mut cmd: Command,
+    cmd: Command,
 ) -> (
     std::process::Child,
     std::io::BufReader<std::process::ChildStderr>,
 ) {
-    use std::io::BufRead;
-    let mut child = cmd
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn the daemon");
-    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !(line.contains("tracing ") && line.contains("stop with SIGINT")) {
-        line.clear();
-        assert!(
-            stderr.read_line(&mut line).unwrap() > 0,
-            "daemon exited before tracing"
-        );
-        assert!(std::time::Instant::now() < deadline, "daemon not ready");
-    }
-    (child, stderr)
+    let s = start_daemon(cmd);
+    (s.child, s.stderr)
 }
 
-/// The daemon with this config file (its Parquet directory as configured), stderr drained.
 /// A daemon that is killed when the test ends, failed assertions included.
-pub struct Daemon(pub std::process::Child);
+pub struct Daemon {
+    pub child: std::process::Child,
+    /// Its Prometheus endpoint's port, when it serves one.
+    pub metrics_port: Option<u16>,
+}
+
+impl Daemon {
+    /// The port of its Prometheus endpoint (the config must set `prometheus_listen`).
+    pub fn metrics_port(&self) -> u16 {
+        self.metrics_port
+            .expect("the daemon serves no Prometheus endpoint")
+    }
+}
 
 impl std::ops::Deref for Daemon {
     type Target = std::process::Child;
     fn deref(&self) -> &Self::Target {
-        &self.0
+        &self.child
     }
 }
 
 impl std::ops::DerefMut for Daemon {
     fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.0
+        &mut self.child
     }
 }
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
         }
     }
 }
 
+/// The daemon with this config file (its Parquet directory as configured), stderr drained.
 pub fn config_daemon(config: &Path) -> Daemon {
     let mut cmd = command();
     cmd.arg("--config")
         .arg(config)
         .env_remove("PIPETRACE_OUTPUT__PARQUET_DIR");
-    let (child, stderr) = spawn_daemon(cmd);
+    let started = start_daemon(cmd);
     // Keep draining stderr so the daemon never blocks on a full pipe.
+    let stderr = started.stderr;
     std::thread::spawn(move || std::io::read_to_string(stderr));
-    Daemon(child)
+    Daemon {
+        child: started.child,
+        metrics_port: started.metrics_port,
+    }
 }
 
 /// `otel-pipetrace query --run all --format FORMAT sql SQL` over `data`: its output (the query
@@ -137,19 +233,44 @@ pub fn assert_one_line_error(out: &Output, needle: &str) {
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
-/// True when the tests may load eBPF programs; otherwise prints why and returns false (or
-/// panics when privileged tests are required).
-pub fn privileged() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
+/// The one place that decides what a test does when something it needs is missing (root, a
+/// cgroup v2 mount, the kernel's BTF …): with `PIPETRACE_REQUIRE_PRIVILEGED=1` or `CI=true`
+/// the test fails, naming what was missing; otherwise it says why on stderr and returns false,
+/// and the test returns without asserting anything.
+pub fn can_run(available: bool, missing: &str) -> bool {
+    if available {
         return true;
     }
-    let why = "needs root to load eBPF programs (run the tests with sudo)";
-    if std::env::var("PIPETRACE_REQUIRE_PRIVILEGED").as_deref() == Ok("1") {
-        panic!("privileged test cannot run: {why}");
+    if required() {
+        panic!("test cannot run here: {missing} (PIPETRACE_REQUIRE_PRIVILEGED=1 or CI=true)");
     }
-    eprintln!("skipped: {why}");
+    eprintln!("skipped: {missing}");
     false
+}
+
+/// True where a test that cannot run must fail instead of skipping (CI, `scripts/test`).
+pub fn required() -> bool {
+    std::env::var("PIPETRACE_REQUIRE_PRIVILEGED").as_deref() == Ok("1")
+        || std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// True when the tests may load eBPF programs (see [`can_run`]).
+pub fn privileged() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    can_run(
+        unsafe { libc::geteuid() } == 0,
+        "needs root to load eBPF programs (run the tests with sudo)",
+    )
+}
+
+/// Returns from the test unless `$available` (see [`can_run`]).
+#[macro_export]
+macro_rules! require {
+    ($available:expr, $missing:expr) => {
+        if !$crate::can_run($available, $missing) {
+            return;
+        }
+    };
 }
 
 #[macro_export]
@@ -159,6 +280,81 @@ macro_rules! require_root {
             return;
         }
     };
+}
+
+/// Polls `ok` until it holds; fails naming `what` after `limit` (a hang, not a speed check).
+pub fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A child process (a script, a program under test) killed and reaped when the test ends,
+/// failed assertions included.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl KillOnDrop {
+    /// The child, no longer killed on drop (the caller takes over).
+    pub fn into_inner(self) -> std::process::Child {
+        let me = std::mem::ManuallyDrop::new(self);
+        // SAFETY: `me` is never dropped, so the child is moved out exactly once.
+        unsafe { std::ptr::read(&me.0) }
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Starts `cmd`, retrying while its program is "text file busy": a script written just before
+/// can still be open for writing in a child that another test thread forked and has not yet
+/// exec'd (the descriptor closes at that exec).
+pub fn spawn_retrying(cmd: &mut Command) -> KillOnDrop {
+    for _ in 0..200 {
+        match cmd.spawn() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            started => {
+                return KillOnDrop(started.unwrap_or_else(|e| panic!("{cmd:?}: {e}")));
+            }
+        }
+    }
+    panic!("{cmd:?}: the program stayed busy");
+}
+
+/// Runs `cmd` to the end (see [`spawn_retrying`]); its exit status.
+pub fn status_of(cmd: &mut Command) -> std::process::ExitStatus {
+    spawn_retrying(cmd).0.wait().unwrap()
+}
+
+/// Writes an executable `#!/bin/sh` script `name` in `dir` with this body.
+pub fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
 }
 
 /// A process as reconstructed from the jsonl events of one run.

@@ -65,38 +65,49 @@ impl Prometheus {
     }
 
     /// Starts with this configuration (YAML) on a free loopback port and waits until ready.
+    /// A port taken between choosing and binding it makes Prometheus exit: then it starts
+    /// again on another.
     pub fn with_config(yaml: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("prometheus.yml");
         std::fs::write(&config, yaml).unwrap();
-        let port = free_port();
-        let child = Command::new("prometheus")
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("prometheus (Debian package, installed by scripts/setup)");
-        let me = Self {
-            child,
-            port,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while get_once(port, "/-/ready").is_none() {
-            assert!(Instant::now() < deadline, "prometheus not ready");
-            std::thread::sleep(Duration::from_millis(200));
+        for _ in 0..5 {
+            let port = free_port();
+            let mut child = Command::new("prometheus")
+                .arg(format!("--config.file={}", config.display()))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    dir.path().join(format!("data-{port}")).display()
+                ))
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("prometheus (Debian package, installed by scripts/setup)");
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                if get_once(port, "/-/ready").is_some() {
+                    return Self {
+                        child,
+                        port,
+                        _dir: dir,
+                    };
+                }
+                if child.try_wait().unwrap().is_some() {
+                    break; // The port was taken: try another.
+                }
+                assert!(Instant::now() < deadline, "prometheus not ready");
+                std::thread::sleep(Duration::from_millis(100));
+            }
         }
-        me
+        panic!("prometheus did not start on any of five ports");
     }
 
-    /// Instant query; the (labels, value) pairs of the result vector.
+    /// Instant query; the (labels, value) pairs of the result vector. A Prometheus that does
+    /// not answer, or refuses the query, fails the test: an empty result means no series.
     pub fn query(&self, promql: &str) -> Vec<(Value, f64)> {
-        self.query_checked(promql).unwrap_or_default()
+        self.query_checked(promql)
+            .unwrap_or_else(|e| panic!("prometheus query {promql}: {e}"))
     }
 
     /// Instant query: the (labels, value) pairs, or why Prometheus refused it.
@@ -128,8 +139,10 @@ impl Prometheus {
 
     /// Every metric name Prometheus has stored.
     pub fn metric_names(&self) -> Vec<String> {
-        let body = get(self.port, "/api/v1/label/__name__/values").unwrap_or_default();
-        let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        let body = get(self.port, "/api/v1/label/__name__/values")
+            .expect("prometheus answers its label API");
+        let v: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+        assert_eq!(v["status"], "success", "{body}");
         v["data"]
             .as_array()
             .map(|a| {
@@ -149,7 +162,7 @@ impl Prometheus {
             }
             assert!(
                 Instant::now() < deadline,
-                "{promql}: no acceptable value; last result {:?}",
+                "{promql}: no acceptable value in 30 s; last result {:?}",
                 self.query(promql)
             );
             std::thread::sleep(Duration::from_millis(300));

@@ -205,12 +205,24 @@ impl Rotel {
         Self::start_logging("metrics")
     }
 
+    /// A port taken between choosing and binding it makes rotel exit: then it starts again on
+    /// others.
     fn start_logging(signal: &str) -> Self {
-        Self::start_on(signal, free_port(), free_port())
+        for _ in 0..5 {
+            if let Some(rotel) = Self::try_start_on(signal, free_port(), free_port()) {
+                return rotel;
+            }
+        }
+        panic!("rotel did not start on any of five port pairs");
     }
 
     /// A receiver of `signal` ("traces", "metrics") on these ports (to restart one in place).
     pub fn start_on(signal: &str, grpc_port: u16, http_port: u16) -> Self {
+        Self::try_start_on(signal, grpc_port, http_port)
+            .unwrap_or_else(|| panic!("rotel could not listen on {grpc_port} and {http_port}"))
+    }
+
+    fn try_start_on(signal: &str, grpc_port: u16, http_port: u16) -> Option<Self> {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("rotel.log");
         let child = Command::new(rotel_agent())
@@ -222,21 +234,28 @@ impl Rotel {
             .stderr(Stdio::null())
             .spawn()
             .expect("start rotel-agent");
-        let me = Self {
+        let mut me = Self {
             child,
             grpc_port,
             http_port,
             log,
             _dir: dir,
         };
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + Duration::from_secs(30);
         for port in [grpc_port, http_port] {
             while TcpStream::connect(("127.0.0.1", port)).is_err() {
+                if me.child.try_wait().unwrap().is_some() {
+                    return None;
+                }
                 assert!(Instant::now() < deadline, "rotel did not listen on {port}");
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
-        me
+        // Listening, but is it rotel? Another process may hold a port: rotel must be alive.
+        if me.child.try_wait().unwrap().is_some() {
+            return None;
+        }
+        Some(me)
     }
 
     pub fn grpc_endpoint(&self) -> String {
@@ -249,6 +268,27 @@ impl Rotel {
 
     pub fn metrics(&self) -> Vec<ReceivedPoint> {
         parse_metrics(&std::fs::read_to_string(&self.log).unwrap_or_default())
+    }
+
+    /// Waits until the received points satisfy `done` and the log has stopped growing;
+    /// returns all points.
+    pub fn wait_for_metrics(&self, done: impl Fn(&[ReceivedPoint]) -> bool) -> Vec<ReceivedPoint> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut previous = String::new();
+        loop {
+            let log = self.log();
+            let points = parse_metrics(&log);
+            if done(&points) && log == previous {
+                return points;
+            }
+            previous = log;
+            assert!(
+                Instant::now() < deadline,
+                "receiver did not get the expected metrics; it has {} points",
+                points.len()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// Kills the receiver (as a crash would).
@@ -266,16 +306,18 @@ impl Rotel {
         parse(&std::fs::read_to_string(&self.log).unwrap_or_default())
     }
 
-    /// Waits until the receiver has printed spans satisfying `done`; returns all spans.
+    /// Waits until the receiver has printed spans satisfying `done` and its log has stopped
+    /// growing (it prints a batch span by span); returns all spans.
     pub fn wait_for(&self, done: impl Fn(&[ReceivedSpan]) -> bool) -> Vec<ReceivedSpan> {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut previous = String::new();
         loop {
-            let spans = self.spans();
-            if done(&spans) {
-                // The debug log is written span by span: let the batch finish printing.
-                std::thread::sleep(Duration::from_millis(300));
-                return self.spans();
+            let log = self.log();
+            let spans = parse(&log);
+            if done(&spans) && log == previous {
+                return spans;
             }
+            previous = log;
             assert!(
                 Instant::now() < deadline,
                 "receiver did not get the expected spans; it has {} spans: {:#?}",

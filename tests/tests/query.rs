@@ -3,13 +3,15 @@
 //! bad data and bad SQL are one-line errors.
 
 use std::{
+    collections::BTreeMap,
     path::{Path, PathBuf},
     process::{Command, Output, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use pipetrace_tests::{
-    assert_one_line_error, command, config_daemon, require_root, rotel::TOOLS_VENV,
+    assert_one_line_error, command, config_daemon, require_root, rotel::TOOLS_VENV, status_of,
+    wait_until,
 };
 use serde_json::Value;
 
@@ -132,50 +134,149 @@ sh -c 'kill -9 $$'
 exit 0
 "#;
 
-fn traced_run(data: &Path) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let script = dir.path().join("pipeline.sh");
+fn pipeline_script(dir: &Path) -> PathBuf {
+    let script = dir.join("pipeline.sh");
     std::fs::write(&script, PIPELINE).unwrap();
+    script
+}
+
+/// How many processes the pipeline runs, counted by strace (ptrace, not eBPF): one
+/// `+++ exited` or `+++ killed` line per process.
+fn processes_by_strace() -> usize {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("strace.log");
+    let out = Command::new("strace")
+        .args(["-f", "-q", "-e", "trace=none", "-o"])
+        .arg(&log)
+        .arg("/bin/sh")
+        .arg(pipeline_script(dir.path()))
+        .output()
+        .expect("strace (scripts/setup installs it)");
+    assert!(out.status.success(), "{}", stderr(&out));
+    std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("+++ exited with") || l.contains("+++ killed by"))
+        .count()
+}
+
+/// One traced run of the pipeline into `data` (Parquet), also written as JSONL: the events.
+fn traced_run(data: &Path) -> pipetrace_tests::Traced {
+    let dir = tempfile::tempdir().unwrap();
+    let script = pipeline_script(dir.path());
+    let jsonl = dir.path().join("events.jsonl");
     let out = command()
         .arg("--parquet")
         .arg(data)
+        .arg("--jsonl")
+        .arg(&jsonl)
         .args(["run", "--", "/bin/sh"])
         .arg(&script)
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    stderr(&out)
+    pipetrace_tests::traced(out, &jsonl)
+}
+
+/// The command line of each process recomputed from the JSONL: its last image's argv, or for a
+/// fork that never exec'd, its parent's.
+fn command_lines(t: &pipetrace_tests::Traced) -> Vec<(pipetrace_tests::Proc, String)> {
+    let procs = t.processes();
+    let mut out: Vec<(pipetrace_tests::Proc, String)> = Vec::new();
+    for p in &procs {
+        let line = if p.execs.is_empty() {
+            out.iter()
+                .rev()
+                .find(|(q, _)| q.pid == p.tree_ppid)
+                .map(|(_, l)| l.clone())
+                .unwrap_or_else(|| panic!("no parent for {p:#?}"))
+        } else {
+            p.argv().join(" ")
+        };
+        out.push((p.clone(), line));
+    }
+    out
+}
+
+fn exit_ns(p: &pipetrace_tests::Proc, key: &str) -> u64 {
+    p.exit.as_ref().unwrap()[key].as_u64().unwrap()
 }
 
 #[test]
-fn queries_agree_with_the_duckdb_cli_row_for_row() {
+fn queries_agree_with_the_runs_own_events_and_the_duckdb_cli() {
     require_root!();
     let data = tempfile::tempdir().unwrap();
+    let expected = processes_by_strace();
     traced_run(data.path());
-    let summary = traced_run(data.path()); // two runs: the default is the latest one
-    let processes: usize = summary
-        .split("otel-pipetrace: ")
-        .nth(1)
-        .and_then(|s| s.split(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap();
+    let t = traced_run(data.path()); // two runs: the default is the latest one
+    assert_eq!(t.processes().len(), expected, "JSONL vs strace");
 
+    // durations, recomputed from the JSONL of the same run: count, total and longest per
+    // command line.
+    let mut by_command: BTreeMap<String, (u64, u64, u64)> = BTreeMap::new();
+    for (p, line) in command_lines(&t) {
+        let d = exit_ns(&p, "duration_ns");
+        let e = by_command.entry(line).or_default();
+        e.0 += 1;
+        e.1 += d;
+        e.2 = e.2.max(d);
+    }
     let durations = query_json(data.path(), &["durations"]);
-    let sleeps: Vec<&Value> = durations
-        .iter()
-        .filter(|r| {
-            r["command"]
-                .as_str()
-                .is_some_and(|c| c.starts_with("/bin/sleep"))
-        })
-        .collect();
-    assert_eq!(sleeps.len(), 3, "{durations:#?}");
-    assert!(sleeps.iter().all(|r| r["runs"] == 1));
+    assert_eq!(
+        durations.len(),
+        by_command.len(),
+        "{durations:#?}\n{by_command:#?}"
+    );
+    for row in &durations {
+        let command = row["command"].as_str().unwrap();
+        let (runs, total, max) = by_command
+            .get(command)
+            .unwrap_or_else(|| panic!("{command} not in the JSONL: {by_command:#?}"));
+        let secs = |ns: u64| ns as f64 / 1e9;
+        assert_eq!(row["runs"], *runs, "{command}");
+        assert!(
+            (row["total_s"].as_f64().unwrap() - secs(*total)).abs() < 2e-6,
+            "{row}"
+        );
+        assert!(
+            (row["max_s"].as_f64().unwrap() - secs(*max)).abs() < 2e-6,
+            "{row}"
+        );
+    }
+    assert_eq!(
+        by_command.values().map(|v| v.0).sum::<u64>() as usize,
+        expected
+    );
+
+    // The critical path, recomputed: from the root, the child that ended last, to a leaf.
+    let procs = t.processes();
+    let ended = |p: &pipetrace_tests::Proc| p.exit.as_ref().unwrap()["time_unix_nano"].as_u64();
+    let mut path = vec![t.root()];
+    loop {
+        let here = path.last().unwrap();
+        let last_child = procs
+            .iter()
+            .filter(|c| c.tree_ppid == here.pid && c.pid != here.pid && c.forked)
+            .max_by_key(|c| ended(c));
+        match last_child {
+            Some(c) => path.push(c.clone()),
+            None => break,
+        }
+    }
+    let mut steps = query_json(data.path(), &["critical-path"]);
+    steps.sort_by_key(|r| r["step"].as_u64());
+    let pids: Vec<u64> = steps.iter().map(|r| r["pid"].as_u64().unwrap()).collect();
+    assert_eq!(
+        pids,
+        path.iter().map(|p| p.pid).collect::<Vec<_>>(),
+        "{steps:#?}"
+    );
+
     let rows = query_json(data.path(), &["processes"]);
-    assert_eq!(rows.len(), processes, "latest run only");
+    assert_eq!(rows.len(), expected, "latest run only");
     assert_eq!(
         query_json(data.path(), &["processes", "--run", "all"]).len(),
-        2 * processes
+        2 * expected
     );
     let runs = query_json(data.path(), &["runs"]);
     assert_eq!(runs.len(), 2);
@@ -189,22 +290,34 @@ fn queries_agree_with_the_duckdb_cli_row_for_row() {
     assert_eq!(failures[0]["exit_code"], 4);
     assert_eq!(failures[1]["signal"], 9);
     assert_eq!(failures[0]["parent_chain"], "dash > dash");
-    // CPU and peak memory measured by the kernel at exit, for every binary.
+    // CPU and peak memory at exit: the JSONL's exit records, summed per binary.
+    let mut cpu_by_binary: BTreeMap<String, f64> = BTreeMap::new();
+    for p in &procs {
+        let name = p.comm();
+        *cpu_by_binary.entry(name).or_default() +=
+            (exit_ns(p, "cpu_user_ns") + exit_ns(p, "cpu_system_ns")) as f64 / 1e9;
+    }
     let cpu = query_json(data.path(), &["cpu"]);
+    let cpu_total: f64 = cpu.iter().map(|r| r["cpu_s"].as_f64().unwrap()).sum();
+    let jsonl_total: f64 = cpu_by_binary.values().sum();
     assert!(
-        cpu.iter()
-            .all(|r| r["cpu_s"].as_f64().is_some_and(|v| v > 0.0)),
-        "{cpu:#?}"
+        (cpu_total - jsonl_total).abs() < 1e-5 * cpu.len() as f64,
+        "query cpu {cpu_total} s vs the JSONL's exits {jsonl_total} s: {cpu:#?}"
     );
     let memory = query_json(data.path(), &["memory"]);
-    assert!(
-        memory
-            .iter()
-            .all(|r| r["max_peak_rss_bytes"].as_i64().is_some_and(|v| v > 0)),
-        "{memory:#?}"
-    );
+    let jsonl_peak = procs
+        .iter()
+        .map(|p| exit_ns(p, "peak_rss_bytes"))
+        .max()
+        .unwrap();
+    let query_peak = memory
+        .iter()
+        .filter_map(|r| r["max_peak_rss_bytes"].as_u64())
+        .max()
+        .unwrap();
+    assert_eq!(query_peak, jsonl_peak, "{memory:#?}");
     let tree = query_json(data.path(), &["tree"]);
-    assert_eq!(tree.len(), processes);
+    assert_eq!(tree.len(), expected);
     assert_eq!(
         tree[0]["process"], "dash",
         "the root comes first, unindented"
@@ -215,6 +328,20 @@ fn queries_agree_with_the_duckdb_cli_row_for_row() {
             .all(|r| r["process"].as_str().unwrap().starts_with("  "))
     );
 
+    // The files, read by the official DuckDB CLI with SQL written here (not the agent's).
+    let independent = duckdb_json(&format!(
+        "SELECT count(*) AS n, count(*) FILTER (WHERE status = 'failed') AS failed, \
+         count(*) FILTER (WHERE status = 'killed') AS killed, count(DISTINCT run_id) AS runs \
+         FROM read_parquet('{}/processes/*.parquet');",
+        data.path().display()
+    ));
+    assert_eq!(independent[0]["n"], 2 * expected, "{independent:?}");
+    assert_eq!(independent[0]["failed"], 2);
+    assert_eq!(independent[0]["killed"], 2);
+    assert_eq!(independent[0]["runs"], 2);
+
+    // The embedded engine and the official CLI agree on every query's rows (engine parity:
+    // the same SQL, so this checks the reading, not the SQL).
     for args in [
         vec!["durations"],
         vec!["cpu"],
@@ -251,7 +378,8 @@ fn queries_agree_with_the_duckdb_cli_row_for_row() {
 fn pyarrow_reads_the_datasets() {
     require_root!();
     let data = tempfile::tempdir().unwrap();
-    let summary = traced_run(data.path());
+    let expected = processes_by_strace();
+    let traced = traced_run(data.path());
     let script = format!(
         "import pyarrow.dataset as ds, json\n\
          p = ds.dataset('{0}/processes', format='parquet').to_table()\n\
@@ -268,10 +396,7 @@ fn pyarrow_reads_the_datasets() {
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let got: Value = serde_json::from_str(&stdout(&out)).unwrap();
-    assert!(
-        summary.contains(&format!("otel-pipetrace: {} processes", got["processes"])),
-        "{summary} vs {got}"
-    );
+    assert_eq!(got["processes"], expected, "pyarrow vs strace: {got}");
     assert_eq!(got["kinds"], serde_json::json!(["exec", "exit", "fork"]));
     assert_eq!(got["failed"], serde_json::json!(["failed", "killed"]));
     for column in [
@@ -301,8 +426,14 @@ fn pyarrow_reads_the_datasets() {
             "{column}"
         );
     }
-    // The events rows: one exit per process, one fork per process but the root.
-    assert!(got["events"].as_u64().unwrap() >= 2 * got["processes"].as_u64().unwrap());
+    // The events rows: those of the run's JSONL of the kinds the dataset holds.
+    let kinds = ["fork", "exec", "exit"];
+    let in_jsonl = traced
+        .events
+        .iter()
+        .filter(|e| kinds.iter().any(|k| e["kind"] == *k))
+        .count();
+    assert_eq!(got["events"], in_jsonl, "{got}");
 }
 
 /// A daemon tracing the descendants of a script named `name` (created in `dir`, running
@@ -321,7 +452,7 @@ fn parquet_daemon(
     std::fs::write(
         &config,
         format!(
-            "[scope]\nmode = \"descendants\"\nroot_names = [\"{name}\"]\n[output]\nparquet_dir = \"{}\"\nflush_interval = \"{flush_interval}\"\n",
+            "[scope]\nmode = \"descendants\"\nroot_names = [\"{name}\"]\n[output]\nparquet_dir = \"{}\"\nflush_interval = \"{flush_interval}\"\n[metrics]\nprometheus_listen = \"127.0.0.1:0\"\n",
             data.display()
         ),
     )
@@ -341,14 +472,18 @@ fn a_killed_daemon_leaves_readable_files() {
         "for i in 1 2 3 4 5; do /bin/true; done\n",
         "500ms",
     );
-    assert!(Command::new(&script).status().unwrap().success());
-    // Wait for a flush to land, then kill without warning.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::fs::read_dir(data.path().join("processes")).map_or(0, |d| d.count()) == 0 {
-        assert!(Instant::now() < deadline, "no processes file was flushed");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    std::thread::sleep(Duration::from_millis(200));
+    assert!(status_of(&mut Command::new(&script)).success());
+    // Wait until the flushed files hold all six processes (read by the DuckDB CLI), then kill
+    // without warning.
+    let on_disk = || {
+        std::fs::read_dir(data.path().join("processes")).is_ok_and(|mut d| d.next().is_some())
+            && duckdb_json(&format!(
+                "SELECT count(*) AS n FROM read_parquet('{}/processes/*.parquet');",
+                data.path().display()
+            ))[0]["n"]
+                == 6
+    };
+    wait_until("six processes flushed", Duration::from_secs(30), on_disk);
     daemon.kill().unwrap();
     daemon.wait().unwrap();
 
@@ -460,8 +595,18 @@ fn sigterm_writes_every_buffered_row() {
     // Nothing would be written for an hour: only the shutdown can write these rows.
     let (mut daemon, script) =
         parquet_daemon(dir.path(), data.path(), "/bin/true\n/bin/true\n", "1h");
-    assert!(Command::new(&script).status().unwrap().success());
-    std::thread::sleep(Duration::from_millis(300));
+    assert!(status_of(&mut Command::new(&script)).success());
+    // Once the agent has taken in the three exits (its own counter), rows are waiting.
+    let port = daemon.metrics_port();
+    wait_until("the three exits counted", Duration::from_secs(30), || {
+        pipetrace_tests::prometheus::get(port, "/metrics")
+            .expect("the metrics endpoint answers")
+            .lines()
+            .filter(|l| l.starts_with("pipetrace_processes_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum::<u64>()
+            == 3
+    });
     assert_eq!(
         std::fs::read_dir(data.path().join("processes"))
             .unwrap()

@@ -292,6 +292,10 @@ impl MetricsSink {
         let std_listener = std::net::TcpListener::bind(listen)
             .and_then(|l| l.set_nonblocking(true).map(|()| l))
             .map_err(|e| SinkError::Config(format!("metrics.prometheus_listen {listen}: {e}")))?;
+        // Said once, with the port the kernel chose for `:0`, so scrapers can be pointed at it.
+        if let Ok(bound) = std_listener.local_addr() {
+            eprintln!("otel-pipetrace: Prometheus metrics on http://{bound}/metrics");
+        }
         let listener = TcpListener::from_std(std_listener)
             .map_err(|e| SinkError::Config(format!("metrics.prometheus_listen {listen}: {e}")))?;
         let shared = aggregates.clone();
