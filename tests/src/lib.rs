@@ -520,3 +520,33 @@ pub fn real_python() -> String {
         .expect("python3 is needed by this test");
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
+
+/// A process start time as `/proc/PID/stat` gives it (clock ticks since boot), in ns since the
+/// Unix epoch: an oracle for the kernel's task start time that shares no code with the agent
+/// (accurate to a clock tick).
+pub fn proc_start_unix_ns(start_ticks: u64) -> u64 {
+    let now = |clock| {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: ts is a valid timespec for clock_gettime to fill.
+        unsafe { libc::clock_gettime(clock, &mut ts) };
+        ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128
+    };
+    let offset = now(libc::CLOCK_REALTIME) - now(libc::CLOCK_BOOTTIME);
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as i128;
+    (start_ticks as i128 * 1_000_000_000 / hz + offset) as u64
+}
+
+/// Field 22 of `/proc/PID/stat` (start time in clock ticks since boot), from its text.
+pub fn stat_start_ticks(stat: &str) -> u64 {
+    // The command name (field 2) may hold spaces: count fields after its closing parenthesis.
+    let after = &stat[stat.rfind(')').expect("a /proc/PID/stat line") + 2..];
+    after
+        .split(' ')
+        .nth(22 - 3)
+        .and_then(|f| f.parse().ok())
+        .unwrap_or_else(|| panic!("no start time in {stat:?}"))
+}

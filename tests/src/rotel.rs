@@ -43,6 +43,10 @@ pub struct ReceivedSpan {
     pub parent_id: String,
     pub id: String,
     pub name: String,
+    pub kind: String,
+    /// Start and end, ns since the Unix epoch.
+    pub start_ns: u64,
+    pub end_ns: u64,
     pub status_code: String,
     pub status_message: String,
     pub attributes: HashMap<String, String>,
@@ -131,6 +135,9 @@ pub fn parse(log: &str) -> Vec<ReceivedSpan> {
                 "Parent ID" => span.parent_id = v,
                 "ID" => span.id = v,
                 "Name" => span.name = v,
+                "Kind" => span.kind = v,
+                "Start time" => span.start_ns = v.parse().unwrap_or_default(),
+                "End time" => span.end_ns = v.parse().unwrap_or_default(),
                 "Status code" => span.status_code = v,
                 "Status message" => span.status_message = v,
                 _ => {}
@@ -345,6 +352,7 @@ mod tests {
         let log = "ResourceSpans #0\nResource attributes:\n     -> service.name: Str(x)\n\
                    ScopeSpans #0\nSpan #0\n    Trace ID       : aa\n    Parent ID      : \n\
                    \x20   ID             : bb\n    Name           : run sh\n\
+                   \x20   Kind           : SPAN_KIND_INTERNAL\nStart time: 17\nEnd time: 18\n\
                    \x20   Status code    : STATUS_CODE_ERROR\n    Status message : exit code 2\n\
                    Attributes:\n     -> process.pid: Int(12)\nEvents:\nSpanEvent #0\n\
                    \x20    -> Name: process.exec\n          -> process.pid: Int(1)\n";
@@ -354,6 +362,10 @@ mod tests {
         assert_eq!((s.trace_id.as_str(), s.id.as_str()), ("aa", "bb"));
         assert_eq!(s.parent_id, "");
         assert_eq!(s.name, "run sh");
+        assert_eq!(
+            (s.kind.as_str(), s.start_ns, s.end_ns),
+            ("SPAN_KIND_INTERNAL", 17, 18)
+        );
         assert!(s.is_error());
         assert_eq!(s.attr("process.pid"), Some("12"));
         assert_eq!(s.resource["service.name"], "x");

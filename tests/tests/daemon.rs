@@ -3,14 +3,17 @@
 
 use std::{
     path::{Path, PathBuf},
-    process::{Child, Command},
-    time::Instant,
+    process::Command,
+    time::{Duration, Instant},
 };
 
-use pipetrace_tests::{Traced, command, require_root, spawn_daemon, traced};
+use pipetrace_tests::{
+    KillOnDrop, Traced, command, require, require_root, script, spawn_daemon, spawn_retrying,
+    status_of, traced, wait_until,
+};
 
 struct Daemon {
-    child: Child,
+    child: KillOnDrop,
     jsonl: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -34,7 +37,7 @@ impl Daemon {
             let _ = std::io::Read::read_to_string(&mut stderr, &mut rest);
         });
         Self {
-            child,
+            child: KillOnDrop(child),
             jsonl,
             _dir: dir,
         }
@@ -43,7 +46,7 @@ impl Daemon {
     /// SIGTERM, then the daemon must flush and exit 0.
     fn stop(self) -> Traced {
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let out = self.child.wait_with_output().unwrap();
+        let out = self.child.into_inner().wait_with_output().unwrap();
         assert_eq!(out.status.code(), Some(0), "daemon exit status");
         traced(out, &self.jsonl)
     }
@@ -57,23 +60,12 @@ fn marker(tag: &str) -> String {
     )
 }
 
-/// Starts a program, retrying while it is "text file busy": a script written just before can
-/// still be open for writing in a child that another test thread forked and has not yet
-/// exec'd (the descriptor closes at that exec).
-fn spawn(program: &Path, args: &[&str]) -> Child {
-    for _ in 0..100 {
-        match Command::new(program).args(args).spawn() {
-            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-            started => return started.unwrap(),
-        }
-    }
-    panic!("{} stayed busy", program.display());
+fn spawn(program: &Path, args: &[&str]) -> KillOnDrop {
+    spawn_retrying(Command::new(program).args(args))
 }
 
 fn run(cmd: &[&str]) {
-    let status = spawn(Path::new(cmd[0]), &cmd[1..]).wait().unwrap();
+    let status = status_of(Command::new(cmd[0]).args(&cmd[1..]));
     assert!(status.code().is_some(), "{cmd:?} ran");
 }
 
@@ -113,14 +105,6 @@ fn all_scope_sees_new_processes_and_flushes_on_sigterm() {
     );
     // The agent never reports itself (other tests' agents, running in parallel, it may see).
     assert!(t.events.iter().all(|e| e["pid"] != agent_pid));
-}
-
-fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let path = dir.join(name);
-    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    path
 }
 
 #[test]
@@ -197,7 +181,19 @@ fn a_process_from_before_the_daemon_has_one_identity_in_every_record() {
         "[scope]\nmode = \"descendants\"\nroot_names = [\"{name}\"]\n\
          [capture]\nsample_interval = \"200ms\"\n"
     ));
-    std::thread::sleep(std::time::Duration::from_millis(1200));
+    // Sampled while it waits: the JSONL (written as records arrive) shows a sample of it.
+    let pid = early.id();
+    wait_until(
+        "a sample of the early root",
+        Duration::from_secs(30),
+        || {
+            std::fs::read_to_string(&daemon.jsonl).is_ok_and(|text| {
+                text.lines().any(|l| {
+                    l.contains("\"kind\":\"sample\"") && l.contains(&format!("\"pid\":{pid},"))
+                })
+            })
+        },
+    );
     std::fs::write(&go, "").unwrap();
     early.wait().unwrap();
     let t = daemon.stop();
@@ -238,12 +234,14 @@ fn cgroup2_mount() -> Option<PathBuf> {
 #[test]
 fn cgroup_scope_traces_only_that_cgroup() {
     require_root!();
-    let Some(mount) = cgroup2_mount() else {
-        eprintln!("skipped: no cgroup v2 hierarchy mounted");
-        return;
-    };
-    let cgroup = mount.join(format!("pipetrace-test-{}", std::process::id()));
-    std::fs::create_dir_all(&cgroup).unwrap();
+    let mount = cgroup2_mount();
+    require!(mount.is_some(), "no cgroup v2 hierarchy mounted");
+    let cgroup = Cgroup::create(
+        &mount
+            .unwrap()
+            .join(format!("pipetrace-test-{}", std::process::id())),
+    );
+    let cgroup = &cgroup.0;
     let (inside, outside) = (marker("cg-in"), marker("cg-out"));
     let daemon = Daemon::start(&format!(
         "[scope]\nmode = \"cgroup\"\ncgroup = \"{}\"\n",
@@ -257,8 +255,30 @@ fn cgroup_scope_traces_only_that_cgroup() {
     ]);
     run(&["/bin/true", &outside]);
     let t = daemon.stop();
-    let _ = std::fs::remove_dir(&cgroup);
     let inside_execs = with_argv(&t, &inside);
     assert_eq!(inside_execs.len(), 1);
     assert!(with_argv(&t, &outside).is_empty());
+}
+
+/// A cgroup made for one test, removed when the test ends (its processes moved out first),
+/// failed assertions included.
+struct Cgroup(PathBuf);
+
+impl Cgroup {
+    fn create(path: &Path) -> Self {
+        std::fs::create_dir_all(path).unwrap();
+        Self(path.to_owned())
+    }
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        let parent = self.0.parent().unwrap().join("cgroup.procs");
+        if let Ok(pids) = std::fs::read_to_string(self.0.join("cgroup.procs")) {
+            for pid in pids.lines() {
+                let _ = std::fs::write(&parent, pid);
+            }
+        }
+        let _ = std::fs::remove_dir(&self.0);
+    }
 }

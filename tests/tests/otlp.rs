@@ -524,16 +524,31 @@ impl TlsProxy {
         alpn: &str,
         client_ca: Option<&std::path::Path>,
     ) -> (Self, u16) {
-        let port = free_port();
+        Self::start_recording(target, cert, key, alpn, client_ca, None)
+    }
+
+    /// The same, appending what clients send (decrypted) to `record`.
+    fn start_recording(
+        target: u16,
+        cert: &std::path::Path,
+        key: &std::path::Path,
+        alpn: &str,
+        client_ca: Option<&std::path::Path>,
+        record: Option<&std::path::Path>,
+    ) -> (Self, u16) {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/tls_proxy.py");
         let python = if Path::new("/usr/bin/python3").exists() {
             "/usr/bin/python3".to_owned()
         } else {
             pipetrace_tests::real_python()
         };
-        let mut child = Command::new(python)
+        let mut cmd = Command::new(python);
+        if let Some(record) = record {
+            cmd.env("RECORD", record);
+        }
+        let mut child = cmd
             .arg(script)
-            .args([port.to_string(), target.to_string()])
+            .args(["0".to_owned(), target.to_string()])
             .arg(cert)
             .arg(key)
             .arg(alpn)
@@ -545,7 +560,11 @@ impl TlsProxy {
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
             .unwrap();
-        assert_eq!(line.trim(), "ready", "tls proxy did not start");
+        let port = line
+            .trim()
+            .strip_prefix("ready ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("tls proxy did not start: {line:?}"));
         (Self(child), port)
     }
 }
@@ -613,8 +632,13 @@ fn tls_with_a_private_ca_over_grpc_and_http() {
         err.contains("spans: 0 exported, 2 dropped"),
         "untrusted server: {err}"
     );
-    std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(rotel.spans().len(), spans.len());
+    // A trusted run after it (the control): its two spans are the only new ones.
+    run_true(
+        &["--otlp-endpoint", &grpc],
+        &[("PIPETRACE_OTLP__TLS__CA_FILE", ca)],
+    );
+    let after = rotel.wait_for(|s| s.len() >= spans.len() + 2);
+    assert_eq!(after.len(), spans.len() + 2);
 }
 
 #[test]
@@ -734,4 +758,197 @@ fn daemon_all_scope_starts_a_trace_under_a_process_that_predates_it() {
             .all(|s| s.attr("process.pid") != Some(&daemon_pid.to_string())),
         "the agent never traces itself"
     );
+}
+
+/// One run exported three ways at once: the spans (rotel), Parquet and JSONL agree with each
+/// other and with what the processes saw themselves — kind INTERNAL, start at the kernel's
+/// task start time (`/proc/PID/stat`), end at the exit, the run id the command was given,
+/// the cgroup it ran in, and the parent an orphan was handed to.
+#[test]
+fn spans_parquet_and_jsonl_describe_the_same_processes() {
+    require_root!();
+    let rotel = Rotel::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (data, jsonl) = (dir.path().join("data"), dir.path().join("events.jsonl"));
+    let (run_id_file, stat_file, adopted_file) = (
+        dir.path().join("run-id"),
+        dir.path().join("stat"),
+        dir.path().join("adopted"),
+    );
+    // The root records its own /proc/PID/stat; an orphan records the parent the kernel gave it
+    // (/proc/self/stat field 4) once its own parent has exited.
+    let script = format!(
+        "printf '%s' \"$PIPETRACE_RUN_ID\" > {run_id}\n\
+         cat /proc/$$/stat > {stat}\n\
+         sh -c '(sleep 0.2; cut -d\" \" -f4 /proc/self/stat > {adopted}) & exit 0'\n\
+         while [ ! -s {adopted} ]; do sleep 0.02; done\n",
+        run_id = run_id_file.display(),
+        stat = stat_file.display(),
+        adopted = adopted_file.display(),
+    );
+    let out = command()
+        .args(["--otlp-endpoint", &rotel.grpc_endpoint(), "--parquet"])
+        .arg(&data)
+        .arg("--jsonl")
+        .arg(&jsonl)
+        .args(["run", "--", "/bin/sh", "-c", &script])
+        .env_remove("TRACEPARENT")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let t = pipetrace_tests::traced(out, &jsonl);
+    let procs = t.processes();
+    let spans = rotel.wait_for(|s| s.len() > procs.len());
+    assert_eq!(
+        spans.len(),
+        procs.len() + 1,
+        "a span per process and the run span"
+    );
+
+    // Kind INTERNAL, and the run id the command was given names the run everywhere.
+    assert!(
+        spans.iter().all(|s| s.kind == "SPAN_KIND_INTERNAL"),
+        "{spans:#?}"
+    );
+    let run = spans.iter().find(|s| s.name.starts_with("run ")).unwrap();
+    let run_id = std::fs::read_to_string(&run_id_file).unwrap();
+    assert_eq!(run_id, run.id, "PIPETRACE_RUN_ID is the run span's id");
+    assert_eq!(run.attr("pipetrace.run.id"), Some(run_id.as_str()));
+    let rows = pipetrace_tests::query_sql(
+        &data,
+        "json",
+        "SELECT pid, run_id, trace_id, span_id, parent_span_id FROM processes",
+    );
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&rows).unwrap();
+    assert_eq!(rows.len(), procs.len());
+
+    // The cgroup every process ran in: this test's own (children inherit it).
+    let own_cgroup = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    let own_cgroup = own_cgroup
+        .lines()
+        .find(|l| l.starts_with("0::"))
+        .expect("a cgroup v2 line");
+
+    for p in &procs {
+        let span = spans
+            .iter()
+            .find(|s| s.attr("process.pid") == Some(&p.pid.to_string()))
+            .unwrap_or_else(|| panic!("no span for {p:#?}"));
+        // Start and end: the JSONL's kernel timestamps, to the nanosecond.
+        let start = p.execs.first().or(p.exit.as_ref()).unwrap()["start_time_unix_nano"]
+            .as_u64()
+            .unwrap();
+        let exit = p.exit.as_ref().unwrap();
+        assert_eq!(span.start_ns, start, "{}", span.name);
+        assert_eq!(
+            span.end_ns,
+            exit["time_unix_nano"].as_u64().unwrap(),
+            "{}",
+            span.name
+        );
+        assert_eq!(
+            span.end_ns - span.start_ns,
+            exit["duration_ns"].as_u64().unwrap()
+        );
+        assert_eq!(
+            span.attr("process.linux.cgroup"),
+            Some(own_cgroup),
+            "{}",
+            span.name
+        );
+        // The Parquet row carries the span's ids and the run id.
+        let row = rows
+            .iter()
+            .find(|r| r["pid"] == p.pid)
+            .unwrap_or_else(|| panic!("no Parquet row for {}", p.pid));
+        assert_eq!(row["run_id"], run_id.as_str());
+        assert_eq!(row["trace_id"], span.trace_id.as_str());
+        assert_eq!(row["span_id"], span.id.as_str());
+        assert_eq!(row["parent_span_id"].as_str().unwrap_or(""), span.parent_id);
+    }
+
+    // The root's start is the kernel's task start time, as /proc showed it to the root.
+    let root = t.root();
+    let root_span = spans
+        .iter()
+        .find(|s| s.attr("process.pid") == Some(&root.pid.to_string()))
+        .unwrap();
+    let proc_start = pipetrace_tests::proc_start_unix_ns(pipetrace_tests::stat_start_ticks(
+        &std::fs::read_to_string(&stat_file).unwrap(),
+    ));
+    let tick = 1_000_000_000 / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    assert!(
+        root_span.start_ns.abs_diff(proc_start) <= 2 * tick,
+        "span start {} vs /proc start {proc_start}",
+        root_span.start_ns
+    );
+
+    // The orphan: its span stays under the shell that started it and names its new parent.
+    let adopted: u64 = std::fs::read_to_string(&adopted_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let orphan = spans
+        .iter()
+        .find(|s| s.attr("pipetrace.process.reparented_to").is_some())
+        .unwrap_or_else(|| panic!("no reparented span: {spans:#?}"));
+    assert_eq!(
+        orphan.attr("pipetrace.process.reparented_to"),
+        Some(adopted.to_string().as_str())
+    );
+    let starter = spans.iter().find(|s| s.id == orphan.parent_id).unwrap();
+    assert_eq!(
+        starter
+            .attr("process.command_line")
+            .map(|c| c.starts_with("sh -c (sleep")),
+        Some(true)
+    );
+}
+
+/// `OTEL_EXPORTER_OTLP_HEADERS` go on the wire: what the agent sent through a recording TLS
+/// terminator holds them, and the receiver behind it got the spans.
+#[test]
+fn otlp_headers_are_sent_on_the_wire() {
+    require_root!();
+    let rotel = Rotel::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = certificates(dir.path());
+    let record = dir.path().join("wire");
+    let (_proxy, port) = TlsProxy::start_recording(
+        rotel.http_port,
+        &cert,
+        &key,
+        "http/1.1",
+        None,
+        Some(&record),
+    );
+    let err = run_true(
+        &[
+            "--otlp-endpoint",
+            &format!("https://127.0.0.1:{port}"),
+            "--otlp-protocol",
+            "http/protobuf",
+        ],
+        &[
+            ("OTEL_EXPORTER_OTLP_CERTIFICATE", ca.to_str().unwrap()),
+            (
+                "OTEL_EXPORTER_OTLP_HEADERS",
+                "authorization=Bearer%20wire-t0ken,x-tenant=acme",
+            ),
+        ],
+    );
+    assert!(err.contains("spans: 2 exported, 0 dropped"), "{err}");
+    rotel.wait_for(|s| s.len() >= 2);
+    let wire = String::from_utf8_lossy(&std::fs::read(&record).unwrap()).to_lowercase();
+    assert!(
+        wire.starts_with("post /v1/traces "),
+        "{}",
+        &wire[..wire.len().min(200)]
+    );
+    assert!(
+        wire.contains("\r\nauthorization: bearer wire-t0ken\r\n"),
+        "{wire:.400}"
+    );
+    assert!(wire.contains("\r\nx-tenant: acme\r\n"), "{wire:.400}");
 }
