@@ -217,6 +217,23 @@ fn descendants_still_running_after_the_grace_period_are_reported() {
         .unwrap();
     assert!(sleeper.still_running, "{sleeper:#?}");
     assert!(sleeper.exit.is_none());
+    // running_ns: from the kernel's start time of the sleeper (its /proc/PID/stat, read now
+    // while it still sleeps) to the record's time, to a clock tick.
+    let record = t
+        .events
+        .iter()
+        .find(|e| e["kind"] == "still_running" && e["pid"] == sleeper.pid)
+        .unwrap();
+    let started_at = pipetrace_tests::proc_start_unix_ns(pipetrace_tests::stat_start_ticks(
+        &std::fs::read_to_string(format!("/proc/{}/stat", sleeper.pid)).unwrap(),
+    ));
+    let expected = record["time_unix_nano"].as_u64().unwrap() - started_at;
+    let tick = 1_000_000_000 / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    let running = record["running_ns"].as_u64().unwrap();
+    assert!(
+        running.abs_diff(expected) <= 2 * tick,
+        "running_ns {running}; by /proc {expected}"
+    );
     assert!(t.summary().contains("1 still running"), "{}", t.summary());
     assert!(
         t.stderr.contains(&format!("pid {} sleep 7", sleeper.pid)),

@@ -177,9 +177,13 @@ fn processes_whose_records_were_lost_say_so() {
     // the shell ran /bin/true, so each one either shows that exec or says it is incomplete.
     let numbers: Vec<String> = (1..=600).map(|i| i.to_string()).collect();
     let storm = format!("for i in {}; do /bin/true & done; wait", numbers.join(" "));
+    let rotel = pipetrace_tests::rotel::Rotel::start();
     let out = command()
         .env("PIPETRACE_CAPTURE__RING_BUFFER_BYTES", "4096")
         .env("PIPETRACE_CAPTURE__SAMPLE_INTERVAL", "0s")
+        .env("PIPETRACE_OTLP__MAX_QUEUE_SPANS", "4096")
+        .env_remove("TRACEPARENT")
+        .args(["--otlp-endpoint", &rotel.grpc_endpoint()])
         .arg("--parquet")
         .arg(&data)
         .args(["run", "--", "/bin/sh", "-c", &storm])
@@ -201,10 +205,37 @@ fn processes_whose_records_were_lost_say_so() {
          AND NOT (exec_count >= 1 AND executable_name = 'true') AND NOT incomplete",
     );
     assert_eq!(wrong.lines().nth(1), Some("0"), "{wrong}\n{stderr}");
-    let marked = query_sql(
-        &data,
-        "csv",
-        "SELECT count(*) FROM processes WHERE incomplete",
+    let number = |sql: &str| -> u64 {
+        query_sql(&data, "csv", sql)
+            .lines()
+            .nth(1)
+            .and_then(|l| l.parse().ok())
+            .unwrap()
+    };
+    let marked = number("SELECT count(*) FROM processes WHERE incomplete");
+    assert_ne!(marked, 0);
+    // The storm's size is known: the shell and 600 `true`s. Every one not recorded whole cost
+    // at least one counted loss.
+    let whole = number(
+        "SELECT count(*) FROM processes WHERE NOT incomplete AND status = 'ok' \
+         AND (executable_name = 'true' OR start = (SELECT min(start) FROM processes))",
     );
-    assert_ne!(marked.lines().nth(1), Some("0"), "{marked}");
+    assert!(number("SELECT count(*) FROM processes") <= 601);
+    assert!(
+        lost >= 601 - whole,
+        "{} not whole, {lost} lost",
+        601 - whole
+    );
+    // The spans say it too: as many marked incomplete as Parquet rows.
+    let spans = rotel.wait_for(|s| {
+        s.iter()
+            .filter(|s| s.attr("pipetrace.process.incomplete") == Some("true"))
+            .count() as u64
+            >= marked
+    });
+    let incomplete = spans
+        .iter()
+        .filter(|s| s.attr("pipetrace.process.incomplete") == Some("true"))
+        .count() as u64;
+    assert_eq!(incomplete, marked);
 }

@@ -15,7 +15,7 @@ use pipetrace_tests::{
     command, config_daemon,
     prometheus::Prometheus,
     real_python, require_root,
-    rotel::{Rotel, TOOLS_VENV, free_port},
+    rotel::{Rotel, TOOLS_VENV},
 };
 use serde_json::Value;
 
@@ -380,18 +380,18 @@ fn every_dashboard_query_returns_data_from_a_real_prometheus() {
         "/bin/sh -c 'kill -9 $$'\n/bin/false\nexit 3\n",
     );
     let rotel = Rotel::start();
-    let metrics_port = free_port();
     let config = dir.path().join("p.toml");
     std::fs::write(
         &config,
         format!(
-            "[capture]\nsample_interval = \"200ms\"\n[scope]\nmode = \"descendants\"\nroot_names = [\"ptd{id}-ok.sh\", \"ptd{id}-bad.sh\"]\n[output]\nparquet_dir = \"{}\"\n[otlp]\nendpoint = \"{}\"\nmetrics = false\n[metrics]\nprometheus_listen = \"127.0.0.1:{metrics_port}\"\n",
+            "[capture]\nsample_interval = \"200ms\"\n[scope]\nmode = \"descendants\"\nroot_names = [\"ptd{id}-ok.sh\", \"ptd{id}-bad.sh\"]\n[output]\nparquet_dir = \"{}\"\n[otlp]\nendpoint = \"{}\"\nmetrics = false\n[metrics]\nprometheus_listen = \"127.0.0.1:0\"\n",
             dir.path().join("data").display(),
             rotel.grpc_endpoint()
         ),
     )
     .unwrap();
     let mut daemon = config_daemon(&config);
+    let metrics_port = daemon.metrics_port();
     // The compose file's Prometheus configuration, pointed at this agent and scraping faster.
     let yaml = std::fs::read_to_string(compose_dir().join("prometheus/prometheus.yml")).unwrap();
     let local = yaml
@@ -401,11 +401,9 @@ fn every_dashboard_query_returns_data_from_a_real_prometheus() {
     let prometheus = Prometheus::with_config(&local);
 
     for script in [&ok, &bad, &ok] {
-        Command::new(script).status().unwrap();
+        pipetrace_tests::status_of(&mut Command::new(script));
     }
     prometheus.wait_for("sum(pipetrace_runs_total)", |v| v == 3.0);
-    // Rates need a few scrapes after the last change.
-    std::thread::sleep(Duration::from_secs(4));
 
     let stored: BTreeSet<String> = prometheus.metric_names().into_iter().collect();
     let mut failures = Vec::new();
@@ -444,7 +442,8 @@ fn every_dashboard_query_returns_data_from_a_real_prometheus() {
                 }
             }
             let promql = substitute(&expr);
-            // A counter's first increase can take a scrape or two to show.
+            // A rate needs two scrapes after the change: an empty answer is asked again
+            // until the deadline.
             let result = loop {
                 let r = prometheus.query_checked(&promql);
                 if matches!(&r, Ok(rows) if rows.is_empty()) && Instant::now() < deadline {
@@ -488,7 +487,8 @@ fn every_dashboard_query_returns_data_from_a_real_prometheus() {
         by_direction["alloc"] >= 2.0 && by_direction["release"] >= 2.0,
         "{by_direction:?}"
     );
-    assert!(value("sum(pipetrace_spans_exported_total)") >= 9.0);
+    // Two ok runs (script, python, true) and a failed one (script, sh, false).
+    assert_eq!(value("sum(pipetrace_spans_exported_total)"), 9.0);
 
     unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
     assert_eq!(daemon.wait().unwrap().code(), Some(0));

@@ -208,21 +208,43 @@ fn check_pipeline_trace(spans: &[ReceivedSpan], pipeline: &Pipeline) -> Received
     assert_eq!(by_cmd("sleep 0.05").parent_id, root.id);
     assert!(!root.is_error(), "the root exited 0");
     assert_eq!(root.attr("process.exit.code"), Some("0"));
-    for key in [
-        "process.executable.name",
-        "process.executable.path",
-        "process.command_args",
-        "process.args_count",
-        "process.working_directory",
-        "process.creation.time",
-        "process.exit.time",
-        "process.user.id",
-        "pipetrace.process.cpu.user",
-        "pipetrace.process.cpu.system",
-        "pipetrace.process.memory.peak",
+    // The root's attributes, against what the test knows of the process it started.
+    let script = pipeline.script.display().to_string();
+    let traceparent_file = pipeline.traceparent_file.display().to_string();
+    let cwd = std::env::current_dir().unwrap();
+    for (key, want) in [
+        ("process.executable.name", "dash".to_owned()),
+        ("process.executable.path", "/usr/bin/dash".to_owned()),
+        (
+            "process.command_line",
+            format!("/bin/sh {script} {traceparent_file}"),
+        ),
+        ("process.args_count", "3".to_owned()),
+        ("process.working_directory", cwd.display().to_string()),
+        ("process.user.id", unsafe { libc::geteuid() }.to_string()),
     ] {
-        assert!(root.attr(key).is_some(), "root span has {key}");
+        assert_eq!(root.attr(key), Some(want.as_str()), "root span's {key}");
     }
+    // Times and usage: numbers consistent with the span itself.
+    for key in ["pipetrace.process.cpu.user", "pipetrace.process.cpu.system"] {
+        let v: f64 = root.attr(key).unwrap().parse().unwrap();
+        assert!(
+            v >= 0.0 && v <= (root.end_ns - root.start_ns) as f64 / 1e9,
+            "{key} {v}"
+        );
+    }
+    let peak: u64 = root
+        .attr("pipetrace.process.memory.peak")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(peak > 0, "a shell that ran has resident pages");
+    let creation = root.attr("process.creation.time").unwrap();
+    let exit_time = root.attr("process.exit.time").unwrap();
+    assert!(
+        creation.starts_with("20") && creation < exit_time,
+        "{creation} {exit_time}"
+    );
     assert_eq!(run.attr("pipetrace.run.failed"), Some("2"));
     assert_eq!(run.attr("pipetrace.run.processes"), Some("6"));
 

@@ -6,10 +6,8 @@
 use std::{os::unix::fs::PermissionsExt, process::Command, time::Duration};
 
 use pipetrace_tests::{
-    command, config_daemon,
-    prometheus::get,
-    query_sql, real_python, require_root,
-    rotel::{Rotel, free_port},
+    command, config_daemon, prometheus::get, query_sql, real_python, require_root, rotel::Rotel,
+    status_of, wait_until,
 };
 
 /// Each value appears in a traced command line or environment and must appear nowhere.
@@ -45,7 +43,6 @@ fn secrets_reach_no_sink_and_files_are_private() {
     .unwrap();
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
     let rotel = Rotel::start();
-    let metrics_port = free_port();
     let data = dir.path().join("data");
     let jsonl = dir.path().join("out/events.jsonl");
     std::fs::create_dir_all(jsonl.parent().unwrap()).unwrap();
@@ -53,7 +50,7 @@ fn secrets_reach_no_sink_and_files_are_private() {
     std::fs::write(
         &config,
         format!(
-            "[scope]\nmode = \"descendants\"\nroot_names = [\"{name}\"]\n[output]\nparquet_dir = \"{}\"\njsonl = \"{}\"\n[otlp]\nendpoint = \"{}\"\nmetrics = false\n[metrics]\nprometheus_listen = \"127.0.0.1:{metrics_port}\"\nper_process = true\n",
+            "[scope]\nmode = \"descendants\"\nroot_names = [\"{name}\"]\n[output]\nparquet_dir = \"{}\"\njsonl = \"{}\"\n[otlp]\nendpoint = \"{}\"\nmetrics = false\n[metrics]\nprometheus_listen = \"127.0.0.1:0\"\nper_process = true\n",
             data.display(),
             jsonl.display(),
             rotel.grpc_endpoint()
@@ -61,13 +58,23 @@ fn secrets_reach_no_sink_and_files_are_private() {
     )
     .unwrap();
     let mut daemon = config_daemon(&config);
-    let status = Command::new(&script)
-        .env("AWS_SECRET_ACCESS_KEY", "env-only-s3cret")
-        .status()
-        .unwrap();
+    let metrics_port = daemon.metrics_port();
+    let status = status_of(Command::new(&script).env("AWS_SECRET_ACCESS_KEY", "env-only-s3cret"));
     assert!(status.success());
+    // The script, python and sh: three spans, and three ended processes in the metrics.
     let spans = rotel.wait_for(|s| s.len() >= 3);
-    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(spans.len(), 3);
+    let ended = |text: &str| -> u64 {
+        text.lines()
+            .filter(|l| l.starts_with("pipetrace_processes_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    wait_until(
+        "three ended processes in the metrics",
+        Duration::from_secs(30),
+        || ended(&get(metrics_port, "/metrics").expect("the metrics endpoint answers")) == 3,
+    );
     let metrics = get(metrics_port, "/metrics").unwrap();
     unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
     assert_eq!(daemon.wait().unwrap().code(), Some(0));
@@ -123,9 +130,14 @@ fn secrets_reach_no_sink_and_files_are_private() {
     assert!(off.contains("--password=hunter2-pw"));
 
     // Private files: owner and group only.
-    for path in [jsonl.clone(), data.join("events"), data.join("processes")] {
+    for (path, want) in [
+        (jsonl.clone(), 0o640),
+        (data.clone(), 0o750),
+        (data.join("events"), 0o750),
+        (data.join("processes"), 0o750),
+    ] {
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode & 0o007, 0, "{} is mode {mode:o}", path.display());
+        assert_eq!(mode, want, "{} is mode {mode:o}", path.display());
     }
     for dataset in ["events", "processes"] {
         for f in std::fs::read_dir(data.join(dataset)).unwrap() {
