@@ -172,6 +172,10 @@ fn main() {
         ParquetSink::create(settings, clock, "benchrun00000001").expect("parquet sink");
     let parquet_s = feed(&mut parquet, events, &mut templates);
     let totals = parquet.totals();
+    // What was fed must be what was written: three event rows and one process row per process.
+    let processes = events / 3;
+    assert_eq!(totals.event_rows, 3 * processes, "event rows written");
+    assert_eq!(totals.process_rows, processes, "process rows written");
     println!(
         "{{\"events\": {events}, \"processes\": {}, \"parquet_s\": {parquet_s:.3}, \"jsonl_s\": {jsonl_s:.3}, \"files\": {}, \"event_rows\": {}, \"process_rows\": {}}}",
         events / 3,
