@@ -431,7 +431,7 @@ fn daemon_exports_trees_of_matching_roots_including_one_already_running() {
             .success()
     );
     // The root starts before the daemon and waits for the go signal.
-    let mut root = Command::new(&script).arg(&fifo).spawn().unwrap();
+    let mut root = pipetrace_tests::spawn_retrying(Command::new(&script).arg(&fifo));
     let daemon = Daemon::start(
         dir.path(),
         &format!("mode = \"descendants\"\nroot_names = [\"{name}\"]"),
