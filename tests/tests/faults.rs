@@ -130,8 +130,9 @@ fn a_receiver_that_crashes_and_comes_back() {
     let dir = tempfile::tempdir().unwrap();
     let root = format!("ptf{}a.sh", std::process::id() % 100_000);
     let script = spawner(dir.path(), &root);
-    let (grpc, http) = (free_port(), free_port());
-    let mut rotel = Rotel::start_on("traces", grpc, http);
+    // Ports rotel bound itself; the restart below takes the same ones back.
+    let mut rotel = Rotel::start();
+    let (grpc, http) = (rotel.grpc_port, rotel.http_port);
     const QUEUE: u64 = 64;
     const BATCH: u64 = 32; // at most one batch in flight besides the queue
     let (daemon, stderr) = daemon(
