@@ -403,6 +403,8 @@ impl Proc {
 pub struct Traced {
     pub status: i32,
     pub stderr: String,
+    /// The traced command's own output.
+    pub stdout: String,
     pub events: Vec<Value>,
 }
 
@@ -457,11 +459,28 @@ impl Traced {
     }
 }
 
+/// The `N events lost` count of an agent's summary line.
+pub fn events_lost(summary: &str) -> u64 {
+    summary
+        .split(" events lost")
+        .next()
+        .and_then(|s| s.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no loss count in {summary}"))
+}
+
 /// `otel-pipetrace run --jsonl FILE <flags> -- <cmd>`.
 pub fn trace(flags: &[&str], cmd: &[&str]) -> Traced {
+    trace_with(&[], flags, cmd)
+}
+
+/// `otel-pipetrace run --jsonl FILE <flags> -- <cmd>` with extra environment (settings such as
+/// `PIPETRACE_CAPTURE__SAMPLE_INTERVAL`).
+pub fn trace_with(env: &[(&str, &str)], flags: &[&str], cmd: &[&str]) -> Traced {
     let dir = tempfile::tempdir().unwrap();
     let jsonl = dir.path().join("events.jsonl");
     let out = command()
+        .envs(env.iter().copied())
         .arg("run")
         .arg("--jsonl")
         .arg(&jsonl)
@@ -475,6 +494,7 @@ pub fn trace(flags: &[&str], cmd: &[&str]) -> Traced {
 
 pub fn traced(out: Output, jsonl: &Path) -> Traced {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let text = std::fs::read_to_string(jsonl).unwrap_or_default();
     let events = text
         .lines()
@@ -483,6 +503,7 @@ pub fn traced(out: Output, jsonl: &Path) -> Traced {
     Traced {
         status: out.status.code().unwrap_or(-1),
         stderr,
+        stdout,
         events,
     }
 }

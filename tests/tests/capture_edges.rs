@@ -191,12 +191,7 @@ fn processes_whose_records_were_lost_say_so() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
-    let lost: u64 = stderr
-        .split(" events lost")
-        .next()
-        .and_then(|s| s.rsplit(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no loss count in {stderr}"));
+    let lost = pipetrace_tests::events_lost(&stderr);
     assert!(lost > 0, "the storm must lose records: {stderr}");
     let wrong = query_sql(
         &data,

@@ -308,12 +308,7 @@ fn a_spawn_storm_is_counted_marked_and_survived() {
         .lines()
         .find(|l| l.contains("stopped;"))
         .unwrap_or_else(|| panic!("{closing}"));
-    let reported: u64 = summary
-        .split(" events lost")
-        .next()
-        .and_then(|s| s.rsplit(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("{summary}"));
+    let reported = pipetrace_tests::events_lost(summary);
     assert!(reported >= lost, "summary {summary} vs metrics {lost}");
 
     let data = dir.path().join("data");

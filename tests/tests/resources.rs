@@ -2,7 +2,7 @@
 //! processes), checked against what the traced programs measure themselves (root, real
 //! processes).
 
-use pipetrace_tests::{Proc, real_python, require_root};
+use pipetrace_tests::{Proc, real_python, require_root, trace_with};
 
 fn usage(p: &Proc) -> (f64, f64, f64) {
     let exit = p.exit.as_ref().expect("exit record");
@@ -24,17 +24,12 @@ const REPORT: &str = "\nimport resource\nr = resource.getrusage(resource.RUSAGE_
 /// Traces `python -c body + REPORT`: the process and its own (CPU s, peak bytes, RSS bytes).
 fn self_measured(body: &str) -> (Proc, (f64, f64, f64)) {
     let python = real_python();
-    let dir = tempfile::tempdir().unwrap();
-    let jsonl = dir.path().join("events.jsonl");
-    let out = pipetrace_tests::command()
-        .arg("run")
-        .arg("--jsonl")
-        .arg(&jsonl)
-        .args(["--", python.as_str(), "-c", &format!("{body}{REPORT}")])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let t = pipetrace_tests::traced(out, &jsonl);
+    let t = trace_with(
+        &[],
+        &[],
+        &[python.as_str(), "-c", &format!("{body}{REPORT}")],
+    );
+    let stdout = &t.stdout;
     assert_eq!(t.status, 0, "{}", t.stderr);
     let procs = t.processes();
     assert_eq!(
@@ -110,26 +105,20 @@ fn peak_rss_of_a_300_mb_step_within_ten_percent() {
 fn allocation_and_release_arrive_as_stepped_memory_events() {
     require_root!();
     let step: f64 = (8 << 20) as f64; // capture.memory_step_bytes
-    let dir = tempfile::tempdir().unwrap();
-    let jsonl = dir.path().join("events.jsonl");
     let python = real_python();
     // It reports its peak, and its RSS once the buffer is freed.
-    let out = pipetrace_tests::command()
-        .arg("run")
-        .arg("--jsonl")
-        .arg(&jsonl)
-        .args([
-            "--",
+    let t = trace_with(
+        &[],
+        &[],
+        &[
             python.as_str(),
             "-c",
             "x = bytearray(300 * 1024 * 1024)\nfor i in range(0, len(x), 4096): x[i] = 1\ndel x\n\
              status = dict(l.split(':', 1) for l in open('/proc/self/status'))\n\
              print(*(int(status[k].split()[0]) * 1024 for k in ('VmHWM', 'VmRSS')))\n",
-        ])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let t = pipetrace_tests::traced(out, &jsonl);
+        ],
+    );
+    let stdout = &t.stdout;
     assert_eq!(t.status, 0, "{}", t.stderr);
     let (hwm, after): (f64, f64) = stdout
         .split_once(' ')
@@ -200,19 +189,10 @@ fn child_usage(parent_mib: u32, child: &[&str]) -> (pipetrace_tests::Traced, f64
          print(r.ru_utime + r.ru_stime, r.ru_maxrss * 1024, int(status['VmRSS'].split()[0]) * 1024)\n",
         child[0]
     );
-    let dir = tempfile::tempdir().unwrap();
-    let jsonl = dir.path().join("events.jsonl");
-    let out = pipetrace_tests::command()
-        .arg("run")
-        .arg("--jsonl")
-        .arg(&jsonl)
-        .args(["--", python.as_str(), "-c", &script])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let t = pipetrace_tests::traced(out, &jsonl);
+    let t = trace_with(&[], &[], &[python.as_str(), "-c", &script]);
     assert_eq!(t.status, 0, "{}", t.stderr);
-    let v: Vec<f64> = stdout
+    let v: Vec<f64> = t
+        .stdout
         .split_whitespace()
         .map(|x| x.parse().unwrap())
         .collect();
@@ -262,19 +242,13 @@ fn a_forked_command_is_not_charged_its_parents_memory() {
 
 /// Traces `cmd` with `capture.sample_interval = interval`; also returns the command's stdout.
 fn trace_sampled(interval: &str, cmd: &[&str]) -> (pipetrace_tests::Traced, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let jsonl = dir.path().join("events.jsonl");
-    let out = pipetrace_tests::command()
-        .env("PIPETRACE_CAPTURE__SAMPLE_INTERVAL", interval)
-        .arg("run")
-        .arg("--jsonl")
-        .arg(&jsonl)
-        .arg("--")
-        .args(cmd)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    (pipetrace_tests::traced(out, &jsonl), stdout)
+    let t = trace_with(
+        &[("PIPETRACE_CAPTURE__SAMPLE_INTERVAL", interval)],
+        &[],
+        cmd,
+    );
+    let stdout = t.stdout.clone();
+    (t, stdout)
 }
 
 #[test]
@@ -376,17 +350,11 @@ fn memory_step_percent_sets_the_relative_step() {
     let program =
         "x = bytearray(300 * 1024 * 1024)\nfor i in range(0, len(x), 4096): x[i] = 1\ndel x\n";
     let run = |percent: &str| {
-        let dir = tempfile::tempdir().unwrap();
-        let jsonl = dir.path().join("events.jsonl");
-        let out = pipetrace_tests::command()
-            .env("PIPETRACE_CAPTURE__MEMORY_STEP_PERCENT", percent)
-            .arg("run")
-            .arg("--jsonl")
-            .arg(&jsonl)
-            .args(["--", python.as_str(), "-c", program])
-            .output()
-            .unwrap();
-        let t = pipetrace_tests::traced(out, &jsonl);
+        let t = trace_with(
+            &[("PIPETRACE_CAPTURE__MEMORY_STEP_PERCENT", percent)],
+            &[],
+            &[python.as_str(), "-c", program],
+        );
         assert_eq!(t.status, 0, "{}", t.stderr);
         t.events
             .into_iter()
