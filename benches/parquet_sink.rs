@@ -7,14 +7,16 @@
 use std::{sync::Arc, time::Instant};
 
 use pipetrace::{
-    clock::Clock,
-    decode::{Body, Common, Event, Exec, Exit},
+    capture::{
+        clock::Clock,
+        decode::{Body, Common, Event, Exec, Exit},
+    },
+    process::tracker::{Ending, Process, ProcessKey, SpanRef},
     sinks::{
-        Sink,
+        Report, Sink,
         jsonl::JsonlSink,
         parquet::{ParquetSettings, ParquetSink},
     },
-    tracker::{Ending, Process, ProcessKey, SpanRef},
 };
 
 const COMMANDS: &[&[&str]] = &[
@@ -124,7 +126,7 @@ fn feed(sink: &mut dyn Sink, events: u64, templates: &mut [Template]) -> f64 {
             ev.common.tid = pid;
             ev.common.start_ns = start;
             ev.common.ktime_ns = start + k as u64 * 500_000 + (n % 7) * 100_000;
-            sink.event(ev).expect("sink event");
+            sink.report(&Report::Event(ev)).expect("sink event");
         }
         t.process.key = ProcessKey {
             tgid: pid,
@@ -132,7 +134,8 @@ fn feed(sink: &mut dyn Sink, events: u64, templates: &mut [Template]) -> f64 {
         };
         t.process.span.span_id = n + 1;
         t.process.end_ns = Some(start + 1_000_000 + (n % 7) * 100_000);
-        sink.process_ended(&t.process).expect("sink process");
+        sink.report(&Report::Ended(&t.process))
+            .expect("sink process");
         if n.is_multiple_of(1024) {
             sink.flush().expect("sink flush");
         }

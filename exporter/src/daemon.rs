@@ -4,9 +4,9 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
     agent::{Agent, AgentError, StartOptions, describe_losses},
-    clock::monotonic_ns,
+    capture::{clock::monotonic_ns, loader::KernelScope},
     config::Config,
-    loader::KernelScope,
+    sinks::Report,
 };
 
 /// A daemon runs for weeks: losses are reported as they happen, not only at exit.
@@ -58,7 +58,7 @@ pub async fn daemon(config: &Config) -> Result<(), AgentError> {
         StartOptions {
             seed_root_names,
             // One id per daemon session; each tracked tree is a trace within it.
-            run_id: format!("{:016x}", crate::ids::IdGenerator::new().span_id()),
+            run_id: format!("{:016x}", crate::process::ids::IdGenerator::new().span_id()),
             ..Default::default()
         },
     )?;
@@ -87,12 +87,8 @@ pub async fn daemon(config: &Config) -> Result<(), AgentError> {
     // daemon must not lose the trees it was watching.
     let now = monotonic_ns();
     let running = finished.tracker.drain_running(now);
-    for sink in finished.sinks.iter_mut() {
-        for p in &running {
-            if let Err(e) = sink.still_running(p, now) {
-                tracing::warn!("sink {}: {e}", sink.name());
-            }
-        }
+    for p in &running {
+        finished.report(&Report::Ended(p));
     }
     let totals = finished.tracker.totals();
     let losses = describe_losses(&finished.losses);

@@ -1,30 +1,17 @@
 //! otel-pipetrace: an eBPF agent that turns every process of a pipeline into telemetry.
 //!
-//! Event flow, one module per stage: [`preflight`] and [`btf`] → [`loader`] → [`reader`] →
-//! [`decode`] → [`tracker`] → [`sinks`]; [`agent`] wires them, [`run`] and [`daemon`] drive them.
+//! The folders follow the data: [`capture`] (kernel programs, ring buffer, decoding) →
+//! [`process`] (the process table and what it reports) → [`sinks`] (JSONL, Parquet, OTLP spans,
+//! metrics); [`agent`] routes the reports from the tracker to the sinks; [`run`] and [`daemon`]
+//! drive an agent, [`query`] reads the Parquet it wrote; [`config`] is read by all of them.
+//! `docs/architecture.md` tells the path of one event.
 
 pub mod agent;
-pub mod btf;
-pub mod cgroups;
-pub mod cicd;
+pub mod capture;
 pub mod cli;
-pub mod clock;
 pub mod config;
 pub mod daemon;
-pub mod decode;
-pub mod ids;
-pub mod loader;
-pub mod otel_env;
-pub mod otlp_transport;
-pub mod preflight;
-pub mod procfs;
+pub mod process;
 pub mod query;
-pub mod reader;
-pub mod redact;
 pub mod run;
-pub mod sampler;
-pub mod samples;
 pub mod sinks;
-pub mod spans;
-pub mod stats;
-pub mod tracker;

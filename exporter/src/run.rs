@@ -7,13 +7,19 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
     agent::{Agent, AgentError, StartOptions, describe_losses},
-    cicd,
-    clock::monotonic_ns,
+    capture::{
+        clock::monotonic_ns,
+        decode::signal_name,
+        loader::{KernelScope, register_self, run_root_state},
+    },
     config::Config,
-    ids::IdGenerator,
-    loader::{KernelScope, register_self, run_root_state},
-    spans::{RemoteParent, RunSpan, traceparent},
-    tracker::SpanRef,
+    process::{
+        ids::IdGenerator,
+        redact::Redactor,
+        trace_context::{RemoteParent, RunSpan, traceparent},
+        tracker::SpanRef,
+    },
+    sinks::{Report, otlp::cicd},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -100,7 +106,7 @@ pub async fn run(config: &Config, command: &[OsString]) -> Result<i32, RunError>
     unsafe {
         cmd.pre_exec(move || register_self(tracked_fd, &root));
     }
-    let redactor = config.redact.redactor().unwrap_or_default();
+    let redactor = Redactor::from_config(&config.redact).unwrap_or_default();
     let run_command = || {
         let mut argv: Vec<String> = command
             .iter()
@@ -131,11 +137,7 @@ pub async fn run(config: &Config, command: &[OsString]) -> Result<i32, RunError>
                 still_running: 0,
                 start_error: Some(error.to_string()),
             };
-            for sink in finished.sinks.iter_mut() {
-                if let Err(e) = sink.run_ended(&run) {
-                    tracing::warn!("sink {}: {e}", sink.name());
-                }
-            }
+            finished.report(&Report::RunEnded(&run));
             finished.close(config.otlp.shutdown_timeout).await;
             return Err(error);
         }
@@ -191,7 +193,10 @@ pub async fn run(config: &Config, command: &[OsString]) -> Result<i32, RunError>
         .filter(|p| still_alive.contains(&p.key.tgid))
         .collect();
     still_running.sort_by_key(|p| p.key.start_ns);
-    let still_running: Vec<_> = still_running.into_iter().cloned().collect();
+    let still_running: Vec<_> = still_running
+        .into_iter()
+        .map(|p| p.still_running_at(now))
+        .collect();
     let totals = finished.tracker.totals();
     let run = RunSpan {
         span: run_span,
@@ -207,21 +212,10 @@ pub async fn run(config: &Config, command: &[OsString]) -> Result<i32, RunError>
         still_running: still_running.len() as u64,
         start_error: None,
     };
-    for sink in finished.sinks.iter_mut() {
-        for p in &lost {
-            if let Err(e) = sink.process_ended(p) {
-                tracing::warn!("sink {}: {e}", sink.name());
-            }
-        }
-        for p in &still_running {
-            if let Err(e) = sink.still_running(p, now) {
-                tracing::warn!("sink {}: {e}", sink.name());
-            }
-        }
-        if let Err(e) = sink.run_ended(&run) {
-            tracing::warn!("sink {}: {e}", sink.name());
-        }
+    for p in lost.iter().chain(&still_running) {
+        finished.report(&Report::Ended(p));
     }
+    finished.report(&Report::RunEnded(&run));
     let losses = describe_losses(&finished.losses);
     let spans = finished.close(config.otlp.shutdown_timeout).await;
 
@@ -286,7 +280,7 @@ fn describe_survivors(pids: &[u32]) -> String {
 fn describe_status(status: &std::process::ExitStatus) -> String {
     match (status.code(), status.signal()) {
         (Some(code), _) => format!("status {code}"),
-        (None, Some(sig)) => match crate::sinks::signal_name(sig) {
+        (None, Some(sig)) => match signal_name(sig) {
             Some(name) => format!("signal {sig} ({name})"),
             None => format!("signal {sig}"),
         },

@@ -4,11 +4,13 @@ use std::io::{BufWriter, Write};
 
 use serde::Serialize;
 
-use super::{Sink, SinkError, signal_name};
+use super::{Report, Sink, SinkError};
 use crate::{
-    clock::{Clock, rfc3339},
-    decode::{Body, Event},
-    tracker::Process,
+    capture::{
+        clock::{Clock, rfc3339},
+        decode::{Body, Event, signal_name},
+    },
+    process::tracker::{Ending, Process},
 };
 use exporter_common::flags;
 
@@ -134,6 +136,24 @@ impl Sink for JsonlSink {
         "jsonl"
     }
 
+    fn report(&mut self, report: &Report) -> Result<(), SinkError> {
+        match report {
+            Report::Event(ev) => self.event(ev),
+            Report::Ended(p) if p.ending == Some(Ending::StillRunning) => self.still_running(p),
+            _ => Ok(()),
+        }
+    }
+
+    fn flush(&mut self) -> Result<(), SinkError> {
+        self.out.flush().map_err(|source| SinkError::Io {
+            path: self.path.clone(),
+            source,
+        })
+    }
+}
+
+impl JsonlSink {
+    /// One line per record.
     fn event(&mut self, ev: &Event) -> Result<(), SinkError> {
         let c = &ev.common;
         let body = match &ev.body {
@@ -191,7 +211,9 @@ impl Sink for JsonlSink {
         self.write_json(&line)
     }
 
-    fn still_running(&mut self, p: &Process, now_ns: u64) -> Result<(), SinkError> {
+    /// One line per process still running when tracing stopped.
+    fn still_running(&mut self, p: &Process) -> Result<(), SinkError> {
+        let now_ns = p.end_ns.unwrap_or(p.key.start_ns);
         let unix = self.clock.unix_ns(now_ns);
         let line = StillRunning {
             kind: "still_running",
@@ -207,12 +229,5 @@ impl Sink for JsonlSink {
             running_ns: now_ns.saturating_sub(p.key.start_ns),
         };
         self.write_json(&line)
-    }
-
-    fn flush(&mut self) -> Result<(), SinkError> {
-        self.out.flush().map_err(|source| SinkError::Io {
-            path: self.path.clone(),
-            source,
-        })
     }
 }

@@ -27,12 +27,13 @@ use parquet::{
     file::properties::{WriterProperties, WriterVersion},
 };
 
-use super::{Sink, SinkError};
+use super::{Report, Sink, SinkError};
 use crate::{
-    clock::Clock,
-    decode::{Body, Event, Memory, Sample},
-    spans::RunSpan,
-    tracker::{Ending, Process},
+    capture::{
+        clock::Clock,
+        decode::{Body, Event, Memory, Sample},
+    },
+    process::tracker::Process,
 };
 
 pub const EVENTS: &str = "events";
@@ -108,17 +109,6 @@ pub fn processes_schema() -> SchemaRef {
         Field::new("span_id", DataType::Utf8, false),
         Field::new("parent_span_id", DataType::Utf8, true),
     ]))
-}
-
-/// `ok`, `failed` (non-zero exit), `killed` (signal), `still_running`, `exit_lost`.
-pub fn status(p: &Process) -> &'static str {
-    match p.ending {
-        Some(Ending::Exited(exit)) if exit.signal().is_some() => "killed",
-        Some(Ending::Exited(exit)) if exit.failed() => "failed",
-        Some(Ending::Exited(_)) => "ok",
-        Some(Ending::Lost) => "exit_lost",
-        Some(Ending::StillRunning) | None => "still_running",
-    }
 }
 
 #[derive(Default)]
@@ -296,7 +286,7 @@ impl ProcessColumns {
         let exit = p.exit();
         self.exit_code.append_option(exit.and_then(|x| x.code()));
         self.signal.append_option(exit.and_then(|x| x.signal()));
-        self.status.append_value(status(p));
+        self.status.append_value(p.status());
         self.exec_count.append_value(p.exec_count);
         self.incomplete.append_value(p.incomplete);
         // Measured by the kernel at exit; unknown for processes that did not exit.
@@ -430,7 +420,7 @@ impl ParquetSink {
     /// between agents writing to the same directory.
     fn file_name(&mut self) -> String {
         self.seq += 1;
-        let now = self.clock.unix_ns(crate::clock::monotonic_ns());
+        let now = self.clock.unix_ns(crate::capture::clock::monotonic_ns());
         format!("{now:020}-{}-{:06}.parquet", self.run_id, self.seq)
     }
 
@@ -503,27 +493,24 @@ impl Sink for ParquetSink {
         "parquet"
     }
 
-    fn event(&mut self, event: &Event) -> Result<(), SinkError> {
-        self.events.push(event, &self.clock, &self.run_id);
-        self.mark_pending();
-        if self.events.rows >= self.settings.flush_rows {
-            return self.write_all();
+    fn report(&mut self, report: &Report) -> Result<(), SinkError> {
+        match report {
+            Report::Event(event) => {
+                self.events.push(event, &self.clock, &self.run_id);
+                self.mark_pending();
+                if self.events.rows >= self.settings.flush_rows {
+                    return self.write_all();
+                }
+            }
+            Report::Ended(process) => {
+                self.processes.push(process, &self.clock, &self.run_id);
+                self.mark_pending();
+            }
+            // A run's rows are on disk when it ends.
+            Report::RunEnded(_) => return self.write_all(),
+            Report::Started(_) | Report::MemoryChanged(..) | Report::Sampled(..) => {}
         }
         Ok(())
-    }
-
-    fn process_ended(&mut self, process: &Process) -> Result<(), SinkError> {
-        self.processes.push(process, &self.clock, &self.run_id);
-        self.mark_pending();
-        Ok(())
-    }
-
-    fn still_running(&mut self, process: &Process, now_ns: u64) -> Result<(), SinkError> {
-        self.process_ended(&process.still_running_at(now_ns))
-    }
-
-    fn run_ended(&mut self, _run: &RunSpan) -> Result<(), SinkError> {
-        self.write_all()
     }
 
     /// Called after every burst of events and once a second: writes when a flush is due.
@@ -540,8 +527,8 @@ impl Sink for ParquetSink {
 mod tests {
     use super::*;
     use crate::{
-        decode::{Common, Exit},
-        tracker::{Tracker, TrackerOptions},
+        capture::decode::{Common, Exit},
+        process::tracker::{Tracker, TrackerOptions},
     };
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
@@ -586,9 +573,9 @@ mod tests {
         for pid in 10..13 {
             for body in [Body::Fork, Body::Exit(Exit::from_status(0))] {
                 let e = ev(pid, body);
-                sink.event(&e).unwrap();
+                sink.report(&Report::Event(&e)).unwrap();
                 if let Some(p) = tracker.apply(e) {
-                    sink.process_ended(&p).unwrap();
+                    sink.report(&Report::Ended(&p)).unwrap();
                 }
             }
             sink.flush().unwrap();
@@ -600,20 +587,5 @@ mod tests {
         assert_eq!(rows(&dir.path().join(PROCESSES)).1, 3);
         assert_eq!(sink.totals().event_rows, 6);
         assert_eq!(sink.totals().process_rows, 3);
-    }
-
-    #[test]
-    fn statuses() {
-        let mut t = Tracker::default();
-        t.apply(ev(5, Body::Fork));
-        let p = t.apply(ev(5, Body::Exit(Exit::from_status(9)))).unwrap();
-        assert_eq!(status(&p), "killed");
-        let mut q = p.clone();
-        q.ending = Some(Ending::Exited(Exit::from_status(2 << 8)));
-        assert_eq!(status(&q), "failed");
-        q.ending = Some(Ending::Lost);
-        assert_eq!(status(&q), "exit_lost");
-        q.ending = None;
-        assert_eq!(status(&q), "still_running");
     }
 }

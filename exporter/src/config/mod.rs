@@ -2,6 +2,8 @@
 //! command-line flags. Unknown keys, wrong types and impossible values are rejected with one
 //! line that names the source, the key and what is allowed.
 
+pub mod otel_env;
+
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
@@ -15,6 +17,9 @@ use figment::{
 use serde::{Deserialize, Serialize};
 
 use exporter_common::{ARGV_MAX, COMM_LEN};
+
+/// Where the running kernel describes its types.
+pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -52,10 +57,35 @@ impl Default for RedactSection {
     }
 }
 
-impl RedactSection {
-    pub fn redactor(&self) -> Result<crate::redact::Redactor, crate::redact::PatternError> {
-        crate::redact::Redactor::new(self.enabled, &self.flags, &self.patterns)
-    }
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "key `redact.patterns`: pattern {index} ({pattern:?}) is not a valid regular expression: {reason}"
+)]
+pub struct PatternError {
+    pub index: usize,
+    pub pattern: String,
+    pub reason: String,
+}
+
+/// The user's redaction patterns, compiled: the check at load time and the redactor share it.
+pub fn compile_patterns(patterns: &[String]) -> Result<Vec<regex::Regex>, PatternError> {
+    patterns
+        .iter()
+        .enumerate()
+        .map(|(index, p)| {
+            regex::Regex::new(p).map_err(|e| PatternError {
+                index,
+                pattern: p.clone(),
+                reason: e
+                    .to_string()
+                    .lines()
+                    .last()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_owned(),
+            })
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -166,6 +196,21 @@ impl Default for OtlpSection {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    Traces,
+    Metrics,
+}
+
+impl Signal {
+    pub fn path(self) -> &'static str {
+        match self {
+            Signal::Traces => "/v1/traces",
+            Signal::Metrics => "/v1/metrics",
+        }
+    }
+}
+
 impl OtlpSection {
     pub fn enabled(&self) -> bool {
         !self.endpoint.trim().is_empty()
@@ -173,7 +218,23 @@ impl OtlpSection {
 
     /// The URL spans are sent to.
     pub fn traces_url(&self) -> String {
-        crate::otlp_transport::signal_url(self, crate::otlp_transport::Signal::Traces)
+        self.signal_url(Signal::Traces)
+    }
+
+    /// The URL a signal is sent to: the endpoint as is for gRPC; for HTTP the base URL with
+    /// the signal's path (a configured `/v1/traces` or `/v1/metrics` suffix is replaced).
+    pub fn signal_url(&self, signal: Signal) -> String {
+        let base = self.endpoint.trim();
+        match self.protocol {
+            OtlpProtocol::Grpc => base.to_owned(),
+            OtlpProtocol::HttpProtobuf => {
+                let base = base
+                    .strip_suffix(Signal::Traces.path())
+                    .or_else(|| base.strip_suffix(Signal::Metrics.path()))
+                    .unwrap_or(base);
+                format!("{}{}", base.trim_end_matches('/'), signal.path())
+            }
+        }
     }
 }
 
@@ -273,7 +334,7 @@ impl Default for CaptureSection {
             ring_buffer_bytes: 8 * 1024 * 1024,
             max_processes: 65536,
             queue_capacity: 65536,
-            btf_path: PathBuf::from(crate::btf::VMLINUX_BTF),
+            btf_path: PathBuf::from(VMLINUX_BTF),
             memory_events: true,
             memory_step_bytes: 8 * 1024 * 1024,
             memory_step_percent: 10,
@@ -555,7 +616,7 @@ impl Config {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()))
-            .merge(crate::otel_env::layer(&env).map_err(ConfigError::Invalid)?);
+            .merge(crate::config::otel_env::layer(&env).map_err(ConfigError::Invalid)?);
         if let Some(path) = file {
             if !path.is_file() {
                 return Err(ConfigError::Missing(path.to_path_buf()));
@@ -632,7 +693,7 @@ impl Config {
         if c.memory_step_percent > 1000 {
             return bad("capture.memory_step_percent", "at most 1000".into());
         }
-        if let Err(e) = self.redact.redactor() {
+        if let Err(e) = compile_patterns(&self.redact.patterns) {
             return Err(ConfigError::Invalid(e.to_string()));
         }
         if let Some(f) = self

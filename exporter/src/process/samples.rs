@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use crate::decode::{ThreadSample, Usage, page_size};
+use crate::capture::decode::{ThreadSample, Usage, page_size};
 
 /// One process's threads in a round.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

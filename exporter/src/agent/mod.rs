@@ -1,10 +1,12 @@
 //! Wires the stages together: checks → loader → reader → tracker → sinks, and takes them down
 //! in order so that nothing read from the kernel is left unprocessed.
 
-use std::{
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+mod outputs;
+pub mod route;
+
+pub use outputs::{ConfiguredSinks, configured_sinks};
+
+use std::{sync::Arc, time::Duration};
 
 use tokio::{
     sync::{mpsc, watch},
@@ -14,25 +16,29 @@ use tokio::{
 use exporter_common::{TrackState, track};
 
 use crate::{
-    btf::{Btf, BtfError},
-    clock::Clock,
-    config::Config,
-    loader::{Capture, KernelScope, LoadError},
-    preflight::{self, PreflightError},
-    procfs::{self, ProcEntry},
-    reader::Reader,
-    sampler::SamplerHandle,
-    sinks::{
-        Sink, SinkError,
-        aggregates::{Aggregates, SelfCounters, SharedAggregates},
-        jsonl::JsonlSink,
-        metrics::MetricsSink,
-        otlp::{self, ExportTask, OtlpSink, SpanStats},
-        otlp_metrics::OtlpMetrics,
-        parquet::{ParquetSettings, ParquetSink},
+    capture::{
+        btf::{Btf, BtfError},
+        clock::Clock,
+        loader::{Capture, KernelScope, LoadError},
+        preflight::{self, PreflightError},
+        reader::Reader,
+        sampler::SamplerHandle,
+        stats::{KernelCounters, Losses, Stats},
     },
-    stats::{KernelCounters, Losses, Stats},
-    tracker::{self, SpanRef, Tracker, TrackerOptions},
+    config::Config,
+    process::{
+        procfs::{self, ProcEntry},
+        redact::Redactor,
+        tracker::{SpanRef, Tracker, TrackerOptions},
+    },
+    sinks::{
+        Report, Sink, SinkError,
+        metrics::{
+            aggregates::{SelfCounters, SharedAggregates},
+            otlp::OtlpMetrics,
+        },
+        otlp::{ExportTask, SpanStats},
+    },
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +94,16 @@ pub struct Finished {
 }
 
 impl Finished {
+    /// Hands a report made after the agent stopped (processes still running, the run's end) to
+    /// every sink.
+    pub fn report(&mut self, report: &Report) {
+        for sink in self.sinks.iter_mut() {
+            if let Err(e) = sink.report(report) {
+                tracing::warn!("sink {}: {e}", sink.name());
+            }
+        }
+    }
+
     /// Flushes and closes every sink; waits up to `deadline` for queued spans to be sent.
     /// Returns the span counters when OTLP export was on.
     pub async fn close(mut self, deadline: Duration) -> Option<Arc<SpanStats>> {
@@ -110,84 +126,6 @@ impl Finished {
     }
 }
 
-/// The sinks, the export task behind the OTLP sink, and the metrics the Prometheus endpoint
-/// serves, when configured.
-pub struct ConfiguredSinks {
-    pub sinks: Vec<Box<dyn Sink>>,
-    pub export: Option<ExportTask>,
-    pub metrics: Option<SharedAggregates>,
-    pub otlp_metrics: Option<OtlpMetrics>,
-}
-
-/// The sinks the configuration asks for, and the export task behind the OTLP sink.
-pub fn configured_sinks(
-    config: &Config,
-    clock: Clock,
-    options: &StartOptions,
-) -> Result<ConfiguredSinks, SinkError> {
-    let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
-    if let Some(path) = &config.output.jsonl {
-        sinks.push(Box::new(JsonlSink::create(path, clock)?));
-    }
-    let out = &config.output;
-    if out.parquet {
-        let settings = ParquetSettings {
-            dir: out.parquet_dir.clone(),
-            flush_rows: out.flush_rows,
-            flush_interval: out.flush_interval,
-        };
-        sinks.push(Box::new(ParquetSink::create(
-            settings,
-            clock,
-            &options.run_id,
-        )?));
-    }
-    let cicd = &options.cicd;
-    let mut export = None;
-    let resource = config
-        .otlp
-        .enabled()
-        .then(|| otlp::resource(&config.otlp, cicd));
-    if let Some(resource) = &resource {
-        let (sink, task) = OtlpSink::from_config(&config.otlp, resource.clone(), clock)?;
-        sinks.push(Box::new(sink));
-        export = Some(task);
-    }
-    let mut metrics = None;
-    let mut otlp_metrics = None;
-    let listen = config.metrics.prometheus_listen.trim();
-    let push = resource.filter(|_| config.otlp.metrics);
-    if push.is_some() || !listen.is_empty() {
-        let aggregates = SharedAggregates::new(Mutex::new(Aggregates::new(
-            config.metrics.per_process,
-            config.capture.sample_interval,
-        )));
-        let spans = export.as_ref().map(ExportTask::stats);
-        let mut duration = None;
-        if let Some(resource) = push {
-            let m = OtlpMetrics::start(&config.otlp, resource, aggregates.clone(), spans.clone())?;
-            duration = Some(m.duration.clone());
-            otlp_metrics = Some(m);
-        }
-        let sink = if listen.is_empty() {
-            MetricsSink::new(aggregates.clone(), duration)
-        } else {
-            let addr = listen.parse().map_err(|e| {
-                SinkError::Config(format!("metrics.prometheus_listen {listen}: {e}"))
-            })?;
-            MetricsSink::serve(addr, aggregates.clone(), spans, duration)?
-        };
-        sinks.push(Box::new(sink));
-        metrics = Some(aggregates);
-    }
-    Ok(ConfiguredSinks {
-        sinks,
-        export,
-        metrics,
-        otlp_metrics,
-    })
-}
-
 /// Registers running processes whose name is a root name, and their descendants, in the
 /// kernel's tracked set; returns them, parents first.
 fn seed_existing(capture: &Capture, root_names: &[String]) -> Vec<ProcEntry> {
@@ -201,7 +139,7 @@ fn seed_existing(capture: &Capture, root_names: &[String]) -> Vec<ProcEntry> {
             flags: if p.ppid == 0 { track::ROOT } else { 0 },
             parent_start_ns: 0,
         };
-        if let Err(e) = crate::loader::register_pid(capture.tracked_fd(), p.tgid, &state) {
+        if let Err(e) = crate::capture::loader::register_pid(capture.tracked_fd(), p.tgid, &state) {
             tracing::warn!("cannot track running process {}: {e}", p.tgid);
         }
     }
@@ -230,11 +168,11 @@ impl Agent {
             metrics,
             otlp_metrics,
         } = configured_sinks(config, clock, &options)?;
-        let started_ns = crate::clock::monotonic_ns();
+        let started_ns = crate::capture::clock::monotonic_ns();
         let mut capture = Capture::load(config, offsets, scope)?;
         let t = &config.tracker;
         // Validated with the configuration.
-        let redact = Arc::new(config.redact.redactor().unwrap_or_default());
+        let redact = Arc::new(Redactor::from_config(&config.redact).unwrap_or_default());
         let mut tracker = Tracker::new(TrackerOptions {
             run_span: options.run_span,
             retain_ended_ns: t.retain_ended.as_nanos() as u64,
@@ -256,7 +194,7 @@ impl Agent {
         let reader = Reader::new(ring, tx, stats.clone()).map_err(AgentError::Reader)?;
         let (stop, stop_rx) = watch::channel(false);
         let reader = tokio::spawn(reader.run(stop_rx));
-        let consumer = tokio::spawn(tracker::consume(rx, tracker, sinks, stats.clone(), sweep));
+        let consumer = tokio::spawn(route::route(rx, tracker, sinks, stats.clone(), sweep));
         let sampler = match capture.take_sampler() {
             Some(s) => Some(
                 s.spawn(config.capture.sample_interval, stats.clone())

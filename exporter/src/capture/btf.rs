@@ -8,8 +8,6 @@ use std::{collections::HashMap, path::Path};
 
 use exporter_common::KernelOffsets;
 
-pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
-
 const BTF_MAGIC: u16 = 0xeb9f;
 
 const KIND_INT: u32 = 1;
@@ -474,7 +472,7 @@ mod tests {
     /// and agrees with bpftool's view of the well-known fields.
     #[test]
     fn resolves_every_offset_on_this_kernel() {
-        let path = Path::new(VMLINUX_BTF);
+        let path = Path::new(crate::config::VMLINUX_BTF);
         pipetrace_tests::require!(path.exists(), "no kernel BTF at /sys/kernel/btf/vmlinux");
         let btf = Btf::from_file(path).unwrap();
         let offsets = btf.kernel_offsets().unwrap();

@@ -11,7 +11,7 @@ use tokio::{
     sync::{mpsc, watch},
 };
 
-use crate::{
+use crate::capture::{
     decode::{Event, decode},
     stats::Stats,
 };

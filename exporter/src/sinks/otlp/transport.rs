@@ -6,40 +6,9 @@ use std::collections::HashMap;
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
 
 use crate::{
-    config::{OtlpProtocol, OtlpSection},
+    config::{OtlpProtocol, OtlpSection, Signal},
     sinks::SinkError,
 };
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Signal {
-    Traces,
-    Metrics,
-}
-
-impl Signal {
-    fn path(self) -> &'static str {
-        match self {
-            Signal::Traces => "/v1/traces",
-            Signal::Metrics => "/v1/metrics",
-        }
-    }
-}
-
-/// The URL a signal is sent to: the endpoint as is for gRPC; for HTTP the base URL with the
-/// signal's path (a configured `/v1/traces` or `/v1/metrics` suffix is replaced).
-pub fn signal_url(c: &OtlpSection, signal: Signal) -> String {
-    let base = c.endpoint.trim();
-    match c.protocol {
-        OtlpProtocol::Grpc => base.to_owned(),
-        OtlpProtocol::HttpProtobuf => {
-            let base = base
-                .strip_suffix(Signal::Traces.path())
-                .or_else(|| base.strip_suffix(Signal::Metrics.path()))
-                .unwrap_or(base);
-            format!("{}{}", base.trim_end_matches('/'), signal.path())
-        }
-    }
-}
 
 fn read_file(key: &str, path: &std::path::Path) -> Result<Vec<u8>, SinkError> {
     std::fs::read(path).map_err(|e| SinkError::Config(format!("{key} {}: {e}", path.display())))
@@ -65,7 +34,7 @@ pub struct Transport {
 
 impl Transport {
     pub fn from_config(c: &OtlpSection, signal: Signal) -> Result<Self, SinkError> {
-        let url = signal_url(c, signal);
+        let url = c.signal_url(signal);
         let tls = &c.tls;
         let ca = tls
             .ca_file
@@ -204,20 +173,20 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            signal_url(&c, Signal::Traces),
+            c.signal_url(Signal::Traces),
             "http://collector:4318/v1/traces"
         );
         assert_eq!(
-            signal_url(&c, Signal::Metrics),
+            c.signal_url(Signal::Metrics),
             "http://collector:4318/v1/metrics"
         );
         c.endpoint = "http://collector:4318/otlp/v1/traces".into();
         assert_eq!(
-            signal_url(&c, Signal::Metrics),
+            c.signal_url(Signal::Metrics),
             "http://collector:4318/otlp/v1/metrics"
         );
         c.protocol = OtlpProtocol::Grpc;
         c.endpoint = "http://collector:4317".into();
-        assert_eq!(signal_url(&c, Signal::Metrics), "http://collector:4317");
+        assert_eq!(c.signal_url(Signal::Metrics), "http://collector:4317");
     }
 }

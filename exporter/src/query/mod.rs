@@ -14,15 +14,15 @@ use crate::sinks::parquet::{EVENTS, LATER_COLUMNS, PROCESSES, events_schema, pro
 
 /// Named queries: `(name, SQL)`.
 pub const QUERIES: &[(&str, &str)] = &[
-    ("durations", include_str!("queries/durations.sql")),
-    ("cpu", include_str!("queries/cpu.sql")),
-    ("memory", include_str!("queries/memory.sql")),
-    ("failures", include_str!("queries/failures.sql")),
-    ("processes", include_str!("queries/processes.sql")),
-    ("tree", include_str!("queries/tree.sql")),
-    ("slowest", include_str!("queries/slowest.sql")),
-    ("critical-path", include_str!("queries/critical-path.sql")),
-    ("runs", include_str!("queries/runs.sql")),
+    ("durations", include_str!("sql/durations.sql")),
+    ("cpu", include_str!("sql/cpu.sql")),
+    ("memory", include_str!("sql/memory.sql")),
+    ("failures", include_str!("sql/failures.sql")),
+    ("processes", include_str!("sql/processes.sql")),
+    ("tree", include_str!("sql/tree.sql")),
+    ("slowest", include_str!("sql/slowest.sql")),
+    ("critical-path", include_str!("sql/critical-path.sql")),
+    ("runs", include_str!("sql/runs.sql")),
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -68,7 +68,7 @@ pub fn check_btf(path: &Path) -> Result<(), PreflightError> {
 /// The raw tracepoints the lifecycle programs attach to must exist. Checked in the kernel's
 /// BTF (`btf_trace_NAME`): raw tracepoints need no tracefs, which an unprivileged agent
 /// (CAP_BPF + CAP_PERFMON) often cannot read.
-pub fn check_tracepoints(btf: &crate::btf::Btf) -> Result<(), PreflightError> {
+pub fn check_tracepoints(btf: &crate::capture::btf::Btf) -> Result<(), PreflightError> {
     match TRACEPOINTS.into_iter().find(|tp| !btf.has_tracepoint(tp)) {
         Some(missing) => Err(PreflightError::NoTracepoint(missing)),
         None => Ok(()),

@@ -9,6 +9,8 @@
 
 use regex::Regex;
 
+use crate::config::{PatternError, RedactSection, compile_patterns};
+
 /// What replaces a secret.
 pub const MASK: &str = "***";
 
@@ -75,16 +77,6 @@ fn name_words(name: &str) -> Vec<String> {
     words
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "key `redact.patterns`: pattern {index} ({pattern:?}) is not a valid regular expression: {reason}"
-)]
-pub struct PatternError {
-    pub index: usize,
-    pub pattern: String,
-    pub reason: String,
-}
-
 #[derive(Debug)]
 pub struct Redactor {
     enabled: bool,
@@ -109,6 +101,11 @@ impl Default for Redactor {
 }
 
 impl Redactor {
+    /// As configured (patterns were checked when the configuration was loaded).
+    pub fn from_config(section: &RedactSection) -> Result<Self, PatternError> {
+        Self::new(section.enabled, &section.flags, &section.patterns)
+    }
+
     /// `flags`: extra flag names (with their dashes, e.g. `--db-pass`) whose value is secret;
     /// `patterns`: extra regular expressions.
     pub fn new(enabled: bool, flags: &[String], patterns: &[String]) -> Result<Self, PatternError> {
@@ -128,23 +125,7 @@ impl Redactor {
         )))
         .map(|p| Regex::new(&p).expect("built-in pattern compiles"))
         .collect();
-        let user = patterns
-            .iter()
-            .enumerate()
-            .map(|(index, p)| {
-                Regex::new(p).map_err(|e| PatternError {
-                    index,
-                    pattern: p.clone(),
-                    reason: e
-                        .to_string()
-                        .lines()
-                        .last()
-                        .unwrap_or_default()
-                        .trim()
-                        .to_owned(),
-                })
-            })
-            .collect::<Result<_, _>>()?;
+        let user = compile_patterns(patterns)?;
         Ok(Self {
             enabled,
             extra_flags: flags.to_vec(),
@@ -390,9 +371,9 @@ mod tests {
     /// Real command lines captured by tracing builds and tools (gcc/cc1/as/collect2/ld,
     /// rustc/cargo/clippy, python/pip, make, git, curl, tar and coreutils) with redaction
     /// off: none holds a secret, so none may change.
-    const HARMLESS: &str = include_str!("../../tests/data/redaction/harmless.jsonl");
+    const HARMLESS: &str = include_str!("../../../tests/data/redaction/harmless.jsonl");
     /// Command lines in every documented secret form, with the secrets they hold.
-    const SECRETS: &str = include_str!("../../tests/data/redaction/secrets.jsonl");
+    const SECRETS: &str = include_str!("../../../tests/data/redaction/secrets.jsonl");
 
     #[test]
     fn real_command_lines_without_secrets_come_out_unchanged() {

@@ -4,6 +4,10 @@
 //! drained by an export task that sends batches. A full queue drops the span; a failed or timed
 //! out request drops its batch; both are counted in [`SpanStats`] and reported at exit.
 
+pub mod cicd;
+pub mod spans;
+pub mod transport;
+
 use std::{
     sync::{
         Arc,
@@ -19,16 +23,14 @@ use opentelemetry_sdk::{
 };
 use tokio::{sync::mpsc, task::JoinHandle, time::Instant};
 
-use super::{Sink, SinkError};
+use super::{Report, Sink, SinkError};
+use crate::config::Signal;
 use crate::{
-    clock::Clock,
+    capture::{clock::Clock, stats::Stats},
     config::OtlpSection,
-    decode::Event,
-    otlp_transport::Signal,
-    spans::{RunSpan, SpanFactory},
-    stats::Stats,
-    tracker::Process,
 };
+use spans::SpanFactory;
+use transport::Transport;
 
 /// What happened to the spans handed to the sink.
 #[derive(Debug, Default)]
@@ -156,8 +158,7 @@ impl OtlpSink {
         resource: Resource,
         clock: Clock,
     ) -> Result<(Self, ExportTask), SinkError> {
-        let mut exporter = crate::otlp_transport::Transport::from_config(config, Signal::Traces)?
-            .span_exporter()?;
+        let mut exporter = Transport::from_config(config, Signal::Traces)?.span_exporter()?;
         exporter.set_resource(&resource);
         Ok(Self::with_exporter(
             exporter,
@@ -184,28 +185,15 @@ impl Sink for OtlpSink {
         "otlp"
     }
 
-    fn event(&mut self, _event: &Event) -> Result<(), SinkError> {
-        Ok(())
-    }
-
-    fn process_ended(&mut self, process: &Process) -> Result<(), SinkError> {
-        if let Some(span) = self.factory.process(process) {
+    fn report(&mut self, report: &Report) -> Result<(), SinkError> {
+        let span = match report {
+            Report::Ended(process) => self.factory.process(process),
+            Report::RunEnded(run) => Some(self.factory.run(run)),
+            _ => None,
+        };
+        if let Some(span) = span {
             self.enqueue(span);
         }
-        Ok(())
-    }
-
-    fn still_running(&mut self, process: &Process, now_ns: u64) -> Result<(), SinkError> {
-        self.process_ended(&process.still_running_at(now_ns))
-    }
-
-    fn run_ended(&mut self, run: &RunSpan) -> Result<(), SinkError> {
-        let span = self.factory.run(run);
-        self.enqueue(span);
-        Ok(())
-    }
-
-    fn flush(&mut self) -> Result<(), SinkError> {
         Ok(())
     }
 }
@@ -294,8 +282,8 @@ pub fn resource(c: &OtlpSection, cicd: &[(&'static str, String)]) -> Resource {
 mod tests {
     use super::*;
     use crate::{
-        decode::{Body, Common, Exec, Exit},
-        tracker::{SpanRef, Tracker, TrackerOptions},
+        capture::decode::{Body, Common, Event, Exec, Exit},
+        process::tracker::{SpanRef, Tracker, TrackerOptions},
     };
     use exporter_common::flags;
     use opentelemetry::{
@@ -407,7 +395,7 @@ mod tests {
         ];
         for e in events {
             if let Some(p) = tracker.apply(e) {
-                sink.process_ended(&p).unwrap();
+                sink.report(&Report::Ended(&p)).unwrap();
             }
         }
         drop(sink);
@@ -487,7 +475,7 @@ mod tests {
                     0,
                 ))
                 .unwrap();
-            sink.process_ended(&p).unwrap();
+            sink.report(&Report::Ended(&p)).unwrap();
         }
         drop(sink);
         let stats = task.finish(Duration::from_secs(5)).await;

@@ -14,7 +14,7 @@ fn random_seed() -> u64 {
         u64::from_ne_bytes(buf)
     } else {
         // No getrandom: time and pid still make collisions between runs unlikely.
-        crate::clock::monotonic_ns() ^ (u64::from(std::process::id()) << 32)
+        crate::capture::clock::monotonic_ns() ^ (u64::from(std::process::id()) << 32)
     }
 }
 

@@ -14,9 +14,8 @@ use aya::{
 use exporter_common::{COMM_LEN, CaptureConfig, KernelOffsets, TrackState, counter, scope, track};
 
 use crate::{
+    capture::{sampler::Sampler, stats::KernelCounters},
     config::{Config, ScopeMode},
-    sampler::Sampler,
-    stats::KernelCounters,
 };
 
 /// The compiled kernel programs, built by `build.rs`.
@@ -142,10 +141,11 @@ impl Capture {
             cgroup_id: 0,
             wakeup_bytes: (config.capture.ring_buffer_bytes / 16) as u32,
             _pad0: 0,
-            memory_step_pages: (config.capture.memory_step_bytes / crate::decode::page_size())
-                .max(1),
+            memory_step_pages: (config.capture.memory_step_bytes
+                / crate::capture::decode::page_size())
+            .max(1),
             memory_step_percent: config.capture.memory_step_percent,
-            page_shift: crate::decode::page_size().trailing_zeros(),
+            page_shift: crate::capture::decode::page_size().trailing_zeros(),
         };
         match scope {
             KernelScope::Tracked | KernelScope::RootNames(_) => {}

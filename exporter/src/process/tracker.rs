@@ -18,20 +18,17 @@
 use std::{
     collections::{HashMap, HashSet, VecDeque},
     sync::Arc,
-    time::Duration,
 };
 
-use tokio::sync::mpsc;
-
+use super::report::Report;
 use crate::{
-    clock::monotonic_ns,
-    decode::{Body, Common, Event, Exec, Exit, Sample},
-    ids::IdGenerator,
-    procfs::{self, ProcEntry},
-    redact::Redactor,
-    samples::Round,
-    sinks::Sink,
-    stats::Stats,
+    capture::decode::{Body, Common, Event, Exec, Exit, Sample},
+    process::{
+        ids::IdGenerator,
+        procfs::{self, ProcEntry},
+        redact::Redactor,
+        samples::Round,
+    },
 };
 use exporter_common::flags;
 
@@ -106,6 +103,17 @@ impl Process {
         match self.ending {
             Some(Ending::Exited(exit)) => Some(exit),
             _ => None,
+        }
+    }
+
+    /// `ok`, `failed` (non-zero exit), `killed` (signal), `still_running`, `exit_lost`.
+    pub fn status(&self) -> &'static str {
+        match self.ending {
+            Some(Ending::Exited(exit)) if exit.signal().is_some() => "killed",
+            Some(Ending::Exited(exit)) if exit.failed() => "failed",
+            Some(Ending::Exited(_)) => "ok",
+            Some(Ending::Lost) => "exit_lost",
+            Some(Ending::StillRunning) | None => "still_running",
         }
     }
 
@@ -229,7 +237,7 @@ impl Tracker {
             ids: IdGenerator::new(),
             options,
             totals: TrackerTotals::default(),
-            tolerance_ns: crate::procfs::start_tolerance_ns(),
+            tolerance_ns: crate::process::procfs::start_tolerance_ns(),
             round: Round::default(),
             pending_incomplete: HashSet::new(),
         }
@@ -360,7 +368,7 @@ impl Tracker {
         if self.live.contains_key(&e.tgid) {
             return;
         }
-        let (mut argv, exe, cwd) = crate::procfs::image(e.tgid);
+        let (mut argv, exe, cwd) = crate::process::procfs::image(e.tgid);
         self.options.redact.argv(&mut argv);
         let common = Common {
             flags: if e.ppid == 0 { flags::ROOT } else { 0 },
@@ -581,6 +589,53 @@ impl Tracker {
         out
     }
 
+    /// Takes one record from the ring and says what happened, in order: the record itself
+    /// (its command line redacted first), then the process it started, moved, sampled or
+    /// ended. A round end reports the round's samples; per-thread records report nothing.
+    pub fn handle(&mut self, mut ev: Event, mut report: impl FnMut(Report)) {
+        if let Body::Exec(exec) = &mut ev.body {
+            self.options.redact.argv(&mut exec.argv);
+        }
+        match ev.body {
+            Body::ThreadSample(_) => {
+                self.apply(ev);
+            }
+            Body::SampleEnd(session) => {
+                for sample in self.end_round(session, ev.common.ktime_ns) {
+                    report(Report::Event(&sample));
+                    if let (Body::Sample(s), Some(p)) =
+                        (&sample.body, self.process(sample.common.tgid))
+                    {
+                        report(Report::Sampled(p, s));
+                    }
+                }
+            }
+            _ => {
+                report(Report::Event(&ev));
+                let (tgid, seen) = (ev.common.tgid, self.totals.processes);
+                let memory = match ev.body {
+                    Body::Memory(m) => Some(m),
+                    _ => None,
+                };
+                let ended = self.apply(ev);
+                if let (Some(m), Some(p)) = (memory, self.process(tgid)) {
+                    report(Report::MemoryChanged(p, &m));
+                }
+                // New in the table, and not from before the agent: it started while traced.
+                if self.totals.processes > seen
+                    && let Some(p) = ended.as_ref().or(self.process(tgid))
+                    && p.spanned
+                    && !p.seeded
+                {
+                    report(Report::Started(p));
+                }
+                if let Some(ended) = &ended {
+                    report(Report::Ended(ended));
+                }
+            }
+        }
+    }
+
     /// The live process `tgid`.
     pub fn process(&self, tgid: u32) -> Option<&Process> {
         self.live.get(&tgid)
@@ -654,132 +709,6 @@ impl Tracker {
         out.sort_by_key(|p| p.key.start_ns);
         out
     }
-}
-
-fn deliver(sinks: &mut [Box<dyn Sink>], stats: &Stats, ended: &Process) {
-    for sink in sinks.iter_mut() {
-        if let Err(e) = sink.process_ended(ended) {
-            Stats::add(&stats.sink_errors, 1);
-            tracing::debug!("sink {}: {e}", sink.name());
-        }
-    }
-}
-
-fn to_sinks(sinks: &mut [Box<dyn Sink>], stats: &Stats, ev: &Event) {
-    for sink in sinks.iter_mut() {
-        if let Err(e) = sink.event(ev) {
-            Stats::add(&stats.sink_errors, 1);
-            tracing::debug!("sink {}: {e}", sink.name());
-        }
-    }
-}
-
-fn flush_all(sinks: &mut [Box<dyn Sink>], stats: &Stats) {
-    for sink in sinks.iter_mut() {
-        if let Err(e) = sink.flush() {
-            Stats::add(&stats.sink_errors, 1);
-            tracing::debug!("sink {}: {e}", sink.name());
-        }
-    }
-}
-
-/// Feeds events to the tracker and the sinks until the reader closes the channel; every
-/// `sweep_every`, ends the processes whose exit record was lost.
-pub async fn consume(
-    mut rx: mpsc::Receiver<Event>,
-    mut tracker: Tracker,
-    mut sinks: Vec<Box<dyn Sink>>,
-    stats: Arc<Stats>,
-    sweep_every: Option<Duration>,
-) -> (Tracker, Vec<Box<dyn Sink>>) {
-    let mut sweep = tokio::time::interval(sweep_every.unwrap_or(Duration::from_secs(3600)));
-    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    sweep.tick().await;
-    // Time-based flushes (Parquet) happen even when no event arrives.
-    let mut quiet = tokio::time::interval(Duration::from_secs(1));
-    quiet.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        let first = tokio::select! {
-            ev = rx.recv() => match ev {
-                Some(ev) => ev,
-                None => break,
-            },
-            _ = quiet.tick() => {
-                flush_all(&mut sinks, &stats);
-                continue;
-            }
-            _ = sweep.tick(), if sweep_every.is_some() => {
-                let now = monotonic_ns();
-                for ended in tracker.sweep_lost(now, |k| procfs::is_alive(k.tgid, k.start_ns)) {
-                    deliver(&mut sinks, &stats, &ended);
-                }
-                flush_all(&mut sinks, &stats);
-                // Give freed memory back after a burst, so RSS follows what is in use.
-                // SAFETY: malloc_trim has no preconditions.
-                unsafe { libc::malloc_trim(0) };
-                continue;
-            }
-        };
-        for (tgid, start_ns) in stats.take_dropped_processes() {
-            tracker.mark_incomplete(tgid, start_ns);
-        }
-        let mut next = Some(first);
-        // Handle everything queued, then flush once: one write per burst, not per event.
-        while let Some(mut ev) = next {
-            // Secrets leave command lines here, before any sink (off the ring reader's path).
-            if let Body::Exec(exec) = &mut ev.body {
-                tracker.options.redact.argv(&mut exec.argv);
-            }
-            match ev.body {
-                // A thread's share of a sample: summed, not passed on.
-                Body::ThreadSample(_) => {
-                    tracker.apply(ev);
-                }
-                Body::SampleEnd(session) => {
-                    for sample in tracker.end_round(session, ev.common.ktime_ns) {
-                        to_sinks(&mut sinks, &stats, &sample);
-                        if let (Body::Sample(s), Some(p)) =
-                            (&sample.body, tracker.process(sample.common.tgid))
-                        {
-                            for sink in sinks.iter_mut() {
-                                sink.sampled(p, s);
-                            }
-                        }
-                    }
-                }
-                _ => {
-                    to_sinks(&mut sinks, &stats, &ev);
-                    let (tgid, seen) = (ev.common.tgid, tracker.totals().processes);
-                    let memory = match ev.body {
-                        Body::Memory(m) => Some(m),
-                        _ => None,
-                    };
-                    let ended = tracker.apply(ev);
-                    if let (Some(m), Some(p)) = (memory, tracker.process(tgid)) {
-                        for sink in sinks.iter_mut() {
-                            sink.memory_changed(p, &m);
-                        }
-                    }
-                    // New in the table, and not from before the agent: it started while traced.
-                    if tracker.totals().processes > seen
-                        && let Some(p) = ended.as_ref().or(tracker.process(tgid))
-                        && p.spanned
-                        && !p.seeded
-                    {
-                        for sink in sinks.iter_mut() {
-                            sink.process_started(p);
-                        }
-                    }
-                    if let Some(ended) = ended {
-                        deliver(&mut sinks, &stats, &ended);
-                    }
-                }
-            }
-            next = rx.try_recv().ok();
-        }
-        flush_all(&mut sinks, &stats);
-    }
-    (tracker, sinks)
 }
 
 #[cfg(test)]
@@ -1109,7 +1038,7 @@ mod tests {
 
     #[test]
     fn sampling_rounds_sum_threads_and_the_exit_continues_the_counters() {
-        use crate::decode::ThreadSample;
+        use crate::capture::decode::ThreadSample;
         let mut t = Tracker::default();
         t.apply(ev(10, 100, 1, Body::Fork, 0));
         let thread = |tgid: u32, utime_ns: u64, runtime_ns: u64| Event {
@@ -1139,7 +1068,7 @@ mod tests {
         assert_eq!((sample.cpu_user_ns, sample.cpu_system_ns), (400, 200));
         assert_eq!(
             (sample.rss_bytes, sample.threads),
-            (crate::decode::page_size(), 2)
+            (crate::capture::decode::page_size(), 2)
         );
         assert_eq!(t.process(10).unwrap().last_sample, Some(sample));
         assert!(t.process(99).is_none());
@@ -1174,5 +1103,22 @@ mod tests {
         assert!(gone[0].incomplete);
         assert_eq!(t.totals().lost_exits, 1);
         assert!(t.process(12).is_none() && t.process(11).is_some());
+    }
+
+    #[test]
+    fn statuses() {
+        let mut t = Tracker::default();
+        t.apply(Event::sample(5, Body::Fork));
+        let p = t
+            .apply(Event::sample(5, Body::Exit(Exit::from_status(9))))
+            .unwrap();
+        assert_eq!(p.status(), "killed");
+        let mut q = p.clone();
+        q.ending = Some(Ending::Exited(Exit::from_status(2 << 8)));
+        assert_eq!(q.status(), "failed");
+        q.ending = Some(Ending::Lost);
+        assert_eq!(q.status(), "exit_lost");
+        q.ending = None;
+        assert_eq!(q.status(), "still_running");
     }
 }

@@ -11,11 +11,12 @@ use std::{
     time::Duration,
 };
 
-use super::{parquet::status, signal_name};
 use crate::{
-    decode::{Memory, Sample},
-    stats::Losses,
-    tracker::Process,
+    capture::{
+        decode::{Memory, Sample},
+        stats::Losses,
+    },
+    process::tracker::Process,
 };
 
 /// Distinct executable names with their own series; later ones share `other`.
@@ -26,8 +27,9 @@ pub const DURATION_BUCKETS: [f64; 12] = [
     0.001, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 60.0, 300.0, 1800.0, 3600.0,
 ];
 
-/// A duration histogram over [`DURATION_BUCKETS`] (cumulative bucket counts).
-#[derive(Debug, Default, Clone)]
+/// A duration histogram over [`DURATION_BUCKETS`]: counts per bucket (not cumulative), the
+/// values above the last bound only in `count`.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
 pub struct Histogram {
     pub buckets: [u64; DURATION_BUCKETS.len()],
     pub sum_s: f64,
@@ -36,10 +38,8 @@ pub struct Histogram {
 
 impl Histogram {
     fn record(&mut self, seconds: f64) {
-        for (i, bound) in DURATION_BUCKETS.iter().enumerate() {
-            if seconds <= *bound {
-                self.buckets[i] += 1;
-            }
+        if let Some(i) = DURATION_BUCKETS.iter().position(|bound| seconds <= *bound) {
+            self.buckets[i] += 1;
         }
         self.sum_s += seconds;
         self.count += 1;
@@ -118,7 +118,7 @@ pub struct MemorySeries<'a> {
 
 #[derive(Debug, Default)]
 pub struct Aggregates {
-    pub(super) executables: BTreeMap<String, Executable>,
+    executables: BTreeMap<String, Executable>,
     /// Live processes by pid, from their latest sample.
     live: HashMap<u32, LiveProcess>,
     /// Series per live process (`metrics.per_process`) instead of per executable.
@@ -192,7 +192,7 @@ impl Aggregates {
         (l.cpu, l.cpu)
     }
 
-    pub(super) fn sample(&mut self, p: &Process, s: &Sample, at_ns: u64) {
+    pub fn sample(&mut self, p: &Process, s: &Sample, at_ns: u64) {
         let executable = self.label_for(p.executable_name());
         let (banked, _) = self.take_live(p.key.tgid, &executable);
         self.live.insert(
@@ -221,11 +221,11 @@ impl Aggregates {
         }
     }
 
-    pub(super) fn record(&mut self, p: &Process) {
+    pub fn record(&mut self, p: &Process) {
         let key = self.label_for(p.executable_name());
         let (banked, so_far) = self.take_live(p.key.tgid, &key);
         let e = self.executables.entry(key).or_default();
-        *e.by_status.entry(status(p)).or_default() += 1;
+        *e.by_status.entry(p.status()).or_default() += 1;
         if let Some(exit) = p.exit() {
             e.cpu_user_s += exit.usage.cpu_user_ns as f64 / 1e9 - banked.0;
             e.cpu_system_s += exit.usage.cpu_system_ns as f64 / 1e9 - banked.1;
@@ -244,16 +244,16 @@ impl Aggregates {
         e.duration_max_s = e.duration_max_s.max(duration);
         if let Some(sig) = p.exit().and_then(|x| x.signal()) {
             *e.signals
-                .entry(signal_name(sig).unwrap_or("other"))
+                .entry(crate::capture::decode::signal_name(sig).unwrap_or("other"))
                 .or_default() += 1;
         }
         if p.spanned && (p.root || p.parent_span.is_none()) {
-            *e.runs.entry(status(p)).or_default() += 1;
+            *e.runs.entry(p.status()).or_default() += 1;
             e.run_duration.record(duration);
         }
     }
 
-    pub(super) fn memory_changed(&mut self, p: &Process, m: &Memory) {
+    pub fn memory_changed(&mut self, p: &Process, m: &Memory) {
         let key = self.label_for(p.executable_name());
         let e = self.executables.entry(key).or_default();
         let direction = if m.grew() { "alloc" } else { "release" };
@@ -336,8 +336,8 @@ impl Aggregates {
 mod tests {
     use super::*;
     use crate::{
-        decode::{Body, Event, Exit},
-        tracker::Tracker,
+        capture::decode::{Body, Event, Exit},
+        process::tracker::Tracker,
     };
 
     fn ev(tgid: u32, body: Body) -> Event {
@@ -346,7 +346,7 @@ mod tests {
 
     #[test]
     fn live_samples_join_the_executable_totals_and_never_go_down() {
-        use crate::tracker::Ending;
+        use crate::process::tracker::Ending;
         let mut a = Aggregates::new(false, Duration::from_secs(1));
         let mut t = Tracker::default();
         t.apply(ev(10, Body::Fork));
@@ -379,11 +379,6 @@ mod tests {
         a.sample(&ld, &sample(3, 8192), 2);
         assert_eq!((cpu(&a, "cc\"x"), cpu(&a, "ld")), (1.0, 2.0));
         assert_eq!((memory(&a, "cc\"x"), memory(&a, "ld")), (0, 8192));
-        let text = a.render(None);
-        assert!(
-            text.contains(r#"process_memory_usage_bytes{process_executable_name="ld"} 8192"#),
-            "{text}"
-        );
         // Per process: the same totals, the live part under its pid.
         a.per_process = true;
         let live: Vec<_> = a
@@ -394,9 +389,11 @@ mod tests {
         assert_eq!(live.len(), 1);
         assert_eq!((live[0].executable, live[0].user_s), ("ld", 2.0));
         assert_eq!(cpu(&a, "ld"), 2.0);
-        assert!(a.render(None).contains(
-            r#"process_memory_usage_bytes{process_executable_name="ld",process_pid="10"} 8192"#
-        ));
+        assert!(a.memory_series().contains(&MemorySeries {
+            executable: "ld",
+            pid: Some(10),
+            bytes: 8192
+        }));
         a.per_process = false;
         // It exits with its final totals: ld gets the rest, nothing goes down.
         let mut exit = Exit::from_status(0);

@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::clock::clock_ns;
+use crate::capture::clock::clock_ns;
 
 /// A process read from `/proc/PID/*`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,7 +76,7 @@ pub fn read(tgid: u32) -> Option<ProcEntry> {
 pub fn cgroup_id(tgid: u32) -> u64 {
     use std::os::unix::fs::MetadataExt;
     static MOUNT: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
-    let Some(mount) = MOUNT.get_or_init(crate::cgroups::v2_mount) else {
+    let Some(mount) = MOUNT.get_or_init(crate::process::cgroups::v2_mount) else {
         return 0;
     };
     std::fs::read_to_string(format!("/proc/{tgid}/cgroup"))
@@ -179,7 +179,7 @@ mod tests {
         let me = std::process::id();
         let entry = read(me).unwrap();
         assert_eq!(entry.tgid, me);
-        assert!(entry.start_ns <= crate::clock::monotonic_ns());
+        assert!(entry.start_ns <= crate::capture::clock::monotonic_ns());
         assert!(is_alive(me, entry.start_ns));
         assert!(!is_alive(me, entry.start_ns + 10_000_000_000));
         let (argv, exe, cwd) = image(me);

@@ -15,7 +15,7 @@ use std::{
 
 use aya::programs::ProgramFd;
 
-use crate::stats::Stats;
+use crate::capture::stats::Stats;
 
 const BPF_LINK_CREATE: libc::c_long = 28;
 const BPF_ITER_CREATE: libc::c_long = 33;

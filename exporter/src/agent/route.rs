@@ -1,0 +1,82 @@
+//! The routing loop: records from the reader's queue go to the tracker, and everything the
+//! tracker reports goes to every sink; sinks are flushed once per burst and once a second.
+
+use std::{sync::Arc, time::Duration};
+
+use tokio::sync::mpsc;
+
+use crate::{
+    capture::{clock::monotonic_ns, decode::Event, stats::Stats},
+    process::{procfs, tracker::Tracker},
+    sinks::{Report, Sink},
+};
+
+/// Hands one report to every sink; a sink's error is counted, not fatal.
+pub fn deliver(sinks: &mut [Box<dyn Sink>], stats: &Stats, report: &Report) {
+    for sink in sinks.iter_mut() {
+        if let Err(e) = sink.report(report) {
+            Stats::add(&stats.sink_errors, 1);
+            tracing::debug!("sink {}: {e}", sink.name());
+        }
+    }
+}
+
+pub fn flush_all(sinks: &mut [Box<dyn Sink>], stats: &Stats) {
+    for sink in sinks.iter_mut() {
+        if let Err(e) = sink.flush() {
+            Stats::add(&stats.sink_errors, 1);
+            tracing::debug!("sink {}: {e}", sink.name());
+        }
+    }
+}
+
+/// Routes records until the reader closes the queue; every `sweep_every`, ends the
+/// processes whose exit record was lost.
+pub async fn route(
+    mut rx: mpsc::Receiver<Event>,
+    mut tracker: Tracker,
+    mut sinks: Vec<Box<dyn Sink>>,
+    stats: Arc<Stats>,
+    sweep_every: Option<Duration>,
+) -> (Tracker, Vec<Box<dyn Sink>>) {
+    let mut sweep = tokio::time::interval(sweep_every.unwrap_or(Duration::from_secs(3600)));
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    sweep.tick().await;
+    // Time-based flushes (Parquet) happen even when no event arrives.
+    let mut quiet = tokio::time::interval(Duration::from_secs(1));
+    quiet.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let first = tokio::select! {
+            ev = rx.recv() => match ev {
+                Some(ev) => ev,
+                None => break,
+            },
+            _ = quiet.tick() => {
+                flush_all(&mut sinks, &stats);
+                continue;
+            }
+            _ = sweep.tick(), if sweep_every.is_some() => {
+                let now = monotonic_ns();
+                for ended in tracker.sweep_lost(now, |k| procfs::is_alive(k.tgid, k.start_ns)) {
+                    deliver(&mut sinks, &stats, &Report::Ended(&ended));
+                }
+                flush_all(&mut sinks, &stats);
+                // Give freed memory back after a burst, so RSS follows what is in use.
+                // SAFETY: malloc_trim has no preconditions.
+                unsafe { libc::malloc_trim(0) };
+                continue;
+            }
+        };
+        for (tgid, start_ns) in stats.take_dropped_processes() {
+            tracker.mark_incomplete(tgid, start_ns);
+        }
+        let mut next = Some(first);
+        // Handle everything queued, then flush once: one write per burst, not per event.
+        while let Some(ev) = next {
+            tracker.handle(ev, |report| deliver(&mut sinks, &stats, &report));
+            next = rx.try_recv().ok();
+        }
+        flush_all(&mut sinks, &stats);
+    }
+    (tracker, sinks)
+}

@@ -1,0 +1,11 @@
+//! Capture: the kernel programs loaded at offsets read from BTF, the ring buffer read and its
+//! records decoded, live samples started, and every loss counted.
+
+pub mod btf;
+pub mod clock;
+pub mod decode;
+pub mod loader;
+pub mod preflight;
+pub mod reader;
+pub mod sampler;
+pub mod stats;

@@ -1,0 +1,401 @@
+//! Every metric the agent exports, described once: its OTLP name (semantic conventions), its
+//! Prometheus name, help, kind, and how its points are read from the aggregates. The OTLP and
+//! Prometheus exporters are two small adapters over this table.
+
+use super::aggregates::{Aggregates, Counts, Executable, Histogram};
+use crate::{capture::stats::Stats, sinks::otlp::SpanStats};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    /// Prometheus only: OTLP records the same distribution with an SDK histogram as processes end.
+    Histogram,
+}
+
+/// A label value; `Pid` is an integer attribute in OTLP.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LabelValue<'a> {
+    Str(&'a str),
+    Pid(u32),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Value<'a> {
+    Int(u64),
+    Float(f64),
+    Histogram(&'a Histogram),
+}
+
+/// One series: labels by their OTLP key (Prometheus replaces the dots), and its value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Point<'a> {
+    pub labels: Vec<(&'static str, LabelValue<'a>)>,
+    pub value: Value<'a>,
+}
+
+/// What a family reads at collection time.
+pub struct Sources<'a> {
+    pub aggregates: &'a Aggregates,
+    /// Span counters, with OTLP trace export on.
+    pub spans: Option<&'a SpanStats>,
+}
+
+pub struct Family {
+    /// Name in OTLP; `None`: not exported over OTLP.
+    pub otlp: Option<&'static str>,
+    /// Name in the Prometheus exposition, as scraped (counters end in `_total`); `None`: not
+    /// served to Prometheus.
+    pub prometheus: Option<&'static str>,
+    /// UCUM unit (OTLP). Values in seconds ([`SECONDS`]) are floats, all others integers.
+    pub unit: &'static str,
+    pub help: &'static str,
+    pub kind: Kind,
+    /// Only with OTLP trace export (span counters).
+    pub needs_spans: bool,
+    pub points: for<'a> fn(&Sources<'a>) -> Vec<Point<'a>>,
+}
+
+pub const SECONDS: &str = "s";
+
+const EXE: &str = "process.executable.name";
+
+fn exe(name: &str) -> (&'static str, LabelValue<'_>) {
+    (EXE, LabelValue::Str(name))
+}
+
+/// One of the executables' counts: (executable, `key` = value) → count.
+fn counts<'a>(
+    a: &'a Aggregates,
+    key: &'static str,
+    of: fn(&Executable) -> &Counts,
+) -> Vec<Point<'a>> {
+    a.counts(of)
+        .map(|(name, value, n)| Point {
+            labels: vec![exe(name), (key, LabelValue::Str(value))],
+            value: Value::Int(n),
+        })
+        .collect()
+}
+
+/// A value per executable.
+fn per_executable<'a>(
+    a: &'a Aggregates,
+    value: impl Fn(&'a Executable) -> Value<'a>,
+) -> Vec<Point<'a>> {
+    a.executables()
+        .map(|(name, e)| Point {
+            labels: vec![exe(name)],
+            value: value(e),
+        })
+        .collect()
+}
+
+fn unlabelled(value: Value<'_>) -> Vec<Point<'_>> {
+    vec![Point {
+        labels: Vec::new(),
+        value,
+    }]
+}
+
+/// The executable label, and the pid for a live process's own series.
+fn series_labels(executable: &str, pid: Option<u32>) -> Vec<(&'static str, LabelValue<'_>)> {
+    let mut labels = vec![exe(executable)];
+    if let Some(pid) = pid {
+        labels.push(("process.pid", LabelValue::Pid(pid)));
+    }
+    labels
+}
+
+fn cpu_time<'a>(s: &Sources<'a>) -> Vec<Point<'a>> {
+    let mut out = Vec::new();
+    for c in s.aggregates.cpu_series() {
+        for (mode, v) in [("user", c.user_s), ("system", c.system_s)] {
+            let mut labels = series_labels(c.executable, c.pid);
+            labels.push(("cpu.mode", LabelValue::Str(mode)));
+            out.push(Point {
+                labels,
+                value: Value::Float(v),
+            });
+        }
+    }
+    out
+}
+
+fn memory_usage<'a>(s: &Sources<'a>) -> Vec<Point<'a>> {
+    s.aggregates
+        .memory_series()
+        .into_iter()
+        .map(|m| Point {
+            labels: series_labels(m.executable, m.pid),
+            value: Value::Int(m.bytes),
+        })
+        .collect()
+}
+
+/// Events lost by where: kernel ring full, untracked (map full), queue full, undecodable.
+fn losses(a: &Aggregates) -> [(&'static str, u64); 4] {
+    let l = a.agent.losses;
+    [
+        ("ring_full", l.ring_full),
+        ("untracked", l.untracked),
+        ("queue_full", l.queue_full),
+        ("undecodable", l.decode_errors),
+    ]
+}
+
+fn exported(s: &Sources<'_>) -> u64 {
+    s.spans.map_or(0, |s| Stats::get(&s.exported))
+}
+
+fn dropped(s: &Sources<'_>) -> u64 {
+    s.spans.map_or(0, SpanStats::dropped)
+}
+
+/// In the order the Prometheus exposition lists them.
+pub const FAMILIES: &[Family] = &[
+    Family {
+        otlp: Some("pipetrace.processes"),
+        prometheus: Some("pipetrace_processes_total"),
+        unit: "{process}",
+        help: "Processes that ended, by executable and final status.",
+        kind: Kind::Counter,
+        needs_spans: false,
+        points: |s| counts(s.aggregates, "status", |e| &e.by_status),
+    },
+    Family {
+        otlp: Some("pipetrace.processes.started"),
+        prometheus: Some("pipetrace_processes_started_total"),
+        unit: "{process}",
+        help: "Processes that started while traced.",
+        kind: Kind::Counter,
+        needs_spans: false,
+        points: |s| unlabelled(Value::Int(s.aggregates.started)),
+    },
+    Family {
+        otlp: Some("process.cpu.time"),
+        prometheus: Some("process_cpu_time_seconds_total"),
+        unit: SECONDS,
+        help: "CPU time (whole thread groups): ended processes' totals and live processes' time so far, by executable (or live process) and mode.",
+        kind: Kind::Counter,
+        needs_spans: false,
+        points: cpu_time,
+    },
+    Family {
+        otlp: Some("process.memory.usage"),
+        prometheus: Some("process_memory_usage_bytes"),
+        unit: "By",
+        help: "Resident memory of live processes at the latest sample, by executable (or live process).",
+        kind: Kind::Gauge,
+        needs_spans: false,
+        points: memory_usage,
+    },
+    Family {
+        otlp: Some("pipetrace.process.memory.peak"),
+        prometheus: Some("pipetrace_process_memory_peak_bytes"),
+        unit: "By",
+        help: "Highest peak RSS of any ended process of the executable.",
+        kind: Kind::Gauge,
+        needs_spans: false,
+        points: |s| per_executable(s.aggregates, |e| Value::Int(e.peak_rss_bytes)),
+    },
+    Family {
+        otlp: None,
+        prometheus: Some("pipetrace_process_duration_seconds"),
+        unit: SECONDS,
+        help: "Lifetime of ended processes, by executable.",
+        kind: Kind::Histogram,
+        needs_spans: false,
+        points: |s| per_executable(s.aggregates, |e| Value::Histogram(&e.duration)),
+    },
+    Family {
+        otlp: Some("pipetrace.process.duration.max"),
+        prometheus: Some("pipetrace_process_duration_max_seconds"),
+        unit: SECONDS,
+        help: "Longest lifetime of an ended process, by executable.",
+        kind: Kind::Gauge,
+        needs_spans: false,
+        points: |s| per_executable(s.aggregates, |e| Value::Float(e.duration_max_s)),
+    },
+    Family {
+        otlp: Some("pipetrace.process.signals"),
+        prometheus: Some("pipetrace_process_signals_total"),
+        unit: "{process}",
+        help: "Processes killed by a signal, by executable and signal.",
+        kind: Kind::Counter,
+        needs_spans: false,
+        points: |s| counts(s.aggregates, "signal", |e| &e.signals),
+    },
+    Family {
+        otlp: Some("pipetrace.memory.events"),
+        prometheus: Some("pipetrace_memory_events_total"),
+        unit: "{event}",
+        help: "Memory events (RSS moved by a step), by executable and direction.",
+        kind: Kind::Counter,
+        needs_spans: false,
+        points: |s| counts(s.aggregates, "direction", |e| &e.memory_events),
+    },
+    Family {
+        otlp: Some("pipetrace.runs"),
+        prometheus: Some("pipetrace_runs_total"),
+        unit: "{run}",
+        help: "Ended runs (trace roots), by executable and final status.",
+        kind: Kind::Counter,
+        needs_spans: false,
+        points: |s| counts(s.aggregates, "status", |e| &e.runs),
+    },
+    Family {
+        otlp: None,
+        prometheus: Some("pipetrace_run_duration_seconds"),
+        unit: SECONDS,
+        help: "Duration of ended runs (trace roots), by executable.",
+        kind: Kind::Histogram,
+        needs_spans: false,
+        points: |s| {
+            per_executable(s.aggregates, |e| Value::Histogram(&e.run_duration))
+                .into_iter()
+                .filter(|p| matches!(p.value, Value::Histogram(h) if h.count > 0))
+                .collect()
+        },
+    },
+    Family {
+        otlp: None,
+        prometheus: Some("pipetrace_events_read_total"),
+        unit: "{event}",
+        help: "Records read from the kernel ring buffer.",
+        kind: Kind::Counter,
+        needs_spans: false,
+        points: |s| unlabelled(Value::Int(s.aggregates.agent.events_read)),
+    },
+    Family {
+        otlp: None,
+        prometheus: Some("pipetrace_events_lost_total"),
+        unit: "{event}",
+        help: "Events lost, by where: kernel ring full, untracked (map full), queue full, undecodable.",
+        kind: Kind::Counter,
+        needs_spans: false,
+        points: |s| {
+            losses(s.aggregates)
+                .into_iter()
+                .map(|(reason, n)| Point {
+                    labels: vec![("reason", LabelValue::Str(reason))],
+                    value: Value::Int(n),
+                })
+                .collect()
+        },
+    },
+    // OTLP carries the two above as one metric with a `result` attribute.
+    Family {
+        otlp: Some("pipetrace.events"),
+        prometheus: None,
+        unit: "{event}",
+        help: "Records read from the kernel, and events lost by reason.",
+        kind: Kind::Counter,
+        needs_spans: false,
+        points: |s| {
+            let mut out = unlabelled(Value::Int(s.aggregates.agent.events_read));
+            out[0].labels.push(("result", LabelValue::Str("read")));
+            out.extend(losses(s.aggregates).into_iter().map(|(reason, n)| Point {
+                labels: vec![
+                    ("result", LabelValue::Str("lost")),
+                    ("reason", LabelValue::Str(reason)),
+                ],
+                value: Value::Int(n),
+            }));
+            out
+        },
+    },
+    Family {
+        otlp: None,
+        prometheus: Some("pipetrace_spans_exported_total"),
+        unit: "{span}",
+        help: "Spans the OTLP receiver acknowledged.",
+        kind: Kind::Counter,
+        needs_spans: true,
+        points: |s| unlabelled(Value::Int(exported(s))),
+    },
+    Family {
+        otlp: None,
+        prometheus: Some("pipetrace_spans_dropped_total"),
+        unit: "{span}",
+        help: "Spans dropped: queue full, export failed, unsent at exit.",
+        kind: Kind::Counter,
+        needs_spans: true,
+        points: |s| unlabelled(Value::Int(dropped(s))),
+    },
+    Family {
+        otlp: Some("pipetrace.spans"),
+        prometheus: None,
+        unit: "{span}",
+        help: "Spans exported and dropped.",
+        kind: Kind::Counter,
+        needs_spans: true,
+        points: |s| {
+            [("exported", exported(s)), ("dropped", dropped(s))]
+                .into_iter()
+                .map(|(result, n)| Point {
+                    labels: vec![("result", LabelValue::Str(result))],
+                    value: Value::Int(n),
+                })
+                .collect()
+        },
+    },
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        capture::decode::{Body, Event, Exit, Memory, Sample},
+        process::tracker::Tracker,
+    };
+
+    #[test]
+    fn every_family_is_exported_and_its_values_fit_its_unit() {
+        let mut a = Aggregates::default();
+        let mut t = Tracker::default();
+        t.apply(Event::sample(10, Body::Fork));
+        let p = t.process(10).unwrap().clone();
+        let sample = Sample {
+            cpu_user_ns: 1,
+            cpu_system_ns: 1,
+            rss_bytes: 4096,
+            threads: 1,
+        };
+        a.sample(&p, &sample, 1);
+        let memory = Memory {
+            rss_bytes: 8192,
+            previous_bytes: 4096,
+        };
+        a.memory_changed(&p, &memory);
+        a.record(
+            &t.apply(Event::sample(10, Body::Exit(Exit::from_status(9))))
+                .unwrap(),
+        );
+        let spans = SpanStats::default();
+        let sources = Sources {
+            aggregates: &a,
+            spans: Some(&spans),
+        };
+        for f in FAMILIES {
+            assert!(f.otlp.is_some() || f.prometheus.is_some());
+            let points = (f.points)(&sources);
+            assert!(
+                !points.is_empty(),
+                "{:?} has no points",
+                f.otlp.or(f.prometheus)
+            );
+            for point in points {
+                let fits = match point.value {
+                    Value::Float(_) => f.unit == SECONDS && f.kind != Kind::Histogram,
+                    Value::Int(_) => f.unit != SECONDS && f.kind != Kind::Histogram,
+                    Value::Histogram(_) => f.kind == Kind::Histogram && f.otlp.is_none(),
+                };
+                assert!(fits, "{:?}: {point:?}", f.otlp.or(f.prometheus));
+            }
+            if let Some(name) = f.prometheus {
+                assert_eq!(f.kind == Kind::Counter, name.ends_with("_total"), "{name}");
+            }
+        }
+    }
+}
