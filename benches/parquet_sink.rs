@@ -11,7 +11,10 @@ use pipetrace::{
         clock::Clock,
         decode::{Body, Common, Event, Exec, Exit},
     },
-    process::tracker::{Ending, Process, ProcessKey, SpanRef},
+    process::{
+        model::{Ending, Process, ProcessKey},
+        trace_context::SpanRef,
+    },
     sinks::{
         Report, Sink,
         jsonl::JsonlSink,

@@ -16,8 +16,7 @@ use crate::{
     process::{
         ids::IdGenerator,
         redact::Redactor,
-        trace_context::{RemoteParent, RunSpan, traceparent},
-        tracker::SpanRef,
+        trace_context::{RemoteParent, RunSpan, SpanRef, traceparent},
     },
     sinks::{Report, otlp::cicd},
 };

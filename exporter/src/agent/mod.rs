@@ -29,7 +29,8 @@ use crate::{
     process::{
         procfs::{self, ProcEntry},
         redact::Redactor,
-        tracker::{SpanRef, Tracker, TrackerOptions},
+        trace_context::SpanRef,
+        tracker::{Tracker, TrackerOptions},
     },
     sinks::{
         Report, Sink, SinkError,

@@ -3,6 +3,7 @@
 
 pub mod cgroups;
 pub mod ids;
+pub mod model;
 pub mod procfs;
 pub mod redact;
 pub mod report;

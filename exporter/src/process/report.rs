@@ -1,7 +1,7 @@
 //! What the tracker says happened, in stream order. The agent hands every report to every
 //! sink; a sink matches the kinds it uses and ignores the rest.
 
-use super::{trace_context::RunSpan, tracker::Process};
+use super::{model::Process, trace_context::RunSpan};
 use crate::capture::decode::{Event, Memory, Sample};
 
 #[derive(Debug, Clone, Copy)]

@@ -2,7 +2,12 @@
 //! context), the value handed on to the traced command, and the run as a whole (run mode), the
 //! root of the processes' trace.
 
-use super::tracker::SpanRef;
+/// Where a process sits in the distributed trace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpanRef {
+    pub trace_id: u128,
+    pub span_id: u64,
+}
 
 /// A remote parent from `TRACEPARENT` (W3C trace context).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,7 +10,7 @@ use crate::{
         clock::{Clock, rfc3339},
         decode::{Body, Event, signal_name},
     },
-    process::tracker::{Ending, Process},
+    process::model::{Ending, Process},
 };
 use exporter_common::flags;
 

@@ -33,7 +33,7 @@ use crate::{
         clock::Clock,
         decode::{Body, Event, Memory, Sample},
     },
-    process::tracker::Process,
+    process::model::Process,
 };
 
 pub const EVENTS: &str = "events";

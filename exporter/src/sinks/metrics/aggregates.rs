@@ -16,7 +16,7 @@ use crate::{
         decode::{Memory, Sample},
         stats::Losses,
     },
-    process::tracker::Process,
+    process::model::Process,
 };
 
 /// Distinct executable names with their own series; later ones share `other`.
@@ -346,7 +346,7 @@ mod tests {
 
     #[test]
     fn live_samples_join_the_executable_totals_and_never_go_down() {
-        use crate::process::tracker::Ending;
+        use crate::process::model::Ending;
         let mut a = Aggregates::new(false, Duration::from_secs(1));
         let mut t = Tracker::default();
         t.apply(ev(10, Body::Fork));

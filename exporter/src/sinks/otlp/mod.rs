@@ -24,10 +24,9 @@ use opentelemetry_sdk::{
 use tokio::{sync::mpsc, task::JoinHandle, time::Instant};
 
 use super::{Report, Sink, SinkError};
-use crate::config::Signal;
 use crate::{
     capture::{clock::Clock, stats::Stats},
-    config::OtlpSection,
+    config::{OtlpSection, Signal},
 };
 use spans::SpanFactory;
 use transport::Transport;
@@ -283,7 +282,10 @@ mod tests {
     use super::*;
     use crate::{
         capture::decode::{Body, Common, Event, Exec, Exit},
-        process::tracker::{SpanRef, Tracker, TrackerOptions},
+        process::{
+            trace_context::SpanRef,
+            tracker::{Tracker, TrackerOptions},
+        },
     };
     use exporter_common::flags;
     use opentelemetry::{

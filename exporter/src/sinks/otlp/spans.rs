@@ -23,8 +23,8 @@ use crate::{
     },
     process::{
         cgroups::CgroupNames,
-        trace_context::RunSpan,
-        tracker::{Ending, Process, SpanRef},
+        model::{Ending, Process},
+        trace_context::{RunSpan, SpanRef},
     },
 };
 

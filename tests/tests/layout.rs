@@ -1,0 +1,150 @@
+//! The agent's folders are the stages of its data flow, and dependencies only point to earlier
+//! stages (docs/architecture.md). Read from the sources themselves, so a change that makes a
+//! stage reach back (the tracker calling a sink, the configuration calling a transport) fails
+//! here, not in review.
+
+use std::{
+    collections::BTreeSet,
+    path::{Path, PathBuf},
+};
+
+/// Stages in data-flow order; a module may use its own stage and earlier ones only.
+const STAGES: &[&[&str]] = &[
+    &["config"],
+    &["capture"],
+    &["process"],
+    &["sinks"],
+    &["query", "agent"],
+    &["run", "daemon", "cli"],
+];
+
+fn stage_of(top: &str) -> Option<usize> {
+    STAGES.iter().position(|s| s.contains(&top))
+}
+
+fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("exporter/src is readable") {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            sources(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// The crate's top-level modules a source names: `crate::X` anywhere, and the first segment
+/// of every entry of a `use crate::{…}` tree. Unit tests (the trailing `mod tests`) are left out.
+fn used_tops(text: &str) -> BTreeSet<String> {
+    let code = text.split("#[cfg(test)]\nmod tests").next().unwrap_or(text);
+    let mut tops = BTreeSet::new();
+    let mut rest = code;
+    while let Some(at) = rest.find("crate::") {
+        rest = &rest[at + "crate::".len()..];
+        if let Some(tree) = rest.strip_prefix('{') {
+            // Entries at depth 1: the identifier after `{` or a `,`.
+            let mut depth = 1;
+            let mut expect_name = true;
+            let mut name = String::new();
+            for c in tree.chars() {
+                match c {
+                    '{' => depth += 1,
+                    '}' => depth -= 1,
+                    ',' if depth == 1 => expect_name = true,
+                    c if depth == 1 && expect_name && (c.is_alphanumeric() || c == '_') => {
+                        name.push(c);
+                        continue;
+                    }
+                    _ => {}
+                }
+                if !name.is_empty() {
+                    tops.insert(std::mem::take(&mut name));
+                    expect_name = false;
+                }
+                if depth == 0 {
+                    break;
+                }
+            }
+        } else {
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            tops.insert(name);
+        }
+    }
+    tops
+}
+
+#[test]
+fn stages_only_use_earlier_stages() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../exporter/src");
+    let mut files = Vec::new();
+    sources(&root, &mut files);
+    let mut checked = 0;
+    let mut wrong = Vec::new();
+    for file in &files {
+        let relative = file.strip_prefix(&root).unwrap();
+        let first = relative.components().next().unwrap();
+        let top = first.as_os_str().to_string_lossy();
+        let top = top.trim_end_matches(".rs");
+        if top == "lib" || top == "main" {
+            continue;
+        }
+        let stage = stage_of(top).unwrap_or_else(|| {
+            panic!(
+                "{top}: a folder or module not in STAGES (add it where it sits in the data flow)"
+            )
+        });
+        let text = std::fs::read_to_string(file).unwrap();
+        for used in used_tops(&text) {
+            let Some(used_stage) = stage_of(&used) else {
+                panic!(
+                    "{}: uses crate::{used}, which is not a stage",
+                    relative.display()
+                );
+            };
+            checked += 1;
+            if used != top && used_stage >= stage {
+                wrong.push(format!("{} uses crate::{used}", relative.display()));
+            }
+        }
+    }
+    assert!(
+        checked >= 50,
+        "only {checked} uses found: is the parser still reading the sources?"
+    );
+    assert!(
+        wrong.is_empty(),
+        "uses against the data flow:\n{}",
+        wrong.join("\n")
+    );
+}
+
+#[test]
+fn the_parser_finds_uses_in_trees_and_paths() {
+    let text = "use crate::{\n    capture::{clock::Clock, decode::Event},\n    process::tracker::Tracker,\n};\nfn f() { crate::sinks::x(); }\n#[cfg(test)]\nmod tests {\n    use crate::agent::Agent;\n}\n";
+    let tops: Vec<String> = used_tops(text).into_iter().collect();
+    assert_eq!(tops, ["capture", "process", "sinks"]);
+}
+
+#[test]
+fn the_architecture_guide_names_every_folder() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let guide = std::fs::read_to_string(root.join("docs/architecture.md")).unwrap();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    for entry in std::fs::read_dir(root.join("exporter/src")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            let name = format!("`{}/`", path.file_name().unwrap().to_string_lossy());
+            assert!(
+                guide.contains(&name),
+                "docs/architecture.md does not describe {name}"
+            );
+            assert!(
+                readme.contains(&name),
+                "README's layout does not name {name}"
+            );
+        }
+    }
+}
