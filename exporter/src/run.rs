@@ -105,15 +105,28 @@ pub async fn run(config: &Config, command: &[OsString]) -> Result<i32, RunError>
     unsafe {
         cmd.pre_exec(move || register_self(tracked_fd, &root));
     }
-    let redactor = Redactor::from_config(&config.redact).unwrap_or_default();
-    let run_command = || {
-        let mut argv: Vec<String> = command
-            .iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
-        // Validated with the configuration.
-        redactor.argv(&mut argv);
-        argv
+    let mut argv: Vec<String> = command
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    // Validated with the configuration.
+    Redactor::from_config(&config.redact)
+        .unwrap_or_default()
+        .argv(&mut argv);
+    // The run as it starts; completed when it ends.
+    let started = RunSpan {
+        span: run_span,
+        remote_parent,
+        run_id,
+        command: argv,
+        start_ns,
+        end_ns: start_ns,
+        exit_code: None,
+        signal: None,
+        processes: 0,
+        failed: 0,
+        still_running: 0,
+        start_error: None,
     };
     let mut child = match cmd.spawn() {
         Ok(child) => child,
@@ -123,18 +136,10 @@ pub async fn run(config: &Config, command: &[OsString]) -> Result<i32, RunError>
             let error = RunError::Spawn { program, source };
             let mut finished = agent.stop().await;
             let run = RunSpan {
-                span: run_span,
-                remote_parent,
-                run_id,
-                command: run_command(),
-                start_ns,
                 end_ns: monotonic_ns(),
                 exit_code: Some(error.exit_code()),
-                signal: None,
-                processes: 0,
-                failed: 0,
-                still_running: 0,
                 start_error: Some(error.to_string()),
+                ..started
             };
             finished.report(&Report::RunEnded(&run));
             finished.close(config.otlp.shutdown_timeout).await;
@@ -198,18 +203,13 @@ pub async fn run(config: &Config, command: &[OsString]) -> Result<i32, RunError>
         .collect();
     let totals = finished.tracker.totals();
     let run = RunSpan {
-        span: run_span,
-        remote_parent,
-        run_id,
-        command: run_command(),
-        start_ns,
         end_ns: now,
         exit_code: status.code(),
         signal: status.signal(),
         processes: totals.processes,
         failed: totals.failed,
         still_running: still_running.len() as u64,
-        start_error: None,
+        ..started
     };
     for p in lost.iter().chain(&still_running) {
         finished.report(&Report::Ended(p));

@@ -4,7 +4,7 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(event) = pipetrace::decode::decode(data) {
+    if let Ok(event) = pipetrace::capture::decode::decode(data) {
         // Whatever decoded is usable by the sinks.
         let _ = event.kind_name();
     }

@@ -41,6 +41,10 @@ impl Sink for MetricsSink {
     }
 
     fn report(&mut self, report: &Report) -> Result<(), SinkError> {
+        // Records themselves are not counted: no lock for them.
+        if matches!(report, Report::Event(_) | Report::RunEnded(_)) {
+            return Ok(());
+        }
         let Ok(mut a) = self.aggregates.lock() else {
             return Ok(());
         };
@@ -50,6 +54,7 @@ impl Sink for MetricsSink {
             Report::Sampled(process, sample) => a.sample(process, sample, monotonic_ns()),
             Report::Ended(process) => {
                 a.record(process);
+                drop(a);
                 if let Some(h) = &self.duration {
                     let end_ns = process.end_ns.unwrap_or(process.key.start_ns);
                     let seconds = end_ns.saturating_sub(process.key.start_ns) as f64 / 1e9;

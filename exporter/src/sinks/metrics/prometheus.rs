@@ -28,7 +28,8 @@ struct AggregatesCollector {
     spans: Option<Arc<SpanStats>>,
 }
 
-fn labels<'a>(point: &Point<'a>) -> Vec<(String, String)> {
+/// Prometheus label names: the OTLP keys with `_` for `.`.
+fn labels(point: &Point<'_>) -> Vec<(String, String)> {
     point
         .labels
         .iter()
@@ -42,23 +43,21 @@ fn labels<'a>(point: &Point<'a>) -> Vec<(String, String)> {
         .collect()
 }
 
-fn encode_value(encoder: &mut MetricEncoder<'_>, value: &Value<'_>) -> Result<(), std::fmt::Error> {
-    match (value, encoder) {
-        (Value::Int(n), e) => e.encode_counter::<NoLabelSet, _, f64>(n, None),
-        (Value::Float(v), e) => e.encode_counter::<NoLabelSet, _, f64>(v, None),
-        (Value::Histogram(h), e) => {
+fn encode_value(
+    encoder: &mut MetricEncoder<'_>,
+    kind: Kind,
+    value: &Value<'_>,
+) -> Result<(), std::fmt::Error> {
+    match (kind, value) {
+        (Kind::Gauge, Value::Int(n)) => encoder.encode_gauge(n),
+        (Kind::Gauge, Value::Float(v)) => encoder.encode_gauge(v),
+        (_, Value::Int(n)) => encoder.encode_counter::<NoLabelSet, _, f64>(n, None),
+        (_, Value::Float(v)) => encoder.encode_counter::<NoLabelSet, _, f64>(v, None),
+        (_, Value::Histogram(h)) => {
             let buckets: Vec<(f64, u64)> =
                 DURATION_BUCKETS.iter().copied().zip(h.buckets).collect();
-            e.encode_histogram::<NoLabelSet>(h.sum_s, h.count, &buckets, None)
+            encoder.encode_histogram::<NoLabelSet>(h.sum_s, h.count, &buckets, None)
         }
-    }
-}
-
-fn encode_gauge(encoder: &mut MetricEncoder<'_>, value: &Value<'_>) -> Result<(), std::fmt::Error> {
-    match value {
-        Value::Int(n) => encoder.encode_gauge(n),
-        Value::Float(v) => encoder.encode_gauge(v),
-        Value::Histogram(_) => Ok(()),
     }
 }
 
@@ -67,15 +66,11 @@ fn encode_point(
     kind: Kind,
     point: &Point<'_>,
 ) -> Result<(), std::fmt::Error> {
-    let write = |e: &mut MetricEncoder<'_>| match kind {
-        Kind::Gauge => encode_gauge(e, &point.value),
-        Kind::Counter | Kind::Histogram => encode_value(e, &point.value),
-    };
     if point.labels.is_empty() {
-        return write(encoder);
+        return encode_value(encoder, kind, &point.value);
     }
     let labels = labels(point);
-    write(&mut encoder.encode_family(&labels)?)
+    encode_value(&mut encoder.encode_family(&labels)?, kind, &point.value)
 }
 
 impl Collector for AggregatesCollector {
