@@ -2,11 +2,12 @@
 //!
 //! The folders follow the data: [`capture`] (kernel programs, ring buffer, decoding) →
 //! [`process`] (the process table and what it reports) → [`sinks`] (JSONL, Parquet, OTLP spans,
-//! metrics); [`agent`] routes the reports from the tracker to the sinks; [`run`] and [`daemon`]
+//! metrics); [`analysis`] computes answers (the critical path) from recorded processes; [`agent`] routes the reports from the tracker to the sinks; [`run`] and [`daemon`]
 //! drive an agent, [`query`] reads the Parquet it wrote; [`config`] is read by all of them.
 //! `docs/architecture.md` tells the path of one event.
 
 pub mod agent;
+pub mod analysis;
 pub mod capture;
 pub mod cli;
 pub mod config;

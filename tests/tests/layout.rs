@@ -13,6 +13,7 @@ const STAGES: &[&[&str]] = &[
     &["config"],
     &["capture"],
     &["process"],
+    &["analysis"],
     &["sinks"],
     &["query", "agent"],
     &["run", "daemon", "cli"],

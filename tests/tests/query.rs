@@ -248,30 +248,7 @@ fn queries_agree_with_the_runs_own_events_and_the_duckdb_cli() {
         expected
     );
 
-    // The critical path, recomputed: from the root, the child that ended last, to a leaf.
     let procs = t.processes();
-    let ended = |p: &pipetrace_tests::Proc| p.exit.as_ref().unwrap()["time_unix_nano"].as_u64();
-    let mut path = vec![t.root()];
-    loop {
-        let here = path.last().unwrap();
-        let last_child = procs
-            .iter()
-            .filter(|c| c.tree_ppid == here.pid && c.pid != here.pid && c.forked)
-            .max_by_key(|c| ended(c));
-        match last_child {
-            Some(c) => path.push(c.clone()),
-            None => break,
-        }
-    }
-    let mut steps = query_json(data.path(), &["critical-path"]);
-    steps.sort_by_key(|r| r["step"].as_u64());
-    let pids: Vec<u64> = steps.iter().map(|r| r["pid"].as_u64().unwrap()).collect();
-    assert_eq!(
-        pids,
-        path.iter().map(|p| p.pid).collect::<Vec<_>>(),
-        "{steps:#?}"
-    );
-
     let rows = query_json(data.path(), &["processes"]);
     assert_eq!(rows.len(), expected, "latest run only");
     assert_eq!(
@@ -349,7 +326,6 @@ fn queries_agree_with_the_runs_own_events_and_the_duckdb_cli() {
         vec!["failures"],
         vec!["tree"],
         vec!["slowest", "--limit", "3"],
-        vec!["critical-path"],
         vec!["runs"],
         vec!["processes", "--run", "all"],
         vec![
@@ -372,6 +348,123 @@ fn queries_agree_with_the_runs_own_events_and_the_duckdb_cli() {
     );
     let csv = stdout(&query(data.path(), &["durations", "--format", "csv"]));
     assert_eq!(csv.lines().count(), durations.len() + 1, "{csv}");
+}
+
+/// The critical path of one traced command: (binary, command, share %) per segment, after
+/// checking that the segments cover the root's lifetime back to back and their shares add up.
+fn critical_path_of(dir: &Path, cmd: &[&str]) -> Vec<(String, String, f64)> {
+    let data = dir.join("data");
+    let out = command()
+        .arg("--parquet")
+        .arg(&data)
+        .arg("run")
+        .arg("--")
+        .args(cmd)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let rows = query_json(&data, &["critical-path"]);
+    let root = query_json(
+        &data,
+        &[
+            "sql",
+            "SELECT duration_s FROM run_processes WHERE parent_span_id IS NULL \
+             OR parent_span_id NOT IN (SELECT span_id FROM run_processes)",
+        ],
+    );
+    assert_eq!(root.len(), 1, "{root:?}");
+    let wall = root[0]["duration_s"].as_f64().unwrap();
+    let mut at = 0.0;
+    let mut share = 0.0;
+    for r in &rows {
+        let start = r["start_s"].as_f64().unwrap();
+        assert!(
+            (start - at).abs() < 2e-6,
+            "segments back to back: {rows:#?}"
+        );
+        at = start + r["duration_s"].as_f64().unwrap();
+        share += r["share_percent"].as_f64().unwrap();
+    }
+    assert!(
+        (at - wall).abs() < 1e-5,
+        "they cover the root's {wall} s: {rows:#?}"
+    );
+    assert!(
+        (share - 100.0).abs() < 0.1 * rows.len() as f64,
+        "{share}: {rows:#?}"
+    );
+    rows.iter()
+        .map(|r| {
+            (
+                r["binary"].as_str().unwrap().to_owned(),
+                r["command"].as_str().unwrap().to_owned(),
+                r["share_percent"].as_f64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn share_of(path: &[(String, String, f64)], command: &str) -> Option<f64> {
+    path.iter()
+        .filter(|(_, c, _)| c == command)
+        .map(|(_, _, s)| *s)
+        .reduce(|a, b| a + b)
+}
+
+#[test]
+fn the_critical_path_names_the_steps_that_took_the_time() {
+    require_root!();
+    let dir = tempfile::tempdir().unwrap();
+
+    // A sequential script: every step is on the path, with its share of the wall time.
+    let path = critical_path_of(dir.path(), &["sh", "-c", "sleep 0.1; sleep 0.3; sleep 0.1"]);
+    let (a, b) = (share_of(&path, "sleep 0.1"), share_of(&path, "sleep 0.3"));
+    assert!(
+        a.is_some_and(|s| s > 25.0) && b.is_some_and(|s| s > 50.0),
+        "{path:#?}"
+    );
+    assert_eq!(
+        path.iter().filter(|(b, _, _)| b == "sleep").count(),
+        3,
+        "{path:#?}"
+    );
+
+    // A cleanup trap runs last, but the sleep took the time.
+    let path = critical_path_of(
+        dir.path(),
+        &["sh", "-c", "trap 'rm -f no-such-file' EXIT; sleep 0.3"],
+    );
+    assert!(
+        share_of(&path, "sleep 0.3").is_some_and(|s| s > 80.0),
+        "{path:#?}"
+    );
+    assert!(share_of(&path, "rm -f no-such-file").is_some(), "{path:#?}");
+
+    // A background job that outlives its parent did not hold it up.
+    let path = critical_path_of(dir.path(), &["sh", "-c", "sleep 0.6 & sleep 0.2"]);
+    assert!(
+        share_of(&path, "sleep 0.2").is_some_and(|s| s > 80.0),
+        "{path:#?}"
+    );
+    assert_eq!(share_of(&path, "sleep 0.6"), None, "{path:#?}");
+
+    // make -j2: the longest chain (0.2 s then 0.3 s), not the short job beside it.
+    std::fs::write(
+        dir.path().join("Makefile"),
+        "all: long short\nlong: first\n\tsleep 0.3\nfirst:\n\tsleep 0.2\nshort:\n\tsleep 0.1\n",
+    )
+    .unwrap();
+    let path = critical_path_of(dir.path(), &["make", "-s", "-j2"]);
+    assert!(
+        share_of(&path, "sleep 0.2").is_some_and(|s| s > 30.0),
+        "{path:#?}"
+    );
+    assert!(
+        share_of(&path, "sleep 0.3").is_some_and(|s| s > 50.0),
+        "{path:#?}"
+    );
+    assert_eq!(share_of(&path, "sleep 0.1"), None, "{path:#?}");
 }
 
 #[test]

@@ -5,6 +5,8 @@
 //! failure — missing or empty data, a file that is not Parquet or not ours, bad SQL — is one
 //! [`QueryError`] line.
 
+mod critical_path;
+
 use std::path::{Path, PathBuf};
 
 use arrow::{array::RecordBatch, util::pretty::pretty_format_batches};
@@ -416,8 +418,17 @@ pub fn script(request: &Request) -> Result<String, QueryError> {
 
 /// Runs the query; returns its result as record batches.
 pub fn run(request: &Request) -> Result<Vec<RecordBatch>, QueryError> {
-    let statement = statement(request)?;
     let conn = open()?;
+    if request.name == "critical-path" {
+        // Computed here from the rows its SQL loads; the limit applies to the segments.
+        let load = statement(&Request {
+            limit: None,
+            ..request.clone()
+        })?;
+        views(&conn, request)?;
+        return critical_path::batches(&conn, &load, request.limit);
+    }
+    let statement = statement(request)?;
     views(&conn, request)?;
     let mut stmt = conn.prepare(&statement).map_err(sql_error)?;
     let batches = stmt.query_arrow([]).map_err(sql_error)?.collect();

@@ -1,0 +1,4 @@
+//! What the recorded processes mean: computed from a run's processes, whether they come from
+//! the Parquet files (`query`, reports) or from memory at the end of `run`.
+
+pub mod critical_path;
