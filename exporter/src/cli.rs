@@ -128,7 +128,8 @@ pub struct QueryArgs {
     /// [default: output.parquet_dir].
     #[arg(long, value_name = "DIR|FILE")]
     pub data: Option<PathBuf>,
-    /// The run to look at: an id from `query runs`, or `all` [default: the latest run].
+    /// The run to look at: an id from `query runs` or its first characters, `latest`,
+    /// `latest~N` (N runs before the latest), or `all` [default: the latest run].
     #[arg(long, value_name = "ID")]
     pub run: Option<String>,
     /// Output format.

@@ -255,8 +255,49 @@ fn queries_agree_with_the_runs_own_events_and_the_duckdb_cli() {
         query_json(data.path(), &["processes", "--run", "all"]).len(),
         2 * expected
     );
+    // Runs newest first, each with its root command and how it ended; selected by `latest`,
+    // `latest~1` and the start of an id.
     let runs = query_json(data.path(), &["runs"]);
-    assert_eq!(runs.len(), 2);
+    assert_eq!(runs.len(), 2, "{runs:#?}");
+    for r in &runs {
+        assert_eq!(r["processes"], expected, "{r}");
+        assert_eq!(r["status"], "ok", "{r}");
+        assert_eq!(r["exit_code"], 0, "{r}");
+        assert!(
+            r["command"].as_str().unwrap().ends_with("pipeline.sh"),
+            "{r}"
+        );
+        assert!(r["duration_s"].as_f64().unwrap() > 0.0, "{r}");
+    }
+    assert!(
+        runs[0]["started"].as_str() > runs[1]["started"].as_str(),
+        "{runs:#?}"
+    );
+    let pids_of = |run: &str| {
+        let rows = query_json(data.path(), &["processes", "--run", run]);
+        let mut pids: Vec<u64> = rows.iter().map(|r| r["pid"].as_u64().unwrap()).collect();
+        pids.sort();
+        pids
+    };
+    let (newest, older) = (
+        runs[0]["run_id"].as_str().unwrap(),
+        runs[1]["run_id"].as_str().unwrap(),
+    );
+    assert_eq!(pids_of("latest"), pids_of(newest));
+    assert_eq!(pids_of("latest~1"), pids_of(older));
+    assert_ne!(pids_of("latest~1"), pids_of("latest"));
+    let prefix = (1..=older.len())
+        .map(|n| &older[..n])
+        .find(|p| !newest.starts_with(p))
+        .unwrap();
+    assert_eq!(pids_of(prefix), pids_of(older));
+    for (run, needle) in [
+        ("latest~2", "there are not 3 runs"),
+        ("zzzz", "no such run"),
+    ] {
+        let out = query(data.path(), &["processes", "--run", run]);
+        assert_one_line_error(&out, needle);
+    }
 
     let failures = query_json(data.path(), &["failures"]);
     let statuses: Vec<&str> = failures

@@ -307,9 +307,10 @@ fn views(conn: &Connection, request: &Request) -> Result<String, QueryError> {
     if let Some(id) = request.run.as_deref()
         && id != "all"
         && !valid_run_id(id)
+        && latest_offset(id).is_none()
     {
         return Err(QueryError::Input(format!(
-            "--run {id:?}: a run id is letters, digits, '-' or '_' (see `otel-pipetrace query runs`)"
+            "--run {id:?}: a run id or the start of one (letters, digits, '-' or '_'), latest, latest~N or all (see `otel-pipetrace query runs`)"
         )));
     }
     let sources = find_sources(conn, &request.data)?;
@@ -320,8 +321,8 @@ fn views(conn: &Connection, request: &Request) -> Result<String, QueryError> {
 
     let run = match request.run.as_deref() {
         Some("all") => None,
-        Some(id) => Some(id.to_owned()),
-        None => latest_run(conn, &sources)?,
+        Some(selector) => Some(resolve_run(conn, &sources, selector, &request.data)?),
+        None => latest_run(conn, &sources, 0)?,
     };
     let filter = |table: &str| match &run {
         Some(id) => format!(
@@ -338,36 +339,76 @@ fn views(conn: &Connection, request: &Request) -> Result<String, QueryError> {
         filters.push_str(&filter("processes"));
     }
     conn.execute_batch(&filters).map_err(sql_error)?;
-    if let (Some(id), Some(_)) = (&run, &sources.processes) {
-        let n: i64 = conn
-            .query_row(
-                &format!(
-                    "SELECT count(*) FROM processes WHERE run_id = {}",
-                    quote(id)
-                ),
-                [],
-                |row| row.get(0),
-            )
-            .map_err(sql_error)?;
-        if n == 0 && request.run.is_some() {
-            return Err(QueryError::Input(format!(
-                "--run {id}: no such run in {} (`otel-pipetrace query runs` lists them)",
-                request.data.display()
-            )));
-        }
-    }
     Ok(sql + &filters)
 }
 
-/// The run whose first process started last.
-fn latest_run(conn: &Connection, sources: &Sources) -> Result<Option<String>, QueryError> {
+/// `latest` → 0, `latest~N` → N.
+fn latest_offset(selector: &str) -> Option<u64> {
+    match selector.strip_prefix("latest") {
+        Some("") => Some(0),
+        Some(rest) => rest.strip_prefix('~')?.parse().ok(),
+        None => None,
+    }
+}
+
+/// The run `selector` names: `latest`, `latest~N`, an id, or the start of exactly one id.
+fn resolve_run(
+    conn: &Connection,
+    sources: &Sources,
+    selector: &str,
+    data: &Path,
+) -> Result<String, QueryError> {
+    let no_such = |what: String| {
+        QueryError::Input(format!(
+            "--run {selector}: {what} in {} (`otel-pipetrace query runs` lists them)",
+            data.display()
+        ))
+    };
+    if let Some(n) = latest_offset(selector) {
+        return latest_run(conn, sources, n)?
+            .ok_or_else(|| no_such(format!("there are not {} runs", n + 1)));
+    }
+    let table = if sources.processes.is_some() {
+        "processes"
+    } else {
+        "events"
+    };
+    let sql = format!(
+        "SELECT DISTINCT run_id FROM {table} WHERE starts_with(run_id, {}) ORDER BY run_id LIMIT 6",
+        quote(selector)
+    );
+    let mut stmt = conn.prepare(&sql).map_err(sql_error)?;
+    let ids: Vec<String> = stmt
+        .query_map([], |row| row.get(0))
+        .map_err(sql_error)?
+        .collect::<Result<_, _>>()
+        .map_err(sql_error)?;
+    match ids.as_slice() {
+        [] => Err(no_such("no such run".into())),
+        [id] => Ok(id.clone()),
+        // An exact id that is also the start of a longer one.
+        _ if ids.iter().any(|id| id == selector) => Ok(selector.to_owned()),
+        _ => Err(QueryError::Input(format!(
+            "--run {selector}: the start of several runs ({}{}): give more of the id",
+            ids.iter().take(5).cloned().collect::<Vec<_>>().join(", "),
+            if ids.len() > 5 { ", …" } else { "" }
+        ))),
+    }
+}
+
+/// The run whose first process started `back` runs before the latest (0: the latest).
+fn latest_run(
+    conn: &Connection,
+    sources: &Sources,
+    back: u64,
+) -> Result<Option<String>, QueryError> {
     let (table, time) = match (&sources.processes, &sources.events) {
         (Some(_), _) => ("processes", "start"),
         (None, Some(_)) => ("events", "time"),
         (None, None) => return Ok(None),
     };
     let sql = format!(
-        "SELECT run_id FROM {table} GROUP BY run_id ORDER BY min({time}) DESC, run_id LIMIT 1"
+        "SELECT run_id FROM {table} GROUP BY run_id ORDER BY min({time}) DESC, run_id LIMIT 1 OFFSET {back}"
     );
     let mut stmt = conn.prepare(&sql).map_err(sql_error)?;
     let mut rows = stmt.query([]).map_err(sql_error)?;
