@@ -220,14 +220,7 @@ impl Agent {
 
     /// Copies the agent's own counters into the served metrics.
     pub fn refresh_self_metrics(&self) {
-        if let Some(metrics) = &self.metrics
-            && let Ok(mut m) = metrics.lock()
-        {
-            m.agent = SelfCounters {
-                events_read: Stats::get(&self.stats.records_read),
-                losses: self.losses(),
-            };
-        }
+        publish_self_metrics(self.metrics.as_ref(), &self.stats, self.losses());
     }
 
     /// Every loss so far, kernel and user space.
@@ -261,14 +254,7 @@ impl Agent {
         let kernel = self.capture.kernel_counters();
         let losses = Losses::new(kernel, &self.stats);
         // Everything was read: the final metrics export carries the final counts.
-        if let Some(metrics) = &self.metrics
-            && let Ok(mut m) = metrics.lock()
-        {
-            m.agent = SelfCounters {
-                events_read: Stats::get(&self.stats.records_read),
-                losses,
-            };
-        }
+        publish_self_metrics(self.metrics.as_ref(), &self.stats, losses);
         Finished {
             tracker,
             sinks,
@@ -277,6 +263,18 @@ impl Agent {
             export: self.export,
             otlp_metrics: self.otlp_metrics,
         }
+    }
+}
+
+/// Copies the agent's own counters into the metrics the sinks serve.
+fn publish_self_metrics(metrics: Option<&SharedAggregates>, stats: &Stats, losses: Losses) {
+    if let Some(metrics) = metrics
+        && let Ok(mut m) = metrics.lock()
+    {
+        m.agent = SelfCounters {
+            events_read: Stats::get(&stats.records_read),
+            losses,
+        };
     }
 }
 

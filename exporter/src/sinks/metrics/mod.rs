@@ -11,7 +11,7 @@ use opentelemetry::{KeyValue, metrics::Histogram};
 
 use super::{Report, Sink, SinkError};
 use crate::capture::clock::monotonic_ns;
-use aggregates::SharedAggregates;
+use aggregates::{Aggregates, SharedAggregates};
 
 pub struct MetricsSink {
     aggregates: SharedAggregates,
@@ -35,26 +35,31 @@ impl MetricsSink {
     }
 }
 
+impl MetricsSink {
+    /// Changes the aggregates under their lock (a poisoned lock drops the change).
+    fn update(&self, change: impl FnOnce(&mut Aggregates)) {
+        if let Ok(mut a) = self.aggregates.lock() {
+            change(&mut a);
+        }
+    }
+}
+
 impl Sink for MetricsSink {
     fn name(&self) -> &'static str {
         "metrics"
     }
 
     fn report(&mut self, report: &Report) -> Result<(), SinkError> {
-        // Records themselves are not counted: no lock for them.
-        if matches!(report, Report::Event(_) | Report::RunEnded(_)) {
-            return Ok(());
-        }
-        let Ok(mut a) = self.aggregates.lock() else {
-            return Ok(());
-        };
         match report {
-            Report::Started(_) => a.started += 1,
-            Report::MemoryChanged(process, memory) => a.memory_changed(process, memory),
-            Report::Sampled(process, sample) => a.sample(process, sample, monotonic_ns()),
+            Report::Started(_) => self.update(|a| a.started += 1),
+            Report::MemoryChanged(process, memory) => {
+                self.update(|a| a.memory_changed(process, memory));
+            }
+            Report::Sampled(process, sample) => {
+                self.update(|a| a.sample(process, sample, monotonic_ns()));
+            }
             Report::Ended(process) => {
-                a.record(process);
-                drop(a);
+                self.update(|a| a.record(process));
                 if let Some(h) = &self.duration {
                     let end_ns = process.end_ns.unwrap_or(process.key.start_ns);
                     let seconds = end_ns.saturating_sub(process.key.start_ns) as f64 / 1e9;
@@ -62,6 +67,7 @@ impl Sink for MetricsSink {
                     h.record(seconds, &[KeyValue::new("process.executable.name", exe)]);
                 }
             }
+            // Records themselves are not counted: no lock for them.
             Report::Event(_) | Report::RunEnded(_) => {}
         }
         Ok(())

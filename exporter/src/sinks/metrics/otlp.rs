@@ -80,7 +80,7 @@ fn observations(
     family: &'static Family,
     aggregates: &SharedAggregates,
     spans: Option<&SpanStats>,
-) -> Vec<(Vec<KeyValue>, Value<'static>)> {
+) -> Vec<(Vec<KeyValue>, Number)> {
     let Ok(a) = aggregates.lock() else {
         return Vec::new();
     };
@@ -90,7 +90,13 @@ fn observations(
     };
     (family.points)(&sources)
         .into_iter()
-        .map(|point| {
+        .filter_map(|point| {
+            let value = match point.value {
+                Value::Int(n) => Number::Int(n),
+                Value::Float(v) => Number::Float(v),
+                // Histograms are recorded as processes end, not observed.
+                Value::Histogram(_) => return None,
+            };
             let attributes = point
                 .labels
                 .iter()
@@ -99,15 +105,16 @@ fn observations(
                     LabelValue::Pid(pid) => KeyValue::new(*key, i64::from(*pid)),
                 })
                 .collect();
-            let value = match point.value {
-                Value::Int(n) => Value::Int(n),
-                Value::Float(v) => Value::Float(v),
-                // Not observed: OTLP histograms are recorded as processes end.
-                Value::Histogram(_) => Value::Int(0),
-            };
-            (attributes, value)
+            Some((attributes, value))
         })
         .collect()
+}
+
+/// An observed value, owned (the aggregates' lock is released before observing).
+#[derive(Debug, Clone, Copy)]
+enum Number {
+    Int(u64),
+    Float(f64),
 }
 
 /// An observable instrument for `family`, read from the aggregates at every collection.
@@ -131,7 +138,7 @@ fn observe(
                 .with_description(family.help)
                 .with_callback(move |obs| {
                     for (attributes, value) in points() {
-                        if let Value::$variant(v) = value {
+                        if let Number::$variant(v) = value {
                             obs.observe(v, &attributes);
                         }
                     }

@@ -105,7 +105,8 @@ impl Collector for AggregatesCollector {
     }
 }
 
-/// The exposition: every family, in the text format 0.0.4.
+/// The exposition: every family, in the text format 0.0.4 (what a scrape gets).
+#[cfg(test)]
 pub fn render(aggregates: SharedAggregates, spans: Option<Arc<SpanStats>>) -> String {
     encode(&registry(aggregates, spans))
 }

@@ -160,33 +160,3 @@ impl Transport {
         .map_err(|e| self.bad(e))
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls_per_signal() {
-        let mut c = OtlpSection {
-            endpoint: "http://collector:4318/".into(),
-            protocol: OtlpProtocol::HttpProtobuf,
-            ..Default::default()
-        };
-        assert_eq!(
-            c.signal_url(Signal::Traces),
-            "http://collector:4318/v1/traces"
-        );
-        assert_eq!(
-            c.signal_url(Signal::Metrics),
-            "http://collector:4318/v1/metrics"
-        );
-        c.endpoint = "http://collector:4318/otlp/v1/traces".into();
-        assert_eq!(
-            c.signal_url(Signal::Metrics),
-            "http://collector:4318/otlp/v1/metrics"
-        );
-        c.protocol = OtlpProtocol::Grpc;
-        c.endpoint = "http://collector:4317".into();
-        assert_eq!(c.signal_url(Signal::Metrics), "http://collector:4317");
-    }
-}
