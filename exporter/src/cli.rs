@@ -103,6 +103,10 @@ pub enum Command {
         /// How long to wait for CMD's remaining descendants after it exits (e.g. 5s, 500ms).
         #[arg(long, value_name = "DURATION")]
         grace: Option<String>,
+        /// What to print on stderr at the end: full (totals, wall and CPU time, peak memory,
+        /// slowest steps, the failure chain) or line (the totals line alone).
+        #[arg(long, value_name = "WHAT", default_value = "full", value_parser = ["full", "line"])]
+        summary: String,
         /// The command and its arguments (after `--` when it starts with a dash).
         #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
         command: Vec<OsString>,
@@ -135,9 +139,16 @@ pub struct QueryArgs {
     /// Output format.
     #[arg(long, value_name = "FORMAT", default_value = "table", value_parser = ["table", "csv", "json"])]
     pub format: String,
-    /// At most N rows.
+    /// At most N rows (`slowest`: 10 unless given).
     #[arg(long, value_name = "N")]
     pub limit: Option<u64>,
+    /// Tables: show every value whole instead of cutting the widest column to the terminal.
+    #[arg(long)]
+    pub wide: bool,
+    /// `tree`: fold processes shorter than this (e.g. 100ms, 2s) into "(+N shorter)" rows;
+    /// CSV and JSON leave them out.
+    #[arg(long, value_name = "DURATION")]
+    pub min_duration: Option<String>,
     /// Print the SQL (views and query) instead of running it: it runs as is in the DuckDB CLI.
     #[arg(long)]
     pub print_sql: bool,

@@ -2,7 +2,9 @@
 //!
 //! The folders follow the data: [`capture`] (kernel programs, ring buffer, decoding) →
 //! [`process`] (the process table and what it reports) → [`sinks`] (JSONL, Parquet, OTLP spans,
-//! metrics); [`analysis`] computes answers (the critical path) from recorded processes; [`agent`] routes the reports from the tracker to the sinks; [`run`] and [`daemon`]
+//! metrics); [`analysis`] computes answers (the critical path, the run summary, step keys) from
+//! recorded processes and [`present`] shows them to people; [`agent`] routes the reports from
+//! the tracker to the sinks; [`run`] and [`daemon`]
 //! drive an agent, [`query`] reads the Parquet it wrote; [`config`] is read by all of them.
 //! `docs/architecture.md` tells the path of one event.
 
@@ -12,6 +14,7 @@ pub mod capture;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod present;
 pub mod process;
 pub mod query;
 pub mod run;

@@ -16,7 +16,24 @@ fn fail(message: impl std::fmt::Display) -> ExitCode {
 
 /// `otel-pipetrace query`: no privileges, no runtime; results on stdout.
 fn query(args: &QueryArgs, config: &Config) -> ExitCode {
-    use pipetrace::query::{self, Format, Request};
+    use pipetrace::{
+        present::{table::TableOptions, terminal_width},
+        query::{self, Format, Request},
+    };
+    let min_duration_s = match args
+        .min_duration
+        .as_deref()
+        .map(humantime_serde::re::humantime::parse_duration)
+    {
+        None => None,
+        Some(Ok(d)) => Some(d.as_secs_f64()),
+        Some(Err(e)) => {
+            return fail(format!(
+                "--min-duration {:?}: {e} (a duration such as 100ms or 2s)",
+                args.min_duration.as_deref().unwrap_or_default()
+            ));
+        }
+    };
     let request = Request {
         name: args.name.clone(),
         sql: args.sql.clone(),
@@ -27,6 +44,12 @@ fn query(args: &QueryArgs, config: &Config) -> ExitCode {
         run: args.run.clone(),
         format: Format::parse(&args.format).unwrap_or(Format::Table),
         limit: args.limit,
+        min_duration_s,
+    };
+    let table = TableOptions {
+        terminal_width: terminal_width(libc::STDOUT_FILENO),
+        wide: args.wide,
+        fold_shorter_than: min_duration_s,
     };
     if args.sql.is_some() && args.name != "sql" {
         return fail(format!(
@@ -38,7 +61,7 @@ fn query(args: &QueryArgs, config: &Config) -> ExitCode {
     let output = if args.print_sql {
         query::script(&request)
     } else {
-        query::run(&request).and_then(|batches| query::render(&batches, request.format))
+        query::run(&request).and_then(|batches| query::render(&batches, request.format, table))
     };
     match output {
         Ok(text) => {
@@ -115,8 +138,11 @@ fn main() -> ExitCode {
     };
 
     match cli.command {
-        Some(Command::Run { command, .. }) => {
-            match runtime.block_on(pipetrace::run::run(&config, &command)) {
+        Some(Command::Run {
+            command, summary, ..
+        }) => {
+            let full = summary == "full";
+            match runtime.block_on(pipetrace::run::run(&config, &command, full)) {
                 Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
                 Err(e) => {
                     eprintln!("otel-pipetrace: error: {e}");

@@ -7,17 +7,23 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
     agent::{Agent, AgentError, StartOptions, describe_losses},
+    analysis::{run::RunView, summary::Summary},
     capture::{
         clock::monotonic_ns,
         decode::signal_name,
         loader::{KernelScope, register_self, run_root_state},
     },
     config::Config,
+    present::{
+        self,
+        summary::{RunFacts, details},
+    },
     process::{
         ids::IdGenerator,
         redact::Redactor,
         trace_context::{RemoteParent, RunSpan, SpanRef, traceparent},
     },
+    sinks::run_record::Recorded,
     sinks::{Report, otlp::cicd},
 };
 
@@ -58,7 +64,13 @@ fn forward(pid: Option<u32>, sig: libc::c_int) {
 }
 
 /// Traces `command` and returns its exit status (128 + signal when it was killed).
-pub async fn run(config: &Config, command: &[OsString]) -> Result<i32, RunError> {
+///
+/// `full_summary`: after the totals line, the run's details (see [`present::summary`]).
+pub async fn run(
+    config: &Config,
+    command: &[OsString],
+    full_summary: bool,
+) -> Result<i32, RunError> {
     // The run is the root span; a TRACEPARENT from the CI system makes it a child of that.
     let env = |name: &str| std::env::var(name).ok();
     let remote_parent =
@@ -71,6 +83,7 @@ pub async fn run(config: &Config, command: &[OsString]) -> Result<i32, RunError>
         span_id: ids.span_id(),
     };
     let run_id = format!("{:016x}", run_span.span_id);
+    let recorded = Recorded::default();
     let agent = Agent::start(
         config,
         &KernelScope::Tracked,
@@ -78,6 +91,7 @@ pub async fn run(config: &Config, command: &[OsString]) -> Result<i32, RunError>
             run_span: Some(run_span),
             cicd: cicd::attributes(env),
             run_id: run_id.clone(),
+            record: full_summary.then(|| recorded.clone()),
             ..Default::default()
         },
     )?;
@@ -242,8 +256,25 @@ pub async fn run(config: &Config, command: &[OsString]) -> Result<i32, RunError>
             p.command_line()
         );
     }
+    if full_summary {
+        let procs = std::mem::take(&mut *recorded.lock().unwrap_or_else(|e| e.into_inner()));
+        let view = RunView::new(run.run_id.clone(), procs);
+        let summary = Summary::of(&view, SLOWEST_SHOWN);
+        let facts = RunFacts {
+            run_id: &run.run_id,
+            wall_s: (run.end_ns - run.start_ns) as f64 / 1e9,
+            parquet: config.output.parquet,
+        };
+        let width = present::terminal_width(libc::STDERR_FILENO).unwrap_or(LOG_WIDTH);
+        eprint!("{}", details(&view, &summary, &facts, width.into()));
+    }
     Ok(exit_code)
 }
+
+/// Steps named in the summary.
+const SLOWEST_SHOWN: usize = 3;
+/// Where summary lines are cut when stderr is not a terminal (a CI log).
+const LOG_WIDTH: u16 = 160;
 
 /// How long `run` waits quietly for the command's descendants before saying what it waits for.
 const SURVIVOR_NOTICE_AFTER: Duration = Duration::from_millis(250);

@@ -14,6 +14,7 @@ const STAGES: &[&[&str]] = &[
     &["capture"],
     &["process"],
     &["analysis"],
+    &["present"],
     &["sinks"],
     &["query", "agent"],
     &["run", "daemon", "cli"],

@@ -176,7 +176,7 @@ fn check_pipeline_trace(spans: &[ReceivedSpan], pipeline: &Pipeline) -> Received
             .find(|s| s.attr("process.command_line") == Some(cmd))
             .unwrap_or_else(|| panic!("no span for {cmd:?}"))
     };
-    let failing = by_cmd("sh -c /bin/true; exit 4");
+    let failing = by_cmd("sh -c '/bin/true; exit 4'");
     assert!(failing.is_error());
     assert_eq!(failing.attr("process.exit.code"), Some("4"));
     assert_eq!(failing.attr("error.type"), Some("4"));
@@ -189,7 +189,7 @@ fn check_pipeline_trace(spans: &[ReceivedSpan], pipeline: &Pipeline) -> Received
         Some("/usr/bin/true")
     );
     assert!(!grandchild.is_error());
-    let killed = by_cmd("sh -c kill -9 $$");
+    let killed = by_cmd("sh -c 'kill -9 $$'");
     assert!(killed.is_error());
     assert_eq!(
         killed.attr("pipetrace.process.signal_name"),
@@ -452,8 +452,14 @@ fn daemon_exports_trees_of_matching_roots_including_one_already_running() {
     assert_eq!(root_span.parent_id, "", "a daemon root starts a trace");
     let failing = spans
         .iter()
-        .find(|s| s.attr("process.command_line") == Some("sh -c exit 3"))
-        .unwrap();
+        .find(|s| s.attr("process.command_line") == Some("sh -c 'exit 3'"))
+        .unwrap_or_else(|| {
+            let lines: Vec<_> = spans
+                .iter()
+                .map(|s| s.attr("process.command_line"))
+                .collect();
+            panic!("no span of sh -c 'exit 3': {lines:?}")
+        });
     assert!(failing.is_error());
     let t = spans.iter().find(|s| s.name == "true").unwrap();
     for child in [failing, t] {
@@ -923,7 +929,7 @@ fn spans_parquet_and_jsonl_describe_the_same_processes() {
     assert_eq!(
         starter
             .attr("process.command_line")
-            .map(|c| c.starts_with("sh -c (sleep")),
+            .map(|c| c.starts_with("sh -c '(sleep")),
         Some(true)
     );
 }

@@ -191,7 +191,8 @@ fn command_lines(t: &pipetrace_tests::Traced) -> Vec<(pipetrace_tests::Proc, Str
                 .map(|(_, l)| l.clone())
                 .unwrap_or_else(|| panic!("no parent for {p:#?}"))
         } else {
-            p.argv().join(" ")
+            // Quoted as a shell would read it, like the agent's `command_line`.
+            shlex::try_join(p.argv().iter().map(String::as_str)).unwrap()
         };
         out.push((p.clone(), line));
     }
@@ -211,8 +212,9 @@ fn queries_agree_with_the_runs_own_events_and_the_duckdb_cli() {
     let t = traced_run(data.path()); // two runs: the default is the latest one
     assert_eq!(t.processes().len(), expected, "JSONL vs strace");
 
-    // durations, recomputed from the JSONL of the same run: count, total and longest per
-    // command line.
+    // durations, recomputed from the JSONL of the same run: processes, total and longest per
+    // command line (the pipeline's commands have nothing run-specific: the step is the
+    // command).
     let mut by_command: BTreeMap<String, (u64, u64, u64)> = BTreeMap::new();
     for (p, line) in command_lines(&t) {
         let d = exit_ns(&p, "duration_ns");
@@ -228,12 +230,23 @@ fn queries_agree_with_the_runs_own_events_and_the_duckdb_cli() {
         "{durations:#?}\n{by_command:#?}"
     );
     for row in &durations {
-        let command = row["command"].as_str().unwrap();
-        let (runs, total, max) = by_command
-            .get(command)
+        let command = row["step"].as_str().unwrap();
+        // The script's own path is a temporary directory: its step key says so.
+        let (processes, total, max) = by_command
+            .iter()
+            .find(|(line, _)| {
+                *line == command
+                    || line
+                        .split("/tmp/")
+                        .next()
+                        .map(|head| format!("{head}/tmp/<tmp>/pipeline.sh"))
+                        == Some(command.to_owned())
+            })
+            .map(|(_, v)| v)
             .unwrap_or_else(|| panic!("{command} not in the JSONL: {by_command:#?}"));
         let secs = |ns: u64| ns as f64 / 1e9;
-        assert_eq!(row["runs"], *runs, "{command}");
+        assert_eq!(row["processes"], *processes, "{command}");
+        assert_eq!(row["runs"], 1, "{command}: the latest run only");
         assert!(
             (row["total_s"].as_f64().unwrap() - secs(*total)).abs() < 2e-6,
             "{row}"
@@ -306,7 +319,7 @@ fn queries_agree_with_the_runs_own_events_and_the_duckdb_cli() {
         .collect();
     assert_eq!(statuses, ["failed", "killed"], "{failures:#?}");
     assert_eq!(failures[0]["exit_code"], 4);
-    assert_eq!(failures[1]["signal"], 9);
+    assert_eq!(failures[1]["signal"], "SIGKILL");
     assert_eq!(failures[0]["parent_chain"], "dash > dash");
     // CPU and peak memory at exit: the JSONL's exit records, summed per binary.
     let mut cpu_by_binary: BTreeMap<String, f64> = BTreeMap::new();
@@ -336,15 +349,22 @@ fn queries_agree_with_the_runs_own_events_and_the_duckdb_cli() {
     assert_eq!(query_peak, jsonl_peak, "{memory:#?}");
     let tree = query_json(data.path(), &["tree"]);
     assert_eq!(tree.len(), expected);
-    assert_eq!(
-        tree[0]["process"], "dash",
-        "the root comes first, unindented"
-    );
-    assert!(
-        tree[1..]
+    assert_eq!(tree[0]["process"], "dash", "the root comes first");
+    assert_eq!(tree[0]["depth"], 0);
+    assert_eq!(tree[0]["start_s"], 0.0, "offsets from the run's start");
+    // Below the root, each row's parent is the nearest row above it one level up.
+    for (i, row) in tree.iter().enumerate().skip(1) {
+        let depth = row["depth"].as_u64().unwrap();
+        assert!(depth >= 1, "{row}");
+        let parent = tree[..i]
             .iter()
-            .all(|r| r["process"].as_str().unwrap().starts_with("  "))
-    );
+            .rev()
+            .find(|r| r["depth"].as_u64().unwrap() == depth - 1)
+            .unwrap();
+        assert_eq!(row["ppid"], parent["pid"], "{row}");
+        assert!(!row["process"].as_str().unwrap().starts_with(' '), "{row}");
+        assert!(row["start_s"].as_f64().unwrap() >= parent["start_s"].as_f64().unwrap());
+    }
 
     // The files, read by the official DuckDB CLI with SQL written here (not the agent's).
     let independent = duckdb_json(&format!(

@@ -82,6 +82,8 @@ pub struct StartOptions {
     /// Daemon, descendants mode: also trace the subtrees of matching processes that are
     /// already running.
     pub seed_root_names: Vec<String>,
+    /// Run mode: keep the ended processes here for the end-of-run summary.
+    pub record: Option<crate::sinks::run_record::Recorded>,
 }
 
 /// What is left after the agent stopped.

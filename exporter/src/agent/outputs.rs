@@ -18,6 +18,7 @@ use crate::{
         },
         otlp::{self, ExportTask, OtlpSink},
         parquet::{ParquetSettings, ParquetSink},
+        run_record::RunRecordSink,
     },
 };
 
@@ -52,6 +53,9 @@ pub fn configured_sinks(
             clock,
             &options.run_id,
         )?));
+    }
+    if let Some(recorded) = &options.record {
+        sinks.push(Box::new(RunRecordSink::new(recorded.clone())));
     }
     let cicd = &options.cicd;
     let mut export = None;

@@ -2,3 +2,6 @@
 //! the Parquet files (`query`, reports) or from memory at the end of `run`.
 
 pub mod critical_path;
+pub mod run;
+pub mod step_key;
+pub mod summary;

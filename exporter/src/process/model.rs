@@ -23,6 +23,12 @@ pub enum Ending {
     StillRunning,
 }
 
+/// argv as one line, quoted as a shell needs it: `sh -c 'sleep 1; exit 3'` reads as three
+/// words, not five.
+pub fn command_line(argv: &[String]) -> String {
+    shlex::try_join(argv.iter().map(String::as_str)).unwrap_or_else(|_| argv.join(" "))
+}
+
 /// Images a process ran before its current one, beyond which only a count is kept.
 pub const MAX_PREVIOUS_EXECS: usize = 8;
 
@@ -95,7 +101,7 @@ impl Process {
     /// argv of the current image, or the comm when it never executed while traced.
     pub fn command_line(&self) -> String {
         match &self.exec {
-            Some(exec) if !exec.argv.is_empty() => exec.argv.join(" "),
+            Some(exec) if !exec.argv.is_empty() => command_line(&exec.argv),
             _ => self.comm.clone(),
         }
     }

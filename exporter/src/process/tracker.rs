@@ -665,7 +665,7 @@ mod tests {
         assert!(t.apply(ev(10, 100, 1, Body::Fork, 0)).is_none());
         assert!(t.apply(ev(10, 100, 1, exec(false), 0)).is_none());
         let done = t.apply(ev(10, 100, 1, exit(2 << 8), 0)).unwrap();
-        assert_eq!(done.command_line(), "x a b");
+        assert_eq!(done.command_line(), "x 'a b'", "quoted as a shell reads it");
         assert_eq!(done.executable_name(), "x");
         assert_eq!(done.parent.unwrap().tgid, 1);
         assert_eq!(done.exit().unwrap().code(), Some(2));

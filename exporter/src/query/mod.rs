@@ -6,13 +6,18 @@
 //! [`QueryError`] line.
 
 mod critical_path;
+mod tree;
 
 use std::path::{Path, PathBuf};
 
 use arrow::{array::RecordBatch, util::pretty::pretty_format_batches};
 use duckdb::Connection;
 
-use crate::sinks::parquet::{EVENTS, LATER_COLUMNS, PROCESSES, events_schema, processes_schema};
+use crate::{
+    capture::decode::signal_name,
+    present::table::{self, TableOptions},
+    sinks::parquet::{EVENTS, LATER_COLUMNS, PROCESSES, events_schema, processes_schema},
+};
 
 /// Named queries: `(name, SQL)`.
 pub const QUERIES: &[(&str, &str)] = &[
@@ -162,7 +167,12 @@ pub struct Request {
     pub run: Option<String>,
     pub format: Format,
     pub limit: Option<u64>,
+    /// `tree`: processes shorter than this many seconds are folded (table) or left out.
+    pub min_duration_s: Option<f64>,
 }
+
+/// Rows `slowest` shows without `--limit`.
+pub const SLOWEST_DEFAULT_LIMIT: u64 = 10;
 
 fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
@@ -294,6 +304,15 @@ fn view(name: &str, source: Option<&str>) -> Option<String> {
     })
 }
 
+/// `signal_name(n)`: `SIGKILL` for 9, the number for a signal without a name. Generated from
+/// the agent's own table so that SQL and the summaries name signals alike.
+fn signal_name_macro() -> String {
+    let cases: String = (1..=64)
+        .filter_map(|n| signal_name(n).map(|name| format!(" WHEN {n} THEN '{name}'")))
+        .collect();
+    format!("CREATE OR REPLACE MACRO signal_name(n) AS CASE n{cases} ELSE n::VARCHAR END;\n")
+}
+
 fn valid_run_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 64
@@ -314,7 +333,7 @@ fn views(conn: &Connection, request: &Request) -> Result<String, QueryError> {
         )));
     }
     let sources = find_sources(conn, &request.data)?;
-    let mut sql = String::new();
+    let mut sql = signal_name_macro();
     sql.extend(view("events", sources.events.as_deref()));
     sql.extend(view("processes", sources.processes.as_deref()));
     conn.execute_batch(&sql).map_err(sql_error)?;
@@ -439,7 +458,11 @@ fn statement(request: &Request) -> Result<String, QueryError> {
         };
         sql.trim().trim_end_matches(';').to_owned()
     };
-    Ok(match request.limit {
+    let limit = match (request.limit, request.name.as_str()) {
+        (None, "slowest") => Some(SLOWEST_DEFAULT_LIMIT),
+        (limit, _) => limit,
+    };
+    Ok(match limit {
         Some(n) => format!("SELECT * FROM (\n{body}\n) LIMIT {n}"),
         None => body,
     })
@@ -472,22 +495,29 @@ pub fn run(request: &Request) -> Result<Vec<RecordBatch>, QueryError> {
     let statement = statement(request)?;
     views(&conn, request)?;
     let mut stmt = conn.prepare(&statement).map_err(sql_error)?;
-    let batches = stmt.query_arrow([]).map_err(sql_error)?.collect();
-    Ok(batches)
+    let batches: Vec<RecordBatch> = stmt.query_arrow([]).map_err(sql_error)?.collect();
+    match (request.name.as_str(), request.min_duration_s) {
+        ("tree", Some(min)) if request.format != Format::Table => {
+            tree::without_shorter(&batches, min).map_err(|e| QueryError::Sql(e.to_string()))
+        }
+        _ => Ok(batches),
+    }
 }
 
 /// Renders the batches; an empty result still shows its columns.
-pub fn render(batches: &[RecordBatch], format: Format) -> Result<String, QueryError> {
+pub fn render(
+    batches: &[RecordBatch],
+    format: Format,
+    options: TableOptions,
+) -> Result<String, QueryError> {
     let render_error = |e: arrow::error::ArrowError| QueryError::Sql(first_line(&e.to_string()));
     match format {
-        Format::Table => {
+        Format::Table if batches.iter().all(|b| b.num_rows() == 0) => {
+            // Columns without rows: arrow's table shows the header.
             let table = pretty_format_batches(batches).map_err(render_error)?;
-            let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-            Ok(format!(
-                "{table}\n({rows} row{})\n",
-                if rows == 1 { "" } else { "s" }
-            ))
+            Ok(format!("{table}\n(0 rows)\n"))
         }
+        Format::Table => Ok(table::render(batches, options)),
         Format::Csv => {
             let mut out = Vec::new();
             {

@@ -5,6 +5,7 @@ pub mod jsonl;
 pub mod metrics;
 pub mod otlp;
 pub mod parquet;
+pub mod run_record;
 
 pub use crate::process::report::Report;
 

@@ -29,6 +29,7 @@ use parquet::{
 
 use super::{Report, Sink, SinkError};
 use crate::{
+    analysis::step_key::step_key,
     capture::{
         clock::Clock,
         decode::{Body, Event, Memory, Sample},
@@ -80,6 +81,7 @@ pub const LATER_COLUMNS: &[&str] = &[
     "cpu_user_s",
     "cpu_system_s",
     "peak_rss_bytes",
+    "step_key",
 ];
 
 pub fn processes_schema() -> SchemaRef {
@@ -94,6 +96,8 @@ pub fn processes_schema() -> SchemaRef {
         Field::new("executable_name", DataType::Utf8, false),
         Field::new("argv", argv_type(), true),
         Field::new("command_line", DataType::Utf8, false),
+        // The command with run-specific parts as placeholders: the same step in every run.
+        Field::new("step_key", DataType::Utf8, true),
         Field::new("cwd", DataType::Utf8, true),
         Field::new("comm", DataType::Utf8, false),
         Field::new("uid", DataType::UInt32, false),
@@ -238,6 +242,7 @@ struct ProcessColumns {
     executable_name: StringBuilder,
     argv: ListBuilder<StringBuilder>,
     command_line: StringBuilder,
+    step_key: StringBuilder,
     cwd: StringBuilder,
     comm: StringBuilder,
     uid: UInt32Builder,
@@ -279,7 +284,9 @@ impl ProcessColumns {
             }
             None => self.argv.append(false),
         }
-        self.command_line.append_value(p.command_line());
+        let command_line = p.command_line();
+        self.step_key.append_value(step_key(&command_line));
+        self.command_line.append_value(command_line);
         self.cwd.append_option(exec.and_then(|e| e.cwd.as_deref()));
         self.comm.append_value(&p.comm);
         self.uid.append_value(p.uid);
@@ -318,6 +325,7 @@ impl ProcessColumns {
             Arc::new(self.executable_name.finish()),
             Arc::new(self.argv.finish()),
             Arc::new(self.command_line.finish()),
+            Arc::new(self.step_key.finish()),
             Arc::new(self.cwd.finish()),
             Arc::new(self.comm.finish()),
             Arc::new(self.uid.finish()),

@@ -18,10 +18,10 @@ SELECT
     p.pid,
     p.status,
     p.exit_code,
-    p.signal,
+    signal_name(p.signal) AS signal,
     round(p.duration_s, 6) AS duration_s,
-    p.command_line AS command,
-    f.parent_chain
+    f.parent_chain,
+    p.command_line AS command
 FROM run_processes p
 JOIN full_chain f USING (span_id)
 ORDER BY p.start, p.pid

@@ -23,7 +23,7 @@ use crate::{
     },
     process::{
         cgroups::CgroupNames,
-        model::{Ending, Process},
+        model::{Ending, Process, command_line},
         trace_context::{RunSpan, SpanRef},
     },
 };
@@ -72,7 +72,10 @@ fn image_attributes(exec: &Exec, out: &mut Vec<KeyValue>) {
             "process.command_args",
             string_array(&exec.argv),
         ));
-        out.push(KeyValue::new("process.command_line", exec.argv.join(" ")));
+        out.push(KeyValue::new(
+            "process.command_line",
+            command_line(&exec.argv),
+        ));
         out.push(KeyValue::new("process.args_count", exec.argv.len() as i64));
     }
     if exec.argv_truncated {
@@ -245,7 +248,7 @@ impl SpanFactory {
             .unwrap_or_default();
         let mut attrs = vec![
             KeyValue::new("pipetrace.run.id", run.run_id.clone()),
-            KeyValue::new("process.command_line", run.command.join(" ")),
+            KeyValue::new("process.command_line", command_line(&run.command)),
             KeyValue::new("process.command_args", string_array(&run.command)),
             KeyValue::new("pipetrace.run.processes", run.processes as i64),
             KeyValue::new("pipetrace.run.failed", run.failed as i64),

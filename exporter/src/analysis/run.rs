@@ -1,0 +1,201 @@
+//! One run's processes as the analyses read them, whether loaded from the Parquet files or
+//! recorded in memory by `run`: a flat list with each process's parent resolved to an index.
+
+use std::collections::HashMap;
+
+/// How a process ended, as the `status` column spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Status {
+    Ok,
+    Failed,
+    Killed,
+    StillRunning,
+    ExitLost,
+}
+
+impl Status {
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "ok" => Self::Ok,
+            "failed" => Self::Failed,
+            "killed" => Self::Killed,
+            "still_running" => Self::StillRunning,
+            _ => Self::ExitLost,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Failed => "failed",
+            Self::Killed => "killed",
+            Self::StillRunning => "still_running",
+            Self::ExitLost => "exit_lost",
+        }
+    }
+
+    pub fn is_failure(self) -> bool {
+        matches!(self, Self::Failed | Self::Killed)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Proc {
+    pub span_id: u64,
+    pub parent_span_id: Option<u64>,
+    /// Index of the tree parent in [`RunView::procs`], resolved by [`RunView::new`].
+    pub parent: Option<usize>,
+    pub pid: u32,
+    pub ppid: u32,
+    /// Nanoseconds on any clock shared by the run's processes.
+    pub start_ns: i64,
+    pub end_ns: i64,
+    pub binary: String,
+    pub command: String,
+    pub step_key: String,
+    pub argv: Vec<String>,
+    pub cwd: Option<String>,
+    pub status: Status,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub cpu_user_s: Option<f64>,
+    pub cpu_system_s: Option<f64>,
+    pub peak_rss_bytes: Option<i64>,
+}
+
+impl Proc {
+    pub fn duration_ns(&self) -> i64 {
+        (self.end_ns - self.start_ns).max(0)
+    }
+
+    pub fn cpu_s(&self) -> Option<f64> {
+        match (self.cpu_user_s, self.cpu_system_s) {
+            (None, None) => None,
+            (u, s) => Some(u.unwrap_or(0.0) + s.unwrap_or(0.0)),
+        }
+    }
+}
+
+/// A run: its processes, parents before or after children, in any order.
+#[derive(Debug, Clone, Default)]
+pub struct RunView {
+    pub run_id: String,
+    pub procs: Vec<Proc>,
+    children: Vec<Vec<usize>>,
+    roots: Vec<usize>,
+}
+
+impl RunView {
+    /// Resolves parents by span id; a parent outside the run makes a root.
+    pub fn new(run_id: String, mut procs: Vec<Proc>) -> Self {
+        procs.sort_by_key(|p| (p.start_ns, p.span_id));
+        let index: HashMap<u64, usize> = procs
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.span_id, i))
+            .collect();
+        let mut children = vec![Vec::new(); procs.len()];
+        let mut roots = Vec::new();
+        for (i, proc) in procs.iter_mut().enumerate() {
+            let parent = proc
+                .parent_span_id
+                .and_then(|s| index.get(&s).copied())
+                .filter(|&p| p != i);
+            proc.parent = parent;
+            match parent {
+                Some(p) => children[p].push(i),
+                None => roots.push(i),
+            }
+        }
+        Self {
+            run_id,
+            procs,
+            children,
+            roots,
+        }
+    }
+
+    /// Processes without a parent in the run, in start order.
+    pub fn roots(&self) -> &[usize] {
+        &self.roots
+    }
+
+    /// Children of `i`, in start order.
+    pub fn children(&self, i: usize) -> &[usize] {
+        &self.children[i]
+    }
+
+    pub fn start_ns(&self) -> i64 {
+        self.procs.iter().map(|p| p.start_ns).min().unwrap_or(0)
+    }
+
+    pub fn end_ns(&self) -> i64 {
+        self.procs.iter().map(|p| p.end_ns).max().unwrap_or(0)
+    }
+
+    /// Depth of every process (roots are 0).
+    pub fn depths(&self) -> Vec<usize> {
+        let mut depth = vec![0; self.procs.len()];
+        // Tree order visits a parent before its children.
+        for i in self.tree_order() {
+            if let Some(p) = self.procs[i].parent {
+                depth[i] = depth[p] + 1;
+            }
+        }
+        depth
+    }
+
+    /// Every process in tree order (a parent, then each child's subtree in start order).
+    pub fn tree_order(&self) -> Vec<usize> {
+        let mut order = Vec::with_capacity(self.procs.len());
+        let mut stack: Vec<usize> = self.roots.iter().rev().copied().collect();
+        while let Some(i) = stack.pop() {
+            order.push(i);
+            stack.extend(self.children[i].iter().rev());
+        }
+        order
+    }
+
+    /// The critical path's nodes for [`crate::analysis::critical_path::critical_path`].
+    pub fn nodes(&self) -> Vec<super::critical_path::Node> {
+        self.procs
+            .iter()
+            .map(|p| super::critical_path::Node {
+                start_ns: p.start_ns,
+                end_ns: p.end_ns.max(p.start_ns),
+                parent: p.parent,
+            })
+            .collect()
+    }
+}
+
+impl From<&crate::process::model::Process> for Proc {
+    /// A process the tracker has ended, on the monotonic clock.
+    fn from(p: &crate::process::model::Process) -> Self {
+        let end_ns = p.end_ns.unwrap_or(p.key.start_ns).max(p.key.start_ns);
+        let exec = p.exec.as_deref();
+        let exit = p.exit();
+        let usage = exit.map(|x| x.usage);
+        let command = p.command_line();
+        Proc {
+            span_id: p.span.span_id,
+            parent_span_id: p.parent_span,
+            parent: None,
+            pid: p.key.tgid,
+            ppid: p.parent.map_or(p.ppid, |k| k.tgid),
+            start_ns: p.key.start_ns as i64,
+            end_ns: end_ns as i64,
+            binary: p.executable_name().to_owned(),
+            step_key: super::step_key::step_key(&command),
+            command,
+            argv: exec.map(|e| e.argv.clone()).unwrap_or_default(),
+            cwd: exec.and_then(|e| e.cwd.clone()),
+            status: Status::parse(p.status()),
+            exit_code: exit.and_then(|x| x.code()),
+            signal: exit.and_then(|x| x.signal()),
+            cpu_user_s: usage.map(|u| u.cpu_user_ns as f64 / 1e9),
+            cpu_system_s: usage.map(|u| u.cpu_system_ns as f64 / 1e9),
+            peak_rss_bytes: usage.map(|u| u.peak_rss_bytes as i64),
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! The summary `run` prints on stderr when the command is done: what a CI log reader needs
+//! without opening anything else.
+
+use std::fmt::Write;
+
+use super::units;
+use crate::analysis::{
+    run::{Proc, RunView},
+    summary::Summary,
+};
+
+/// How the run as a whole went, known to `run` rather than read from the processes.
+pub struct RunFacts<'a> {
+    pub run_id: &'a str,
+    pub wall_s: f64,
+    /// The run was written to Parquet, where `report` and `query` read it.
+    pub parquet: bool,
+}
+
+/// How one process ended, for a person: `status 3`, `SIGKILL`, `still running`.
+pub fn ending(p: &Proc) -> String {
+    match (p.exit_code, p.signal) {
+        (Some(code), _) => format!("status {code}"),
+        (None, Some(sig)) => crate::capture::decode::signal_name(sig)
+            .map_or_else(|| format!("signal {sig}"), str::to_owned),
+        _ => p.status.as_str().replace('_', " "),
+    }
+}
+
+/// `text` cut to `width` characters, with an ellipsis.
+pub fn cut(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_owned();
+    }
+    let mut out: String = text.chars().take(width.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// Lines after the one-line total: where to look, wall and CPU time, peak memory, the slowest
+/// steps and the failure chain. `width` is where lines are cut.
+pub fn details(run: &RunView, s: &Summary, facts: &RunFacts, width: usize) -> String {
+    let mut out = String::new();
+    let label = |out: &mut String, name: &str| {
+        let _ = write!(out, "  {name:<9}");
+    };
+    label(&mut out, "run");
+    let _ = write!(out, "{}", facts.run_id);
+    if facts.parquet {
+        let short = &facts.run_id[..facts.run_id.len().min(8)];
+        let _ = write!(out, "  (otel-pipetrace report --run {short})");
+    }
+    out.push('\n');
+    label(&mut out, "wall");
+    let _ = writeln!(out, "{}", units::duration(facts.wall_s));
+    label(&mut out, "CPU");
+    let _ = writeln!(
+        out,
+        "{} (user {}, system {})",
+        units::duration(s.cpu_user_s + s.cpu_system_s),
+        units::duration(s.cpu_user_s),
+        units::duration(s.cpu_system_s)
+    );
+    if let Some(peak) = s.peak {
+        let p = &run.procs[peak.proc];
+        label(&mut out, "memory");
+        let _ = writeln!(
+            out,
+            "{} peak RSS, largest process ({} pid {})",
+            units::bytes(peak.bytes),
+            p.binary,
+            p.pid
+        );
+    }
+    let durations: Vec<String> = s
+        .slowest
+        .iter()
+        .map(|&i| units::duration_ns(run.procs[i].duration_ns()))
+        .collect();
+    let pad = durations
+        .iter()
+        .map(|d| d.chars().count())
+        .max()
+        .unwrap_or(0);
+    for (n, (&i, d)) in s.slowest.iter().zip(&durations).enumerate() {
+        label(&mut out, if n == 0 { "slowest" } else { "" });
+        let line = format!("{d:>pad$}  {}", run.procs[i].command);
+        let _ = writeln!(out, "{}", cut(&line, width.saturating_sub(11)));
+    }
+    for (n, &i) in s.failure_chain.iter().enumerate() {
+        let p = &run.procs[i];
+        label(&mut out, if n == 0 { "failure" } else { "" });
+        let arrow = if n == 0 {
+            String::new()
+        } else {
+            format!("{}└ ", "  ".repeat(n - 1))
+        };
+        let line = format!("{arrow}{}  {} (pid {})", ending(p), p.command, p.pid);
+        let _ = writeln!(out, "{}", cut(&line, width.saturating_sub(11)));
+    }
+    out
+}

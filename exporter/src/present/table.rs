@@ -1,0 +1,359 @@
+//! Query results as a table for people: durations and sizes in units, numbers right-aligned,
+//! the tree indented with a timeline bar, and the widest text column cut to the terminal.
+//! Column names say the kind: `*_s` are seconds, `*_bytes` bytes, `*_percent` a share.
+
+use arrow::{
+    array::{Array, RecordBatch},
+    datatypes::DataType,
+    util::display::{ArrayFormatter, FormatOptions},
+};
+use comfy_table::{
+    CellAlignment, ColumnConstraint, ContentArrangement, Table, presets::UTF8_FULL_CONDENSED,
+};
+
+use super::units;
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TableOptions {
+    /// The terminal's width; `None` when the output is not a terminal.
+    pub terminal_width: Option<u16>,
+    /// Show every value whole, however wide.
+    pub wide: bool,
+    /// A tree (columns `depth` and `duration_s`): processes shorter than this many seconds,
+    /// with their subtrees, become one "(+N shorter)" row per run of siblings.
+    pub fold_shorter_than: Option<f64>,
+}
+
+/// A row of a tree after folding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TreeRow {
+    Keep(usize),
+    /// `count` processes left out at `depth`.
+    Folded {
+        depth: usize,
+        count: usize,
+    },
+}
+
+/// Which rows of a tree (in tree order, with depths) stay: a row shorter than `min` seconds
+/// goes with its whole subtree; consecutive siblings that go are counted in one row.
+pub fn fold_plan(depths: &[usize], durations: &[f64], min: f64) -> Vec<TreeRow> {
+    let mut out = Vec::new();
+    let mut pending: Option<(usize, usize)> = None; // (depth, count)
+    let mut i = 0;
+    while i < depths.len() {
+        let depth = depths[i];
+        // A pending fold closes at the first row that is not a later sibling's subtree.
+        if let Some((d, count)) = pending
+            && depth <= d
+            && !(depth == d && durations[i] < min)
+        {
+            out.push(TreeRow::Folded { depth: d, count });
+            pending = None;
+        }
+        if durations[i] < min && depth > 0 {
+            let mut end = i + 1;
+            while end < depths.len() && depths[end] > depth {
+                end += 1;
+            }
+            let count = end - i;
+            pending = match pending {
+                Some((d, c)) if d == depth => Some((d, c + count)),
+                Some((d, c)) => {
+                    out.push(TreeRow::Folded { depth: d, count: c });
+                    Some((depth, count))
+                }
+                None => Some((depth, count)),
+            };
+            i = end;
+            continue;
+        }
+        out.push(TreeRow::Keep(i));
+        i += 1;
+    }
+    if let Some((depth, count)) = pending {
+        out.push(TreeRow::Folded { depth, count });
+    }
+    out
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    Seconds,
+    Bytes,
+    Percent,
+    Number,
+    Text,
+}
+
+fn kind(name: &str, data_type: &DataType) -> Kind {
+    let numeric = data_type.is_numeric();
+    if numeric && name.ends_with("_s") {
+        Kind::Seconds
+    } else if numeric && name.ends_with("_bytes") {
+        Kind::Bytes
+    } else if numeric && name.ends_with("_percent") {
+        Kind::Percent
+    } else if numeric {
+        Kind::Number
+    } else {
+        Kind::Text
+    }
+}
+
+/// The header people read: the unit moves from the name into the values.
+fn header(name: &str, kind: Kind) -> String {
+    let bare = match kind {
+        Kind::Seconds => name.strip_suffix("_s"),
+        Kind::Bytes => name.strip_suffix("_bytes"),
+        Kind::Percent => name.strip_suffix("_percent"),
+        _ => None,
+    };
+    bare.unwrap_or(name).replace('_', " ")
+}
+
+fn column_index(batches: &[RecordBatch], name: &str) -> Option<usize> {
+    batches.first()?.schema().index_of(name).ok()
+}
+
+/// Column `c` of every batch as numbers (0 for nulls).
+pub fn numbers(batches: &[RecordBatch], c: usize) -> Vec<f64> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            (0..b.num_rows()).map(move |r| number(b.column(c).as_ref(), r).unwrap_or(0.0))
+        })
+        .collect()
+}
+
+fn number(array: &dyn Array, row: usize) -> Option<f64> {
+    let cast = arrow::compute::cast(&array.slice(row, 1), &DataType::Float64).ok()?;
+    let floats = cast.as_any().downcast_ref::<arrow::array::Float64Array>()?;
+    (!floats.is_null(0)).then(|| floats.value(0))
+}
+
+/// Columns the table leads with and how each cell reads.
+struct Prepared {
+    headers: Vec<String>,
+    kinds: Vec<Kind>,
+    rows: Vec<Vec<String>>,
+}
+
+fn prepare(batches: &[RecordBatch]) -> Prepared {
+    let Some(first) = batches.first() else {
+        return Prepared {
+            headers: Vec::new(),
+            kinds: Vec::new(),
+            rows: Vec::new(),
+        };
+    };
+    let schema = first.schema();
+    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    let kinds: Vec<Kind> = schema
+        .fields()
+        .iter()
+        .map(|f| kind(f.name(), f.data_type()))
+        .collect();
+    let depth_col = names.iter().position(|n| *n == "depth");
+    let options = FormatOptions::default().with_null("");
+    let mut rows = Vec::new();
+    for batch in batches {
+        let formatters: Vec<Option<ArrayFormatter>> = batch
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).ok())
+            .collect();
+        for r in 0..batch.num_rows() {
+            let depth = depth_col
+                .and_then(|c| number(batch.column(c).as_ref(), r))
+                .unwrap_or(0.0) as usize;
+            let mut row = Vec::with_capacity(names.len());
+            for (c, column) in batch.columns().iter().enumerate() {
+                let value = if column.is_null(r) {
+                    String::new()
+                } else {
+                    match kinds[c] {
+                        Kind::Seconds => number(column.as_ref(), r).map(units::duration),
+                        Kind::Bytes => number(column.as_ref(), r).map(|b| units::bytes(b as i64)),
+                        Kind::Percent => number(column.as_ref(), r).map(|p| format!("{p:.1} %")),
+                        _ => None,
+                    }
+                    .unwrap_or_else(|| {
+                        formatters[c]
+                            .as_ref()
+                            .map(|f| f.value(r).to_string())
+                            .unwrap_or_default()
+                    })
+                };
+                // The tree's first text column is indented by depth.
+                let value = if depth_col.is_some() && names[c] == "process" {
+                    format!("{}{value}", "  ".repeat(depth))
+                } else {
+                    value
+                };
+                row.push(value);
+            }
+            rows.push(row);
+        }
+    }
+    Prepared {
+        headers: names
+            .iter()
+            .zip(&kinds)
+            .map(|(n, k)| header(n, *k))
+            .collect(),
+        kinds,
+        rows,
+    }
+}
+
+/// Bar cells drawn inside this many characters.
+const TIMELINE_WIDTH: usize = 16;
+
+/// A text bar per row: where in the run (`start_s` from its start) and for how long
+/// (`duration_s`) the row's process ran.
+fn timeline(batches: &[RecordBatch]) -> Option<Vec<String>> {
+    let schema = batches.first()?.schema();
+    let start = schema.index_of("start_s").ok()?;
+    let duration = schema.index_of("duration_s").ok()?;
+    let mut spans = Vec::new();
+    for b in batches {
+        for r in 0..b.num_rows() {
+            let s = number(b.column(start).as_ref(), r).unwrap_or(0.0);
+            let d = number(b.column(duration).as_ref(), r).unwrap_or(0.0);
+            spans.push((s, d));
+        }
+    }
+    let end = spans.iter().map(|(s, d)| s + d).fold(0.0f64, f64::max);
+    if end <= 0.0 {
+        return None;
+    }
+    let scale = TIMELINE_WIDTH as f64 / end;
+    Some(
+        spans
+            .iter()
+            .map(|(s, d)| {
+                let from = ((s * scale).floor() as usize).min(TIMELINE_WIDTH - 1);
+                let to = (((s + d) * scale).ceil() as usize).clamp(from + 1, TIMELINE_WIDTH);
+                let mut bar = String::with_capacity(TIMELINE_WIDTH * 3);
+                bar.extend(std::iter::repeat_n('·', from));
+                bar.extend(std::iter::repeat_n('█', to - from));
+                bar.extend(std::iter::repeat_n('·', TIMELINE_WIDTH - to));
+                bar
+            })
+            .collect(),
+    )
+}
+
+/// The table, and a line with the row count; `depth` is shown as indentation, not a column.
+pub fn render(batches: &[RecordBatch], options: TableOptions) -> String {
+    let mut prepared = prepare(batches);
+    let mut bars = if options.terminal_width.is_some() {
+        timeline(batches)
+    } else {
+        None
+    };
+    if let (Some(min), Some(depth_col), Some(duration_col)) = (
+        options.fold_shorter_than,
+        prepared.headers.iter().position(|h| h == "depth"),
+        column_index(batches, "duration_s"),
+    ) {
+        let depths: Vec<usize> = prepared
+            .rows
+            .iter()
+            .map(|r| r[depth_col].parse().unwrap_or(0))
+            .collect();
+        let durations = numbers(batches, duration_col);
+        let process_col = prepared.headers.iter().position(|h| h == "process");
+        let width = prepared.headers.len();
+        let mut rows = Vec::new();
+        let mut kept_bars = Vec::new();
+        for row in fold_plan(&depths, &durations, min) {
+            match row {
+                TreeRow::Keep(i) => {
+                    rows.push(std::mem::take(&mut prepared.rows[i]));
+                    kept_bars.push(bars.as_ref().map(|b| b[i].clone()).unwrap_or_default());
+                }
+                TreeRow::Folded { depth, count } => {
+                    let mut cells = vec![String::new(); width];
+                    cells[process_col.unwrap_or(0)] =
+                        format!("{}(+{count} shorter)", "  ".repeat(depth));
+                    rows.push(cells);
+                    kept_bars.push(String::new());
+                }
+            }
+        }
+        prepared.rows = rows;
+        if bars.is_some() {
+            bars = Some(kept_bars);
+        }
+    }
+    let row_count = prepared.rows.len();
+    // A tree shows depth as indentation and the parent by position: both columns go.
+    if prepared.headers.iter().any(|h| h == "depth") {
+        for name in ["depth", "ppid"] {
+            if let Some(c) = prepared.headers.iter().position(|h| h == name) {
+                prepared.headers.remove(c);
+                prepared.kinds.remove(c);
+                for row in &mut prepared.rows {
+                    row.remove(c);
+                }
+            }
+        }
+    }
+    // The bar only where a person looks at it.
+    if let Some(bars) = bars {
+        let at = prepared
+            .headers
+            .iter()
+            .position(|h| h == "start")
+            .map_or(prepared.headers.len(), |i| i);
+        prepared.headers.insert(at, "timeline".into());
+        prepared.kinds.insert(at, Kind::Text);
+        for (row, bar) in prepared.rows.iter_mut().zip(bars) {
+            row.insert(at, bar);
+        }
+    }
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED);
+    table.set_header(prepared.headers.clone());
+    let cut = !options.wide && options.terminal_width.is_some();
+    if let (true, Some(width)) = (cut, options.terminal_width) {
+        table
+            .set_content_arrangement(ContentArrangement::Dynamic)
+            .set_width(width)
+            .set_truncation_indicator("…");
+        // Every column but one keeps its width: the command (or step), else the last text
+        // column, is cut.
+        let flexible = prepared
+            .headers
+            .iter()
+            .position(|h| h == "command" || h == "step")
+            .or_else(|| prepared.kinds.iter().rposition(|k| *k == Kind::Text));
+        for (i, column) in table.column_iter_mut().enumerate() {
+            if Some(i) != flexible {
+                column.set_constraint(ColumnConstraint::ContentWidth);
+            }
+        }
+    } else {
+        table.set_content_arrangement(ContentArrangement::Disabled);
+    }
+    for row in prepared.rows {
+        let mut cells: comfy_table::Row = row.into();
+        if cut {
+            cells.max_height(1);
+        }
+        table.add_row(cells);
+    }
+    for (i, kind) in prepared.kinds.iter().enumerate() {
+        if *kind != Kind::Text
+            && let Some(column) = table.column_mut(i)
+        {
+            column.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    format!(
+        "{table}\n({row_count} row{})\n",
+        if row_count == 1 { "" } else { "s" }
+    )
+}
