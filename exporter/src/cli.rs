@@ -113,6 +113,15 @@ pub enum Command {
     },
     /// Answer questions from the Parquet datasets with DuckDB (durations, cpu, memory, ...).
     Query(QueryArgs),
+    /// A report of one run: Markdown (a GitHub job summary or GitLab note, with a mermaid
+    /// Gantt chart) or one self-contained HTML file.
+    Report(ReportArgs),
+    /// Compare a run with a baseline run (or the median of the last N runs of the same
+    /// command): per step duration, CPU and peak memory, new and missing steps, new failures.
+    Compare(CompareArgs),
+    /// Export a run as a trace file: chrome-trace (Trace Event JSON for Perfetto,
+    /// chrome://tracing and speedscope).
+    Export(ExportArgs),
     /// Print the effective configuration (defaults < OTEL_* environment < file < PIPETRACE_*
     /// environment < flags) as TOML; header values are masked.
     Config,
@@ -152,6 +161,70 @@ pub struct QueryArgs {
     /// Print the SQL (views and query) instead of running it: it runs as is in the DuckDB CLI.
     #[arg(long)]
     pub print_sql: bool,
+}
+
+/// Where a run is read from, for `report`, `compare` and `export`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunSource {
+    /// Parquet data: the directory with events/ and processes/ [default: output.parquet_dir].
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// The run: an id or its first characters, latest or latest~N [default: latest].
+    #[arg(long, value_name = "ID")]
+    pub run: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub source: RunSource,
+    #[arg(long, value_name = "FORMAT", default_value = "markdown", value_parser = ["markdown"])]
+    pub format: String,
+    /// Write to FILE instead of stdout.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CompareArgs {
+    #[command(flatten)]
+    pub source: RunSource,
+    /// The run to compare with: an id or its start, latest~N.
+    #[arg(
+        long,
+        value_name = "ID",
+        conflicts_with = "baseline_runs",
+        required_unless_present = "baseline_runs"
+    )]
+    pub baseline: Option<String>,
+    /// Compare with the median of the last N earlier runs of the same command.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub baseline_runs: Option<u32>,
+    /// A step is slower when it took more than this many percent longer...
+    #[arg(long, value_name = "PERCENT", default_value_t = 20.0)]
+    pub threshold_percent: f64,
+    /// ...and more than this much longer (e.g. 100ms, 2s).
+    #[arg(long, value_name = "DURATION", default_value = "100ms")]
+    pub threshold_time: String,
+    /// Exit with status 4 when a step got slower or failed where it did not.
+    #[arg(long)]
+    pub fail_on_regression: bool,
+    #[arg(long, value_name = "FORMAT", default_value = "table", value_parser = ["table", "csv", "json", "markdown"])]
+    pub format: String,
+    /// Tables: show every value whole.
+    #[arg(long)]
+    pub wide: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub source: RunSource,
+    #[arg(long, value_name = "FORMAT", default_value = "chrome-trace", value_parser = ["chrome-trace"])]
+    pub format: String,
+    /// Write to FILE instead of stdout.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 impl Cli {

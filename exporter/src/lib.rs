@@ -17,5 +17,6 @@ pub mod daemon;
 pub mod present;
 pub mod process;
 pub mod query;
+pub mod report;
 pub mod run;
 pub mod sinks;

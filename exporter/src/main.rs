@@ -2,7 +2,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use pipetrace::{
-    cli::{Cli, Command, QueryArgs},
+    cli::{Cli, Command, QueryArgs, RunSource},
     config::Config,
 };
 
@@ -74,6 +74,111 @@ fn query(args: &QueryArgs, config: &Config) -> ExitCode {
     }
 }
 
+/// `compare --fail-on-regression` found a step slower than the thresholds or a new failure.
+const EXIT_REGRESSION: u8 = 4;
+
+/// Writes `text` to `output` (a file readable by its owner and group: it holds command
+/// lines) or to stdout.
+fn emit(text: &str, output: Option<&std::path::Path>) -> Result<(), String> {
+    use std::io::Write;
+    match output {
+        Some(path) => pipetrace::sinks::create_private_file(path)
+            .and_then(|mut f| f.write_all(text.as_bytes()))
+            .map_err(|e| format!("--output {}: {e}", path.display())),
+        None => {
+            // A closed pipe (`| head`) is not an error worth a message.
+            let _ = std::io::stdout().write_all(text.as_bytes());
+            Ok(())
+        }
+    }
+}
+
+fn data_dir(source: &RunSource, config: &Config) -> std::path::PathBuf {
+    source
+        .data
+        .clone()
+        .unwrap_or_else(|| config.output.parquet_dir.clone())
+}
+
+/// `report`, `compare` and `export`: documents from the Parquet data, like `query`.
+fn document(command: &Command, config: &Config) -> ExitCode {
+    use pipetrace::{
+        present::{table::TableOptions, terminal_width},
+        query::{self, Format},
+        report::{self, Baseline, compare::Thresholds},
+    };
+    let result = match command {
+        Command::Report(args) => {
+            report::markdown_report(&data_dir(&args.source, config), args.source.run.as_deref())
+                .map_err(|e| e.to_string())
+                .and_then(|text| emit(&text, args.output.as_deref()))
+                .map(|()| ExitCode::SUCCESS)
+        }
+        Command::Export(args) => {
+            report::chrome_trace_export(&data_dir(&args.source, config), args.source.run.as_deref())
+                .map_err(|e| e.to_string())
+                .and_then(|text| emit(&text, args.output.as_deref()))
+                .map(|()| ExitCode::SUCCESS)
+        }
+        Command::Compare(args) => (|| {
+            let min = humantime_serde::re::humantime::parse_duration(&args.threshold_time)
+                .map_err(|e| {
+                    format!(
+                        "--threshold-time {:?}: {e} (a duration such as 100ms or 2s)",
+                        args.threshold_time
+                    )
+                })?;
+            if !(args.threshold_percent.is_finite() && args.threshold_percent >= 0.0) {
+                return Err(format!(
+                    "--threshold-percent {}: a percentage of 0 or more, e.g. 20",
+                    args.threshold_percent
+                ));
+            }
+            let baseline = match (&args.baseline, args.baseline_runs) {
+                (Some(id), _) => Baseline::Run(id.clone()),
+                (None, Some(n)) => Baseline::LastRuns(n),
+                (None, None) => unreachable!("clap requires one"),
+            };
+            let thresholds = Thresholds {
+                percent: args.threshold_percent,
+                min_s: min.as_secs_f64(),
+            };
+            let comparison = report::compare_runs(
+                &data_dir(&args.source, config),
+                args.source.run.as_deref(),
+                &baseline,
+                thresholds,
+            )
+            .map_err(|e| e.to_string())?;
+            let text = match args.format.as_str() {
+                "markdown" => report::compare::markdown(&comparison),
+                format => {
+                    let batch = report::compare::batch(&comparison).map_err(|e| e.to_string())?;
+                    let table = TableOptions {
+                        terminal_width: terminal_width(libc::STDOUT_FILENO),
+                        wide: args.wide,
+                        fold_shorter_than: None,
+                    };
+                    query::render(
+                        &[batch],
+                        Format::parse(format).unwrap_or(Format::Table),
+                        table,
+                    )
+                    .map_err(|e| e.to_string())?
+                }
+            };
+            emit(&text, None)?;
+            Ok(if args.fail_on_regression && comparison.regressed() {
+                ExitCode::from(EXIT_REGRESSION)
+            } else {
+                ExitCode::SUCCESS
+            })
+        })(),
+        _ => Ok(ExitCode::SUCCESS),
+    };
+    result.unwrap_or_else(fail)
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -126,6 +231,11 @@ fn main() -> ExitCode {
     }
     if let Some(Command::Query(args)) = &cli.command {
         return query(args, &config);
+    }
+    if let Some(command @ (Command::Report(_) | Command::Compare(_) | Command::Export(_))) =
+        &cli.command
+    {
+        return document(command, &config);
     }
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()

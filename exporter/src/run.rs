@@ -23,6 +23,7 @@ use crate::{
         redact::Redactor,
         trace_context::{RemoteParent, RunSpan, SpanRef, traceparent},
     },
+    report::markdown,
     sinks::run_record::Recorded,
     sinks::{Report, otlp::cicd},
 };
@@ -91,7 +92,7 @@ pub async fn run(
             run_span: Some(run_span),
             cicd: cicd::attributes(env),
             run_id: run_id.clone(),
-            record: full_summary.then(|| recorded.clone()),
+            record: Some(recorded.clone()),
             ..Default::default()
         },
     )?;
@@ -256,9 +257,14 @@ pub async fn run(
             p.command_line()
         );
     }
+    let procs = std::mem::take(&mut *recorded.lock().unwrap_or_else(|e| e.into_inner()));
+    let view = RunView::new(run.run_id.clone(), procs);
+    if config.run.job_summary
+        && let Some(path) = std::env::var_os(GITHUB_STEP_SUMMARY).filter(|p| !p.is_empty())
+    {
+        append_job_summary(std::path::Path::new(&path), &markdown::report(&view));
+    }
     if full_summary {
-        let procs = std::mem::take(&mut *recorded.lock().unwrap_or_else(|e| e.into_inner()));
-        let view = RunView::new(run.run_id.clone(), procs);
         let summary = Summary::of(&view, SLOWEST_SHOWN);
         let facts = RunFacts {
             run_id: &run.run_id,
@@ -269,6 +275,25 @@ pub async fn run(
         eprint!("{}", details(&view, &summary, &facts, width.into()));
     }
     Ok(exit_code)
+}
+
+/// The file GitHub Actions shows as the job summary.
+const GITHUB_STEP_SUMMARY: &str = "GITHUB_STEP_SUMMARY";
+
+/// Appends (a job's steps share the file) the report; a failure is one line, not the run's.
+fn append_job_summary(path: &std::path::Path, report: &str) {
+    use std::io::Write;
+    let written = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(format!("{report}\n").as_bytes()));
+    if let Err(e) = written {
+        eprintln!(
+            "otel-pipetrace: cannot write the job summary to {GITHUB_STEP_SUMMARY}={}: {e}",
+            path.display()
+        );
+    }
 }
 
 /// Steps named in the summary.

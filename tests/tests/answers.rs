@@ -310,3 +310,333 @@ fn query_json(data: &Path, args: &[&str]) -> Vec<serde_json::Value> {
     );
     serde_json::from_slice(&out.stdout).unwrap()
 }
+
+const NPM_DIR: &str = "/var/cache/otel-pipetrace/npm";
+
+fn tool(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tools")
+        .join(name)
+}
+
+/// The tasks of a mermaid gantt chart as the real mermaid library reads them:
+/// (name, start ms, end ms, crit).
+fn mermaid_tasks(chart: &str) -> Vec<(String, i64, i64, bool)> {
+    use std::io::Write;
+    let mut child = std::process::Command::new("node")
+        .arg(tool("mermaid_tasks.mjs"))
+        .arg(NPM_DIR)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("node (scripts/setup installs it)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(chart.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "mermaid rejected the chart: {}\n{chart}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tasks: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    tasks
+        .iter()
+        .map(|t| {
+            (
+                t[0].as_str().unwrap().to_owned(),
+                t[1].as_i64().unwrap(),
+                t[2].as_i64().unwrap(),
+                t[3].as_bool().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_markdown_report_is_the_job_summary_and_its_gantt_chart_parses_in_mermaid() {
+    require_root!();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let pipeline = failing_pipeline(dir.path());
+    let summary_file = dir.path().join("step_summary.md");
+    std::fs::write(&summary_file, "earlier step\n").unwrap();
+    let out = command()
+        .env("GITHUB_STEP_SUMMARY", &summary_file)
+        .args(["run", "--summary", "line", "--parquet"])
+        .arg(&data)
+        .arg("--")
+        .arg(&pipeline)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The job summary is appended, and is the report `report` makes from the Parquet files.
+    let written = std::fs::read_to_string(&summary_file).unwrap();
+    let report = command()
+        .args(["report", "--data"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        report.status.success(),
+        "{}",
+        String::from_utf8_lossy(&report.stderr)
+    );
+    let report = String::from_utf8(report.stdout).unwrap();
+    assert_eq!(written, format!("earlier step\n{report}\n"));
+    assert!(report.contains("❌ status 3"), "{report}");
+    assert!(report.contains("### Failure\n"), "{report}");
+    assert!(
+        report.contains("- status 3 `sh -c 'sleep 0.1; exit 3'`"),
+        "{report}"
+    );
+    assert!(report.contains("### Most memory"), "{report}");
+
+    // The Gantt chart, read by mermaid itself: one task per step of the script, at the
+    // offsets and for the durations the processes had, the failed one marked critical.
+    let chart = report
+        .split("```mermaid\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("a mermaid block");
+    let tasks = mermaid_tasks(chart);
+    let tree = query_json(&data, &["tree"]);
+    let steps: Vec<&serde_json::Value> = tree.iter().filter(|r| r["depth"] == 1).collect();
+    assert_eq!(tasks.len(), steps.len(), "{tasks:?}\n{steps:#?}");
+    for ((name, from, to, crit), step) in tasks.iter().zip(&steps) {
+        let start_ms = (step["start_s"].as_f64().unwrap() * 1000.0) as i64;
+        let end_ms = ((step["start_s"].as_f64().unwrap() + step["duration_s"].as_f64().unwrap())
+            * 1000.0) as i64;
+        assert!((from - start_ms).abs() <= 1, "{name}: {from} vs {start_ms}");
+        assert!((to - end_ms).abs() <= 1, "{name}: {to} vs {end_ms}");
+        assert_eq!(*crit, step["status"] == "failed", "{name}");
+        let command = step["command"].as_str().unwrap().replace(';', " ");
+        let command: String = command.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(
+            command.starts_with(name.trim_end_matches('…')),
+            "{name} vs {command}"
+        );
+    }
+    assert!(tasks.iter().any(|t| t.0 == "sleep 0.4" && !t.3));
+}
+
+/// A pipeline whose one step takes `DELAY` seconds and whose last step exits `FAIL`, with
+/// the same command lines in every run: the steps match across runs.
+fn tunable_pipeline(dir: &Path) -> std::path::PathBuf {
+    let python = real_python();
+    script(
+        dir,
+        "pipeline.sh",
+        &format!(
+            "{python} -c 'import os, time; time.sleep(float(os.environ[\"DELAY\"]))'\nsleep 0.05\nsh -c 'exit ${{FAIL:-0}}'\nexit 0\n"
+        ),
+    )
+}
+
+fn traced_pipeline(data: &Path, pipeline: &Path, delay: &str, fail: &str) {
+    let out = command()
+        .env("DELAY", delay)
+        .env("FAIL", fail)
+        .args(["run", "--summary", "line", "--parquet"])
+        .arg(data)
+        .arg("--")
+        .arg(pipeline)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn compare(data: &Path, args: &[&str]) -> std::process::Output {
+    command()
+        .arg("compare")
+        .args(args)
+        .arg("--data")
+        .arg(data)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn compare_flags_the_slower_step_and_the_new_failure() {
+    require_root!();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let pipeline = tunable_pipeline(dir.path());
+    traced_pipeline(&data, &pipeline, "0.1", "0");
+    traced_pipeline(&data, &pipeline, "0.15", "0");
+    traced_pipeline(&data, &pipeline, "0.6", "1");
+
+    let out = compare(&data, &["--baseline", "latest~1", "--format", "json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let row = |needle: &str| {
+        rows.iter()
+            .find(|r| r["step"].as_str().unwrap().contains(needle))
+            .unwrap_or_else(|| panic!("no step {needle}: {rows:#?}"))
+    };
+    let slow = row("time.sleep");
+    assert_eq!(slow["change"], "slower", "{slow}");
+    let delta = slow["delta_s"].as_f64().unwrap();
+    assert!((0.35..0.7).contains(&delta), "{slow}");
+    assert_eq!(row("exit ${FAIL:-0}")["change"], "new failure");
+    assert_eq!(row("sleep 0.05")["change"], "", "unchanged");
+    assert!(
+        rows.iter()
+            .all(|r| r["change"] != "new" && r["change"] != "missing"),
+        "{rows:#?}"
+    );
+    // New failures first, then slower steps.
+    assert_eq!(rows[0]["change"], "new failure");
+
+    // A CI gate: a distinct status on regression, none without.
+    assert_eq!(
+        compare(&data, &["--baseline", "latest~1", "--fail-on-regression"])
+            .status
+            .code(),
+        Some(4)
+    );
+    let reversed = compare(
+        &data,
+        &[
+            "--run",
+            "latest~1",
+            "--baseline",
+            "latest",
+            "--fail-on-regression",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(
+        reversed.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&reversed.stderr)
+    );
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&reversed.stdout).unwrap();
+    assert!(rows.iter().any(|r| r["change"] == "faster"), "{rows:#?}");
+    assert!(rows.iter().any(|r| r["change"] == "fixed"), "{rows:#?}");
+
+    // The median of the two earlier runs, and Markdown for a pull-request comment.
+    let md = compare(&data, &["--baseline-runs", "2", "--format", "markdown"]);
+    let md = String::from_utf8(md.stdout).unwrap();
+    assert!(
+        md.contains("❌ regressed") && md.contains("the median of 2 runs"),
+        "{md}"
+    );
+    assert!(
+        md.contains("🐢 slower") && md.contains("❌ new failure"),
+        "{md}"
+    );
+
+    // Comparing a run with itself, or with runs that are not there, is one line.
+    pipetrace_tests::assert_one_line_error(
+        &compare(&data, &["--baseline", "latest"]),
+        "--baseline",
+    );
+    pipetrace_tests::assert_one_line_error(
+        &compare(&data, &["--baseline", "latest~5"]),
+        "--baseline latest~5",
+    );
+    pipetrace_tests::assert_one_line_error(
+        &compare(&data, &["--run", "latest~2", "--baseline-runs", "3"]),
+        "--baseline-runs 3",
+    );
+}
+
+#[test]
+fn the_chrome_trace_opens_in_speedscope_with_a_track_per_process() {
+    require_root!();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let pipeline = failing_pipeline(dir.path());
+    let out = command()
+        .args(["run", "--summary", "line", "--parquet"])
+        .arg(&data)
+        .arg("--")
+        .arg(&pipeline)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let trace = dir.path().join("trace.json");
+    let out = command()
+        .args(["export", "--format", "chrome-trace", "--data"])
+        .arg(&data)
+        .arg("--output")
+        .arg(&trace)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Our reading: one complete event per process, at its offset, with its details.
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&trace).unwrap()).unwrap();
+    let events = json["traceEvents"].as_array().unwrap();
+    let processes = query_json(&data, &["processes"]);
+    let complete: Vec<&serde_json::Value> = events.iter().filter(|e| e["ph"] == "X").collect();
+    assert_eq!(complete.len(), processes.len());
+    let failed = complete
+        .iter()
+        .find(|e| e["name"] == "sh -c 'sleep 0.1; exit 3'")
+        .unwrap();
+    assert_eq!(failed["args"]["exit_code"], 3);
+    assert_eq!(failed["args"]["argv"][2], "sleep 0.1; exit 3");
+    assert!(
+        (failed["dur"].as_f64().unwrap() - 100_000.0).abs() < 50_000.0,
+        "{failed}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e["ph"] == "C" && e["name"] == "memory"),
+        "RSS counters"
+    );
+
+    // An independent reader: speedscope's importer in a real browser shows one profile per
+    // process track.
+    let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("speedscope.png");
+    let out = std::process::Command::new("/var/cache/otel-pipetrace/venv/bin/python")
+        .arg(tool("speedscope_open.py"))
+        .arg(format!(
+            "{NPM_DIR}/node_modules/speedscope/dist/release/index.html"
+        ))
+        .arg(&trace)
+        .arg(&shot)
+        .output()
+        .expect("the test tools venv (scripts/setup)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let page: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(page["title"], "trace.json - speedscope", "{page}");
+    let body = page["body"].as_str().unwrap();
+    assert!(
+        body.contains(&format!("(1/{})", processes.len())),
+        "one profile per process: {body}"
+    );
+    assert_eq!(page["console_errors"], serde_json::json!([]), "{page}");
+    assert!(shot.exists());
+}

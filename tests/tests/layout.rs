@@ -17,6 +17,7 @@ const STAGES: &[&[&str]] = &[
     &["present"],
     &["sinks"],
     &["query", "agent"],
+    &["report"],
     &["run", "daemon", "cli"],
 ];
 

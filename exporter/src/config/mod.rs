@@ -293,6 +293,9 @@ pub struct RunSection {
     /// How long `run` waits for the command's remaining descendants after it exits.
     #[serde(with = "humantime_serde")]
     pub grace_period: Duration,
+    /// Append the run's Markdown report to the file named by `$GITHUB_STEP_SUMMARY` (the job
+    /// summary of GitHub Actions) when that variable is set.
+    pub job_summary: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -358,6 +361,7 @@ impl Default for RunSection {
     fn default() -> Self {
         Self {
             grace_period: Duration::from_secs(5),
+            job_summary: true,
         }
     }
 }

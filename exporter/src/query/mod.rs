@@ -6,6 +6,7 @@
 //! [`QueryError`] line.
 
 mod critical_path;
+pub mod load;
 mod tree;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,406 @@
+//! Two runs side by side, step by step (steps matched by their step key): duration, CPU and
+//! peak memory before and after, steps that are new or missing, new failures, and the steps
+//! slower than the thresholds. The baseline is one run or the median of several.
+
+use std::{collections::BTreeMap, fmt::Write, sync::Arc};
+
+use arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, UInt32Array};
+
+use crate::{
+    analysis::run::RunView,
+    present::{summary::cut, units},
+};
+
+/// When a step counts as slower: by more than `percent` and by more than `min_s` seconds.
+#[derive(Debug, Clone, Copy)]
+pub struct Thresholds {
+    pub percent: f64,
+    pub min_s: f64,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Self {
+            percent: 20.0,
+            min_s: 0.1,
+        }
+    }
+}
+
+/// One step in one run (or the median over the baseline runs): its processes together.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StepStats {
+    pub processes: u32,
+    pub duration_s: f64,
+    pub cpu_s: Option<f64>,
+    pub peak_rss_bytes: Option<i64>,
+    pub failed: u32,
+    /// A command of the step, as it ran.
+    pub command: String,
+}
+
+fn per_step(run: &RunView) -> BTreeMap<String, StepStats> {
+    let mut steps: BTreeMap<String, StepStats> = BTreeMap::new();
+    for p in &run.procs {
+        let s = steps.entry(p.step_key.clone()).or_default();
+        s.processes += 1;
+        s.duration_s += p.duration_ns() as f64 / 1e9;
+        if let Some(c) = p.cpu_s() {
+            *s.cpu_s.get_or_insert(0.0) += c;
+        }
+        if let Some(b) = p.peak_rss_bytes {
+            s.peak_rss_bytes = Some(s.peak_rss_bytes.map_or(b, |m| m.max(b)));
+        }
+        if p.status.is_failure() {
+            s.failed += 1;
+        }
+        if s.command.is_empty() {
+            s.command = p.command.clone();
+        }
+    }
+    steps
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    match n {
+        0 => 0.0,
+        _ if n % 2 == 1 => values[n / 2],
+        _ => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+/// The median step of several runs: a step is in the baseline when it ran in at least half of
+/// them, its numbers are the medians over the runs it ran in, and it counts as failed when it
+/// failed in most of them.
+fn median_steps(runs: &[&RunView]) -> BTreeMap<String, StepStats> {
+    let maps: Vec<BTreeMap<String, StepStats>> = runs.iter().map(|r| per_step(r)).collect();
+    let mut keys: Vec<&String> = maps.iter().flat_map(|m| m.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let mut out = BTreeMap::new();
+    for key in keys {
+        let present: Vec<&StepStats> = maps.iter().filter_map(|m| m.get(key)).collect();
+        if present.len() * 2 < maps.len() {
+            continue;
+        }
+        let cpus: Vec<f64> = present.iter().filter_map(|s| s.cpu_s).collect();
+        let peaks: Vec<f64> = present
+            .iter()
+            .filter_map(|s| s.peak_rss_bytes.map(|b| b as f64))
+            .collect();
+        out.insert(
+            key.clone(),
+            StepStats {
+                processes: median(present.iter().map(|s| f64::from(s.processes)).collect()).round()
+                    as u32,
+                duration_s: median(present.iter().map(|s| s.duration_s).collect()),
+                cpu_s: (!cpus.is_empty()).then(|| median(cpus)),
+                peak_rss_bytes: (!peaks.is_empty()).then(|| median(peaks) as i64),
+                failed: u32::from(
+                    present.iter().filter(|s| s.failed > 0).count() * 2 > present.len(),
+                ),
+                command: present[0].command.clone(),
+            },
+        );
+    }
+    out
+}
+
+/// What changed about a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Change {
+    NewFailure,
+    Slower,
+    New,
+    Missing,
+    Fixed,
+    Faster,
+    Same,
+}
+
+impl Change {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NewFailure => "new failure",
+            Self::Slower => "slower",
+            Self::New => "new",
+            Self::Missing => "missing",
+            Self::Fixed => "fixed",
+            Self::Faster => "faster",
+            Self::Same => "",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub step: String,
+    pub before: Option<StepStats>,
+    pub after: Option<StepStats>,
+    pub change: Change,
+}
+
+impl Row {
+    pub fn delta_s(&self) -> f64 {
+        self.after.as_ref().map_or(0.0, |a| a.duration_s)
+            - self.before.as_ref().map_or(0.0, |b| b.duration_s)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Comparison {
+    pub run_id: String,
+    /// The baseline run ids (one, or the runs whose median it is).
+    pub baseline_ids: Vec<String>,
+    pub wall_before_s: f64,
+    pub wall_after_s: f64,
+    pub thresholds: Thresholds,
+    /// New failures first, then slower, new, missing, fixed, faster, unchanged; within each,
+    /// the largest change in duration first.
+    pub rows: Vec<Row>,
+}
+
+impl Comparison {
+    pub fn count(&self, change: Change) -> usize {
+        self.rows.iter().filter(|r| r.change == change).count()
+    }
+
+    /// A regression: a step slower than the thresholds or failing where it did not.
+    pub fn regressed(&self) -> bool {
+        self.count(Change::Slower) + self.count(Change::NewFailure) > 0
+    }
+}
+
+fn wall_s(run: &RunView) -> f64 {
+    (run.end_ns() - run.start_ns()) as f64 / 1e9
+}
+
+pub fn compare(run: &RunView, baseline: &[&RunView], thresholds: Thresholds) -> Comparison {
+    let after = per_step(run);
+    let before = median_steps(baseline);
+    let mut keys: Vec<&String> = after.keys().chain(before.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let mut rows: Vec<Row> = keys
+        .into_iter()
+        .map(|key| {
+            let (b, a) = (before.get(key).cloned(), after.get(key).cloned());
+            let change = match (&b, &a) {
+                (None, Some(_)) => Change::New,
+                (Some(_), None) => Change::Missing,
+                (Some(b), Some(a)) if a.failed > 0 && b.failed == 0 => Change::NewFailure,
+                (Some(b), Some(a)) if a.failed == 0 && b.failed > 0 => Change::Fixed,
+                (Some(b), Some(a)) => {
+                    let delta = a.duration_s - b.duration_s;
+                    let big = delta.abs() > thresholds.min_s
+                        && delta.abs() > b.duration_s * thresholds.percent / 100.0;
+                    match (big, delta > 0.0) {
+                        (true, true) => Change::Slower,
+                        (true, false) => Change::Faster,
+                        _ => Change::Same,
+                    }
+                }
+                (None, None) => Change::Same,
+            };
+            Row {
+                step: key.clone(),
+                before: b,
+                after: a,
+                change,
+            }
+        })
+        .collect();
+    rows.sort_by(|x, y| {
+        x.change
+            .cmp(&y.change)
+            .then(y.delta_s().abs().total_cmp(&x.delta_s().abs()))
+            .then(x.step.cmp(&y.step))
+    });
+    Comparison {
+        run_id: run.run_id.clone(),
+        baseline_ids: baseline.iter().map(|r| r.run_id.clone()).collect(),
+        wall_before_s: median(baseline.iter().map(|r| wall_s(r)).collect()),
+        wall_after_s: wall_s(run),
+        thresholds,
+        rows,
+    }
+}
+
+/// The rows as a record batch: raw seconds and bytes for CSV and JSON, units in the table.
+pub fn batch(c: &Comparison) -> Result<RecordBatch, arrow::error::ArrowError> {
+    let f = |get: &dyn Fn(&Row) -> Option<f64>| -> ArrayRef {
+        Arc::new(Float64Array::from(
+            c.rows.iter().map(get).collect::<Vec<_>>(),
+        ))
+    };
+    let round = |v: f64| (v * 1e6).round() / 1e6;
+    let columns: Vec<(&str, ArrayRef)> = vec![
+        (
+            "change",
+            Arc::new(StringArray::from_iter_values(
+                c.rows.iter().map(|r| r.change.as_str()),
+            )),
+        ),
+        (
+            "before_s",
+            f(&|r| r.before.as_ref().map(|s| round(s.duration_s))),
+        ),
+        (
+            "after_s",
+            f(&|r| r.after.as_ref().map(|s| round(s.duration_s))),
+        ),
+        ("delta_s", f(&|r| Some(round(r.delta_s())))),
+        (
+            "delta_percent",
+            f(&|r| match (&r.before, &r.after) {
+                (Some(b), Some(_)) if b.duration_s > 0.0 => {
+                    Some((r.delta_s() / b.duration_s * 1000.0).round() / 10.0)
+                }
+                _ => None,
+            }),
+        ),
+        (
+            "cpu_before_s",
+            f(&|r| r.before.as_ref().and_then(|s| s.cpu_s).map(round)),
+        ),
+        (
+            "cpu_after_s",
+            f(&|r| r.after.as_ref().and_then(|s| s.cpu_s).map(round)),
+        ),
+        (
+            "peak_before_bytes",
+            Arc::new(Int64Array::from(
+                c.rows
+                    .iter()
+                    .map(|r| r.before.as_ref().and_then(|s| s.peak_rss_bytes))
+                    .collect::<Vec<_>>(),
+            )),
+        ),
+        (
+            "peak_after_bytes",
+            Arc::new(Int64Array::from(
+                c.rows
+                    .iter()
+                    .map(|r| r.after.as_ref().and_then(|s| s.peak_rss_bytes))
+                    .collect::<Vec<_>>(),
+            )),
+        ),
+        (
+            "processes",
+            Arc::new(UInt32Array::from(
+                c.rows
+                    .iter()
+                    .map(|r| {
+                        r.after
+                            .as_ref()
+                            .or(r.before.as_ref())
+                            .map_or(0, |s| s.processes)
+                    })
+                    .collect::<Vec<_>>(),
+            )),
+        ),
+        (
+            "step",
+            Arc::new(StringArray::from_iter_values(
+                c.rows.iter().map(|r| r.step.clone()),
+            )),
+        ),
+    ];
+    RecordBatch::try_from_iter(columns)
+}
+
+/// Other steps listed in Markdown after the changed ones.
+const MARKDOWN_UNCHANGED: usize = 10;
+
+fn opt_duration(s: Option<&StepStats>) -> String {
+    s.map_or_else(|| "—".into(), |s| units::duration(s.duration_s))
+}
+
+/// For a pull-request comment.
+pub fn markdown(c: &Comparison) -> String {
+    let mut out = String::new();
+    let verdict = if c.regressed() {
+        "❌ regressed"
+    } else {
+        "✅ no regression"
+    };
+    let baseline = match c.baseline_ids.as_slice() {
+        [one] => format!("`{one}`"),
+        many => format!("the median of {} runs", many.len()),
+    };
+    let _ = writeln!(out, "## otel-pipetrace compare: {verdict}\n");
+    let _ = writeln!(
+        out,
+        "Run `{}` against {baseline}: wall time {} → {} ({}). Slower means more than {} % and more than {}.\n",
+        c.run_id,
+        units::duration(c.wall_before_s),
+        units::duration(c.wall_after_s),
+        units::signed(
+            units::duration(c.wall_after_s - c.wall_before_s),
+            c.wall_after_s < c.wall_before_s
+        ),
+        c.thresholds.percent,
+        units::duration(c.thresholds.min_s),
+    );
+    let _ = writeln!(
+        out,
+        "{} new failures · {} slower · {} faster · {} new · {} missing · {} fixed\n",
+        c.count(Change::NewFailure),
+        c.count(Change::Slower),
+        c.count(Change::Faster),
+        c.count(Change::New),
+        c.count(Change::Missing),
+        c.count(Change::Fixed),
+    );
+    let _ = writeln!(
+        out,
+        "| change | before | after | Δ | CPU before → after | peak memory before → after | step |"
+    );
+    let _ = writeln!(out, "|---|--:|--:|--:|--:|--:|---|");
+    let mut unchanged = 0;
+    for r in &c.rows {
+        if r.change == Change::Same {
+            unchanged += 1;
+            if unchanged > MARKDOWN_UNCHANGED {
+                continue;
+            }
+        }
+        let cpu =
+            |s: Option<&StepStats>| s.and_then(|s| s.cpu_s).map_or("—".into(), units::duration);
+        let peak = |s: Option<&StepStats>| {
+            s.and_then(|s| s.peak_rss_bytes)
+                .map_or("—".into(), units::bytes)
+        };
+        let mark = match r.change {
+            Change::NewFailure => "❌ new failure",
+            Change::Slower => "🐢 slower",
+            Change::Faster => "⚡ faster",
+            Change::New => "➕ new",
+            Change::Missing => "➖ missing",
+            Change::Fixed => "✅ fixed",
+            Change::Same => "",
+        };
+        let _ = writeln!(
+            out,
+            "| {mark} | {} | {} | {} | {} → {} | {} → {} | `{}` |",
+            opt_duration(r.before.as_ref()),
+            opt_duration(r.after.as_ref()),
+            units::signed(units::duration(r.delta_s()), r.delta_s() < 0.0),
+            cpu(r.before.as_ref()),
+            cpu(r.after.as_ref()),
+            peak(r.before.as_ref()),
+            peak(r.after.as_ref()),
+            cut(&r.step, 80).replace('|', "\\|").replace('`', "'"),
+        );
+    }
+    if unchanged > MARKDOWN_UNCHANGED {
+        let _ = writeln!(
+            out,
+            "\n{} more steps without a change.",
+            unchanged - MARKDOWN_UNCHANGED
+        );
+    }
+    out
+}

@@ -1,0 +1,243 @@
+//! The Markdown report of one run, for a GitHub job summary or a GitLab note: the summary, a
+//! mermaid `gantt` of the steps, the slowest steps, failures with their chain, and the
+//! processes that used the most CPU and memory.
+
+use std::fmt::Write;
+
+use crate::{
+    analysis::{
+        run::{Proc, RunView, Status},
+        summary::{Summary, steps},
+    },
+    present::{
+        summary::{cut, ending},
+        units,
+    },
+};
+
+/// Steps drawn in the Gantt chart at most (the longest, in start order).
+const GANTT_STEPS: usize = 40;
+/// Rows per table.
+const TOP: usize = 10;
+/// Characters of a command in a table cell.
+const COMMAND_WIDTH: usize = 80;
+
+/// A command in a table cell: cut, `|` escaped, in code.
+fn code(text: &str) -> String {
+    let text = cut(text, COMMAND_WIDTH)
+        .replace('|', "\\|")
+        .replace('`', "'");
+    format!("`{text}`")
+}
+
+/// A task name mermaid accepts: no `:` (the separator), `;` or `#` (comments, entities).
+fn gantt_name(p: &Proc) -> String {
+    let name: String = cut(&p.command, 48)
+        .chars()
+        .map(|c| match c {
+            ':' | ';' | '#' | '%' => ' ',
+            c if c.is_control() => ' ',
+            c => c,
+        })
+        .collect();
+    let name = name.split_whitespace().collect::<Vec<_>>().join(" ");
+    if name.is_empty() {
+        p.binary.clone()
+    } else {
+        name
+    }
+}
+
+fn status_word(p: &Proc) -> String {
+    match p.status {
+        Status::Ok => "ok".into(),
+        _ => ending(p),
+    }
+}
+
+/// The report; `title` names the run (its root command and id).
+pub fn report(run: &RunView) -> String {
+    let summary = Summary::of(run, TOP);
+    let mut out = String::new();
+    let root = run.roots().first().map(|&r| &run.procs[r]);
+    let start = run.start_ns();
+    let wall_ns = run.end_ns() - start;
+    let _ = writeln!(
+        out,
+        "## otel-pipetrace: {} {}\n",
+        root.map(|r| code(&r.command)).unwrap_or_default(),
+        match root.map(|r| r.status) {
+            Some(Status::Ok) => "✅ succeeded".to_owned(),
+            Some(_) => format!("❌ {}", root.map(ending).unwrap_or_default()),
+            None => String::new(),
+        }
+    );
+    let _ = writeln!(
+        out,
+        "| run | wall | CPU | peak memory | processes | failed | still running | exits lost |"
+    );
+    let _ = writeln!(out, "|---|--:|--:|--:|--:|--:|--:|--:|");
+    let _ = writeln!(
+        out,
+        "| `{}` | {} | {} | {} | {} | {} | {} | {} |\n",
+        run.run_id,
+        units::duration_ns(wall_ns),
+        units::duration(summary.cpu_user_s + summary.cpu_system_s),
+        summary
+            .peak
+            .map(|p| format!("{} ({})", units::bytes(p.bytes), run.procs[p.proc].binary))
+            .unwrap_or_else(|| "-".into()),
+        summary.processes,
+        summary.failed,
+        summary.still_running,
+        summary.exits_lost,
+    );
+
+    if !summary.failure_chain.is_empty() {
+        let _ = writeln!(out, "### Failure\n");
+        for (depth, &i) in summary.failure_chain.iter().enumerate() {
+            let p = &run.procs[i];
+            let _ = writeln!(
+                out,
+                "{}- {} {} (pid {}, after {})",
+                "  ".repeat(depth),
+                ending(p),
+                code(&p.command),
+                p.pid,
+                units::duration_ns(p.duration_ns())
+            );
+        }
+        out.push('\n');
+    }
+
+    gantt(&mut out, run, start);
+
+    let _ = writeln!(out, "### Slowest steps\n");
+    let _ = writeln!(out, "| duration | start | status | command |");
+    let _ = writeln!(out, "|--:|--:|---|---|");
+    let mut slow = steps(run);
+    slow.sort_by_key(|&i| (std::cmp::Reverse(run.procs[i].duration_ns()), i));
+    for &i in slow.iter().take(TOP) {
+        let p = &run.procs[i];
+        let _ = writeln!(
+            out,
+            "| {} | +{} | {} | {} |",
+            units::duration_ns(p.duration_ns()),
+            units::duration_ns(p.start_ns - start),
+            status_word(p),
+            code(&p.command)
+        );
+    }
+    out.push('\n');
+
+    let failures: Vec<&Proc> = run.procs.iter().filter(|p| p.status.is_failure()).collect();
+    if !failures.is_empty() {
+        let _ = writeln!(out, "### Failures ({})\n", failures.len());
+        let _ = writeln!(out, "| ended | pid | chain | command |");
+        let _ = writeln!(out, "|---|--:|---|---|");
+        for p in failures.iter().take(TOP) {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} |",
+                ending(p),
+                p.pid,
+                chain(run, p).replace('|', "\\|"),
+                code(&p.command)
+            );
+        }
+        if failures.len() > TOP {
+            let _ = writeln!(
+                out,
+                "\n{} more: `otel-pipetrace query failures --run {}`",
+                failures.len() - TOP,
+                run.run_id
+            );
+        }
+        out.push('\n');
+    }
+
+    top_table(&mut out, run, "Most CPU", "CPU", |p| {
+        p.cpu_s()
+            .filter(|c| *c > 0.0)
+            .map(|c| (c, units::duration(c)))
+    });
+    top_table(&mut out, run, "Most memory", "peak RSS", |p| {
+        p.peak_rss_bytes.map(|b| (b as f64, units::bytes(b)))
+    });
+    out
+}
+
+/// `dash > make > cc`: the binaries above `p`, root first.
+fn chain(run: &RunView, p: &Proc) -> String {
+    let mut names = vec![p.binary.clone()];
+    let mut at = p.parent;
+    while let Some(i) = at {
+        names.push(run.procs[i].binary.clone());
+        at = run.procs[i].parent;
+        if names.len() > 64 {
+            break;
+        }
+    }
+    names.reverse();
+    names.join(" > ")
+}
+
+fn top_table(
+    out: &mut String,
+    run: &RunView,
+    title: &str,
+    column: &str,
+    value: impl Fn(&Proc) -> Option<(f64, String)>,
+) {
+    let mut rows: Vec<(f64, String, &Proc)> = run
+        .procs
+        .iter()
+        .filter_map(|p| value(p).map(|(v, text)| (v, text, p)))
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    rows.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let _ = writeln!(out, "### {title}\n");
+    let _ = writeln!(out, "| {column} | pid | command |");
+    let _ = writeln!(out, "|--:|--:|---|");
+    for (_, text, p) in rows.iter().take(5) {
+        let _ = writeln!(out, "| {text} | {} | {} |", p.pid, code(&p.command));
+    }
+    out.push('\n');
+}
+
+/// A mermaid `gantt` of the steps: offsets in milliseconds from the run's start.
+fn gantt(out: &mut String, run: &RunView, start: i64) {
+    let mut shown = steps(run);
+    if shown.is_empty() {
+        return;
+    }
+    let total = shown.len();
+    shown.sort_by_key(|&i| std::cmp::Reverse(run.procs[i].duration_ns()));
+    shown.truncate(GANTT_STEPS);
+    shown.sort_by_key(|&i| (run.procs[i].start_ns, i));
+    let _ = writeln!(out, "### Timeline\n");
+    let _ = writeln!(
+        out,
+        "```mermaid\ngantt\n    dateFormat x\n    axisFormat %M:%S.%L\n    section steps"
+    );
+    for (n, &i) in shown.iter().enumerate() {
+        let p = &run.procs[i];
+        let from = (p.start_ns - start) / 1_000_000;
+        // Mermaid draws nothing for an empty task: at least a millisecond.
+        let to = ((p.end_ns - start) / 1_000_000).max(from + 1);
+        let tag = match p.status {
+            Status::Ok => "done, ",
+            Status::Failed | Status::Killed => "crit, ",
+            Status::StillRunning => "active, ",
+            Status::ExitLost => "",
+        };
+        let _ = writeln!(out, "    {} :{tag}s{n}, {from}, {to}", gantt_name(p));
+    }
+    out.push_str("```\n");
+    if total > shown.len() {
+        let _ = writeln!(out, "\nThe {} longest of {total} steps.", shown.len());
+    }
+    out.push('\n');
+}

@@ -1,0 +1,81 @@
+//! Answers as documents: the Markdown and HTML reports of one run, the comparison of two, and
+//! the run as a Chrome trace for Perfetto. Each reads a run loaded from Parquet (or recorded by
+//! `run`) and writes text.
+
+pub mod chrome_trace;
+pub mod compare;
+pub mod markdown;
+
+use std::path::Path;
+
+use crate::query::{
+    QueryError,
+    load::{load_run, runs_by_root},
+};
+
+/// The Markdown report of run `run` (`None`: the latest) in `data`.
+pub fn markdown_report(data: &Path, run: Option<&str>) -> Result<String, QueryError> {
+    let loaded = load_run(data, run, "--run")?;
+    Ok(markdown::report(&loaded.view))
+}
+
+/// The run as Trace Event JSON.
+pub fn chrome_trace_export(data: &Path, run: Option<&str>) -> Result<String, QueryError> {
+    let loaded = load_run(data, run, "--run")?;
+    Ok(chrome_trace::chrome_trace(&loaded).to_string())
+}
+
+/// What a run is compared with.
+#[derive(Debug, Clone)]
+pub enum Baseline {
+    Run(String),
+    /// The median of the last N earlier runs of the same root command.
+    LastRuns(u32),
+}
+
+pub fn compare_runs(
+    data: &Path,
+    run: Option<&str>,
+    baseline: &Baseline,
+    thresholds: compare::Thresholds,
+) -> Result<compare::Comparison, QueryError> {
+    let current = load_run(data, run, "--run")?.view;
+    let baselines = match baseline {
+        Baseline::Run(selector) => vec![load_run(data, Some(selector), "--baseline")?.view],
+        Baseline::LastRuns(n) => {
+            let runs = runs_by_root(data)?;
+            let step = runs
+                .iter()
+                .find(|(id, _)| *id == current.run_id)
+                .map(|(_, step)| step.clone())
+                .unwrap_or_default();
+            // Newest first: the runs after the current one in this list started before it.
+            let earlier: Vec<&String> = runs
+                .iter()
+                .skip_while(|(id, _)| *id != current.run_id)
+                .skip(1)
+                .filter(|(_, s)| *s == step)
+                .map(|(id, _)| id)
+                .take(*n as usize)
+                .collect();
+            if earlier.is_empty() {
+                return Err(QueryError::Input(format!(
+                    "--baseline-runs {n}: no earlier run of `{step}` in {} (`otel-pipetrace query runs` lists the runs)",
+                    data.display()
+                )));
+            }
+            earlier
+                .into_iter()
+                .map(|id| load_run(data, Some(id), "--baseline-runs").map(|l| l.view))
+                .collect::<Result<_, _>>()?
+        }
+    };
+    if baselines.iter().any(|b| b.run_id == current.run_id) {
+        return Err(QueryError::Input(format!(
+            "--baseline: run {} is the run being compared; name another (e.g. latest~1)",
+            current.run_id
+        )));
+    }
+    let refs: Vec<&crate::analysis::run::RunView> = baselines.iter().collect();
+    Ok(compare::compare(&current, &refs, thresholds))
+}
