@@ -311,6 +311,22 @@ fn query_json(data: &Path, args: &[&str]) -> Vec<serde_json::Value> {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// `otel-pipetrace run --summary line --parquet DATA -- PIPELINE` with extra environment.
+fn run_into(
+    data: &Path,
+    env: &[(&str, &std::ffi::OsStr)],
+    pipeline: &Path,
+) -> std::process::Output {
+    command()
+        .envs(env.iter().copied())
+        .args(["run", "--summary", "line", "--parquet"])
+        .arg(data)
+        .arg("--")
+        .arg(pipeline)
+        .output()
+        .unwrap()
+}
+
 const NPM_DIR: &str = "/var/cache/otel-pipetrace/npm";
 
 fn tool(name: &str) -> std::path::PathBuf {
@@ -365,14 +381,11 @@ fn the_markdown_report_is_the_job_summary_and_its_gantt_chart_parses_in_mermaid(
     let pipeline = failing_pipeline(dir.path());
     let summary_file = dir.path().join("step_summary.md");
     std::fs::write(&summary_file, "earlier step\n").unwrap();
-    let out = command()
-        .env("GITHUB_STEP_SUMMARY", &summary_file)
-        .args(["run", "--summary", "line", "--parquet"])
-        .arg(&data)
-        .arg("--")
-        .arg(&pipeline)
-        .output()
-        .unwrap();
+    let out = run_into(
+        &data,
+        &[("GITHUB_STEP_SUMMARY", summary_file.as_os_str())],
+        &pipeline,
+    );
     assert_eq!(
         out.status.code(),
         Some(3),
@@ -444,15 +457,11 @@ fn tunable_pipeline(dir: &Path) -> std::path::PathBuf {
 }
 
 fn traced_pipeline(data: &Path, pipeline: &Path, delay: &str, fail: &str) {
-    let out = command()
-        .env("DELAY", delay)
-        .env("FAIL", fail)
-        .args(["run", "--summary", "line", "--parquet"])
-        .arg(data)
-        .arg("--")
-        .arg(pipeline)
-        .output()
-        .unwrap();
+    let out = run_into(
+        data,
+        &[("DELAY", delay.as_ref()), ("FAIL", fail.as_ref())],
+        pipeline,
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -568,13 +577,7 @@ fn the_chrome_trace_opens_in_speedscope_with_a_track_per_process() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let pipeline = failing_pipeline(dir.path());
-    let out = command()
-        .args(["run", "--summary", "line", "--parquet"])
-        .arg(&data)
-        .arg("--")
-        .arg(&pipeline)
-        .output()
-        .unwrap();
+    let out = run_into(&data, &[], &pipeline);
     assert_eq!(out.status.code(), Some(3));
     let trace = dir.path().join("trace.json");
     let out = command()

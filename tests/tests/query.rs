@@ -784,3 +784,36 @@ fn sigterm_writes_every_buffered_row() {
     );
     assert_eq!(events[0]["n"], 3);
 }
+
+/// Files written before `step_key` and the CPU columns existed (made here by the DuckDB CLI
+/// without them) still answer every query, the columns read as empty.
+#[test]
+fn data_from_before_later_columns_still_answers() {
+    require_root!();
+    let data = tempfile::tempdir().unwrap();
+    traced_run(data.path());
+    let old = tempfile::tempdir().unwrap();
+    std::fs::create_dir(old.path().join("processes")).unwrap();
+    duckdb_json(&format!(
+        "COPY (SELECT * EXCLUDE (step_key, cpu_user_s, cpu_system_s, peak_rss_bytes) \
+         FROM read_parquet('{}/processes/*.parquet')) TO '{}/processes/old.parquet' (FORMAT parquet);",
+        data.path().display(),
+        old.path().display()
+    ));
+    let durations = query_json(old.path(), &["durations"]);
+    assert!(
+        durations
+            .iter()
+            .any(|r| r["step"].as_str().unwrap().ends_with("pipeline.sh")),
+        "the command stands in for the missing step key: {durations:#?}"
+    );
+    let cpu = query_json(old.path(), &["cpu"]);
+    assert!(cpu.iter().all(|r| r["cpu_s"].is_null()), "{cpu:#?}");
+    let report = command()
+        .args(["report", "--data"])
+        .arg(old.path())
+        .output()
+        .unwrap();
+    assert!(report.status.success(), "{}", stderr(&report));
+    assert!(stdout(&report).contains("```mermaid"));
+}

@@ -161,8 +161,10 @@ pub fn runs_by_root(data: &std::path::Path) -> Result<Vec<(String, String)>, Que
         min_duration_s: None,
     };
     views(&conn, &request)?;
+    // The `runs` query, newest first, has each run's root step key.
+    let runs = super::statement(&request)?;
     let mut stmt = conn
-        .prepare(include_str!("sql/run-roots.sql"))
+        .prepare(&format!("SELECT run_id, step_key FROM ({runs})"))
         .map_err(sql_error)?;
     let rows = stmt
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))

@@ -296,12 +296,35 @@ fn find_sources(conn: &Connection, data: &Path) -> Result<Sources, QueryError> {
     Ok(sources)
 }
 
-fn view(name: &str, source: Option<&str>) -> Option<String> {
+/// The view over a dataset. Files written before a column existed lack it: an empty typed
+/// row set joined by name adds every later column, NULL where a file has none, so the queries
+/// run on old data too.
+fn view(name: &str, source: Option<&str>, schema: &arrow_schema::Schema) -> Option<String> {
+    let later: Vec<String> = schema
+        .fields()
+        .iter()
+        .filter(|f| LATER_COLUMNS.contains(&f.name().as_str()))
+        .map(|f| {
+            let sql_type = match f.data_type() {
+                arrow_schema::DataType::Boolean => "BOOLEAN",
+                arrow_schema::DataType::Int32 => "INTEGER",
+                arrow_schema::DataType::Int64 => "BIGINT",
+                arrow_schema::DataType::Float64 => "DOUBLE",
+                _ => "VARCHAR",
+            };
+            format!("NULL::{sql_type} AS {}", f.name())
+        })
+        .collect();
     source.map(|s| {
-        format!(
-            "CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet({}, union_by_name = true);\n",
-            quote(s)
-        )
+        let read = format!("SELECT * FROM read_parquet({}, union_by_name = true)", quote(s));
+        if later.is_empty() {
+            format!("CREATE OR REPLACE VIEW {name} AS {read};\n")
+        } else {
+            format!(
+                "CREATE OR REPLACE VIEW {name} AS {read}\n    UNION ALL BY NAME SELECT {} WHERE false;\n",
+                later.join(", ")
+            )
+        }
     })
 }
 
@@ -335,8 +358,12 @@ fn views(conn: &Connection, request: &Request) -> Result<String, QueryError> {
     }
     let sources = find_sources(conn, &request.data)?;
     let mut sql = signal_name_macro();
-    sql.extend(view("events", sources.events.as_deref()));
-    sql.extend(view("processes", sources.processes.as_deref()));
+    sql.extend(view("events", sources.events.as_deref(), &events_schema()));
+    sql.extend(view(
+        "processes",
+        sources.processes.as_deref(),
+        &processes_schema(),
+    ));
     conn.execute_batch(&sql).map_err(sql_error)?;
 
     let run = match request.run.as_deref() {

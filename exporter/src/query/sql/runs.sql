@@ -4,6 +4,7 @@ WITH roots AS (
     SELECT
         p.run_id,
         p.command_line,
+        coalesce(p.step_key, p.command_line) AS step_key,
         p.status,
         p.exit_code,
         p.signal,
@@ -32,7 +33,8 @@ SELECT
     r.signal,
     t.processes,
     t.failed,
-    r.command_line AS command
+    r.command_line AS command,
+    r.step_key
 FROM totals t
 LEFT JOIN roots r ON r.run_id = t.run_id AND r.n = 1
 ORDER BY t.started DESC, t.run_id
