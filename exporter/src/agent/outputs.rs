@@ -55,7 +55,7 @@ pub fn configured_sinks(
         )?));
     }
     if let Some(recorded) = &options.record {
-        sinks.push(Box::new(RunRecordSink::new(recorded.clone())));
+        sinks.push(Box::new(RunRecordSink::new(recorded.clone(), clock)));
     }
     let cicd = &options.cicd;
     let mut export = None;

@@ -3,7 +3,7 @@
 //! Column names say the kind: `*_s` are seconds, `*_bytes` bytes, `*_percent` a share.
 
 use arrow::{
-    array::{Array, RecordBatch},
+    array::{Array, Float64Array, RecordBatch},
     datatypes::DataType,
     util::display::{ArrayFormatter, FormatOptions},
 };
@@ -121,15 +121,20 @@ pub fn numbers(batches: &[RecordBatch], c: usize) -> Vec<f64> {
     batches
         .iter()
         .flat_map(|b| {
-            (0..b.num_rows()).map(move |r| number(b.column(c).as_ref(), r).unwrap_or(0.0))
+            let column = floats(b.column(c).as_ref());
+            (0..b.num_rows()).map(move |r| number(column.as_ref(), r).unwrap_or(0.0))
         })
         .collect()
 }
 
-fn number(array: &dyn Array, row: usize) -> Option<f64> {
-    let cast = arrow::compute::cast(&array.slice(row, 1), &DataType::Float64).ok()?;
-    let floats = cast.as_any().downcast_ref::<arrow::array::Float64Array>()?;
-    (!floats.is_null(0)).then(|| floats.value(0))
+/// A numeric column as floats, cast once (a cell-by-cell cast costs a kernel call per cell).
+fn floats(array: &dyn Array) -> Option<Float64Array> {
+    let cast = arrow::compute::cast(array, &DataType::Float64).ok()?;
+    cast.as_any().downcast_ref::<Float64Array>().cloned()
+}
+
+fn number(floats: Option<&Float64Array>, row: usize) -> Option<f64> {
+    floats.filter(|f| !f.is_null(row)).map(|f| f.value(row))
 }
 
 /// Columns the table leads with and how each cell reads.
@@ -163,19 +168,26 @@ fn prepare(batches: &[RecordBatch]) -> Prepared {
             .iter()
             .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).ok())
             .collect();
+        let numeric: Vec<Option<Float64Array>> = batch
+            .columns()
+            .iter()
+            .zip(&kinds)
+            .map(|(c, k)| (*k != Kind::Text).then(|| floats(c.as_ref())).flatten())
+            .collect();
         for r in 0..batch.num_rows() {
             let depth = depth_col
-                .and_then(|c| number(batch.column(c).as_ref(), r))
+                .and_then(|c| number(numeric[c].as_ref(), r))
                 .unwrap_or(0.0) as usize;
             let mut row = Vec::with_capacity(names.len());
             for (c, column) in batch.columns().iter().enumerate() {
                 let value = if column.is_null(r) {
                     String::new()
                 } else {
+                    let n = number(numeric[c].as_ref(), r);
                     match kinds[c] {
-                        Kind::Seconds => number(column.as_ref(), r).map(units::duration),
-                        Kind::Bytes => number(column.as_ref(), r).map(|b| units::bytes(b as i64)),
-                        Kind::Percent => number(column.as_ref(), r).map(|p| format!("{p:.1} %")),
+                        Kind::Seconds => n.map(units::duration),
+                        Kind::Bytes => n.map(|b| units::bytes(b as i64)),
+                        Kind::Percent => n.map(|p| format!("{p:.1} %")),
                         _ => None,
                     }
                     .unwrap_or_else(|| {
@@ -216,14 +228,10 @@ fn timeline(batches: &[RecordBatch]) -> Option<Vec<String>> {
     let schema = batches.first()?.schema();
     let start = schema.index_of("start_s").ok()?;
     let duration = schema.index_of("duration_s").ok()?;
-    let mut spans = Vec::new();
-    for b in batches {
-        for r in 0..b.num_rows() {
-            let s = number(b.column(start).as_ref(), r).unwrap_or(0.0);
-            let d = number(b.column(duration).as_ref(), r).unwrap_or(0.0);
-            spans.push((s, d));
-        }
-    }
+    let spans: Vec<(f64, f64)> = numbers(batches, start)
+        .into_iter()
+        .zip(numbers(batches, duration))
+        .collect();
     let end = spans.iter().map(|(s, d)| s + d).fold(0.0f64, f64::max);
     if end <= 0.0 {
         return None;

@@ -115,9 +115,7 @@ pub fn report(run: &RunView) -> String {
     let _ = writeln!(out, "### Slowest steps\n");
     let _ = writeln!(out, "| duration | start | status | command |");
     let _ = writeln!(out, "|--:|--:|---|---|");
-    let mut slow = steps(run);
-    slow.sort_by_key(|&i| (std::cmp::Reverse(run.procs[i].duration_ns()), i));
-    for &i in slow.iter().take(TOP) {
+    for &i in &summary.slowest {
         let p = &run.procs[i];
         let _ = writeln!(
             out,

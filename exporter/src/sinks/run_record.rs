@@ -4,18 +4,25 @@
 use std::sync::{Arc, Mutex};
 
 use super::{Report, Sink, SinkError};
-use crate::analysis::run::Proc;
+use crate::{analysis::run::Proc, capture::clock::Clock};
 
 /// The processes recorded so far; shared with whoever reads them after the agent stopped.
 pub type Recorded = Arc<Mutex<Vec<Proc>>>;
 
 pub struct RunRecordSink {
     recorded: Recorded,
+    clock: Clock,
 }
 
 impl RunRecordSink {
-    pub fn new(recorded: Recorded) -> Self {
-        Self { recorded }
+    pub fn new(recorded: Recorded, clock: Clock) -> Self {
+        Self { recorded, clock }
+    }
+
+    /// Wall time at the microsecond, as DuckDB reads the Parquet timestamps: the job summary
+    /// made from memory and `report` made from the files then show the same numbers.
+    fn wall_us(&self, monotonic_ns: i64) -> i64 {
+        (self.clock.unix_ns(monotonic_ns.max(0) as u64) / 1000 * 1000) as i64
     }
 }
 
@@ -26,7 +33,9 @@ impl Sink for RunRecordSink {
 
     fn report(&mut self, report: &Report) -> Result<(), SinkError> {
         if let Report::Ended(p) = report {
-            let proc = Proc::from(*p);
+            let mut proc = Proc::from(*p);
+            proc.start_ns = self.wall_us(proc.start_ns);
+            proc.end_ns = self.wall_us(proc.end_ns);
             self.recorded
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
