@@ -150,6 +150,11 @@ fn document(command: &Command, config: &Config) -> ExitCode {
                 thresholds,
             )
             .map_err(|e| e.to_string())?;
+            if let Some(other) = &comparison.other_command {
+                eprintln!(
+                    "otel-pipetrace: note: the baseline ran another command ({other}): steps match only where both ran them"
+                );
+            }
             let text = match args.format.as_str() {
                 "markdown" => report::compare::markdown(&comparison),
                 format => {

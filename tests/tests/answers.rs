@@ -214,7 +214,7 @@ fn tables_read_in_units_fit_the_terminal_and_fold_short_processes() {
         dir.path(),
         "pipeline.sh",
         &format!(
-            "for i in $(seq 12); do /bin/true; done\nsleep 0.3\n/bin/echo {long_arg} > /dev/null\nsh -c 'sleep 0.05; kill -9 $$'\nexit 0\n"
+            "for i in $(seq 12); do /bin/true; done\nsleep 0.3\nsh -c 'sleep 0.2; true' {long_arg}\nsh -c 'sleep 0.05; kill -9 $$'\nexit 0\n"
         ),
     );
     let out = command()
@@ -249,8 +249,12 @@ fn tables_read_in_units_fit_the_terminal_and_fold_short_processes() {
         duration.starts_with("│  ") || duration.starts_with("  "),
         "right-aligned: {sleep_row}"
     );
-    let echo_row = lines.iter().find(|l| l.contains("/bin/echo")).unwrap();
-    assert!(echo_row.contains('…'), "cut: {echo_row}");
+    // Among the ten slowest for its 0.2 s, whatever the machine's speed.
+    let long_row = lines
+        .iter()
+        .find(|l| l.contains("sleep 0.2; true"))
+        .unwrap();
+    assert!(long_row.contains('…'), "cut: {long_row}");
     // --wide: all of it.
     let wide = on_terminal(100, &data, &["slowest", "--wide"]);
     assert!(wide.contains(&long_arg), "{wide}");
@@ -568,6 +572,17 @@ fn compare_flags_the_slower_step_and_the_new_failure() {
     pipetrace_tests::assert_one_line_error(
         &compare(&data, &["--run", "latest~2", "--baseline-runs", "3"]),
         "--baseline-runs 3",
+    );
+
+    // A baseline of another command is named, not silently matched step by step.
+    let out = run_into(&data, &[], Path::new("/bin/true"));
+    assert!(out.status.success());
+    let out = compare(&data, &["--baseline", "latest~1"]);
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("the baseline ran another command"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }
 

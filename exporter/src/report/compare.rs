@@ -157,6 +157,9 @@ pub struct Comparison {
     pub wall_before_s: f64,
     pub wall_after_s: f64,
     pub thresholds: Thresholds,
+    /// The baseline's root command when it is not this run's (by step key): steps will not
+    /// match, and the reader should know why.
+    pub other_command: Option<String>,
     /// New failures first, then slower, new, missing, fixed, faster, unchanged; within each,
     /// the largest change in duration first.
     pub rows: Vec<Row>,
@@ -218,7 +221,13 @@ pub fn compare(run: &RunView, baseline: &[&RunView], thresholds: Thresholds) -> 
             .then(y.delta_s().abs().total_cmp(&x.delta_s().abs()))
             .then(x.step.cmp(&y.step))
     });
+    let root_step = |r: &RunView| r.roots().first().map(|&i| r.procs[i].step_key.clone());
+    let other_command = baseline
+        .iter()
+        .filter_map(|b| root_step(b))
+        .find(|step| Some(step) != root_step(run).as_ref());
     Comparison {
+        other_command,
         run_id: run.run_id.clone(),
         baseline_ids: baseline.iter().map(|r| r.run_id.clone()).collect(),
         wall_before_s: median(baseline.iter().map(|r| wall_s(r)).collect()),
@@ -344,6 +353,13 @@ pub fn markdown(c: &Comparison) -> String {
         c.thresholds.percent,
         units::duration(c.thresholds.min_s),
     );
+    if let Some(other) = &c.other_command {
+        let _ = writeln!(
+            out,
+            "⚠️ The baseline ran another command: `{}`.\n",
+            cut(other, 80).replace('`', "'")
+        );
+    }
     let _ = writeln!(
         out,
         "{} new failures · {} slower · {} faster · {} new · {} missing · {} fixed\n",
