@@ -178,7 +178,8 @@ pub struct RunSource {
 pub struct ReportArgs {
     #[command(flatten)]
     pub source: RunSource,
-    #[arg(long, value_name = "FORMAT", default_value = "markdown", value_parser = ["markdown"])]
+    /// markdown (a GitHub job summary, a GitLab note) or html (one self-contained page).
+    #[arg(long, value_name = "FORMAT", default_value = "markdown", value_parser = ["markdown", "html"])]
     pub format: String,
     /// Write to FILE instead of stdout.
     #[arg(long, short, value_name = "FILE")]

@@ -109,10 +109,14 @@ fn document(command: &Command, config: &Config) -> ExitCode {
     };
     let result = match command {
         Command::Report(args) => {
-            report::markdown_report(&data_dir(&args.source, config), args.source.run.as_deref())
-                .map_err(|e| e.to_string())
-                .and_then(|text| emit(&text, args.output.as_deref()))
-                .map(|()| ExitCode::SUCCESS)
+            let data = data_dir(&args.source, config);
+            let run = args.source.run.as_deref();
+            match args.format.as_str() {
+                "html" => report::html_report(&data, run).map_err(|e| e.to_string()),
+                _ => report::markdown_report(&data, run).map_err(|e| e.to_string()),
+            }
+            .and_then(|text| emit(&text, args.output.as_deref()))
+            .map(|()| ExitCode::SUCCESS)
         }
         Command::Export(args) => {
             report::chrome_trace_export(&data_dir(&args.source, config), args.source.run.as_deref())

@@ -658,3 +658,176 @@ fn the_chrome_trace_opens_in_speedscope_with_a_track_per_process() {
     assert_eq!(page["console_errors"], serde_json::json!([]), "{page}");
     assert!(shot.exists());
 }
+
+/// The HTML report as a person uses it, in Debian's headless Chromium driven by Selenium
+/// (`tests/tools/report_open.py`): what it shows, clicks, collapsing and zoom.
+fn open_report(report: &Path, screenshot: &Path, click: &str) -> serde_json::Value {
+    let out = std::process::Command::new("/var/cache/otel-pipetrace/venv/bin/python")
+        .arg(tool("report_open.py"))
+        .arg(report)
+        .arg(screenshot)
+        .arg(click)
+        .output()
+        .expect("the test tools venv (scripts/setup)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn the_html_report_shows_every_process_and_its_details_in_a_real_browser() {
+    require_root!();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let python = real_python();
+    // A step whose arguments are markup: the page must show them as text.
+    let markup = "<img src=x onerror=alert(1)><b>bold?</b>";
+    let pipeline = script(
+        dir.path(),
+        "pipeline.sh",
+        &format!(
+            "sleep 0.4\n{python} -c 'x = bytearray(96 << 20); import time; time.sleep(0.3)'\n\
+             /bin/echo '{markup}' > /dev/null\n(sleep 0.05; true) &\nwait\nsh -c 'sleep 0.1; exit 3'\n"
+        ),
+    );
+    let out = run_into(&data, &[], &pipeline);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = dir.path().join("report.html");
+    let out = command()
+        .args(["report", "--format", "html", "--data"])
+        .arg(&data)
+        .arg("--output")
+        .arg(&report)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Self-contained: nothing loaded from anywhere, and the page's policy forbids it.
+    let html = std::fs::read_to_string(&report).unwrap();
+    assert!(
+        !html.contains("<link") && !html.contains(" src=\""),
+        "external resources"
+    );
+    assert!(html.contains("default-src 'none'"));
+
+    let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("html-report.png");
+    let page = open_report(&report, &shot, "onerror");
+    assert_eq!(page["console_errors"], serde_json::json!([]), "{page}");
+    assert!(shot.exists());
+
+    // One bar per process, each with its command and status.
+    let processes = query_json(&data, &["processes"]);
+    let bars = page["bars"].as_array().unwrap();
+    assert_eq!(page["processes"], processes.len());
+    assert_eq!(bars.len(), processes.len(), "{page}");
+    let mut from_bars: Vec<(u64, String)> = bars
+        .iter()
+        .map(|b| {
+            (
+                b["pid"].as_u64().unwrap(),
+                b["command"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let mut from_query: Vec<(u64, String)> = processes
+        .iter()
+        .map(|p| {
+            (
+                p["pid"].as_u64().unwrap(),
+                p["command"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    from_bars.sort();
+    from_query.sort();
+    assert_eq!(from_bars, from_query);
+    let bar = |command: &str| {
+        bars.iter()
+            .find(|b| b["command"] == command)
+            .unwrap_or_else(|| panic!("no bar for {command}: {page}"))
+    };
+    let has = |b: &serde_json::Value, class: &str| {
+        b["classes"].as_array().unwrap().iter().any(|c| c == class)
+    };
+    assert!(has(bar("sh -c 'sleep 0.1; exit 3'"), "failed"));
+    assert!(has(bar("sleep 0.4"), "ok"));
+
+    // The critical path drawn is the one `query critical-path` gives.
+    let mut on_path: Vec<u64> = query_json(&data, &["critical-path"])
+        .iter()
+        .map(|s| s["pid"].as_u64().unwrap())
+        .collect();
+    on_path.sort();
+    on_path.dedup();
+    let mut drawn: Vec<u64> = bars
+        .iter()
+        .filter(|b| has(b, "crit"))
+        .map(|b| b["pid"].as_u64().unwrap())
+        .collect();
+    drawn.sort();
+    assert_eq!(drawn, on_path);
+    assert!(
+        has(bar("sleep 0.4"), "crit"),
+        "a sequential step is on the path"
+    );
+
+    // The failure chain links into the timeline and selects the failed process.
+    let chain = page["failure_chain"].as_array().unwrap();
+    assert_eq!(chain.last().unwrap(), "sh -c 'sleep 0.1; exit 3'", "{page}");
+    let link = &page["chain_link"];
+    assert_eq!(link["selected"], serde_json::json!([link["proc"]]));
+    assert!(
+        link["details"].as_str().unwrap().contains("status 3"),
+        "{link}"
+    );
+
+    // A click shows the arguments as text, markup and all.
+    let clicked = &page["clicked"];
+    assert_eq!(
+        clicked["argv"],
+        serde_json::json!(["/bin/echo", markup]),
+        "{clicked}"
+    );
+    let details = clicked["details"].as_str().unwrap();
+    assert!(details.contains("cwd"), "{details}");
+    let found = &page["find"];
+    assert_eq!(found["count"], "1 of 1", "{found}");
+    assert_eq!(
+        found["selected"][0],
+        format!("/bin/echo '{markup}'"),
+        "{found}"
+    );
+
+    // Memory over time, from the samples: the Python step's 96 MiB.
+    let memory = page["charts"][1].as_str().unwrap();
+    let peak = memory.rsplit("max ").next().unwrap();
+    assert!(mebibytes(peak) >= 90.0, "{memory}");
+
+    // Collapsing the root hides the rest; expanding brings it back; zoom widens the time axis.
+    let in_page = page["bars_in_page"].as_u64().unwrap();
+    assert_eq!(page["bars_collapsed"], 1);
+    assert!(
+        page["collapsed_label"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("+{}", processes.len() - 1)),
+        "{page}"
+    );
+    assert_eq!(page["bars_expanded"], in_page);
+    let zoom = &page["zoom"];
+    assert_eq!(zoom["label"], "×4.0");
+    let ratio =
+        zoom["root_bar_after"].as_f64().unwrap() / zoom["root_bar_before"].as_f64().unwrap();
+    assert!((ratio - 4.0).abs() < 0.01, "{zoom}");
+}

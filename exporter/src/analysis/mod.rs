@@ -5,3 +5,4 @@ pub mod critical_path;
 pub mod run;
 pub mod step_key;
 pub mod summary;
+pub mod usage;

@@ -8,15 +8,7 @@ use duckdb::Connection;
 use super::{QueryError, Request, open, sql_error, views};
 use crate::analysis::run::{Proc, RunView, Status};
 
-/// A process's RSS (and cumulative CPU, from live samples) at one moment.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Sample {
-    /// Index into the run's processes.
-    pub proc: usize,
-    pub time_ns: i64,
-    pub rss_bytes: i64,
-    pub cpu_s: Option<f64>,
-}
+pub use crate::analysis::usage::Sample;
 
 #[derive(Debug, Clone, Default)]
 pub struct LoadedRun {

@@ -4,6 +4,7 @@
 
 pub mod chrome_trace;
 pub mod compare;
+pub mod html;
 pub mod markdown;
 
 use std::path::Path;
@@ -17,6 +18,21 @@ use crate::query::{
 pub fn markdown_report(data: &Path, run: Option<&str>) -> Result<String, QueryError> {
     let loaded = load_run(data, run, "--run")?;
     Ok(markdown::report(&loaded.view))
+}
+
+/// The HTML report of run `run` (`None`: the latest) in `data`.
+pub fn html_report(data: &Path, run: Option<&str>) -> Result<String, ReportError> {
+    let loaded = load_run(data, run, "--run")?;
+    Ok(html::report(&loaded)?)
+}
+
+/// Why a page could not be made: the run could not be read, or the page not written.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error(transparent)]
+    Query(#[from] QueryError),
+    #[error(transparent)]
+    Html(#[from] html::HtmlError),
 }
 
 /// The run as Trace Event JSON.
