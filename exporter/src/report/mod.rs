@@ -33,12 +33,14 @@ pub enum ReportError {
     Query(#[from] QueryError),
     #[error(transparent)]
     Html(#[from] html::HtmlError),
+    #[error("writing the trace: {0}")]
+    Trace(#[from] serde_json::Error),
 }
 
 /// The run as Trace Event JSON.
-pub fn chrome_trace_export(data: &Path, run: Option<&str>) -> Result<String, QueryError> {
+pub fn chrome_trace_export(data: &Path, run: Option<&str>) -> Result<String, ReportError> {
     let loaded = load_run(data, run, "--run")?;
-    Ok(chrome_trace::chrome_trace(&loaded).to_string())
+    Ok(chrome_trace::chrome_trace(&loaded)?)
 }
 
 /// What a run is compared with.
