@@ -331,6 +331,23 @@ fn run_into(
         .unwrap()
 }
 
+/// `otel-pipetrace ARGS --data DATA --output FILE` (`report`, `export`), which must succeed.
+fn document(data: &Path, args: &[&str], output: &Path) {
+    let out = command()
+        .args(args)
+        .arg("--data")
+        .arg(data)
+        .arg("--output")
+        .arg(output)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 const NPM_DIR: &str = "/var/cache/otel-pipetrace/npm";
 
 fn tool(name: &str) -> std::path::PathBuf {
@@ -595,18 +612,7 @@ fn the_chrome_trace_opens_in_speedscope_with_a_track_per_process() {
     let out = run_into(&data, &[], &pipeline);
     assert_eq!(out.status.code(), Some(3));
     let trace = dir.path().join("trace.json");
-    let out = command()
-        .args(["export", "--format", "chrome-trace", "--data"])
-        .arg(&data)
-        .arg("--output")
-        .arg(&trace)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    document(&data, &["export", "--format", "chrome-trace"], &trace);
 
     // Our reading: one complete event per process, at its offset, with its details.
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&trace).unwrap()).unwrap();
@@ -701,18 +707,7 @@ fn the_html_report_shows_every_process_and_its_details_in_a_real_browser() {
         String::from_utf8_lossy(&out.stderr)
     );
     let report = dir.path().join("report.html");
-    let out = command()
-        .args(["report", "--format", "html", "--data"])
-        .arg(&data)
-        .arg("--output")
-        .arg(&report)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    document(&data, &["report", "--format", "html"], &report);
     // Self-contained: nothing loaded from anywhere, and the page's policy forbids it.
     let html = std::fs::read_to_string(&report).unwrap();
     assert!(
