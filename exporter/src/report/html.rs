@@ -166,10 +166,6 @@ fn capped_argv(argv: &[String]) -> Vec<String> {
     out
 }
 
-fn status_class(p: &Proc) -> &'static str {
-    p.status.as_str()
-}
-
 /// The command as lists show it: a program run by its absolute path by its file name
 /// (`python3 steps/load.py`, not `/root/.pyenv/versions/3.11.7/bin/python3 steps/load.py`);
 /// the details keep the whole of it.
@@ -191,7 +187,7 @@ fn link(run: &RunView, i: usize, note: String) -> Link {
     Link {
         proc: i,
         command: cut(&short_command(p), COMMAND_WIDTH),
-        status: status_class(p),
+        status: p.status.as_str(),
         note,
     }
 }
