@@ -15,6 +15,7 @@ use std::{
 
 use serde_json::Value;
 
+pub mod docker;
 pub mod prometheus;
 pub mod rotel;
 

@@ -38,7 +38,30 @@ fn get_once(port: u16, path: &str) -> Option<String> {
     let mut text = String::new();
     conn.read_to_string(&mut text).ok()?;
     let (head, body) = text.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
+    if !head.starts_with("HTTP/1.1 200") {
+        return None;
+    }
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        return dechunk(body);
+    }
+    Some(body.to_owned())
+}
+
+/// A chunked HTTP/1.1 body (large answers come that way): the chunks joined.
+fn dechunk(mut body: &str) -> Option<String> {
+    let mut out = String::new();
+    loop {
+        let (size, rest) = body.split_once("\r\n")?;
+        let size = usize::from_str_radix(size.split(';').next()?.trim(), 16).ok()?;
+        if size == 0 {
+            return Some(out);
+        }
+        out.push_str(rest.get(..size)?);
+        body = rest.get(size..)?.strip_prefix("\r\n")?;
+    }
 }
 
 fn encode(q: &str) -> String {
@@ -51,9 +74,10 @@ fn encode(q: &str) -> String {
 }
 
 pub struct Prometheus {
-    child: Child,
+    /// None for a Prometheus this test did not start (one in a container).
+    child: Option<Child>,
     port: u16,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Prometheus {
@@ -88,9 +112,9 @@ impl Prometheus {
             loop {
                 if get_once(port, "/-/ready").is_some() {
                     return Self {
-                        child,
+                        child: Some(child),
                         port,
-                        _dir: dir,
+                        _dir: Some(dir),
                     };
                 }
                 if child.try_wait().unwrap().is_some() {
@@ -101,6 +125,15 @@ impl Prometheus {
             }
         }
         panic!("prometheus did not start on any of five ports");
+    }
+
+    /// A Prometheus already answering on loopback `port` (started elsewhere).
+    pub fn at(port: u16) -> Self {
+        Self {
+            child: None,
+            port,
+            _dir: None,
+        }
     }
 
     /// Instant query; the (labels, value) pairs of the result vector. A Prometheus that does
@@ -172,7 +205,9 @@ impl Prometheus {
 
 impl Drop for Prometheus {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }

@@ -78,15 +78,24 @@ fn compose_file_follows_the_compose_specification() {
             .args(["config", "-q"])),
         "docker-compose config",
     );
+    // The override that runs the stack where images cannot be pulled merges cleanly.
+    assert_ok(
+        &run(Command::new("docker-compose")
+            .current_dir(compose_dir())
+            .args([
+                "-f",
+                "docker-compose.yml",
+                "-f",
+                "local/docker-compose.local.yml",
+            ])
+            .args(["config", "-q"])),
+        "docker-compose config with local/docker-compose.local.yml",
+    );
     // The validator is not a rubber stamp: a wrong type is refused.
     let dir = tempfile::tempdir().unwrap();
     let broken = dir.path().join("docker-compose.yml");
     let text = std::fs::read_to_string(&file).unwrap();
-    std::fs::write(
-        &broken,
-        text.replace("privileged: true", "privileged: [\"yes\"]"),
-    )
-    .unwrap();
+    std::fs::write(&broken, text.replace("pid: host", "pid: [\"host\"]")).unwrap();
     assert!(!check_compose_schema(&broken).status.success());
 
     let compose = yaml(&file);
@@ -120,7 +129,13 @@ fn compose_file_follows_the_compose_specification() {
         }
     }
     let agent = &services["agent"];
-    assert_eq!(agent["privileged"], true);
+    // Least privilege: named capabilities, never `privileged` (refused where the host's
+    // bounding set lacks one capability).
+    assert!(agent.get("privileged").is_none());
+    assert_eq!(
+        agent["cap_add"],
+        serde_json::json!(["SYS_ADMIN", "SYS_PTRACE"])
+    );
     assert_eq!(agent["pid"], "host");
     let dockerfile = repo()
         .join("deploy/docker-compose")
@@ -333,11 +348,12 @@ fn dashboards_match_grafanas_schema_and_the_provisioned_datasources() {
     }
 }
 
-/// Values for the dashboard variables and Grafana's built-in intervals.
-fn substitute(expr: &str) -> String {
+/// Values for the dashboard variables and Grafana's built-in intervals, for a Prometheus
+/// scraping every `scrape_s` seconds (Grafana's `$__rate_interval` is at least four scrapes).
+fn substitute(expr: &str, scrape_s: u64) -> String {
     expr.replace("$executable", ".*")
-        .replace("$__rate_interval", "15s")
-        .replace("$__interval", "5s")
+        .replace("$__rate_interval", &format!("{}s", 4 * scrape_s.max(1)))
+        .replace("$__interval", &format!("{}s", scrape_s.max(1)))
         .replace("$__range", "10m")
 }
 
@@ -359,56 +375,38 @@ fn write_script(dir: &Path, name: &str, body: &str) -> PathBuf {
     path
 }
 
-#[test]
-fn every_dashboard_query_returns_data_from_a_real_prometheus() {
-    require_root!();
-    let dir = tempfile::tempdir().unwrap();
-    let id = std::process::id() % 100_000;
+/// A passing run (CPU, a 64 MiB allocation released again) and a failing one (a step killed
+/// by SIGKILL, a failing step, exit 3): between them, data for every dashboard panel. Named
+/// `{prefix}-ok.sh` and `{prefix}-bad.sh`.
+fn dashboard_pipelines(dir: &Path, prefix: &str) -> (PathBuf, PathBuf) {
     let python = real_python();
-    // A passing run (CPU, a 64 MiB allocation released again) and a failing one (a step killed
-    // by SIGKILL, a failing step, exit 3).
     let ok = write_script(
-        dir.path(),
-        &format!("ptd{id}-ok.sh"),
+        dir,
+        &format!("{prefix}-ok.sh"),
         &format!(
             "{python} -c 'import time\nwhile time.process_time() < 0.3: sum(range(20000))\nx = bytearray(64 << 20)\nfor i in range(0, len(x), 4096): x[i] = 1\ndel x\ntime.sleep(0.5)'\n/bin/true\n"
         ),
     );
     let bad = write_script(
-        dir.path(),
-        &format!("ptd{id}-bad.sh"),
+        dir,
+        &format!("{prefix}-bad.sh"),
         "/bin/sh -c 'kill -9 $$'\n/bin/false\nexit 3\n",
     );
-    let rotel = Rotel::start();
-    let config = dir.path().join("p.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[capture]\nsample_interval = \"200ms\"\n[scope]\nmode = \"descendants\"\nroot_names = [\"ptd{id}-ok.sh\", \"ptd{id}-bad.sh\"]\n[output]\nparquet_dir = \"{}\"\n[otlp]\nendpoint = \"{}\"\nmetrics = false\n[metrics]\nprometheus_listen = \"127.0.0.1:0\"\n",
-            dir.path().join("data").display(),
-            rotel.grpc_endpoint()
-        ),
-    )
-    .unwrap();
-    let mut daemon = config_daemon(&config);
-    let metrics_port = daemon.metrics_port();
-    // The compose file's Prometheus configuration, pointed at this agent and scraping faster.
-    let yaml = std::fs::read_to_string(compose_dir().join("prometheus/prometheus.yml")).unwrap();
-    let local = yaml
-        .replace("agent:9464", &format!("127.0.0.1:{metrics_port}"))
-        .replace("scrape_interval: 15s", "scrape_interval: 1s");
-    assert_ne!(yaml, local);
-    let prometheus = Prometheus::with_config(&local);
+    (ok, bad)
+}
 
-    for script in [&ok, &bad, &ok] {
-        pipetrace_tests::status_of(&mut Command::new(script));
-    }
-    prometheus.wait_for("sum(pipetrace_runs_total)", |v| v == 3.0);
-
+/// Runs every query of every dashboard (panel targets and `label_values` variables) against
+/// `prometheus`, asking again for up to `patience` while a query returns nothing (a rate needs
+/// two scrapes after the change): how many ran, and what failed.
+fn dashboard_query_failures(
+    prometheus: &Prometheus,
+    scrape_s: u64,
+    patience: Duration,
+) -> (usize, Vec<String>) {
     let stored: BTreeSet<String> = prometheus.metric_names().into_iter().collect();
     let mut failures = Vec::new();
     let mut checked = 0;
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + patience;
     for (name, d) in dashboards() {
         let mut queries: Vec<(String, String)> = Vec::new();
         for v in d["templating"]["list"].as_array().unwrap() {
@@ -441,7 +439,7 @@ fn every_dashboard_query_returns_data_from_a_real_prometheus() {
                     ));
                 }
             }
-            let promql = substitute(&expr);
+            let promql = substitute(&expr, scrape_s);
             // A rate needs two scrapes after the change: an empty answer is asked again
             // until the deadline.
             let result = loop {
@@ -461,6 +459,42 @@ fn every_dashboard_query_returns_data_from_a_real_prometheus() {
             }
         }
     }
+    (checked, failures)
+}
+
+#[test]
+fn every_dashboard_query_returns_data_from_a_real_prometheus() {
+    require_root!();
+    let dir = tempfile::tempdir().unwrap();
+    let id = std::process::id() % 100_000;
+    let (ok, bad) = dashboard_pipelines(dir.path(), &format!("ptd{id}"));
+    let rotel = Rotel::start();
+    let config = dir.path().join("p.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[capture]\nsample_interval = \"200ms\"\n[scope]\nmode = \"descendants\"\nroot_names = [\"ptd{id}-ok.sh\", \"ptd{id}-bad.sh\"]\n[output]\nparquet_dir = \"{}\"\n[otlp]\nendpoint = \"{}\"\nmetrics = false\n[metrics]\nprometheus_listen = \"127.0.0.1:0\"\n",
+            dir.path().join("data").display(),
+            rotel.grpc_endpoint()
+        ),
+    )
+    .unwrap();
+    let mut daemon = config_daemon(&config);
+    let metrics_port = daemon.metrics_port();
+    // The compose file's Prometheus configuration, pointed at this agent and scraping faster.
+    let yaml = std::fs::read_to_string(compose_dir().join("prometheus/prometheus.yml")).unwrap();
+    let local = yaml
+        .replace("agent:9464", &format!("127.0.0.1:{metrics_port}"))
+        .replace("scrape_interval: 15s", "scrape_interval: 1s");
+    assert_ne!(yaml, local);
+    let prometheus = Prometheus::with_config(&local);
+
+    for script in [&ok, &bad, &ok] {
+        pipetrace_tests::status_of(&mut Command::new(script));
+    }
+    prometheus.wait_for("sum(pipetrace_runs_total)", |v| v == 3.0);
+
+    let (checked, failures) = dashboard_query_failures(&prometheus, 1, Duration::from_secs(60));
     assert!(checked >= 30, "{checked} queries");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 
@@ -492,4 +526,257 @@ fn every_dashboard_query_returns_data_from_a_real_prometheus() {
 
     unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
     assert_eq!(daemon.wait().unwrap().code(), Some(0));
+}
+
+/// The host's network as a test could change it: firewall rules and interfaces.
+fn host_network() -> (String, BTreeSet<String>) {
+    let rules = Command::new("iptables-save")
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .filter(|l| !l.starts_with('#') && !l.starts_with(':'))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_default();
+    let links = std::fs::read_dir("/sys/class/net")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    (rules, links)
+}
+
+/// The host's own additional CA certificates (a TLS-intercepting proxy's), for the image
+/// builds to reach the package registries the way the host does; empty on most machines.
+fn extra_ca_certs() -> String {
+    let mut pem = String::new();
+    for e in std::fs::read_dir("/usr/local/share/ca-certificates")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        if e.path().extension().is_some_and(|x| x == "crt") {
+            pem += &std::fs::read_to_string(e.path()).unwrap_or_default();
+        }
+    }
+    pem
+}
+
+#[test]
+fn the_compose_stack_comes_up_traces_the_host_and_keeps_its_parquet() {
+    use pipetrace_tests::{
+        docker::{DATA_ROOT, Engine, mounts_under},
+        require, rotel, wait_until,
+    };
+    require_root!();
+    require!(
+        Path::new("/usr/sbin/dockerd").exists()
+            && Path::new("/usr/bin/docker-compose").exists()
+            && Path::new("/usr/sbin/debootstrap").exists(),
+        "a Docker engine, docker-compose and debootstrap (docker.io, docker-compose and debootstrap: scripts/setup installs them)"
+    );
+    let network_before = host_network();
+    let engine = Engine::start();
+    let id = std::process::id() % 100_000;
+    let project = format!("ptc{id}");
+    let compose = |args: &[&str]| {
+        let mut cmd = engine.command("docker-compose");
+        cmd.current_dir(compose_dir())
+            .env("EXTRA_CA_CERTS", extra_ca_certs())
+            .args(["-p", &project, "-f", "docker-compose.yml"])
+            .args(["-f", "local/docker-compose.local.yml"])
+            .args(args);
+        cmd
+    };
+    let compose_ok = |args: &[&str]| {
+        let out = compose(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "docker-compose {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+
+    // Base images made here (nothing can be pulled), then the stack built and started.
+    if !engine
+        .docker()
+        .args(["image", "inspect", "debian:12"])
+        .output()
+        .unwrap()
+        .status
+        .success()
+    {
+        let out = engine
+            .command(compose_dir().join("local/debian-base-images"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "debian-base-images: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let stack = Stack {
+        down: compose(&["down", "--volumes", "--timeout", "20"]),
+    };
+    compose_ok(&["up", "-d", "--build"]);
+
+    // Every service with a health check passes it: the agent's own (its /metrics answering),
+    // the stand-ins' (Prometheus' /-/ready, the receiver's port).
+    let container = |service: &str| compose_ok(&["ps", "-q", service]);
+    for service in ["agent", "jaeger", "prometheus"] {
+        let id = container(service);
+        assert!(!id.is_empty(), "{service} has no container");
+        let mut health = String::new();
+        wait_until(
+            &format!("{service} healthy"),
+            Duration::from_secs(180),
+            || {
+                health = engine.docker_ok(&["inspect", "-f", "{{.State.Health.Status}}", &id]);
+                assert_ne!(
+                    health,
+                    "unhealthy",
+                    "{service}: {}",
+                    engine.docker_ok(&["logs", "--tail", "30", &id])
+                );
+                health == "healthy"
+            },
+        );
+    }
+    assert_eq!(
+        compose_ok(&["ps", "-q"]).lines().count(),
+        3,
+        "grafana has no stand-in and does not start"
+    );
+
+    // Pipelines run on the host, traced by the agent in its container.
+    let dir = tempfile::tempdir().unwrap();
+    // Names of their own: the host Prometheus test may run its pipelines at the same time,
+    // and this agent traces every process on the host.
+    let (ok, bad) = dashboard_pipelines(dir.path(), &project);
+    for script in [&ok, &bad, &ok] {
+        pipetrace_tests::status_of(&mut Command::new(script));
+    }
+
+    // The receiver got each run's whole process tree: the failing run's script and its two
+    // children (`exit 3` is the shell's own), the failed script marked as an error.
+    let receiver = container("jaeger");
+    let bad_name = bad.file_name().unwrap().to_string_lossy().into_owned();
+    let mut tree = Vec::new();
+    wait_until("the failing run's spans", Duration::from_secs(60), || {
+        let log = engine.docker_ok(&["logs", &receiver]);
+        let spans = rotel::parse(&log);
+        let Some(root) = spans.iter().find(|s| {
+            s.attr("process.command_line")
+                .is_some_and(|c| c.ends_with(&bad_name))
+        }) else {
+            return false;
+        };
+        tree = spans
+            .iter()
+            .filter(|s| s.trace_id == root.trace_id)
+            .cloned()
+            .collect();
+        tree.iter().filter(|s| s.parent_id == root.id).count() >= 2
+    });
+    let root = tree
+        .iter()
+        .find(|s| {
+            s.attr("process.command_line")
+                .is_some_and(|c| c.ends_with(&bad_name))
+        })
+        .unwrap();
+    let children: BTreeSet<&str> = tree
+        .iter()
+        .filter(|s| s.parent_id == root.id)
+        .filter_map(|s| s.attr("process.command_line"))
+        .collect();
+    assert_eq!(
+        children,
+        BTreeSet::from(["/bin/sh -c 'kill -9 $$'", "/bin/false"]),
+        "{tree:#?}"
+    );
+    assert!(root.is_error());
+    assert_eq!(root.attr("process.exit.code"), Some("3"));
+
+    // Prometheus, in its container with the deployment's configuration, scraped the agent,
+    // and every dashboard query has data (two scrapes at the deployment's 15 s interval).
+    let prometheus = Prometheus::at(9090);
+    prometheus.wait_for(r#"up{job="otel-pipetrace"}"#, |v| v == 1.0);
+    prometheus.wait_for(
+        r#"sum(pipetrace_process_signals_total{signal="SIGKILL"})"#,
+        |v| v >= 1.0,
+    );
+    let (checked, failures) = dashboard_query_failures(&prometheus, 15, Duration::from_secs(120));
+    assert!(checked >= 30, "{checked} queries");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+
+    // `down` stops the agent, which writes what it holds: the named volume has the runs in
+    // complete Parquet files, which `otel-pipetrace query` and DuckDB read.
+    compose_ok(&["down", "--timeout", "20"]);
+    let volume = engine.docker_ok(&[
+        "volume",
+        "inspect",
+        "-f",
+        "{{.Mountpoint}}",
+        &format!("{project}_pipetrace-data"),
+    ]);
+    let out = command()
+        .args([
+            "query",
+            "processes",
+            "--run",
+            "all",
+            "--format",
+            "json",
+            "--data",
+        ])
+        .arg(&volume)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let runs_of = |name: &str| {
+        rows.iter()
+            .filter(|r| r["command"].as_str().is_some_and(|c| c.ends_with(name)))
+            .count()
+    };
+    let ok_name = ok.file_name().unwrap().to_string_lossy().into_owned();
+    assert_eq!(runs_of(&ok_name), 2);
+    assert_eq!(runs_of(&bad_name), 1);
+    let duckdb = run(Command::new(format!("{TOOLS_VENV}/bin/duckdb"))
+        .args(["-csv", "-noheader", ":memory:"])
+        .arg(format!(
+            "SELECT count(*) FROM read_parquet('{volume}/processes/**/*.parquet') WHERE command_line LIKE '%{bad_name}'"
+        )));
+    assert_ok(&duckdb, "duckdb reading the volume");
+    assert_eq!(String::from_utf8_lossy(&duckdb.stdout).trim(), "1");
+
+    // Nothing left behind: containers, networks and volumes gone, the engine stopped, no
+    // mounts, the host's firewall rules and interfaces as they were.
+    drop(stack);
+    let exec_root = engine.exec_root();
+    drop(engine);
+    assert!(mounts_under(&exec_root).is_empty());
+    assert!(mounts_under(Path::new(DATA_ROOT)).is_empty());
+    assert_eq!(host_network(), network_before);
+}
+
+/// Takes the stack down (volumes too) when the test ends, failed assertions included.
+struct Stack {
+    down: Command,
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let _ = self.down.output();
+    }
 }
