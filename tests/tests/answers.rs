@@ -726,27 +726,15 @@ fn the_html_report_shows_every_process_and_its_details_in_a_real_browser() {
     let bars = page["bars"].as_array().unwrap();
     assert_eq!(page["processes"], processes.len());
     assert_eq!(bars.len(), processes.len(), "{page}");
-    let mut from_bars: Vec<(u64, String)> = bars
-        .iter()
-        .map(|b| {
-            (
-                b["pid"].as_u64().unwrap(),
-                b["command"].as_str().unwrap().into(),
-            )
-        })
-        .collect();
-    let mut from_query: Vec<(u64, String)> = processes
-        .iter()
-        .map(|p| {
-            (
-                p["pid"].as_u64().unwrap(),
-                p["command"].as_str().unwrap().into(),
-            )
-        })
-        .collect();
-    from_bars.sort();
-    from_query.sort();
-    assert_eq!(from_bars, from_query);
+    let pids_and_commands = |rows: &[serde_json::Value]| {
+        let mut out: Vec<(u64, String)> = rows
+            .iter()
+            .map(|r| (r["pid"].as_u64().unwrap(), r["command"].to_string()))
+            .collect();
+        out.sort();
+        out
+    };
+    assert_eq!(pids_and_commands(bars), pids_and_commands(&processes));
     let bar = |command: &str| {
         bars.iter()
             .find(|b| b["command"] == command)
