@@ -108,13 +108,68 @@ pub struct ExecTail {
     pub argv_total: u32,
 }
 
+/// I/O, page faults and context switches of a thread group (or of one thread, or of the
+/// group's exited threads), as the kernel counts them. The I/O fields are 0 where the kernel
+/// lacks them: [`Activity`]'s presence bits in the record say which ones were read.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Activity {
+    /// Bytes through read/write-like calls, and the number of those calls (`ioac.rchar`,
+    /// `wchar`, `syscr`, `syscw`: CONFIG_TASK_XACCT).
+    pub rchar: u64,
+    pub wchar: u64,
+    pub syscr: u64,
+    pub syscw: u64,
+    /// Bytes fetched from and sent to the storage layer, and dirty page-cache bytes whose
+    /// writeback was cancelled (CONFIG_TASK_IO_ACCOUNTING).
+    pub read_bytes: u64,
+    pub write_bytes: u64,
+    pub cancelled_write_bytes: u64,
+    pub min_flt: u64,
+    pub maj_flt: u64,
+    /// Voluntary and involuntary context switches.
+    pub nvcsw: u64,
+    pub nivcsw: u64,
+}
+
+impl Activity {
+    /// Field-wise sum (a group's exited threads plus its last thread).
+    pub fn plus(&self, o: &Activity) -> Activity {
+        Activity {
+            rchar: self.rchar + o.rchar,
+            wchar: self.wchar + o.wchar,
+            syscr: self.syscr + o.syscr,
+            syscw: self.syscw + o.syscw,
+            read_bytes: self.read_bytes + o.read_bytes,
+            write_bytes: self.write_bytes + o.write_bytes,
+            cancelled_write_bytes: self.cancelled_write_bytes + o.cancelled_write_bytes,
+            min_flt: self.min_flt + o.min_flt,
+            maj_flt: self.maj_flt + o.maj_flt,
+            nvcsw: self.nvcsw + o.nvcsw,
+            nivcsw: self.nivcsw + o.nivcsw,
+        }
+    }
+}
+
+/// Which [`Activity`] I/O fields the kernel has (bits of `ExitTail::present`).
+pub mod present {
+    /// `rchar`, `wchar`, `syscr`, `syscw`.
+    pub const IO_CHARS: u32 = 1;
+    /// `read_bytes`, `write_bytes`, `cancelled_write_bytes`.
+    pub const IO_BYTES: u32 = 2;
+}
+
+/// A [`KernelOffsets`] field of a member this kernel does not have.
+pub const ABSENT: u32 = u32::MAX;
+
 /// Tail of an exit record.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ExitTail {
     /// Wait status as the parent sees it: `(code << 8) | core_dump(0x80) | signal`.
     pub exit_status: u32,
-    pub _pad0: u32,
+    /// [`present`] bits: which I/O fields of `activity` the kernel has.
+    pub present: u32,
     /// Tick-sampled user and system time of the whole thread group (threads that exited
     /// earlier included), ns: only their ratio is used, to split `runtime_ns`.
     pub utime_ns: u64,
@@ -124,6 +179,8 @@ pub struct ExitTail {
     /// Peak RSS of the image the process ended with (its mm's high-water mark, or the current
     /// RSS if higher), in pages; `signal->maxrss` when the mm was already gone.
     pub maxrss_pages: u64,
+    /// The whole thread group's I/O, faults and switches.
+    pub activity: Activity,
 }
 
 /// A fixed-size exec record as built in the per-CPU scratch buffer before it is copied, trimmed
@@ -336,7 +393,25 @@ pub struct KernelOffsets {
     pub mm_rss_stat: u32,
     pub rss_counter_size: u32,
     pub rss_counter_count: u32,
-    pub _pad0: u32,
+    /// `task_struct.ioac` and `signal_struct.ioac` ([`ABSENT`] without I/O accounting), and
+    /// the members of `struct task_io_accounting` (each [`ABSENT`] when configured out).
+    pub task_ioac: u32,
+    pub signal_ioac: u32,
+    pub ioac_rchar: u32,
+    pub ioac_wchar: u32,
+    pub ioac_syscr: u32,
+    pub ioac_syscw: u32,
+    pub ioac_read_bytes: u32,
+    pub ioac_write_bytes: u32,
+    pub ioac_cancelled_write_bytes: u32,
+    pub task_min_flt: u32,
+    pub task_maj_flt: u32,
+    pub task_nvcsw: u32,
+    pub task_nivcsw: u32,
+    pub signal_min_flt: u32,
+    pub signal_maj_flt: u32,
+    pub signal_nvcsw: u32,
+    pub signal_nivcsw: u32,
 }
 
 /// `task_struct.flags` bit of kernel threads.
@@ -345,16 +420,17 @@ pub const PF_KTHREAD: u32 = 0x0020_0000;
 const _: () = {
     assert!(core::mem::size_of::<RecordHeader>() == 80);
     assert!(core::mem::size_of::<ExecTail>() == 16);
-    assert!(core::mem::size_of::<ExitTail>() == 40);
+    assert!(core::mem::size_of::<Activity>() == 88);
+    assert!(core::mem::size_of::<ExitTail>() == 128);
     assert!(core::mem::size_of::<ForkRecord>() == 80);
-    assert!(core::mem::size_of::<ExitRecord>() == 120);
+    assert!(core::mem::size_of::<ExitRecord>() == 208);
     assert!(core::mem::size_of::<ExecRecord>() == 96 + EXEC_DATA_SPAN + ARGV_MAX + 8);
     assert!(core::mem::size_of::<TrackState>() == 16);
     assert!(core::mem::size_of::<CaptureConfig>() == 48);
     assert!(core::mem::size_of::<MemoryRecord>() == 96);
     assert!(core::mem::size_of::<SampleRecord>() == 144);
     assert!(core::mem::size_of::<SampleEndRecord>() == 88);
-    assert!(core::mem::size_of::<KernelOffsets>() == 39 * 4);
+    assert!(core::mem::size_of::<KernelOffsets>() == 55 * 4);
     assert!(3 * PATH_MAX <= EXEC_DATA_SPAN);
     assert!(NAME_MAX <= ARGV_MAX && PATH_MAX <= ARGV_MAX);
     assert!(EXEC_DATA_SPAN.is_power_of_two());

@@ -3,9 +3,9 @@
 use core::{ffi::c_void, mem::MaybeUninit};
 
 use aya_ebpf::helpers::generated::bpf_probe_read_kernel;
-use exporter_common::COMM_LEN;
+use exporter_common::{ABSENT, Activity, COMM_LEN, present};
 
-use crate::maps::off;
+use crate::maps::{DEAD_THREAD_IO, off};
 
 /// Reads a `T` at `base + offset`; `None` for a null base or a failed read.
 #[inline(always)]
@@ -118,6 +118,87 @@ pub struct ExitPending {
     pub dead_runtime: u64,
     /// `signal->maxrss`, pages.
     pub group_maxrss: u64,
+}
+
+/// Adds `task`'s own counters (one thread) to `sum`, field by field: no [`Activity`] on the
+/// stack, which the exit programs cannot spare. An I/O member this kernel lacks adds nothing.
+#[inline(always)]
+pub fn add_task_activity(sum: &mut Activity, task: u64) {
+    let ioac = off!(task_ioac);
+    let io = |member: u64| {
+        if ioac as u32 == ABSENT || member as u32 == ABSENT {
+            0
+        } else {
+            read::<u64>(task, ioac + member).unwrap_or(0)
+        }
+    };
+    let get = |offset: u64| read::<u64>(task, offset).unwrap_or(0);
+    sum.rchar += io(off!(ioac_rchar));
+    sum.wchar += io(off!(ioac_wchar));
+    sum.syscr += io(off!(ioac_syscr));
+    sum.syscw += io(off!(ioac_syscw));
+    sum.read_bytes += io(off!(ioac_read_bytes));
+    sum.write_bytes += io(off!(ioac_write_bytes));
+    sum.cancelled_write_bytes += io(off!(ioac_cancelled_write_bytes));
+    sum.min_flt += get(off!(task_min_flt));
+    sum.maj_flt += get(off!(task_maj_flt));
+    sum.nvcsw += get(off!(task_nvcsw));
+    sum.nivcsw += get(off!(task_nivcsw));
+}
+
+/// Sets `a` to the counters of the group's threads that already exited: faults and switches
+/// from `signal` (which keeps reaped children's apart, in `cmin_flt` and the like), I/O from
+/// [`DEAD_THREAD_IO`] (`signal->ioac` mixes in every reaped child).
+#[inline(always)]
+pub fn set_dead_activity(a: &mut Activity, task: u64, tgid: u32) {
+    let signal = ptr(task, off!(task_signal));
+    let get = |offset: u64| read::<u64>(signal, offset).unwrap_or(0);
+    a.min_flt = get(off!(signal_min_flt));
+    a.maj_flt = get(off!(signal_maj_flt));
+    a.nvcsw = get(off!(signal_nvcsw));
+    a.nivcsw = get(off!(signal_nivcsw));
+    let dead = unsafe { DEAD_THREAD_IO.get(tgid) };
+    let io = |f: fn(&Activity) -> u64| dead.map(f).unwrap_or(0);
+    a.rchar = io(|d| d.rchar);
+    a.wchar = io(|d| d.wchar);
+    a.syscr = io(|d| d.syscr);
+    a.syscw = io(|d| d.syscw);
+    a.read_bytes = io(|d| d.read_bytes);
+    a.write_bytes = io(|d| d.write_bytes);
+    a.cancelled_write_bytes = io(|d| d.cancelled_write_bytes);
+}
+
+/// Adds an exiting thread's own counters to its process's [`DEAD_THREAD_IO`] (a thread that is
+/// not the group's last).
+#[inline(always)]
+pub fn add_dead_thread_io(task: u64, tgid: u32) {
+    if DEAD_THREAD_IO.get_ptr_mut(tgid).is_none() {
+        let _ = DEAD_THREAD_IO.insert(tgid, Activity::default(), 0);
+    }
+    if let Some(sum) = DEAD_THREAD_IO.get_ptr_mut(tgid) {
+        add_task_activity(unsafe { &mut *sum }, task);
+    }
+}
+
+/// Which I/O fields this kernel has ([`present`] bits).
+#[inline(always)]
+pub fn activity_present() -> u32 {
+    let has = |member: u64| off!(task_ioac) as u32 != ABSENT && member as u32 != ABSENT;
+    let mut bits = 0;
+    if has(off!(ioac_rchar))
+        && has(off!(ioac_wchar))
+        && has(off!(ioac_syscr))
+        && has(off!(ioac_syscw))
+    {
+        bits |= present::IO_CHARS;
+    }
+    if has(off!(ioac_read_bytes))
+        && has(off!(ioac_write_bytes))
+        && has(off!(ioac_cancelled_write_bytes))
+    {
+        bits |= present::IO_BYTES;
+    }
+    bits
 }
 
 #[inline(always)]

@@ -12,18 +12,19 @@ use aya_ebpf::{
     programs::RawTracePointContext,
 };
 use exporter_common::{
-    ARGV_MAX, COMM_LEN, EXEC_DATA_SPAN, ExecRecord, ExecTail, ExitRecord, ExitTail, ForkRecord,
-    PATH_MAX, PF_KTHREAD, RecordHeader, TrackState, counter, flags, kind, scope, track,
+    ARGV_MAX, COMM_LEN, EXEC_DATA_SPAN, ExecRecord, ExecTail, ExitRecord, ForkRecord, PATH_MAX,
+    PF_KTHREAD, RecordHeader, TrackState, counter, flags, kind, scope, track,
 };
 
 use crate::{
     kernel::{
-        ExitPending, exit_code, exit_pending, group_cpu, live_threads, process_start, ptr,
-        real_parent, task_comm, task_flags, task_pid, task_tgid,
+        ExitPending, activity_present, add_dead_thread_io, add_task_activity, exit_code,
+        exit_pending, group_cpu, live_threads, process_start, ptr, real_parent, set_dead_activity,
+        task_comm, task_flags, task_pid, task_tgid,
     },
     maps::{
-        DENY_COMMS, EVENTS, EXEC_SCRATCH, EXITING, MEMORY, ROOT_COMMS, TRACKED, conf, count, off,
-        wakeup_flags,
+        DEAD_THREAD_IO, DENY_COMMS, EVENTS, EXEC_SCRATCH, EXITING, MEMORY, ROOT_COMMS, TRACKED,
+        conf, count, off, wakeup_flags,
     },
     path,
 };
@@ -391,10 +392,14 @@ fn emit_exec(
 #[raw_tracepoint(tracepoint = "sched_process_exit")]
 pub fn sched_process_exit(ctx: RawTracePointContext) -> i32 {
     let task: u64 = ctx.arg(0);
+    let tgid = task_tgid(task);
     if live_threads(task) != 0 {
+        // A thread of a process that goes on: keep its I/O for the process's total.
+        if unsafe { TRACKED.get(tgid) }.is_some() {
+            add_dead_thread_io(task, tgid);
+        }
         return 0;
     }
-    let tgid = task_tgid(task);
     if unsafe { TRACKED.get(tgid) }.is_none() && !in_untracked_scope(task, tgid) {
         return 0;
     }
@@ -501,17 +506,21 @@ fn emit_exit(
     } else {
         pending.group_maxrss
     };
-    entry.write(ExitRecord {
-        header,
-        tail: ExitTail {
-            exit_status: exit_code(task),
-            _pad0: 0,
-            utime_ns,
-            stime_ns,
-            runtime_ns,
-            maxrss_pages,
-        },
-    });
+    let rec = entry.as_mut_ptr();
+    // Field by field into the ring buffer: the record is too large for the stack.
+    unsafe {
+        (*rec).header = header;
+        (*rec).tail.exit_status = exit_code(task);
+        (*rec).tail.present = activity_present();
+        (*rec).tail.utime_ns = utime_ns;
+        (*rec).tail.stime_ns = stime_ns;
+        (*rec).tail.runtime_ns = runtime_ns;
+        (*rec).tail.maxrss_pages = maxrss_pages;
+        let activity = &mut (*rec).tail.activity;
+        set_dead_activity(activity, task, tgid);
+        add_task_activity(activity, task);
+    }
+    let _ = DEAD_THREAD_IO.remove(tgid);
     entry.submit(wakeup_flags());
     count(counter::EMITTED);
 }

@@ -23,6 +23,14 @@ pub static TRACKED: HashMap<u32, TrackState> = HashMap::with_max_entries(65536, 
 #[map]
 pub static EXITING: HashMap<u32, crate::kernel::ExitPending> = HashMap::with_max_entries(8192, 0);
 
+/// I/O of a traced process's threads that already exited, by tgid. The kernel adds them to
+/// `signal->ioac` together with every child the process reaped, so that sum would count a
+/// child's I/O in its parent too; summed here instead, at each thread's exit. LRU: the entry of
+/// a process whose exit was missed ages out.
+#[map]
+pub static DEAD_THREAD_IO: LruHashMap<u32, exporter_common::Activity> =
+    LruHashMap::with_max_entries(16384, 0);
+
 /// Where each traced process's RSS was last reported (see `memory.rs`), by mm. LRU: an entry
 /// whose mm went away without being removed ages out.
 #[map]
@@ -100,7 +108,23 @@ pub static OFFSETS: KernelOffsets = KernelOffsets {
     mm_rss_stat: 0,
     rss_counter_size: 0,
     rss_counter_count: 0,
-    _pad0: 0,
+    task_ioac: exporter_common::ABSENT,
+    signal_ioac: exporter_common::ABSENT,
+    ioac_rchar: exporter_common::ABSENT,
+    ioac_wchar: exporter_common::ABSENT,
+    ioac_syscr: exporter_common::ABSENT,
+    ioac_syscw: exporter_common::ABSENT,
+    ioac_read_bytes: exporter_common::ABSENT,
+    ioac_write_bytes: exporter_common::ABSENT,
+    ioac_cancelled_write_bytes: exporter_common::ABSENT,
+    task_min_flt: 0,
+    task_maj_flt: 0,
+    task_nvcsw: 0,
+    task_nivcsw: 0,
+    signal_min_flt: 0,
+    signal_maj_flt: 0,
+    signal_nvcsw: 0,
+    signal_nivcsw: 0,
 };
 
 /// Overwritten by the agent.

@@ -129,7 +129,7 @@ pub enum Command {
 
 #[derive(Debug, clap::Args)]
 pub struct QueryArgs {
-    /// durations | cpu | memory | failures | processes | tree | slowest | critical-path | runs |
+    /// durations | cpu | memory | io | failures | processes | tree | slowest | critical-path | runs |
     /// sql
     #[arg(value_name = "NAME")]
     pub name: String,

@@ -164,6 +164,14 @@ impl Agent {
         let btf = Btf::from_file(&config.capture.btf_path)?;
         preflight::check_tracepoints(&btf)?;
         let offsets = btf.kernel_offsets()?;
+        if offsets.task_ioac == exporter_common::ABSENT
+            || offsets.ioac_read_bytes == exporter_common::ABSENT
+        {
+            // Said once: the values are then null, never zero.
+            tracing::warn!(
+                "this kernel has no task I/O accounting (CONFIG_TASK_IO_ACCOUNTING): bytes read and written at the storage layer will be null"
+            );
+        }
         let clock = Clock::new();
         let ConfiguredSinks {
             sinks,

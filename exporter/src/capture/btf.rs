@@ -287,8 +287,18 @@ impl Btf {
     }
 
     /// Every offset the kernel programs need.
+    /// Byte offset of `strukt.member`, or [`exporter_common::ABSENT`] when this kernel was
+    /// built without it (a struct or member behind a configuration option).
+    pub fn optional_offset(&self, strukt: &str, member: &str) -> Result<u32, BtfError> {
+        match self.member_offset(strukt, member) {
+            Err(BtfError::NoStruct(_) | BtfError::NoMember { .. }) => Ok(exporter_common::ABSENT),
+            other => other,
+        }
+    }
+
     pub fn kernel_offsets(&self) -> Result<KernelOffsets, BtfError> {
         let o = |s: &str, m: &str| self.member_offset(s, m);
+        let opt = |s: &str, m: &str| self.optional_offset(s, m);
         Ok(KernelOffsets {
             task_pid: o("task_struct", "pid")?,
             task_tgid: o("task_struct", "tgid")?,
@@ -328,7 +338,23 @@ impl Btf {
             mm_rss_stat: o("mm_struct", "rss_stat")?,
             rss_counter_size: self.rss_counter_layout().0,
             rss_counter_count: self.rss_counter_layout().1,
-            _pad0: 0,
+            task_ioac: opt("task_struct", "ioac")?,
+            signal_ioac: opt("signal_struct", "ioac")?,
+            ioac_rchar: opt("task_io_accounting", "rchar")?,
+            ioac_wchar: opt("task_io_accounting", "wchar")?,
+            ioac_syscr: opt("task_io_accounting", "syscr")?,
+            ioac_syscw: opt("task_io_accounting", "syscw")?,
+            ioac_read_bytes: opt("task_io_accounting", "read_bytes")?,
+            ioac_write_bytes: opt("task_io_accounting", "write_bytes")?,
+            ioac_cancelled_write_bytes: opt("task_io_accounting", "cancelled_write_bytes")?,
+            task_min_flt: o("task_struct", "min_flt")?,
+            task_maj_flt: o("task_struct", "maj_flt")?,
+            task_nvcsw: o("task_struct", "nvcsw")?,
+            task_nivcsw: o("task_struct", "nivcsw")?,
+            signal_min_flt: o("signal_struct", "min_flt")?,
+            signal_maj_flt: o("signal_struct", "maj_flt")?,
+            signal_nvcsw: o("signal_struct", "nvcsw")?,
+            signal_nivcsw: o("signal_struct", "nivcsw")?,
         })
     }
 }
@@ -485,5 +511,9 @@ mod tests {
         assert_eq!(offsets.path_dentry, 8);
         assert_eq!(offsets.qstr_name, 8);
         assert!(offsets.mm_arg_end == offsets.mm_arg_start + 8);
+        // struct task_io_accounting starts with rchar, wchar, syscr, syscw.
+        assert_eq!(offsets.ioac_rchar, 0);
+        assert_eq!(offsets.ioac_wchar, 8);
+        assert!(offsets.task_min_flt + 8 == offsets.task_maj_flt);
     }
 }

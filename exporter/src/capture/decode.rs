@@ -78,6 +78,82 @@ pub struct Exit {
     pub status: u32,
     /// What the whole thread group used.
     pub usage: Usage,
+    /// The whole thread group's I/O, page faults and context switches.
+    pub activity: Activity,
+}
+
+/// I/O, page faults and context switches of a process as the kernel counted them. `None`:
+/// not measured (an exit that was not seen), or not in this kernel (the I/O fields without
+/// task I/O accounting) — never a made-up zero.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Activity {
+    /// Bytes through read/write-like system calls, and the number of those calls.
+    pub read_chars: Option<u64>,
+    pub write_chars: Option<u64>,
+    pub read_calls: Option<u64>,
+    pub write_calls: Option<u64>,
+    /// Bytes read from and written to the storage layer; dirty bytes whose writeback was
+    /// cancelled (a file truncated or deleted before it was written).
+    pub read_bytes: Option<u64>,
+    pub write_bytes: Option<u64>,
+    pub cancelled_write_bytes: Option<u64>,
+    pub minor_faults: Option<u64>,
+    pub major_faults: Option<u64>,
+    pub voluntary_switches: Option<u64>,
+    pub involuntary_switches: Option<u64>,
+}
+
+impl Activity {
+    /// The field names, in [`Activity::values`] order: JSONL keys, Parquet columns.
+    pub const FIELDS: [&'static str; 11] = [
+        "read_chars",
+        "write_chars",
+        "read_calls",
+        "write_calls",
+        "read_bytes",
+        "write_bytes",
+        "cancelled_write_bytes",
+        "minor_faults",
+        "major_faults",
+        "voluntary_switches",
+        "involuntary_switches",
+    ];
+
+    pub fn values(&self) -> [Option<u64>; 11] {
+        [
+            self.read_chars,
+            self.write_chars,
+            self.read_calls,
+            self.write_calls,
+            self.read_bytes,
+            self.write_bytes,
+            self.cancelled_write_bytes,
+            self.minor_faults,
+            self.major_faults,
+            self.voluntary_switches,
+            self.involuntary_switches,
+        ]
+    }
+
+    /// From the kernel's counters and its `present` bits.
+    pub fn from_kernel(a: &exporter_common::Activity, present: u32) -> Self {
+        use exporter_common::present::{IO_BYTES, IO_CHARS};
+        let chars = |v: u64| (present & IO_CHARS != 0).then_some(v);
+        let bytes = |v: u64| (present & IO_BYTES != 0).then_some(v);
+        Self {
+            read_chars: chars(a.rchar),
+            write_chars: chars(a.wchar),
+            read_calls: chars(a.syscr),
+            write_calls: chars(a.syscw),
+            read_bytes: bytes(a.read_bytes),
+            write_bytes: bytes(a.write_bytes),
+            cancelled_write_bytes: bytes(a.cancelled_write_bytes),
+            minor_faults: Some(a.min_flt),
+            major_faults: Some(a.maj_flt),
+            voluntary_switches: Some(a.nvcsw),
+            involuntary_switches: Some(a.nivcsw),
+        }
+    }
 }
 
 /// CPU time and peak memory of a process (its whole thread group), measured by the kernel.
@@ -154,6 +230,7 @@ impl Exit {
         Self {
             status,
             usage: Usage::default(),
+            activity: Activity::default(),
         }
     }
 
@@ -388,6 +465,20 @@ pub fn decode(record: &[u8]) -> Result<Event, DecodeError> {
         kind::EXIT => {
             need(HEADER + EXIT_TAIL)?;
             let t = HEADER;
+            let counters: Vec<u64> = (0..11).map(|i| u64_at(record, t + 40 + 8 * i)).collect();
+            let kernel = exporter_common::Activity {
+                rchar: counters[0],
+                wchar: counters[1],
+                syscr: counters[2],
+                syscw: counters[3],
+                read_bytes: counters[4],
+                write_bytes: counters[5],
+                cancelled_write_bytes: counters[6],
+                min_flt: counters[7],
+                maj_flt: counters[8],
+                nvcsw: counters[9],
+                nivcsw: counters[10],
+            };
             Body::Exit(Exit {
                 status: u32_at(record, t),
                 usage: Usage::from_kernel(
@@ -396,6 +487,7 @@ pub fn decode(record: &[u8]) -> Result<Event, DecodeError> {
                     u64_at(record, t + 24),
                     u64_at(record, t + 32).saturating_mul(page_size()),
                 ),
+                activity: Activity::from_kernel(&kernel, u32_at(record, t + 4)),
             })
         }
         kind::EXEC => {
@@ -640,11 +732,18 @@ mod tests {
             let mut out = bytes_of(&header(kind::EXIT, 0, HEADER + EXIT_TAIL));
             out.extend(bytes_of(&ExitTail {
                 exit_status: status,
-                _pad0: 0,
+                present: exporter_common::present::IO_BYTES,
                 utime_ns: 3,
                 stime_ns: 1,
                 runtime_ns: 4_000,
                 maxrss_pages: 10,
+                activity: exporter_common::Activity {
+                    rchar: 5,
+                    write_bytes: 4096,
+                    min_flt: 7,
+                    nivcsw: 2,
+                    ..Default::default()
+                },
             }));
             match decode(&out).unwrap().body {
                 Body::Exit(e) => e,
@@ -657,6 +756,11 @@ mod tests {
             (Some(0), None, false)
         );
         assert_eq!(ok.usage.cpu_user_ns, 3_000);
+        // Only the fields the kernel has: storage bytes yes, call counters not.
+        assert_eq!(ok.activity.write_bytes, Some(4096));
+        assert_eq!(ok.activity.read_chars, None);
+        assert_eq!(ok.activity.minor_faults, Some(7));
+        assert_eq!(ok.activity.involuntary_switches, Some(2));
         assert_eq!(ok.usage.cpu_system_ns, 1_000);
         assert_eq!(ok.usage.peak_rss_bytes, 10 * page_size());
         let three = mk(3 << 8);
@@ -707,11 +811,11 @@ mod tests {
             let mut out = bytes_of(&header(kind::EXIT, 0, HEADER + EXIT_TAIL));
             out.extend(bytes_of(&ExitTail {
                 exit_status: 0,
-                _pad0: 0,
                 utime_ns: 3,
                 stime_ns: 1,
                 runtime_ns: 4_000,
                 maxrss_pages: 10,
+                ..Default::default()
             }));
             out
         };

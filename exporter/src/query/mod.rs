@@ -25,6 +25,7 @@ pub const QUERIES: &[(&str, &str)] = &[
     ("durations", include_str!("sql/durations.sql")),
     ("cpu", include_str!("sql/cpu.sql")),
     ("memory", include_str!("sql/memory.sql")),
+    ("io", include_str!("sql/io.sql")),
     ("failures", include_str!("sql/failures.sql")),
     ("processes", include_str!("sql/processes.sql")),
     ("tree", include_str!("sql/tree.sql")),

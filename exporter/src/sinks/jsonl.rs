@@ -83,6 +83,8 @@ enum BodyLine<'a> {
         cpu_user_ns: u64,
         cpu_system_ns: u64,
         peak_rss_bytes: u64,
+        #[serde(flatten)]
+        activity: crate::capture::decode::Activity,
     },
 }
 
@@ -189,6 +191,7 @@ impl JsonlSink {
                 cpu_user_ns: x.usage.cpu_user_ns,
                 cpu_system_ns: x.usage.cpu_system_ns,
                 peak_rss_bytes: x.usage.peak_rss_bytes,
+                activity: x.activity,
             },
         };
         let unix = self.clock.unix_ns(c.ktime_ns);

@@ -82,6 +82,17 @@ pub const LATER_COLUMNS: &[&str] = &[
     "cpu_system_s",
     "peak_rss_bytes",
     "step_key",
+    "read_chars",
+    "write_chars",
+    "read_calls",
+    "write_calls",
+    "read_bytes",
+    "write_bytes",
+    "cancelled_write_bytes",
+    "minor_faults",
+    "major_faults",
+    "voluntary_switches",
+    "involuntary_switches",
 ];
 
 pub fn processes_schema() -> SchemaRef {
@@ -109,6 +120,18 @@ pub fn processes_schema() -> SchemaRef {
         Field::new("cpu_user_s", DataType::Float64, true),
         Field::new("cpu_system_s", DataType::Float64, true),
         Field::new("peak_rss_bytes", DataType::Int64, true),
+        // I/O, page faults and context switches (null where not measured or not in the kernel).
+        Field::new("read_chars", DataType::Int64, true),
+        Field::new("write_chars", DataType::Int64, true),
+        Field::new("read_calls", DataType::Int64, true),
+        Field::new("write_calls", DataType::Int64, true),
+        Field::new("read_bytes", DataType::Int64, true),
+        Field::new("write_bytes", DataType::Int64, true),
+        Field::new("cancelled_write_bytes", DataType::Int64, true),
+        Field::new("minor_faults", DataType::Int64, true),
+        Field::new("major_faults", DataType::Int64, true),
+        Field::new("voluntary_switches", DataType::Int64, true),
+        Field::new("involuntary_switches", DataType::Int64, true),
         Field::new("trace_id", DataType::Utf8, false),
         Field::new("span_id", DataType::Utf8, false),
         Field::new("parent_span_id", DataType::Utf8, true),
@@ -254,6 +277,8 @@ struct ProcessColumns {
     cpu_user_s: Float64Builder,
     cpu_system_s: Float64Builder,
     peak_rss_bytes: Int64Builder,
+    /// One per [`crate::capture::decode::Activity::FIELDS`] name, in that order.
+    activity: [Int64Builder; 11],
     trace_id: StringBuilder,
     span_id: StringBuilder,
     parent_span_id: StringBuilder,
@@ -304,6 +329,10 @@ impl ProcessColumns {
             .append_option(usage.map(|u| u.cpu_system_ns as f64 / 1e9));
         self.peak_rss_bytes
             .append_option(usage.map(|u| u.peak_rss_bytes as i64));
+        let activity = exit.map(|x| x.activity).unwrap_or_default().values();
+        for (column, value) in self.activity.iter_mut().zip(activity) {
+            column.append_option(value.map(|v| v as i64));
+        }
         self.trace_id
             .append_value(format!("{:032x}", p.span.trace_id));
         self.span_id
@@ -314,7 +343,7 @@ impl ProcessColumns {
     }
 
     fn finish(&mut self, schema: &SchemaRef) -> Result<RecordBatch, arrow_schema::ArrowError> {
-        let columns: Vec<ArrayRef> = vec![
+        let mut columns: Vec<ArrayRef> = vec![
             Arc::new(self.run_id.finish()),
             Arc::new(self.pid.finish()),
             Arc::new(self.ppid.finish()),
@@ -337,10 +366,17 @@ impl ProcessColumns {
             Arc::new(self.cpu_user_s.finish()),
             Arc::new(self.cpu_system_s.finish()),
             Arc::new(self.peak_rss_bytes.finish()),
-            Arc::new(self.trace_id.finish()),
+        ];
+        columns.extend(
+            self.activity
+                .iter_mut()
+                .map(|c| Arc::new(c.finish()) as ArrayRef),
+        );
+        columns.extend([
+            Arc::new(self.trace_id.finish()) as ArrayRef,
             Arc::new(self.span_id.finish()),
             Arc::new(self.parent_span_id.finish()),
-        ];
+        ]);
         self.rows = 0;
         RecordBatch::try_new(schema.clone(), columns)
     }

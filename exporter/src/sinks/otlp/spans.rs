@@ -185,6 +185,18 @@ impl SpanFactory {
                     "pipetrace.process.memory.peak",
                     usage.peak_rss_bytes as i64,
                 ));
+                // I/O, faults and switches: only what the kernel measured (no made-up zeros).
+                for (field, value) in crate::capture::decode::Activity::FIELDS
+                    .iter()
+                    .zip(exit.activity.values())
+                {
+                    if let Some(v) = value {
+                        attrs.push(KeyValue::new(
+                            format!("pipetrace.process.{field}"),
+                            v as i64,
+                        ));
+                    }
+                }
                 if let Some(code) = exit.code() {
                     attrs.push(KeyValue::new("process.exit.code", i64::from(code)));
                     if code != 0 {

@@ -1,0 +1,162 @@
+//! I/O, page faults and context switches measured by the kernel at exit, checked against
+//! independent measurements: what `dd` was told to write (with O_DIRECT, and buffered with
+//! fsync), a file read back after the page cache was dropped, and `/usr/bin/time -v`'s
+//! getrusage for faults and switches (root, real processes).
+
+use pipetrace_tests::{Proc, real_python, require_root, trace_with};
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// A counter of the process's exit record (it must be there: this kernel has the field).
+fn counter(p: &Proc, key: &str) -> f64 {
+    let exit = p.exit.as_ref().expect("exit record");
+    exit[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{key} in {exit}")) as f64
+}
+
+fn within(measured: f64, expected: f64, share: f64, what: &str) {
+    assert!(
+        (measured - expected).abs() <= expected * share,
+        "{what}: {measured} vs {expected} (more than {} % apart)",
+        share * 100.0
+    );
+}
+
+#[test]
+fn bytes_written_and_read_at_the_storage_layer_are_the_files() {
+    require_root!();
+    // On disk (the target directory), not tmpfs: O_DIRECT and writeback need a block device.
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let direct = dir.path().join("direct");
+    let synced = dir.path().join("synced");
+    let script = format!(
+        "dd if=/dev/zero of={d} bs=1M count=64 oflag=direct status=none\n\
+         dd if=/dev/zero of={s} bs=1M count=32 conv=fsync status=none\n\
+         sync; echo 3 > /proc/sys/vm/drop_caches\n\
+         cat {d} > /dev/null\n",
+        d = direct.display(),
+        s = synced.display()
+    );
+    let t = trace_with(&[], &[], &["/bin/sh", "-c", &script]);
+    assert_eq!(t.status, 0, "{}", t.stderr);
+    let dd = t.by_comm("dd");
+    assert_eq!(dd.len(), 2);
+    let (direct_dd, synced_dd) = if dd[0].argv().iter().any(|a| a.contains("direct")) {
+        (&dd[0], &dd[1])
+    } else {
+        (&dd[1], &dd[0])
+    };
+    within(
+        counter(direct_dd, "write_bytes"),
+        64.0 * MIB,
+        0.05,
+        "dd oflag=direct write_bytes",
+    );
+    within(
+        counter(synced_dd, "write_bytes"),
+        32.0 * MIB,
+        0.05,
+        "dd conv=fsync write_bytes",
+    );
+    assert!(counter(direct_dd, "write_chars") >= 64.0 * MIB);
+    // 64 writes of 1 MiB (plus dd's own few).
+    assert!((64.0..80.0).contains(&counter(direct_dd, "write_calls")));
+    let cat = &t.by_comm("cat")[0];
+    within(
+        counter(cat, "read_bytes"),
+        64.0 * MIB,
+        0.05,
+        "cat after drop_caches read_bytes",
+    );
+    // The shell's own: not its children's (the kernel's per-process total would include every
+    // child it reaped).
+    let sh = t.root();
+    assert!(counter(&sh, "write_bytes") < 4.0 * MIB, "{:?}", sh.exit);
+    assert!(counter(&sh, "read_bytes") < 8.0 * MIB, "{:?}", sh.exit);
+}
+
+/// `Minor (reclaiming a frame) page faults: 123` → 123.
+fn time_v(report: &str, label: &str) -> f64 {
+    report
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(label))
+        .and_then(|rest| rest.trim_start_matches(':').trim().parse().ok())
+        .unwrap_or_else(|| panic!("{label} in {report}"))
+}
+
+#[test]
+fn faults_and_switches_agree_with_getrusage_and_count_every_thread() {
+    require_root!();
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let report = dir.path().join("time.txt");
+    let out = dir.path().join("thread.out");
+    let python = real_python();
+    // 64 MiB touched page by page (minor faults), 40 sleeps (voluntary switches), and 8 MiB
+    // written by a second thread that exits before the process does.
+    let body = format!(
+        "import threading, time, os\n\
+         x = bytearray(64 << 20)\n\
+         for i in range(0, len(x), 4096): x[i] = 1\n\
+         for _ in range(40): time.sleep(0.002)\n\
+         def write():\n    f = open('{}', 'wb'); f.write(b'y' * (8 << 20)); f.flush(); os.fsync(f.fileno()); f.close()\n\
+         t = threading.Thread(target=write); t.start(); t.join()\n",
+        out.display()
+    );
+    let t = trace_with(
+        &[],
+        &[],
+        &[
+            "/usr/bin/time",
+            "-v",
+            "-o",
+            report.to_str().unwrap(),
+            python.as_str(),
+            "-c",
+            &body,
+        ],
+    );
+    assert_eq!(t.status, 0, "{}", t.stderr);
+    let report = std::fs::read_to_string(&report).unwrap();
+    let procs = t.processes();
+    let py = procs
+        .iter()
+        .find(|p| p.comm().starts_with("python"))
+        .unwrap_or_else(|| panic!("python in {procs:#?}"));
+    let close = |ours: f64, theirs: f64, what: &str| {
+        assert!(
+            (ours - theirs).abs() <= (theirs * 0.10).max(3.0),
+            "{what}: ours {ours}, /usr/bin/time {theirs}"
+        );
+    };
+    close(
+        counter(py, "minor_faults"),
+        time_v(&report, "Minor (reclaiming a frame) page faults"),
+        "minor faults",
+    );
+    close(
+        counter(py, "major_faults"),
+        time_v(&report, "Major (requiring I/O) page faults"),
+        "major faults",
+    );
+    close(
+        counter(py, "voluntary_switches"),
+        time_v(&report, "Voluntary context switches"),
+        "voluntary switches",
+    );
+    close(
+        counter(py, "involuntary_switches"),
+        time_v(&report, "Involuntary context switches"),
+        "involuntary switches",
+    );
+    assert!(counter(py, "minor_faults") >= 16384.0, "64 MiB touched");
+    assert!(counter(py, "voluntary_switches") >= 40.0);
+    // The thread's writes are the process's.
+    assert!(counter(py, "write_chars") >= 8.0 * MIB);
+    within(
+        counter(py, "write_bytes"),
+        8.0 * MIB,
+        0.05,
+        "thread's fsynced write_bytes",
+    );
+}
