@@ -244,6 +244,13 @@ pub struct SampleTail {
     pub dead_runtime_ns: u64,
     /// Resident pages of the thread's mm now (file + anon + shmem); 0 without an mm.
     pub rss_pages: u64,
+    /// [`present`] bits: which I/O fields the kernel has.
+    pub present: u32,
+    pub _pad0: u32,
+    /// This thread's I/O, faults and switches so far.
+    pub activity: Activity,
+    /// The group's threads that already exited: the same in every thread.
+    pub dead_activity: Activity,
 }
 
 #[repr(C)]
@@ -428,7 +435,7 @@ const _: () = {
     assert!(core::mem::size_of::<TrackState>() == 16);
     assert!(core::mem::size_of::<CaptureConfig>() == 48);
     assert!(core::mem::size_of::<MemoryRecord>() == 96);
-    assert!(core::mem::size_of::<SampleRecord>() == 144);
+    assert!(core::mem::size_of::<SampleRecord>() == 328);
     assert!(core::mem::size_of::<SampleEndRecord>() == 88);
     assert!(core::mem::size_of::<KernelOffsets>() == 55 * 4);
     assert!(3 * PATH_MAX <= EXEC_DATA_SPAN);

@@ -1,21 +1,20 @@
 //! Periodic samples of live traced processes: a task iterator (`iter/task`) that the agent runs
 //! once per sampling interval. It visits every thread on the host; each thread of a traced,
-//! visible process sends its CPU time so far, its group's exited threads' totals and its mm's
-//! RSS. The agent sums the threads of a process over one round; the iterator's final call
+//! visible process sends its CPU time, I/O, faults and switches so far, its group's exited
+//! threads' totals and its mm's RSS. The agent sums the threads of a process over one round; the iterator's final call
 //! (no task) closes the round. Runs in the agent's context: everything is read from the task.
 
 use core::ffi::c_void;
 
 use aya_ebpf::helpers::generated::bpf_ktime_get_ns;
 use exporter_common::{
-    PF_KTHREAD, RecordHeader, SampleEndRecord, SampleRecord, SampleTail, counter, flags, kind,
-    track,
+    Activity, PF_KTHREAD, RecordHeader, SampleEndRecord, SampleRecord, counter, flags, kind, track,
 };
 
 use crate::{
     kernel::{
-        process_start, ptr, read, real_parent, resident_pages, task_comm, task_flags, task_pid,
-        task_tgid,
+        activity_present, add_task_activity, process_start, ptr, read, real_parent, resident_pages,
+        set_dead_activity, task_comm, task_flags, task_pid, task_tgid,
     },
     lifecycle::mark_lost,
     maps::{EVENTS, TRACKED, count, off, wakeup_flags},
@@ -61,16 +60,6 @@ pub extern "C" fn sample_tasks(ctx: *mut c_void) -> i32 {
     let signal = ptr(task, off!(task_signal));
     let of_signal = |offset: u64| read::<u64>(signal, offset).unwrap_or(0);
     let of_task = |offset: u64| read::<u64>(task, offset).unwrap_or(0);
-    let tail = SampleTail {
-        session,
-        utime_ns: of_task(off!(task_utime)),
-        stime_ns: of_task(off!(task_stime)),
-        runtime_ns: of_task(off!(task_sum_exec_runtime)),
-        dead_utime_ns: of_signal(off!(signal_utime)),
-        dead_stime_ns: of_signal(off!(signal_stime)),
-        dead_runtime_ns: of_signal(off!(signal_sum_sched_runtime)),
-        rss_pages: resident_pages(ptr(task, off!(task_mm))),
-    };
     let Some(mut entry) = EVENTS.reserve::<SampleRecord>(0) else {
         count(counter::RING_FULL);
         mark_lost(tgid);
@@ -86,7 +75,25 @@ pub extern "C" fn sample_tasks(ctx: *mut c_void) -> i32 {
     h.tree_ppid = tree_ppid;
     h.start_ns = process_start(task);
     h.comm = task_comm(task);
-    entry.write(SampleRecord { header: h, tail });
+    let rec = entry.as_mut_ptr();
+    // Field by field into the ring buffer: the record is too large for the stack.
+    unsafe {
+        (*rec).header = h;
+        let tail = &mut (*rec).tail;
+        tail.session = session;
+        tail.utime_ns = of_task(off!(task_utime));
+        tail.stime_ns = of_task(off!(task_stime));
+        tail.runtime_ns = of_task(off!(task_sum_exec_runtime));
+        tail.dead_utime_ns = of_signal(off!(signal_utime));
+        tail.dead_stime_ns = of_signal(off!(signal_stime));
+        tail.dead_runtime_ns = of_signal(off!(signal_sum_sched_runtime));
+        tail.rss_pages = resident_pages(ptr(task, off!(task_mm)));
+        tail.present = activity_present();
+        tail._pad0 = 0;
+        tail.activity = Activity::default();
+        add_task_activity(&mut tail.activity, task);
+        set_dead_activity(&mut tail.dead_activity, task, tgid);
+    }
     entry.submit(wakeup_flags());
     count(counter::EMITTED);
     0

@@ -160,3 +160,54 @@ fn faults_and_switches_agree_with_getrusage_and_count_every_thread() {
         "thread's fsynced write_bytes",
     );
 }
+
+#[test]
+fn live_samples_carry_io_so_far_including_exited_threads() {
+    require_root!();
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let out = dir.path().join("live.out");
+    let python = real_python();
+    // A thread writes 16 MiB (fsynced) and exits; the process then idles for 1.5 s, sampled
+    // every 200 ms meanwhile.
+    let body = format!(
+        "import threading, time, os\n\
+         def write():\n    f = open('{}', 'wb'); f.write(b'z' * (16 << 20)); f.flush(); os.fsync(f.fileno()); f.close()\n\
+         t = threading.Thread(target=write); t.start(); t.join()\n\
+         print('written', flush=True)\n\
+         time.sleep(1.5)\n",
+        out.display()
+    );
+    let t = trace_with(
+        &[("PIPETRACE_CAPTURE__SAMPLE_INTERVAL", "200ms")],
+        &[],
+        &[python.as_str(), "-c", &body],
+    );
+    assert_eq!(t.status, 0, "{}", t.stderr);
+    let samples: Vec<&serde_json::Value> =
+        t.events.iter().filter(|e| e["kind"] == "sample").collect();
+    assert!(samples.len() >= 3, "{samples:#?}");
+    // The last samples come after the writing thread exited: its I/O stays the process's.
+    let last = samples.last().unwrap();
+    let written = last["write_bytes"].as_u64().unwrap() as f64;
+    within(
+        written,
+        16.0 * MIB,
+        0.05,
+        "write_bytes in the last live sample",
+    );
+    assert!(last["write_chars"].as_u64().unwrap() >= 16 << 20);
+    assert!(last["minor_faults"].as_u64().unwrap() > 0);
+    // Counters only grow from sample to sample, and the exit's totals are not below them.
+    for pair in samples.windows(2) {
+        for key in ["write_chars", "minor_faults", "voluntary_switches"] {
+            assert!(
+                pair[1][key].as_u64() >= pair[0][key].as_u64(),
+                "{key}: {} then {}",
+                pair[0][key],
+                pair[1][key]
+            );
+        }
+    }
+    let exit = t.processes()[0].exit.clone().unwrap();
+    assert!(exit["write_chars"].as_u64() >= last["write_chars"].as_u64());
+}

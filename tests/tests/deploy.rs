@@ -358,7 +358,12 @@ fn substitute(expr: &str, scrape_s: u64) -> String {
 }
 
 /// Label names the dashboards use; every other `pipetrace_*` / `process_*` word is a metric.
-const LABELS: [&str; 2] = ["process_executable_name", "process_pid"];
+const LABELS: [&str; 4] = [
+    "process_executable_name",
+    "process_pid",
+    "process_paging_fault_type",
+    "process_context_switch_type",
+];
 
 fn metric_names(expr: &str) -> BTreeSet<String> {
     expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))

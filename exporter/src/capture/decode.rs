@@ -286,6 +286,8 @@ pub struct Sample {
     pub rss_bytes: u64,
     /// Live threads.
     pub threads: u32,
+    /// The group's I/O, faults and switches so far (threads that exited included).
+    pub activity: Activity,
 }
 
 impl Sample {
@@ -396,6 +398,25 @@ fn split_argv(bytes: &[u8]) -> Vec<String> {
         .collect()
 }
 
+/// The 11 counters of an [`exporter_common::Activity`] at byte `at` (bounds checked by the
+/// caller's length check).
+fn kernel_activity(record: &[u8], at: usize) -> exporter_common::Activity {
+    let c = |i: usize| u64_at(record, at + 8 * i);
+    exporter_common::Activity {
+        rchar: c(0),
+        wchar: c(1),
+        syscr: c(2),
+        syscw: c(3),
+        read_bytes: c(4),
+        write_bytes: c(5),
+        cancelled_write_bytes: c(6),
+        min_flt: c(7),
+        maj_flt: c(8),
+        nvcsw: c(9),
+        nivcsw: c(10),
+    }
+}
+
 pub fn decode(record: &[u8]) -> Result<Event, DecodeError> {
     if record.len() < HEADER {
         return Err(DecodeError::Short {
@@ -456,6 +477,10 @@ pub fn decode(record: &[u8]) -> Result<Event, DecodeError> {
                 dead_stime_ns: at(5),
                 dead_runtime_ns: at(6),
                 rss_pages: at(7),
+                present: u32_at(record, HEADER + 64),
+                _pad0: 0,
+                activity: kernel_activity(record, HEADER + 72),
+                dead_activity: kernel_activity(record, HEADER + 72 + 88),
             })
         }
         kind::SAMPLE_END => {
@@ -465,20 +490,7 @@ pub fn decode(record: &[u8]) -> Result<Event, DecodeError> {
         kind::EXIT => {
             need(HEADER + EXIT_TAIL)?;
             let t = HEADER;
-            let counters: Vec<u64> = (0..11).map(|i| u64_at(record, t + 40 + 8 * i)).collect();
-            let kernel = exporter_common::Activity {
-                rchar: counters[0],
-                wchar: counters[1],
-                syscr: counters[2],
-                syscw: counters[3],
-                read_bytes: counters[4],
-                write_bytes: counters[5],
-                cancelled_write_bytes: counters[6],
-                min_flt: counters[7],
-                maj_flt: counters[8],
-                nvcsw: counters[9],
-                nivcsw: counters[10],
-            };
+            let kernel = kernel_activity(record, t + 40);
             Body::Exit(Exit {
                 status: u32_at(record, t),
                 usage: Usage::from_kernel(
@@ -709,6 +721,17 @@ mod tests {
             dead_stime_ns: 5,
             dead_runtime_ns: 6,
             rss_pages: 8,
+            present: exporter_common::present::IO_CHARS,
+            _pad0: 0,
+            activity: exporter_common::Activity {
+                rchar: 9,
+                nvcsw: 10,
+                ..Default::default()
+            },
+            dead_activity: exporter_common::Activity {
+                min_flt: 11,
+                ..Default::default()
+            },
         };
         let rec = SampleRecord {
             header: header(kind::SAMPLE, 0, size),
@@ -836,6 +859,7 @@ mod tests {
                 dead_stime_ns: 0,
                 dead_runtime_ns: 0,
                 rss_pages: 1,
+                ..Default::default()
             },
         });
         let sample_end = bytes_of(&SampleEndRecord {

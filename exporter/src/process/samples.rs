@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use crate::capture::decode::{ThreadSample, Usage, page_size};
+use crate::capture::decode::{Activity, ThreadSample, Usage, page_size};
 
 /// One process's threads in a round.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -17,6 +17,11 @@ pub struct ProcessRound {
     dead: (u64, u64, u64),
     pub rss_bytes: u64,
     pub threads: u32,
+    /// The live threads' own I/O, faults and switches, summed; the exited threads' (the same
+    /// in every thread's record, taken once); which I/O fields the kernel has.
+    activity: exporter_common::Activity,
+    dead_activity: exporter_common::Activity,
+    present: u32,
 }
 
 impl ProcessRound {
@@ -28,6 +33,11 @@ impl ProcessRound {
             self.runtime_ns + self.dead.2,
             0,
         )
+    }
+
+    /// I/O, faults and switches of the whole group so far.
+    pub fn activity(&self) -> Activity {
+        Activity::from_kernel(&self.activity.plus(&self.dead_activity), self.present)
     }
 }
 
@@ -65,6 +75,9 @@ impl Round {
         // Threads share the mm; an exited leader has none and reports 0.
         p.rss_bytes = p.rss_bytes.max(t.rss_pages.saturating_mul(page_size()));
         p.threads += 1;
+        p.activity = p.activity.plus(&t.activity);
+        p.dead_activity = t.dead_activity;
+        p.present = t.present;
     }
 
     /// Ends round `session`: its processes, by tgid (empty when the session's records were
@@ -94,6 +107,17 @@ mod tests {
             dead_stime_ns: 0,
             dead_runtime_ns,
             rss_pages,
+            present: exporter_common::present::IO_CHARS,
+            // I/O in step with CPU, to check it adds up the same way.
+            activity: exporter_common::Activity {
+                wchar: runtime_ns,
+                ..Default::default()
+            },
+            dead_activity: exporter_common::Activity {
+                wchar: dead_runtime_ns,
+                ..Default::default()
+            },
+            ..Default::default()
         }
     }
 
@@ -108,6 +132,9 @@ mod tests {
         let (tgid, p) = done[0];
         assert_eq!((tgid, p.threads, p.rss_bytes), (10, 2, page_size()));
         assert_eq!(p.usage().cpu_ns(), 550);
+        assert_eq!(p.activity().write_chars, Some(550));
+        // Not in this kernel (no IO_BYTES bit): null, not zero.
+        assert_eq!(p.activity().write_bytes, None);
         assert_eq!(done[1].1.usage().cpu_ns(), 7);
     }
 

@@ -455,6 +455,7 @@ impl Tracker {
                 cpu_system_ns: usage.cpu_system_ns,
                 rss_bytes: round.rss_bytes,
                 threads: round.threads,
+                activity: round.activity(),
             };
             p.last_sample = Some(sample);
             self.totals.samples += 1;
@@ -942,6 +943,7 @@ mod tests {
                 dead_stime_ns: 0,
                 dead_runtime_ns: 0,
                 rss_pages: 1,
+                ..Default::default()
             }),
         };
         assert!(t.apply(thread(10, 4, 400)).is_none());

@@ -55,6 +55,8 @@ enum BodyLine<'a> {
         cpu_system_ns: u64,
         rss_bytes: u64,
         threads: u32,
+        #[serde(flatten)]
+        activity: crate::capture::decode::Activity,
     },
     Memory {
         rss_bytes: u64,
@@ -166,6 +168,7 @@ impl JsonlSink {
                 cpu_system_ns: x.cpu_system_ns,
                 rss_bytes: x.rss_bytes,
                 threads: x.threads,
+                activity: x.activity,
             },
             Body::Memory(m) => BodyLine::Memory {
                 rss_bytes: m.rss_bytes,

@@ -67,6 +67,12 @@ pub struct Executable {
     /// from before the agent) by status, and their durations.
     pub runs: Counts,
     pub run_duration: Histogram,
+    /// Ended processes' totals at exit: storage bytes by direction (read, write), page faults
+    /// by type (major, minor), context switches by type (voluntary, involuntary). Only what
+    /// the kernel measured is added.
+    pub disk_io: Counts,
+    pub paging_faults: Counts,
+    pub context_switches: Counts,
 }
 
 /// The agent's own counters, refreshed by whoever owns them.
@@ -230,6 +236,27 @@ impl Aggregates {
             e.cpu_user_s += exit.usage.cpu_user_ns as f64 / 1e9 - banked.0;
             e.cpu_system_s += exit.usage.cpu_system_ns as f64 / 1e9 - banked.1;
             e.peak_rss_bytes = e.peak_rss_bytes.max(exit.usage.peak_rss_bytes);
+            let a = exit.activity;
+            let mut add =
+                |counts: fn(&mut Executable) -> &mut Counts, label, value: Option<u64>| {
+                    if let Some(v) = value {
+                        *counts(e).entry(label).or_default() += v;
+                    }
+                };
+            add(|e| &mut e.disk_io, "read", a.read_bytes);
+            add(|e| &mut e.disk_io, "write", a.write_bytes);
+            add(|e| &mut e.paging_faults, "major", a.major_faults);
+            add(|e| &mut e.paging_faults, "minor", a.minor_faults);
+            add(
+                |e| &mut e.context_switches,
+                "voluntary",
+                a.voluntary_switches,
+            );
+            add(
+                |e| &mut e.context_switches,
+                "involuntary",
+                a.involuntary_switches,
+            );
         } else {
             // No final totals (exit lost, still running): its time so far stays counted.
             e.cpu_user_s += so_far.0 - banked.0;
@@ -356,6 +383,7 @@ mod tests {
             cpu_system_ns: 0,
             rss_bytes,
             threads: 1,
+            activity: Default::default(),
         };
         let cpu = |a: &Aggregates, exe: &str| {
             a.cpu_series()

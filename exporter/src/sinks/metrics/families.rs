@@ -236,6 +236,41 @@ pub const FAMILIES: &[Family] = &[
         points: |s| counts(s.aggregates, "direction", |e| &e.memory_events),
     },
     Family {
+        otlp: Some("process.disk.io"),
+        prometheus: Some("process_disk_io_bytes_total"),
+        unit: "By",
+        help: "Bytes ended processes read from and wrote to the storage layer, by executable and direction.",
+        kind: Kind::Counter,
+        needs_spans: false,
+        points: |s| counts(s.aggregates, "disk.io.direction", |e| &e.disk_io),
+    },
+    Family {
+        otlp: Some("process.paging.faults"),
+        prometheus: Some("process_paging_faults_total"),
+        unit: "{fault}",
+        help: "Page faults of ended processes, by executable and type (major: waited for I/O).",
+        kind: Kind::Counter,
+        needs_spans: false,
+        points: |s| {
+            counts(s.aggregates, "process.paging.fault_type", |e| {
+                &e.paging_faults
+            })
+        },
+    },
+    Family {
+        otlp: Some("process.context_switches"),
+        prometheus: Some("process_context_switches_total"),
+        unit: "{context_switch}",
+        help: "Context switches of ended processes, by executable and type.",
+        kind: Kind::Counter,
+        needs_spans: false,
+        points: |s| {
+            counts(s.aggregates, "process.context_switch_type", |e| {
+                &e.context_switches
+            })
+        },
+    },
+    Family {
         otlp: Some("pipetrace.runs"),
         prometheus: Some("pipetrace_runs_total"),
         unit: "{run}",
@@ -361,6 +396,7 @@ mod tests {
             cpu_system_ns: 1,
             rss_bytes: 4096,
             threads: 1,
+            activity: Default::default(),
         };
         a.sample(&p, &sample, 1);
         let memory = Memory {
@@ -368,10 +404,17 @@ mod tests {
             previous_bytes: 4096,
         };
         a.memory_changed(&p, &memory);
-        a.record(
-            &t.apply(Event::sample(10, Body::Exit(Exit::from_status(9))))
-                .unwrap(),
-        );
+        let mut exit = Exit::from_status(9);
+        exit.activity = crate::capture::decode::Activity {
+            read_bytes: Some(4096),
+            write_bytes: Some(8192),
+            minor_faults: Some(30),
+            major_faults: Some(1),
+            voluntary_switches: Some(5),
+            involuntary_switches: Some(2),
+            ..Default::default()
+        };
+        a.record(&t.apply(Event::sample(10, Body::Exit(exit))).unwrap());
         let spans = SpanStats::default();
         let sources = Sources {
             aggregates: &a,
