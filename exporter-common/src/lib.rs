@@ -157,6 +157,9 @@ pub mod present {
     pub const IO_CHARS: u32 = 1;
     /// `read_bytes`, `write_bytes`, `cancelled_write_bytes`.
     pub const IO_BYTES: u32 = 2;
+    /// Not an I/O field: on an exit record, the process was chosen by the OOM killer
+    /// (`signal->oom_mm` set by `mark_oom_victim`, where `oom:mark_victim` fires).
+    pub const OOM_VICTIM: u32 = 4;
 }
 
 /// A [`KernelOffsets`] field of a member this kernel does not have.
@@ -419,6 +422,8 @@ pub struct KernelOffsets {
     pub signal_maj_flt: u32,
     pub signal_nvcsw: u32,
     pub signal_nivcsw: u32,
+    /// `signal_struct.oom_mm` ([`ABSENT`] on kernels without it).
+    pub signal_oom_mm: u32,
 }
 
 /// `task_struct.flags` bit of kernel threads.
@@ -437,7 +442,7 @@ const _: () = {
     assert!(core::mem::size_of::<MemoryRecord>() == 96);
     assert!(core::mem::size_of::<SampleRecord>() == 328);
     assert!(core::mem::size_of::<SampleEndRecord>() == 88);
-    assert!(core::mem::size_of::<KernelOffsets>() == 55 * 4);
+    assert!(core::mem::size_of::<KernelOffsets>() == 56 * 4);
     assert!(3 * PATH_MAX <= EXEC_DATA_SPAN);
     assert!(NAME_MAX <= ARGV_MAX && PATH_MAX <= ARGV_MAX);
     assert!(EXEC_DATA_SPAN.is_power_of_two());

@@ -180,6 +180,14 @@ pub fn add_dead_thread_io(task: u64, tgid: u32) {
     }
 }
 
+/// Was the task's process chosen by the OOM killer? (`signal->oom_mm`, set when it was marked
+/// as the victim, stays until the signal struct is freed.)
+#[inline(always)]
+pub fn oom_victim(task: u64) -> bool {
+    let offset = off!(signal_oom_mm);
+    offset as u32 != ABSENT && ptr(ptr(task, off!(task_signal)), offset) != 0
+}
+
 /// Which I/O fields this kernel has ([`present`] bits).
 #[inline(always)]
 pub fn activity_present() -> u32 {

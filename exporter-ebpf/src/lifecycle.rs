@@ -19,8 +19,8 @@ use exporter_common::{
 use crate::{
     kernel::{
         ExitPending, activity_present, add_dead_thread_io, add_task_activity, exit_code,
-        exit_pending, group_cpu, live_threads, process_start, ptr, real_parent, set_dead_activity,
-        task_comm, task_flags, task_pid, task_tgid,
+        exit_pending, group_cpu, live_threads, oom_victim, process_start, ptr, real_parent,
+        set_dead_activity, task_comm, task_flags, task_pid, task_tgid,
     },
     maps::{
         DEAD_THREAD_IO, DENY_COMMS, EVENTS, EXEC_SCRATCH, EXITING, MEMORY, ROOT_COMMS, TRACKED,
@@ -511,7 +511,12 @@ fn emit_exit(
     unsafe {
         (*rec).header = header;
         (*rec).tail.exit_status = exit_code(task);
-        (*rec).tail.present = activity_present();
+        (*rec).tail.present = activity_present()
+            | if oom_victim(task) {
+                exporter_common::present::OOM_VICTIM
+            } else {
+                0
+            };
         (*rec).tail.utime_ns = utime_ns;
         (*rec).tail.stime_ns = stime_ns;
         (*rec).tail.runtime_ns = runtime_ns;

@@ -125,6 +125,7 @@ pub static OFFSETS: KernelOffsets = KernelOffsets {
     signal_maj_flt: 0,
     signal_nvcsw: 0,
     signal_nivcsw: 0,
+    signal_oom_mm: exporter_common::ABSENT,
 };
 
 /// Overwritten by the agent.

@@ -18,6 +18,20 @@ pub struct Engine {
     child: Child,
     dir: tempfile::TempDir,
     socket: PathBuf,
+    /// The engine's cgroups (`docker` in each v1 hierarchy) that existed before it started:
+    /// the others are its own, removed when it stops.
+    cgroups_before: Vec<PathBuf>,
+}
+
+/// `docker` cgroups in the v1 hierarchies (the cgroupfs driver makes them and leaves them).
+pub fn docker_cgroups() -> Vec<PathBuf> {
+    std::fs::read_dir("/sys/fs/cgroup")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|h| h.path().join("docker"))
+        .filter(|d| d.is_dir())
+        .collect()
 }
 
 impl Engine {
@@ -26,6 +40,7 @@ impl Engine {
         let socket = dir.path().join("docker.sock");
         let log = std::fs::File::create(dir.path().join("dockerd.log")).unwrap();
         std::fs::create_dir_all(DATA_ROOT).unwrap();
+        let cgroups_before = docker_cgroups();
         let child = Command::new("dockerd")
             .arg("--data-root")
             .arg(DATA_ROOT)
@@ -40,7 +55,12 @@ impl Engine {
             .stderr(log)
             .spawn()
             .expect("dockerd (Debian docker.io, installed by scripts/setup)");
-        let engine = Self { child, dir, socket };
+        let engine = Self {
+            child,
+            dir,
+            socket,
+            cgroups_before,
+        };
         let deadline = Instant::now() + Duration::from_secs(60);
         while !engine
             .docker()
@@ -116,6 +136,17 @@ pub fn mounts_under(dir: &Path) -> Vec<String> {
         .collect()
 }
 
+/// Removes an empty cgroup and its empty children (`buildkit`, containers'), deepest first:
+/// a cgroup directory goes with `rmdir`, not by deleting its files.
+fn remove_cgroup_tree(dir: &Path) {
+    for child in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if child.file_type().is_ok_and(|t| t.is_dir()) {
+            remove_cgroup_tree(&child.path());
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
+}
+
 impl Drop for Engine {
     fn drop(&mut self) {
         // SAFETY: kill(2) on our own child.
@@ -126,6 +157,11 @@ impl Drop for Engine {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        for cgroup in docker_cgroups() {
+            if !self.cgroups_before.contains(&cgroup) {
+                remove_cgroup_tree(&cgroup);
+            }
+        }
         // What a killed engine would leave mounted.
         for dir in [self.exec_root(), PathBuf::from(DATA_ROOT)] {
             for m in mounts_under(&dir).into_iter().rev() {

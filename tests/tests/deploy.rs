@@ -583,6 +583,7 @@ fn the_compose_stack_comes_up_traces_the_host_and_keeps_its_parquet() {
         "a Docker engine, docker-compose and debootstrap (docker.io, docker-compose and debootstrap: scripts/setup installs them)"
     );
     let network_before = host_network();
+    let cgroups_before = pipetrace_tests::docker::docker_cgroups();
     let engine = Engine::start();
     let id = std::process::id() % 100_000;
     let project = format!("ptc{id}");
@@ -773,6 +774,7 @@ fn the_compose_stack_comes_up_traces_the_host_and_keeps_its_parquet() {
     assert!(mounts_under(&exec_root).is_empty());
     assert!(mounts_under(Path::new(DATA_ROOT)).is_empty());
     assert_eq!(host_network(), network_before);
+    assert_eq!(pipetrace_tests::docker::docker_cgroups(), cgroups_before);
 }
 
 /// Takes the stack down (volumes too) when the test ends, failed assertions included.

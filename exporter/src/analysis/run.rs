@@ -9,6 +9,8 @@ pub enum Status {
     Ok,
     Failed,
     Killed,
+    /// Killed by the OOM killer.
+    OomKilled,
     StillRunning,
     ExitLost,
 }
@@ -19,6 +21,7 @@ impl Status {
             "ok" => Self::Ok,
             "failed" => Self::Failed,
             "killed" => Self::Killed,
+            "oom_killed" => Self::OomKilled,
             "still_running" => Self::StillRunning,
             _ => Self::ExitLost,
         }
@@ -29,13 +32,14 @@ impl Status {
             Self::Ok => "ok",
             Self::Failed => "failed",
             Self::Killed => "killed",
+            Self::OomKilled => "oom_killed",
             Self::StillRunning => "still_running",
             Self::ExitLost => "exit_lost",
         }
     }
 
     pub fn is_failure(self) -> bool {
-        matches!(self, Self::Failed | Self::Killed)
+        matches!(self, Self::Failed | Self::Killed | Self::OomKilled)
     }
 }
 

@@ -33,7 +33,7 @@ impl Summary {
         };
         for (i, p) in run.procs.iter().enumerate() {
             match p.status {
-                Status::Failed | Status::Killed => s.failed += 1,
+                Status::Failed | Status::Killed | Status::OomKilled => s.failed += 1,
                 Status::StillRunning => s.still_running += 1,
                 Status::ExitLost => s.exits_lost += 1,
                 Status::Ok => {}

@@ -355,6 +355,7 @@ impl Btf {
             signal_maj_flt: o("signal_struct", "maj_flt")?,
             signal_nvcsw: o("signal_struct", "nvcsw")?,
             signal_nivcsw: o("signal_struct", "nivcsw")?,
+            signal_oom_mm: opt("signal_struct", "oom_mm")?,
         })
     }
 }

@@ -80,6 +80,8 @@ pub struct Exit {
     pub usage: Usage,
     /// The whole thread group's I/O, page faults and context switches.
     pub activity: Activity,
+    /// The OOM killer chose it (it then dies of SIGKILL).
+    pub oom_killed: bool,
 }
 
 /// I/O, page faults and context switches of a process as the kernel counted them. `None`:
@@ -231,6 +233,7 @@ impl Exit {
             status,
             usage: Usage::default(),
             activity: Activity::default(),
+            oom_killed: false,
         }
     }
 
@@ -500,6 +503,7 @@ pub fn decode(record: &[u8]) -> Result<Event, DecodeError> {
                     u64_at(record, t + 32).saturating_mul(page_size()),
                 ),
                 activity: Activity::from_kernel(&kernel, u32_at(record, t + 4)),
+                oom_killed: u32_at(record, t + 4) & exporter_common::present::OOM_VICTIM != 0,
             })
         }
         kind::EXEC => {

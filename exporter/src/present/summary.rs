@@ -17,8 +17,12 @@ pub struct RunFacts<'a> {
     pub parquet: bool,
 }
 
-/// How one process ended, for a person: `status 3`, `SIGKILL`, `still running`.
+/// How one process ended, for a person: `status 3`, `SIGKILL`, `killed by the OOM killer`,
+/// `still running`.
 pub fn ending(p: &Proc) -> String {
+    if p.status == crate::analysis::run::Status::OomKilled {
+        return "killed by the OOM killer".into();
+    }
     match (p.exit_code, p.signal) {
         (Some(code), _) => format!("status {code}"),
         (None, Some(sig)) => crate::capture::decode::signal_name(sig)

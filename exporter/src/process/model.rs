@@ -85,6 +85,7 @@ impl Process {
     /// `ok`, `failed` (non-zero exit), `killed` (signal), `still_running`, `exit_lost`.
     pub fn status(&self) -> &'static str {
         match self.ending {
+            Some(Ending::Exited(exit)) if exit.oom_killed => "oom_killed",
             Some(Ending::Exited(exit)) if exit.signal().is_some() => "killed",
             Some(Ending::Exited(exit)) if exit.failed() => "failed",
             Some(Ending::Exited(_)) => "ok",

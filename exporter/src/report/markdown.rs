@@ -227,7 +227,7 @@ fn gantt(out: &mut String, run: &RunView, start: i64) {
         let to = ((p.end_ns - start) / 1_000_000).max(from + 1);
         let tag = match p.status {
             Status::Ok => "done, ",
-            Status::Failed | Status::Killed => "crit, ",
+            Status::Failed | Status::Killed | Status::OomKilled => "crit, ",
             Status::StillRunning => "active, ",
             Status::ExitLost => "",
         };

@@ -80,6 +80,8 @@ enum BodyLine<'a> {
         signal: Option<i32>,
         signal_name: Option<&'a str>,
         core_dumped: bool,
+        /// Chosen by the OOM killer.
+        oom_killed: bool,
         status: u32,
         duration_ns: u64,
         cpu_user_ns: u64,
@@ -189,6 +191,7 @@ impl JsonlSink {
                 signal: x.signal(),
                 signal_name: x.signal().and_then(signal_name),
                 core_dumped: x.core_dumped(),
+                oom_killed: x.oom_killed,
                 status: x.status,
                 duration_ns: c.ktime_ns.saturating_sub(c.start_ns),
                 cpu_user_ns: x.usage.cpu_user_ns,

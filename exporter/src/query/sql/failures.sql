@@ -1,8 +1,9 @@
--- Processes that exited non-zero or were killed, with the chain of processes above them.
+-- Processes that exited non-zero or were killed (by the OOM killer: status oom_killed), with
+-- the chain of processes above them.
 WITH RECURSIVE chain(span_id, ancestor_span, path, depth) AS (
     SELECT span_id, parent_span_id, executable_name, 0
     FROM run_processes
-    WHERE status IN ('failed', 'killed')
+    WHERE status IN ('failed', 'killed', 'oom_killed')
     UNION ALL
     SELECT c.span_id, p.parent_span_id, p.executable_name || ' > ' || c.path, c.depth + 1
     FROM chain c
@@ -18,7 +19,10 @@ SELECT
     p.pid,
     p.status,
     p.exit_code,
-    signal_name(p.signal) AS signal,
+    CASE WHEN p.status = 'oom_killed'
+        THEN signal_name(p.signal) || ' (the OOM killer)'
+        ELSE signal_name(p.signal)
+    END AS signal,
     round(p.duration_s, 6) AS duration_s,
     f.parent_chain,
     p.command_line AS command

@@ -20,7 +20,7 @@ totals AS (
         min(start) AS started,
         max("end") AS ended,
         count(*) AS processes,
-        count(*) FILTER (WHERE status IN ('failed', 'killed')) AS failed
+        count(*) FILTER (WHERE status IN ('failed', 'killed', 'oom_killed')) AS failed
     FROM processes
     GROUP BY run_id
 )

@@ -211,8 +211,14 @@ impl SpanFactory {
                     if exit.core_dumped() {
                         attrs.push(KeyValue::new("pipetrace.process.core_dumped", true));
                     }
-                    attrs.push(KeyValue::new("error.type", name.clone()));
-                    status = Status::error(format!("killed by {name}"));
+                    if exit.oom_killed {
+                        attrs.push(KeyValue::new("pipetrace.process.oom_killed", true));
+                        attrs.push(KeyValue::new("error.type", "oom_killed"));
+                        status = Status::error(format!("killed by the OOM killer ({name})"));
+                    } else {
+                        attrs.push(KeyValue::new("error.type", name.clone()));
+                        status = Status::error(format!("killed by {name}"));
+                    }
                 }
             }
             Some(Ending::Lost) => attrs.push(KeyValue::new("pipetrace.process.exit_lost", true)),
