@@ -52,6 +52,10 @@ pub async fn daemon(config: &Config) -> Result<(), AgentError> {
         KernelScope::RootNames(names) => names.clone(),
         _ => Vec::new(),
     };
+    // Before anything starts: a SIGINT or SIGTERM from then on stops the daemon cleanly (one
+    // sent just after the line below used to find the default action and lose the data).
+    let mut sigint = signal(SignalKind::interrupt()).map_err(AgentError::Reader)?;
+    let mut sigterm = signal(SignalKind::terminate()).map_err(AgentError::Reader)?;
     let agent = Agent::start(
         config,
         &scope,
@@ -68,8 +72,6 @@ pub async fn daemon(config: &Config) -> Result<(), AgentError> {
         scope.describe()
     );
 
-    let mut sigint = signal(SignalKind::interrupt()).map_err(AgentError::Reader)?;
-    let mut sigterm = signal(SignalKind::terminate()).map_err(AgentError::Reader)?;
     let mut report = tokio::time::interval(LOSS_REPORT_EVERY);
     report.tick().await;
     let mut reported = Reported::default();

@@ -17,7 +17,7 @@ use duckdb::Connection;
 use crate::{
     capture::decode::signal_name,
     present::table::{self, TableOptions},
-    sinks::parquet::{EVENTS, LATER_COLUMNS, PROCESSES, events_schema, processes_schema},
+    sinks::parquet::{EVENTS, PROCESSES, events_schema, is_later_column, processes_schema},
 };
 
 /// Named queries: `(name, SQL)`.
@@ -233,7 +233,7 @@ fn missing_columns(have: &[String], schema: &arrow_schema::Schema) -> Vec<String
         .fields()
         .iter()
         .map(|f| f.name().clone())
-        .filter(|name| !have.contains(name) && !LATER_COLUMNS.contains(&name.as_str()))
+        .filter(|name| !have.contains(name) && !is_later_column(name))
         .collect()
 }
 
@@ -304,7 +304,7 @@ fn view(name: &str, source: Option<&str>, schema: &arrow_schema::Schema) -> Opti
     let later: Vec<String> = schema
         .fields()
         .iter()
-        .filter(|f| LATER_COLUMNS.contains(&f.name().as_str()))
+        .filter(|f| is_later_column(f.name()))
         .map(|f| {
             let sql_type = match f.data_type() {
                 arrow_schema::DataType::Boolean => "BOOLEAN",

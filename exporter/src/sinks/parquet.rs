@@ -32,7 +32,7 @@ use crate::{
     analysis::step_key::step_key,
     capture::{
         clock::Clock,
-        decode::{Body, Event, Memory, Sample},
+        decode::{Activity, Body, Event, Memory, Sample},
     },
     process::model::Process,
 };
@@ -74,7 +74,7 @@ pub fn events_schema() -> SchemaRef {
 
 /// Columns added after the first release of a dataset: older files lack them and read as
 /// NULL there (`union_by_name`), so they are not required of every file.
-pub const LATER_COLUMNS: &[&str] = &[
+const LATER_BASE_COLUMNS: [&str; 7] = [
     "incomplete",
     "exit_code",
     "signal",
@@ -82,21 +82,16 @@ pub const LATER_COLUMNS: &[&str] = &[
     "cpu_system_s",
     "peak_rss_bytes",
     "step_key",
-    "read_chars",
-    "write_chars",
-    "read_calls",
-    "write_calls",
-    "read_bytes",
-    "write_bytes",
-    "cancelled_write_bytes",
-    "minor_faults",
-    "major_faults",
-    "voluntary_switches",
-    "involuntary_switches",
 ];
 
+/// Is `name` a column added after the first release (see [`LATER_BASE_COLUMNS`]): the I/O,
+/// fault and switch columns too.
+pub fn is_later_column(name: &str) -> bool {
+    LATER_BASE_COLUMNS.contains(&name) || Activity::FIELDS.contains(&name)
+}
+
 pub fn processes_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
+    let mut fields = vec![
         Field::new("run_id", DataType::Utf8, false),
         Field::new("pid", DataType::UInt32, false),
         Field::new("ppid", DataType::UInt32, false),
@@ -120,22 +115,19 @@ pub fn processes_schema() -> SchemaRef {
         Field::new("cpu_user_s", DataType::Float64, true),
         Field::new("cpu_system_s", DataType::Float64, true),
         Field::new("peak_rss_bytes", DataType::Int64, true),
-        // I/O, page faults and context switches (null where not measured or not in the kernel).
-        Field::new("read_chars", DataType::Int64, true),
-        Field::new("write_chars", DataType::Int64, true),
-        Field::new("read_calls", DataType::Int64, true),
-        Field::new("write_calls", DataType::Int64, true),
-        Field::new("read_bytes", DataType::Int64, true),
-        Field::new("write_bytes", DataType::Int64, true),
-        Field::new("cancelled_write_bytes", DataType::Int64, true),
-        Field::new("minor_faults", DataType::Int64, true),
-        Field::new("major_faults", DataType::Int64, true),
-        Field::new("voluntary_switches", DataType::Int64, true),
-        Field::new("involuntary_switches", DataType::Int64, true),
+    ];
+    // I/O, page faults and context switches (null where not measured or not in the kernel).
+    fields.extend(
+        Activity::FIELDS
+            .iter()
+            .map(|name| Field::new(*name, DataType::Int64, true)),
+    );
+    fields.extend([
         Field::new("trace_id", DataType::Utf8, false),
         Field::new("span_id", DataType::Utf8, false),
         Field::new("parent_span_id", DataType::Utf8, true),
-    ]))
+    ]);
+    Arc::new(Schema::new(fields))
 }
 
 #[derive(Default)]
@@ -277,7 +269,7 @@ struct ProcessColumns {
     cpu_user_s: Float64Builder,
     cpu_system_s: Float64Builder,
     peak_rss_bytes: Int64Builder,
-    /// One per [`crate::capture::decode::Activity::FIELDS`] name, in that order.
+    /// One per [`Activity::FIELDS`] name, in that order.
     activity: [Int64Builder; 11],
     trace_id: StringBuilder,
     span_id: StringBuilder,
