@@ -85,6 +85,11 @@ pub async fn run(
     };
     let run_id = format!("{:016x}", run_span.span_id);
     let recorded = Recorded::default();
+    // Before anything starts: a SIGINT or SIGTERM from then on is forwarded to the command
+    // once it runs, instead of killing `run` with the default action. The command starts with
+    // default dispositions (exec resets handled signals).
+    let mut sigint = signal(SignalKind::interrupt()).map_err(RunError::Signals)?;
+    let mut sigterm = signal(SignalKind::terminate()).map_err(RunError::Signals)?;
     let agent = Agent::start(
         config,
         &KernelScope::Tracked,
@@ -163,8 +168,6 @@ pub async fn run(
     };
     let child_pid = child.id();
 
-    let mut sigint = signal(SignalKind::interrupt()).map_err(RunError::Signals)?;
-    let mut sigterm = signal(SignalKind::terminate()).map_err(RunError::Signals)?;
     let status = loop {
         tokio::select! {
             status = child.wait() => break status.map_err(RunError::Wait)?,
