@@ -208,6 +208,23 @@ pub fn config_daemon(config: &Path) -> Daemon {
     }
 }
 
+/// `otel-pipetrace query ARGS --format json --data DATA`, which must succeed: its rows.
+pub fn query_json(data: &Path, args: &[&str]) -> Vec<serde_json::Value> {
+    let out = command()
+        .arg("query")
+        .args(args)
+        .args(["--format", "json", "--data"])
+        .arg(data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// `otel-pipetrace query --run all --format FORMAT sql SQL` over `data`: its output (the query
 /// must succeed).
 pub fn query_sql(data: &Path, format: &str, sql: &str) -> String {

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use pipetrace_tests::{command, real_python, require_root, script, traced};
+use pipetrace_tests::{command, query_json, real_python, require_root, script, traced};
 
 /// A pipeline with a known shape: the slowest step, a memory-hungry one, and a failing last
 /// step whose status becomes the script's.
@@ -297,22 +297,6 @@ fn tables_read_in_units_fit_the_terminal_and_fold_short_processes() {
         .output()
         .unwrap();
     pipetrace_tests::assert_one_line_error(&bad, "--min-duration");
-}
-
-fn query_json(data: &Path, args: &[&str]) -> Vec<serde_json::Value> {
-    let out = command()
-        .arg("query")
-        .args(args)
-        .args(["--format", "json", "--data"])
-        .arg(data)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 /// `otel-pipetrace run --summary line --parquet DATA -- PIPELINE` with extra environment.

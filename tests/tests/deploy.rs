@@ -731,25 +731,7 @@ fn the_compose_stack_comes_up_traces_the_host_and_keeps_its_parquet() {
         "{{.Mountpoint}}",
         &format!("{project}_pipetrace-data"),
     ]);
-    let out = command()
-        .args([
-            "query",
-            "processes",
-            "--run",
-            "all",
-            "--format",
-            "json",
-            "--data",
-        ])
-        .arg(&volume)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let rows: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = pipetrace_tests::query_json(Path::new(&volume), &["processes", "--run", "all"]);
     let runs_of = |name: &str| {
         rows.iter()
             .filter(|r| r["command"].as_str().is_some_and(|c| c.ends_with(name)))

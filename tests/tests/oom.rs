@@ -64,12 +64,7 @@ fn an_oom_kill_is_reported_as_such() {
     let peak = exit["peak_rss_bytes"].as_u64().unwrap();
     assert!((32 << 20..=96 << 20).contains(&peak), "{peak}");
 
-    let failures = command()
-        .args(["query", "failures", "--format", "json", "--data"])
-        .arg(&data)
-        .output()
-        .unwrap();
-    let rows: Vec<serde_json::Value> = serde_json::from_slice(&failures.stdout).unwrap();
+    let rows = pipetrace_tests::query_json(&data, &["failures"]);
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(rows[0]["status"], "oom_killed");
     assert_eq!(rows[0]["signal"], "SIGKILL (the OOM killer)");
