@@ -110,6 +110,7 @@ fn template(i: usize) -> Template {
         ending: Some(Ending::Exited(Exit::from_status(status))),
         end_ns: None,
         last_sample: None,
+        connections: Vec::new(),
         incomplete: false,
     };
     Template { events, process }

@@ -2,7 +2,7 @@
 //!
 //! The BPF core library comes prebuilt from Debian (`libstd-rust-web-dev-bpf`), so the build
 //! runs on Debian's stable rustc, linked into rustup as `debian-bpf` by `scripts/setup`, with
-//! unstable features allowed for the `aya_ebpf` crate only (not `-Z build-std`).
+//! unstable features allowed for `aya_ebpf` and the programs' crate only (not `-Z build-std`).
 use aya_build::{Package, Toolchain};
 
 /// The prebuilt libduckdb.so is found at run time where it was linked from (no LD_LIBRARY_PATH).
@@ -23,7 +23,8 @@ fn main() {
     let toolchain =
         std::env::var("PIPETRACE_EBPF_TOOLCHAIN").unwrap_or_else(|_| "debian-bpf".to_owned());
     // SAFETY: build scripts are single-threaded at this point.
-    unsafe { std::env::set_var("RUSTC_BOOTSTRAP", "aya_ebpf") };
+    // `pipetrace` (the kernel programs) for BPF inline assembly, as aya_ebpf does.
+    unsafe { std::env::set_var("RUSTC_BOOTSTRAP", "aya_ebpf,pipetrace") };
     // The manifest directory of *this* build (not the one baked in when the build script was
     // compiled: clones sharing a target directory share the compiled build script).
     let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| ".".to_owned());

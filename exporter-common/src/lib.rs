@@ -33,6 +33,9 @@ pub mod kind {
     pub const SAMPLE: u16 = 5;
     /// The sampling round whose thread records preceded it is complete.
     pub const SAMPLE_END: u16 = 6;
+    /// A TCP connection of a traced process to a peer it had not connected to before (or
+    /// accepted from a peer new to it), up to the configured number of peers per process.
+    pub const CONNECTION: u16 = 7;
 }
 
 /// Bits of [`RecordHeader::flags`].
@@ -160,6 +163,94 @@ pub mod present {
     /// Not an I/O field: on an exit record, the process was chosen by the OOM killer
     /// (`signal->oom_mm` set by `mark_oom_victim`, where `oom:mark_victim` fires).
     pub const OOM_VICTIM: u32 = 4;
+    /// The socket byte hooks are attached: the [`Network`] byte and call counts are measured.
+    pub const NET_BYTES: u32 = 8;
+    /// The TCP state hook is attached: the [`Network`] connection counts are measured.
+    pub const NET_CONNECTIONS: u32 = 16;
+}
+
+/// Network use of a process (all its threads), counted in the kernel: no event per send.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Network {
+    /// Bytes sent and received through IPv4/IPv6 sockets (TCP, UDP, …), and the calls.
+    pub sent_bytes: u64,
+    pub received_bytes: u64,
+    pub send_calls: u64,
+    pub receive_calls: u64,
+    /// TCP connections it opened (attempts included) and accepted connections it used.
+    pub connections: u64,
+    pub accepted: u64,
+    /// Connections to peers beyond the first `network_peers` distinct ones: not listed.
+    pub unlisted: u64,
+}
+
+/// Value of the `NET_IO` map, by tgid.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NetState {
+    pub totals: Network,
+    /// The socket of the process's last send or receive: a new one is checked once for being
+    /// an accepted connection.
+    pub last_sk: u64,
+    /// Distinct peers listed so far (connection records sent).
+    pub listed: u32,
+    pub _pad0: u32,
+}
+
+/// Directions of a [`ConnectionTail`].
+pub mod direction {
+    /// The process connected (`connect`).
+    pub const OUTBOUND: u8 = 1;
+    /// The process used a connection a listening socket accepted.
+    pub const INBOUND: u8 = 2;
+}
+
+/// Outcomes of a [`ConnectionTail`].
+pub mod outcome {
+    pub const ESTABLISHED: u8 = 1;
+    /// The handshake ended without a connection (refused, unreachable, timed out, closed).
+    pub const FAILED: u8 = 2;
+}
+
+/// Tail of a connection record. Addresses in network byte order: IPv4 in the first 4 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConnectionTail {
+    /// AF_INET (2) or AF_INET6 (10).
+    pub family: u16,
+    /// IPPROTO_* of the socket (6 = TCP).
+    pub protocol: u16,
+    /// Host byte order; 0 when not known yet.
+    pub local_port: u16,
+    pub peer_port: u16,
+    pub direction: u8,
+    pub outcome: u8,
+    pub _pad0: [u8; 6],
+    pub local_addr: [u8; 16],
+    pub peer_addr: [u8; 16],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConnectionRecord {
+    pub header: RecordHeader,
+    pub tail: ConnectionTail,
+}
+
+/// Key of the `PEERS` map: one distinct peer of one process.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PeerKey {
+    pub start_ns: u64,
+    pub tgid: u32,
+    pub family: u16,
+    /// The peer's port when outbound; the local (service) port when inbound, so that the
+    /// ephemeral ports of a client's connections do not make each one a new peer.
+    pub port: u16,
+    pub direction: u8,
+    pub _pad0: [u8; 7],
+    pub addr: [u8; 16],
 }
 
 /// A [`KernelOffsets`] field of a member this kernel does not have.
@@ -184,6 +275,8 @@ pub struct ExitTail {
     pub maxrss_pages: u64,
     /// The whole thread group's I/O, faults and switches.
     pub activity: Activity,
+    /// The whole thread group's network use ([`present`] `NET_*` bits: measured at all).
+    pub network: Network,
 }
 
 /// A fixed-size exec record as built in the per-CPU scratch buffer before it is copied, trimmed
@@ -254,6 +347,8 @@ pub struct SampleTail {
     pub activity: Activity,
     /// The group's threads that already exited: the same in every thread.
     pub dead_activity: Activity,
+    /// The whole group's network use so far: the same in every thread.
+    pub network: Network,
 }
 
 #[repr(C)]
@@ -349,13 +444,17 @@ pub struct CaptureConfig {
     /// Unread bytes in the ring above which a record wakes the reader; below it records are
     /// submitted without a wakeup and the reader drains them on its timer (batching).
     pub wakeup_bytes: u32,
-    pub _pad0: u32,
+    /// [`present`] `NET_*` bits of the network hooks the agent attached.
+    pub network_hooks: u32,
     /// A memory record leaves when RSS moved by at least this many pages...
     pub memory_step_pages: u64,
     /// ...and by at least this percentage of the last reported RSS.
     pub memory_step_percent: u32,
     /// log2 of the page size.
     pub page_shift: u32,
+    /// Distinct peers listed per process (connection records); later ones are only counted.
+    pub network_peers: u32,
+    pub _pad0: u32,
 }
 
 /// Byte offsets of the kernel struct fields the programs read, resolved by the agent from
@@ -424,6 +523,16 @@ pub struct KernelOffsets {
     pub signal_nivcsw: u32,
     /// `signal_struct.oom_mm` ([`ABSENT`] on kernels without it).
     pub signal_oom_mm: u32,
+    /// `struct sock` (its `sock_common` at the start): family, addresses, ports, protocol.
+    pub sock_family: u32,
+    pub sock_daddr: u32,
+    pub sock_rcv_saddr: u32,
+    pub sock_dport: u32,
+    pub sock_num: u32,
+    /// [`ABSENT`] without IPv6.
+    pub sock_v6_daddr: u32,
+    pub sock_v6_rcv_saddr: u32,
+    pub sock_protocol: u32,
 }
 
 /// `task_struct.flags` bit of kernel threads.
@@ -433,16 +542,20 @@ const _: () = {
     assert!(core::mem::size_of::<RecordHeader>() == 80);
     assert!(core::mem::size_of::<ExecTail>() == 16);
     assert!(core::mem::size_of::<Activity>() == 88);
-    assert!(core::mem::size_of::<ExitTail>() == 128);
+    assert!(core::mem::size_of::<ExitTail>() == 184);
+    assert!(core::mem::size_of::<Network>() == 56);
+    assert!(core::mem::size_of::<NetState>() == 72);
+    assert!(core::mem::size_of::<ConnectionRecord>() == 128);
+    assert!(core::mem::size_of::<PeerKey>() == 40);
     assert!(core::mem::size_of::<ForkRecord>() == 80);
-    assert!(core::mem::size_of::<ExitRecord>() == 208);
+    assert!(core::mem::size_of::<ExitRecord>() == 264);
     assert!(core::mem::size_of::<ExecRecord>() == 96 + EXEC_DATA_SPAN + ARGV_MAX + 8);
     assert!(core::mem::size_of::<TrackState>() == 16);
-    assert!(core::mem::size_of::<CaptureConfig>() == 48);
+    assert!(core::mem::size_of::<CaptureConfig>() == 56);
     assert!(core::mem::size_of::<MemoryRecord>() == 96);
-    assert!(core::mem::size_of::<SampleRecord>() == 328);
+    assert!(core::mem::size_of::<SampleRecord>() == 384);
     assert!(core::mem::size_of::<SampleEndRecord>() == 88);
-    assert!(core::mem::size_of::<KernelOffsets>() == 56 * 4);
+    assert!(core::mem::size_of::<KernelOffsets>() == 64 * 4);
     assert!(3 * PATH_MAX <= EXEC_DATA_SPAN);
     assert!(NAME_MAX <= ARGV_MAX && PATH_MAX <= ARGV_MAX);
     assert!(EXEC_DATA_SPAN.is_power_of_two());

@@ -23,8 +23,8 @@ use crate::{
         set_dead_activity, task_comm, task_flags, task_pid, task_tgid,
     },
     maps::{
-        DEAD_THREAD_IO, DENY_COMMS, EVENTS, EXEC_SCRATCH, EXITING, MEMORY, ROOT_COMMS, TRACKED,
-        conf, count, off, wakeup_flags,
+        DEAD_THREAD_IO, DENY_COMMS, EVENTS, EXEC_SCRATCH, EXITING, MEMORY, NET_IO, ROOT_COMMS,
+        TRACKED, conf, count, off, wakeup_flags,
     },
     path,
 };
@@ -148,8 +148,11 @@ pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
     let comm = current_comm();
     let ppid = task_tgid(real_parent(task));
 
-    let mut state = match unsafe { TRACKED.get(tgid) } {
-        Some(s) => *s,
+    let tracked = unsafe { TRACKED.get(tgid) }.copied();
+    // Untraced (or hidden) until now: the network hooks' per-CPU skip entries are stale.
+    let newly_traced = tracked.is_none_or(|s| s.flags & track::HIDDEN != 0);
+    let mut state = match tracked {
+        Some(s) => s,
         None => {
             let is_root = unsafe { ROOT_COMMS.get(comm) }.is_some();
             if !is_root && !in_untracked_scope(task, tgid) {
@@ -196,10 +199,53 @@ pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
     if TRACKED.insert(tgid, state, 0).is_err() {
         count(counter::TRACK_FULL);
     }
+    if newly_traced {
+        crate::network::bump_generation();
+    }
     if !emit_exec(task, bprm, tgid, ppid, &state, comm, record_flags) {
         mark_lost(tgid);
     }
     0
+}
+
+/// The header of a record about the current task's process `tgid` (`tracked`: its `TRACKED`
+/// entry), or `None` when its events are not sent (hidden, or the `run` command before its
+/// exec). A process user space has not heard of yet is a first sight.
+#[inline(always)]
+pub(crate) fn event_header(
+    kind: u16,
+    len: usize,
+    task: u64,
+    tgid: u32,
+    tracked: Option<TrackState>,
+) -> Option<RecordHeader> {
+    let parent = real_parent(task);
+    let ppid = task_tgid(parent);
+    let mut record_flags = 0u16;
+    let state = match tracked {
+        Some(s) => s,
+        None => {
+            record_flags |= flags::FIRST_SIGHT;
+            TrackState {
+                tree_ppid: ppid,
+                flags: 0,
+                parent_start_ns: process_start(parent),
+            }
+        }
+    };
+    if state.flags & (track::HIDDEN | track::AWAITING_EXEC) != 0 {
+        return None;
+    }
+    if state.flags & track::ANNOUNCED == 0 {
+        record_flags |= flags::FIRST_SIGHT;
+    }
+    if state.flags & track::RECORD_LOST != 0 {
+        record_flags |= flags::RECORDS_LOST;
+    }
+    let mut header = base_header(kind, len);
+    fill_process(&mut header, task, tgid, ppid, &state, current_comm());
+    header.flags = record_flags;
+    Some(header)
 }
 
 /// Remembers that a record of process `tgid` was lost: its later records say so.
@@ -459,6 +505,7 @@ fn finish_exit(task: u64, pending: &ExitPending) {
         }
     };
     emit_exit(task, tgid, ppid, &state, record_flags, pending);
+    let _ = NET_IO.remove(tgid);
     // Only after its exit record is in the ring: `run` takes an empty TRACKED to mean that
     // every exit of the tree is there to be read.
     if tracked.is_some() {
@@ -512,6 +559,7 @@ fn emit_exit(
         (*rec).header = header;
         (*rec).tail.exit_status = exit_code(task);
         (*rec).tail.present = activity_present()
+            | conf!(network_hooks)
             | if oom_victim(task) {
                 exporter_common::present::OOM_VICTIM
             } else {
@@ -524,6 +572,7 @@ fn emit_exit(
         let activity = &mut (*rec).tail.activity;
         set_dead_activity(activity, task, tgid);
         add_task_activity(activity, task);
+        (*rec).tail.network = crate::network::totals(tgid);
     }
     let _ = DEAD_THREAD_IO.remove(tgid);
     entry.submit(wakeup_flags());

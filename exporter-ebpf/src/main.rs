@@ -2,10 +2,13 @@
 //!
 //! Raw tracepoints (fork, exec, exit, the final context switch, RSS changes) decide in the
 //! kernel which processes are in scope, hide deny-listed executables while keeping their
-//! children in the tree, and send compact records through one ring buffer; a task iterator
-//! samples live processes. Struct field offsets come from the agent (BTF at start-up).
+//! children in the tree, and send compact records through one ring buffer; socket tracepoints
+//! count network use per process and list its connections; a task iterator samples live
+//! processes. Struct field offsets come from the agent (BTF at start-up).
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
+// BPF inline assembly (the atomic add in `network.rs`).
+#![cfg_attr(target_arch = "bpf", feature(asm_experimental_arch))]
 
 #[cfg(target_arch = "bpf")]
 mod kernel;
@@ -15,6 +18,8 @@ mod lifecycle;
 mod maps;
 #[cfg(target_arch = "bpf")]
 mod memory;
+#[cfg(target_arch = "bpf")]
+mod network;
 #[cfg(target_arch = "bpf")]
 mod path;
 #[cfg(target_arch = "bpf")]

@@ -49,6 +49,52 @@ pub struct MemoryCpu {
 #[map]
 pub static MEMORY_CPU: PerCpuArray<MemoryCpu> = PerCpuArray::with_max_entries(1, 0);
 
+/// Network use of traced processes, by tgid (see `network.rs`): created at a process's first
+/// send, receive or connect, read and removed at its exit. LRU: a missed exit ages out.
+#[map]
+pub static NET_IO: LruHashMap<u32, exporter_common::NetState> =
+    LruHashMap::with_max_entries(65536, 0);
+
+/// Per CPU: the last task found untraced by a network hook, so that the sends of other
+/// processes cost one array read. The task's start time guards against a reused
+/// `task_struct`; the generation against a process that became traced (see `NET_GENERATION`).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct NetSkip {
+    pub task: u64,
+    pub start_ns: u64,
+    pub generation: u64,
+}
+
+#[map]
+pub static NET_SKIP: PerCpuArray<NetSkip> = PerCpuArray::with_max_entries(1, 0);
+
+/// Bumped whenever a process becomes traced by exec (a root name matched, a hidden process
+/// ran something visible): every CPU's `NET_SKIP` entry is then stale.
+#[map]
+pub static NET_GENERATION: Array<u64> = Array::with_max_entries(1, 0);
+
+/// Distinct peers of each process already listed. LRU: entries of ended processes age out
+/// (the key has the process's start time, so a reused pid starts afresh).
+#[map]
+pub static PEERS: LruHashMap<exporter_common::PeerKey, u8> = LruHashMap::with_max_entries(16384, 0);
+
+/// Sockets a listener accepted (host-wide, by `struct sock` address) that no traced process
+/// has used yet: the first traced process to send or receive on one is its owner. LRU.
+#[map]
+pub static ACCEPTED: LruHashMap<u64, u64> = LruHashMap::with_max_entries(16384, 0);
+
+/// Connection records of handshakes in progress, by socket: sent when the handshake ends, with
+/// the local port (assigned after the connect starts) and the outcome. LRU.
+#[map]
+pub static CONNECTING: LruHashMap<u64, exporter_common::ConnectionRecord> =
+    LruHashMap::with_max_entries(4096, 0);
+
+/// Per CPU scratch space for a connection record (too large for the stack beside the rest).
+#[map]
+pub static CONNECTION_SCRATCH: PerCpuArray<exporter_common::ConnectionRecord> =
+    PerCpuArray::with_max_entries(1, 0);
+
 /// comm values (16 bytes, NUL padded) whose own events are hidden.
 #[map]
 pub static DENY_COMMS: HashMap<[u8; COMM_LEN], u8> = HashMap::with_max_entries(256, 0);
@@ -126,6 +172,14 @@ pub static OFFSETS: KernelOffsets = KernelOffsets {
     signal_nvcsw: 0,
     signal_nivcsw: 0,
     signal_oom_mm: exporter_common::ABSENT,
+    sock_family: 0,
+    sock_daddr: 0,
+    sock_rcv_saddr: 0,
+    sock_dport: 0,
+    sock_num: 0,
+    sock_v6_daddr: exporter_common::ABSENT,
+    sock_v6_rcv_saddr: exporter_common::ABSENT,
+    sock_protocol: exporter_common::ABSENT,
 };
 
 /// Overwritten by the agent.
@@ -137,10 +191,12 @@ pub static CONFIG: CaptureConfig = CaptureConfig {
     cgroup_level: 0,
     cgroup_id: 0,
     wakeup_bytes: 0,
-    _pad0: 0,
+    network_hooks: 0,
     memory_step_pages: 2048,
     memory_step_percent: 10,
     page_shift: 12,
+    network_peers: 64,
+    _pad0: 0,
 };
 
 /// Reads one offset; volatile so the compiler cannot fold the placeholder value.

@@ -14,13 +14,11 @@ use aya_ebpf::{
     macros::raw_tracepoint,
     programs::RawTracePointContext,
 };
-use exporter_common::{
-    MemoryRecord, MemoryState, MemoryTail, TrackState, counter, flags, kind, track,
-};
+use exporter_common::{MemoryRecord, MemoryState, MemoryTail, TrackState, counter, kind};
 
 use crate::{
-    kernel::{process_start, ptr, read, real_parent, task_tgid},
-    lifecycle::{base_header, current_comm, fill_process, in_untracked_scope, mark_lost},
+    kernel::{ptr, read},
+    lifecycle::{event_header, in_untracked_scope, mark_lost},
     maps::{EVENTS, MEMORY, MEMORY_CPU, TRACKED, conf, count, off, wakeup_flags},
 };
 
@@ -134,37 +132,20 @@ pub fn rss_stat(ctx: RawTracePointContext) -> i32 {
 
 #[inline(always)]
 fn emit(task: u64, tgid: u32, tracked: Option<TrackState>, pages: u64, previous: u64) {
-    let parent = real_parent(task);
-    let ppid = task_tgid(parent);
-    let mut record_flags = 0u16;
-    let state = match tracked {
-        Some(s) => s,
-        None => {
-            record_flags |= flags::FIRST_SIGHT;
-            TrackState {
-                tree_ppid: ppid,
-                flags: 0,
-                parent_start_ns: process_start(parent),
-            }
-        }
-    };
-    if state.flags & (track::HIDDEN | track::AWAITING_EXEC) != 0 {
+    let Some(header) = event_header(
+        kind::MEMORY,
+        core::mem::size_of::<MemoryRecord>(),
+        task,
+        tgid,
+        tracked,
+    ) else {
         return;
-    }
-    if state.flags & track::ANNOUNCED == 0 {
-        record_flags |= flags::FIRST_SIGHT;
-    }
-    if state.flags & track::RECORD_LOST != 0 {
-        record_flags |= flags::RECORDS_LOST;
-    }
+    };
     let Some(mut entry) = EVENTS.reserve::<MemoryRecord>(0) else {
         count(counter::RING_FULL);
         mark_lost(tgid);
         return;
     };
-    let mut header = base_header(kind::MEMORY, core::mem::size_of::<MemoryRecord>());
-    fill_process(&mut header, task, tgid, ppid, &state, current_comm());
-    header.flags = record_flags;
     let shift = conf!(page_shift) as u64;
     entry.write(MemoryRecord {
         header,

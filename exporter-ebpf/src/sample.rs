@@ -17,7 +17,7 @@ use crate::{
         set_dead_activity, task_comm, task_flags, task_pid, task_tgid,
     },
     lifecycle::mark_lost,
-    maps::{EVENTS, TRACKED, count, off, wakeup_flags},
+    maps::{EVENTS, TRACKED, conf, count, off, wakeup_flags},
 };
 
 /// `bpf_iter_meta.session_id` (UAPI layout: `seq` pointer, then the session id).
@@ -88,11 +88,12 @@ pub extern "C" fn sample_tasks(ctx: *mut c_void) -> i32 {
         tail.dead_stime_ns = of_signal(off!(signal_stime));
         tail.dead_runtime_ns = of_signal(off!(signal_sum_sched_runtime));
         tail.rss_pages = resident_pages(ptr(task, off!(task_mm)));
-        tail.present = activity_present();
+        tail.present = activity_present() | conf!(network_hooks);
         tail._pad0 = 0;
         tail.activity = Activity::default();
         add_task_activity(&mut tail.activity, task);
         set_dead_activity(&mut tail.dead_activity, task, tgid);
+        tail.network = crate::network::totals(tgid);
     }
     entry.submit(wakeup_flags());
     count(counter::EMITTED);

@@ -380,7 +380,8 @@ fn write_script(dir: &Path, name: &str, body: &str) -> PathBuf {
     path
 }
 
-/// A passing run (CPU, a 64 MiB allocation released again) and a failing one (a step killed
+/// A passing run (CPU, a 64 MiB allocation released again, 1 MiB over a loopback TCP
+/// connection to itself) and a failing one (a step killed
 /// by SIGKILL, a failing step, exit 3): between them, data for every dashboard panel. Named
 /// `{prefix}-ok.sh` and `{prefix}-bad.sh`.
 fn dashboard_pipelines(dir: &Path, prefix: &str) -> (PathBuf, PathBuf) {
@@ -389,7 +390,7 @@ fn dashboard_pipelines(dir: &Path, prefix: &str) -> (PathBuf, PathBuf) {
         dir,
         &format!("{prefix}-ok.sh"),
         &format!(
-            "{python} -c 'import time\nwhile time.process_time() < 0.3: sum(range(20000))\nx = bytearray(64 << 20)\nfor i in range(0, len(x), 4096): x[i] = 1\ndel x\ntime.sleep(0.5)'\n/bin/true\n"
+            "{python} -c 'import time\nwhile time.process_time() < 0.3: sum(range(20000))\nx = bytearray(64 << 20)\nfor i in range(0, len(x), 4096): x[i] = 1\ndel x\ntime.sleep(0.5)'\n{python} -c 'import socket\nl = socket.create_server((\"127.0.0.1\", 0))\nc = socket.create_connection(l.getsockname())\na = l.accept()[0]\nc.sendall(bytes(1 << 20))\nc.close()\nwhile a.recv(65536): pass'\n/bin/true\n"
         ),
     );
     let bad = write_script(

@@ -180,7 +180,7 @@ impl Agent {
             otlp_metrics,
         } = configured_sinks(config, clock, &options)?;
         let started_ns = crate::capture::clock::monotonic_ns();
-        let mut capture = Capture::load(config, offsets, scope)?;
+        let mut capture = Capture::load(config, offsets, scope, &|tp| btf.has_tracepoint(tp))?;
         let t = &config.tracker;
         // Validated with the configuration.
         let redact = Arc::new(Redactor::from_config(&config.redact).unwrap_or_default());

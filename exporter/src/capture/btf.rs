@@ -299,6 +299,15 @@ impl Btf {
     pub fn kernel_offsets(&self) -> Result<KernelOffsets, BtfError> {
         let o = |s: &str, m: &str| self.member_offset(s, m);
         let opt = |s: &str, m: &str| self.optional_offset(s, m);
+        // `struct sock` begins with its `sock_common`.
+        let sock = o("sock", "__sk_common")?;
+        let plus = |base: u32, at: u32| {
+            if at == exporter_common::ABSENT {
+                at
+            } else {
+                base + at
+            }
+        };
         Ok(KernelOffsets {
             task_pid: o("task_struct", "pid")?,
             task_tgid: o("task_struct", "tgid")?,
@@ -356,6 +365,19 @@ impl Btf {
             signal_nvcsw: o("signal_struct", "nvcsw")?,
             signal_nivcsw: o("signal_struct", "nivcsw")?,
             signal_oom_mm: opt("signal_struct", "oom_mm")?,
+            sock_family: sock + o("sock_common", "skc_family")?,
+            sock_daddr: sock + o("sock_common", "skc_daddr")?,
+            sock_rcv_saddr: sock + o("sock_common", "skc_rcv_saddr")?,
+            sock_dport: sock + o("sock_common", "skc_dport")?,
+            sock_num: sock + o("sock_common", "skc_num")?,
+            sock_v6_daddr: plus(sock, opt("sock_common", "skc_v6_daddr")?),
+            sock_v6_rcv_saddr: plus(sock, opt("sock_common", "skc_v6_rcv_saddr")?),
+            // A bitfield before 5.6: the programs then take every state change for TCP's.
+            sock_protocol: match o("sock", "sk_protocol") {
+                Ok(at) => at,
+                Err(BtfError::Bitfield { .. }) => exporter_common::ABSENT,
+                Err(e) => return Err(e),
+            },
         })
     }
 }
@@ -516,5 +538,11 @@ mod tests {
         assert_eq!(offsets.ioac_rchar, 0);
         assert_eq!(offsets.ioac_wchar, 8);
         assert!(offsets.task_min_flt + 8 == offsets.task_maj_flt);
+        // sock_common: the address pair, then the port pair, then the family.
+        assert_eq!(offsets.sock_daddr, 0);
+        assert_eq!(offsets.sock_rcv_saddr, 4);
+        assert_eq!(offsets.sock_dport, 12);
+        assert_eq!(offsets.sock_num, 14);
+        assert_eq!(offsets.sock_family, 16);
     }
 }

@@ -103,11 +103,24 @@ pub struct Activity {
     pub major_faults: Option<u64>,
     pub voluntary_switches: Option<u64>,
     pub involuntary_switches: Option<u64>,
+    /// Bytes sent and received over IPv4/IPv6 sockets, and the send and receive calls.
+    pub network_sent_bytes: Option<u64>,
+    pub network_received_bytes: Option<u64>,
+    pub network_send_calls: Option<u64>,
+    pub network_receive_calls: Option<u64>,
+    /// TCP connections it opened (failed attempts included) and accepted ones it used.
+    pub network_connections: Option<u64>,
+    pub network_accepted: Option<u64>,
+    /// Connections to peers beyond the listed ones (`capture.network_peers`).
+    pub network_unlisted: Option<u64>,
 }
 
 impl Activity {
+    /// How many measures there are.
+    pub const COUNT: usize = 18;
+
     /// The field names, in [`Activity::values`] order: JSONL keys, Parquet columns.
-    pub const FIELDS: [&'static str; 11] = [
+    pub const FIELDS: [&'static str; Self::COUNT] = [
         "read_chars",
         "write_chars",
         "read_calls",
@@ -119,9 +132,16 @@ impl Activity {
         "major_faults",
         "voluntary_switches",
         "involuntary_switches",
+        "network_sent_bytes",
+        "network_received_bytes",
+        "network_send_calls",
+        "network_receive_calls",
+        "network_connections",
+        "network_accepted",
+        "network_unlisted",
     ];
 
-    pub fn values(&self) -> [Option<u64>; 11] {
+    pub fn values(&self) -> [Option<u64>; Self::COUNT] {
         [
             self.read_chars,
             self.write_chars,
@@ -134,14 +154,27 @@ impl Activity {
             self.major_faults,
             self.voluntary_switches,
             self.involuntary_switches,
+            self.network_sent_bytes,
+            self.network_received_bytes,
+            self.network_send_calls,
+            self.network_receive_calls,
+            self.network_connections,
+            self.network_accepted,
+            self.network_unlisted,
         ]
     }
 
     /// From the kernel's counters and its `present` bits.
-    pub fn from_kernel(a: &exporter_common::Activity, present: u32) -> Self {
-        use exporter_common::present::{IO_BYTES, IO_CHARS};
+    pub fn from_kernel(
+        a: &exporter_common::Activity,
+        n: &exporter_common::Network,
+        present: u32,
+    ) -> Self {
+        use exporter_common::present::{IO_BYTES, IO_CHARS, NET_BYTES, NET_CONNECTIONS};
         let chars = |v: u64| (present & IO_CHARS != 0).then_some(v);
         let bytes = |v: u64| (present & IO_BYTES != 0).then_some(v);
+        let net = |v: u64| (present & NET_BYTES != 0).then_some(v);
+        let tcp = |v: u64| (present & NET_CONNECTIONS != 0).then_some(v);
         Self {
             read_chars: chars(a.rchar),
             write_chars: chars(a.wchar),
@@ -154,7 +187,71 @@ impl Activity {
             major_faults: Some(a.maj_flt),
             voluntary_switches: Some(a.nvcsw),
             involuntary_switches: Some(a.nivcsw),
+            network_sent_bytes: net(n.sent_bytes),
+            network_received_bytes: net(n.received_bytes),
+            network_send_calls: net(n.send_calls),
+            network_receive_calls: net(n.receive_calls),
+            network_connections: tcp(n.connections),
+            network_accepted: tcp(n.accepted),
+            network_unlisted: tcp(n.unlisted),
         }
+    }
+}
+
+/// A TCP connection of a process (the first to each peer it listed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Connection {
+    /// The process connected (`true`), or used a connection a listener accepted.
+    pub outbound: bool,
+    /// IPPROTO_* of the socket.
+    pub protocol: u16,
+    pub peer: std::net::IpAddr,
+    pub peer_port: u16,
+    pub local: std::net::IpAddr,
+    /// `None` when the handshake ended before a port was bound.
+    pub local_port: Option<u16>,
+    /// The handshake completed (an accepted connection always did).
+    pub established: bool,
+}
+
+impl Connection {
+    /// `network.transport`.
+    pub fn transport(&self) -> &'static str {
+        match self.protocol {
+            17 => "udp",
+            132 => "sctp",
+            _ => "tcp",
+        }
+    }
+
+    /// `network.type`: an IPv4-mapped IPv6 address counts as IPv4 (it is shown as one).
+    pub fn network_type(&self) -> &'static str {
+        if self.peer.is_ipv4() { "ipv4" } else { "ipv6" }
+    }
+
+    pub fn direction(&self) -> &'static str {
+        if self.outbound { "outbound" } else { "inbound" }
+    }
+
+    pub fn outcome(&self) -> &'static str {
+        if self.established {
+            "established"
+        } else {
+            "failed"
+        }
+    }
+}
+
+/// An address as the kernel stores it (network byte order; IPv4 in the first 4 bytes).
+fn address(family: u16, bytes: &[u8]) -> std::net::IpAddr {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    const AF_INET6: u16 = 10;
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&bytes[..16]);
+    if family == AF_INET6 {
+        Ipv6Addr::from(b).to_canonical()
+    } else {
+        IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3]))
     }
 }
 
@@ -289,7 +386,8 @@ pub struct Sample {
     pub rss_bytes: u64,
     /// Live threads.
     pub threads: u32,
-    /// The group's I/O, faults and switches so far (threads that exited included).
+    /// The group's I/O, faults, switches and network use so far (threads that exited
+    /// included).
     pub activity: Activity,
 }
 
@@ -310,6 +408,7 @@ pub enum Body {
     Exec(Box<Exec>),
     Exit(Exit),
     Memory(Memory),
+    Connection(Connection),
     /// From the kernel: one thread's share of a sample.
     ThreadSample(ThreadSample),
     /// From the kernel: the sampling round (session) is complete.
@@ -341,6 +440,7 @@ impl Event {
             Body::Exit(_) => "exit",
             Body::Memory(m) if m.grew() => "memory_alloc",
             Body::Memory(_) => "memory_release",
+            Body::Connection(_) => "connection",
             Body::ThreadSample(_) => "thread_sample",
             Body::SampleEnd(_) => "sample_end",
             Body::Sample(_) => "sample",
@@ -353,6 +453,7 @@ const EXEC_TAIL: usize = std::mem::size_of::<ExecTail>();
 const EXIT_TAIL: usize = std::mem::size_of::<ExitTail>();
 const MEMORY_TAIL: usize = std::mem::size_of::<exporter_common::MemoryTail>();
 const SAMPLE_TAIL: usize = std::mem::size_of::<exporter_common::SampleTail>();
+const CONNECTION_TAIL: usize = std::mem::size_of::<exporter_common::ConnectionTail>();
 
 fn u16_at(b: &[u8], at: usize) -> u16 {
     u16::from_ne_bytes([b[at], b[at + 1]])
@@ -420,6 +521,21 @@ fn kernel_activity(record: &[u8], at: usize) -> exporter_common::Activity {
     }
 }
 
+/// The 7 counters of an [`exporter_common::Network`] at byte `at` (bounds checked by the
+/// caller's length check).
+fn kernel_network(record: &[u8], at: usize) -> exporter_common::Network {
+    let c = |i: usize| u64_at(record, at + 8 * i);
+    exporter_common::Network {
+        sent_bytes: c(0),
+        received_bytes: c(1),
+        send_calls: c(2),
+        receive_calls: c(3),
+        connections: c(4),
+        accepted: c(5),
+        unlisted: c(6),
+    }
+}
+
 pub fn decode(record: &[u8]) -> Result<Event, DecodeError> {
     if record.len() < HEADER {
         return Err(DecodeError::Short {
@@ -484,6 +600,22 @@ pub fn decode(record: &[u8]) -> Result<Event, DecodeError> {
                 _pad0: 0,
                 activity: kernel_activity(record, HEADER + 72),
                 dead_activity: kernel_activity(record, HEADER + 72 + 88),
+                network: kernel_network(record, HEADER + 72 + 2 * 88),
+            })
+        }
+        kind::CONNECTION => {
+            need(HEADER + CONNECTION_TAIL)?;
+            let t = HEADER;
+            let family = u16_at(record, t);
+            let local_port = u16_at(record, t + 4);
+            Body::Connection(Connection {
+                outbound: record[t + 8] == exporter_common::direction::OUTBOUND,
+                protocol: u16_at(record, t + 2),
+                peer: address(family, &record[t + 32..t + 48]),
+                peer_port: u16_at(record, t + 6),
+                local: address(family, &record[t + 16..t + 32]),
+                local_port: (local_port != 0).then_some(local_port),
+                established: record[t + 9] == exporter_common::outcome::ESTABLISHED,
             })
         }
         kind::SAMPLE_END => {
@@ -494,6 +626,7 @@ pub fn decode(record: &[u8]) -> Result<Event, DecodeError> {
             need(HEADER + EXIT_TAIL)?;
             let t = HEADER;
             let kernel = kernel_activity(record, t + 40);
+            let network = kernel_network(record, t + 40 + 88);
             Body::Exit(Exit {
                 status: u32_at(record, t),
                 usage: Usage::from_kernel(
@@ -502,7 +635,7 @@ pub fn decode(record: &[u8]) -> Result<Event, DecodeError> {
                     u64_at(record, t + 24),
                     u64_at(record, t + 32).saturating_mul(page_size()),
                 ),
-                activity: Activity::from_kernel(&kernel, u32_at(record, t + 4)),
+                activity: Activity::from_kernel(&kernel, &network, u32_at(record, t + 4)),
                 oom_killed: u32_at(record, t + 4) & exporter_common::present::OOM_VICTIM != 0,
             })
         }
@@ -736,6 +869,10 @@ mod tests {
                 min_flt: 11,
                 ..Default::default()
             },
+            network: exporter_common::Network {
+                sent_bytes: 12,
+                ..Default::default()
+            },
         };
         let rec = SampleRecord {
             header: header(kind::SAMPLE, 0, size),
@@ -754,12 +891,84 @@ mod tests {
     }
 
     #[test]
+    fn decodes_connections_of_both_families() {
+        use exporter_common::{ConnectionRecord, ConnectionTail, direction, outcome};
+        let size = std::mem::size_of::<ConnectionRecord>();
+        let mut mapped = [0u8; 16];
+        mapped[10..12].copy_from_slice(&[0xff, 0xff]);
+        mapped[12..].copy_from_slice(&[10, 0, 0, 7]);
+        let v6 = std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1).octets();
+        let record = |family, peer: [u8; 16], local_port, dir, result| {
+            bytes_of(&ConnectionRecord {
+                header: header(kind::CONNECTION, 0, size),
+                tail: ConnectionTail {
+                    family,
+                    protocol: 6,
+                    local_port,
+                    peer_port: 443,
+                    direction: dir,
+                    outcome: result,
+                    peer_addr: peer,
+                    ..Default::default()
+                },
+            })
+        };
+        let ev = decode(&record(10, mapped, 0, direction::OUTBOUND, outcome::FAILED)).unwrap();
+        assert_eq!(ev.kind_name(), "connection");
+        let Body::Connection(c) = ev.body else {
+            panic!("not a connection")
+        };
+        // An IPv4-mapped IPv6 peer reads as the IPv4 address it is.
+        assert_eq!(c.peer.to_string(), "10.0.0.7");
+        assert_eq!(c.network_type(), "ipv4");
+        assert_eq!((c.peer_port, c.local_port), (443, None));
+        assert_eq!((c.direction(), c.outcome()), ("outbound", "failed"));
+        assert_eq!(c.transport(), "tcp");
+        let mut v4 = [0u8; 16];
+        v4[..4].copy_from_slice(&[127, 0, 0, 1]);
+        let Body::Connection(c) = decode(&record(
+            2,
+            v4,
+            8080,
+            direction::INBOUND,
+            outcome::ESTABLISHED,
+        ))
+        .unwrap()
+        .body
+        else {
+            panic!()
+        };
+        assert_eq!(c.peer.to_string(), "127.0.0.1");
+        assert_eq!((c.direction(), c.local_port), ("inbound", Some(8080)));
+        let Body::Connection(c) = decode(&record(
+            10,
+            v6,
+            1,
+            direction::OUTBOUND,
+            outcome::ESTABLISHED,
+        ))
+        .unwrap()
+        .body
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (c.peer.to_string().as_str(), c.network_type()),
+            ("2001:db8::1", "ipv6")
+        );
+        let short = bytes_of(&header(kind::CONNECTION, 0, HEADER + 4));
+        let mut short = short;
+        short.extend([0u8; 4]);
+        assert!(decode(&short).is_err());
+    }
+
+    #[test]
     fn exit_status_is_split() {
         let mk = |status: u32| {
             let mut out = bytes_of(&header(kind::EXIT, 0, HEADER + EXIT_TAIL));
             out.extend(bytes_of(&ExitTail {
                 exit_status: status,
-                present: exporter_common::present::IO_BYTES,
+                present: exporter_common::present::IO_BYTES | exporter_common::present::NET_BYTES,
                 utime_ns: 3,
                 stime_ns: 1,
                 runtime_ns: 4_000,
@@ -769,6 +978,12 @@ mod tests {
                     write_bytes: 4096,
                     min_flt: 7,
                     nivcsw: 2,
+                    ..Default::default()
+                },
+                network: exporter_common::Network {
+                    sent_bytes: 100,
+                    received_bytes: 200,
+                    connections: 3,
                     ..Default::default()
                 },
             }));
@@ -788,6 +1003,10 @@ mod tests {
         assert_eq!(ok.activity.read_chars, None);
         assert_eq!(ok.activity.minor_faults, Some(7));
         assert_eq!(ok.activity.involuntary_switches, Some(2));
+        // Bytes measured (their hooks on), connections not (that hook off): null, not zero.
+        assert_eq!(ok.activity.network_sent_bytes, Some(100));
+        assert_eq!(ok.activity.network_received_bytes, Some(200));
+        assert_eq!(ok.activity.network_connections, None);
         assert_eq!(ok.usage.cpu_system_ns, 1_000);
         assert_eq!(ok.usage.peak_rss_bytes, 10 * page_size());
         let three = mk(3 << 8);

@@ -21,6 +21,16 @@ use crate::{
 /// The compiled kernel programs, built by `build.rs`.
 static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/pipetrace"));
 
+/// Network hooks: (program, raw tracepoint, the `present` bit it measures).
+const NETWORK_TRACEPOINTS: [(&str, u32); 3] = [
+    ("sock_send_length", exporter_common::present::NET_BYTES),
+    ("sock_recv_length", exporter_common::present::NET_BYTES),
+    (
+        "inet_sock_set_state",
+        exporter_common::present::NET_CONNECTIONS,
+    ),
+];
+
 const TRACEPOINTS: [(&str, &str); 5] = [
     ("sched_process_fork", "sched_process_fork"),
     ("sched_process_exec", "sched_process_exec"),
@@ -127,10 +137,12 @@ fn cgroup_identity(path: &Path) -> Result<(u64, u32), LoadError> {
 }
 
 impl Capture {
+    /// `btf_tracepoints`: whether the kernel has a raw tracepoint (its BTF says so).
     pub fn load(
         config: &Config,
         offsets: KernelOffsets,
         scope: &KernelScope,
+        btf_tracepoints: &dyn Fn(&str) -> bool,
     ) -> Result<Self, LoadError> {
         raise_memlock_limit();
         let mut capture = CaptureConfig {
@@ -140,12 +152,14 @@ impl Capture {
             cgroup_level: 0,
             cgroup_id: 0,
             wakeup_bytes: (config.capture.ring_buffer_bytes / 16) as u32,
-            _pad0: 0,
+            network_hooks: network_hooks(config, btf_tracepoints),
             memory_step_pages: (config.capture.memory_step_bytes
                 / crate::capture::decode::page_size())
             .max(1),
             memory_step_percent: config.capture.memory_step_percent,
             page_shift: crate::capture::decode::page_size().trailing_zeros(),
+            network_peers: config.capture.network_peers,
+            _pad0: 0,
         };
         match scope {
             KernelScope::Tracked | KernelScope::RootNames(_) => {}
@@ -164,6 +178,7 @@ impl Capture {
             .map_max_entries("EVENTS", config.capture.ring_buffer_bytes as u32)
             .map_max_entries("TRACKED", config.capture.max_processes)
             .map_max_entries("MEMORY", config.capture.max_processes)
+            .map_max_entries("NET_IO", config.capture.max_processes)
             .map_max_entries("EXEC_SCRATCH", possible_cpus()?)
             .load(PROGRAMS)?;
 
@@ -177,6 +192,11 @@ impl Capture {
                 continue;
             }
             attach(&mut ebpf, program, tracepoint)?;
+        }
+        for (program, bit) in NETWORK_TRACEPOINTS {
+            if capture.network_hooks & bit != 0 {
+                attach(&mut ebpf, program, program)?;
+            }
         }
         let sampler = if config.capture.sample_interval.is_zero() {
             None
@@ -248,6 +268,35 @@ impl Capture {
             hidden: sum(counter::HIDDEN),
         }
     }
+}
+
+/// The network hooks to attach: those configured on, where the kernel has the tracepoint
+/// (`sock_send_length` / `sock_recv_length` came in Linux 6.3; without them the counts stay
+/// null, with a warning).
+fn network_hooks(config: &Config, has: &dyn Fn(&str) -> bool) -> u32 {
+    use exporter_common::present::{NET_BYTES, NET_CONNECTIONS};
+    let mut bits = 0;
+    if config.capture.network_bytes {
+        if has("sock_send_length") && has("sock_recv_length") {
+            bits |= NET_BYTES;
+        } else {
+            tracing::warn!(
+                "this kernel has no sock_send_length/sock_recv_length tracepoints (Linux 6.3+): \
+                 bytes sent and received per process are not measured"
+            );
+        }
+    }
+    if config.capture.network_connections {
+        if has("inet_sock_set_state") {
+            bits |= NET_CONNECTIONS;
+        } else {
+            tracing::warn!(
+                "this kernel has no inet_sock_set_state tracepoint: TCP connections per process \
+                 are not measured"
+            );
+        }
+    }
+    bits
 }
 
 /// Number of possible CPUs (ids range over 0..n), for per-CPU slots.

@@ -257,6 +257,13 @@ pub struct CaptureSection {
     pub memory_step_bytes: u64,
     /// ...and by at least this percentage of the RSS last reported.
     pub memory_step_percent: u32,
+    /// Count bytes sent and received per process (`sock:sock_send_length` and
+    /// `sock_recv_length`, which run on every send and receive of the host).
+    pub network_bytes: bool,
+    /// Count TCP connections per process and list their peers (`sock:inet_sock_set_state`).
+    pub network_connections: bool,
+    /// Distinct peers listed per process; connections to further peers are only counted.
+    pub network_peers: u32,
     /// How often live traced processes are sampled (CPU so far, RSS now); 0 = never.
     #[serde(with = "humantime_serde")]
     pub sample_interval: Duration,
@@ -315,6 +322,9 @@ pub struct OutputSection {
     pub flush_interval: Duration,
 }
 
+/// Most distinct peers listed per process (each a record and a span event).
+pub const MAX_NETWORK_PEERS: u32 = 4096;
+
 /// Where Parquet data goes unless configured: root runs the agent, and this is its state.
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/otel-pipetrace";
 
@@ -341,6 +351,9 @@ impl Default for CaptureSection {
             memory_events: true,
             memory_step_bytes: 8 * 1024 * 1024,
             memory_step_percent: 10,
+            network_bytes: true,
+            network_connections: true,
+            network_peers: 64,
             sample_interval: Duration::from_secs(1),
         }
     }
@@ -696,6 +709,15 @@ impl Config {
         }
         if c.memory_step_percent > 1000 {
             return bad("capture.memory_step_percent", "at most 1000".into());
+        }
+        if c.network_peers > MAX_NETWORK_PEERS {
+            return bad(
+                "capture.network_peers",
+                format!(
+                    "{} is too many: at most {MAX_NETWORK_PEERS} peers per process",
+                    c.network_peers
+                ),
+            );
         }
         if let Err(e) = compile_patterns(&self.redact.patterns) {
             return Err(ConfigError::Invalid(e.to_string()));

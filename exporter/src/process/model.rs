@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::trace_context::SpanRef;
-use crate::capture::decode::{Exec, Exit, Sample};
+use crate::capture::decode::{Connection, Exec, Exit, Sample};
 
 /// A pid is reused; a pid with its start time is not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -69,6 +69,9 @@ pub struct Process {
     pub end_ns: Option<u64>,
     /// The latest periodic sample of the live process.
     pub last_sample: Option<Sample>,
+    /// Its TCP connections, one per distinct peer it listed (`capture.network_peers`), with
+    /// the CLOCK_MONOTONIC ns of each.
+    pub connections: Vec<(u64, Connection)>,
     /// Some of its records were lost (its fork; its exit when it ended as lost): what is known
     /// of it is partial.
     pub incomplete: bool,

@@ -21,6 +21,8 @@ pub struct ProcessRound {
     /// in every thread's record, taken once); which I/O fields the kernel has.
     activity: exporter_common::Activity,
     dead_activity: exporter_common::Activity,
+    /// The group's network use: the same in every thread.
+    network: exporter_common::Network,
     present: u32,
 }
 
@@ -37,7 +39,11 @@ impl ProcessRound {
 
     /// I/O, faults and switches of the whole group so far.
     pub fn activity(&self) -> Activity {
-        Activity::from_kernel(&self.activity.plus(&self.dead_activity), self.present)
+        Activity::from_kernel(
+            &self.activity.plus(&self.dead_activity),
+            &self.network,
+            self.present,
+        )
     }
 }
 
@@ -77,6 +83,7 @@ impl Round {
         p.threads += 1;
         p.activity = p.activity.plus(&t.activity);
         p.dead_activity = t.dead_activity;
+        p.network = t.network;
         p.present = t.present;
     }
 

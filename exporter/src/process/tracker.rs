@@ -226,6 +226,7 @@ impl Tracker {
             ending: None,
             end_ns: None,
             last_sample: None,
+            connections: Vec::new(),
             incomplete: false,
         }
     }
@@ -378,6 +379,14 @@ impl Tracker {
         match body {
             Body::Fork | Body::Memory(_) => {
                 self.entry(&common);
+                None
+            }
+            Body::Connection(c) => {
+                let p = self.entry(&common);
+                // The kernel lists each peer once, up to its cap: this only bounds a flood.
+                if p.connections.len() < 2 * crate::config::MAX_NETWORK_PEERS as usize {
+                    p.connections.push((common.ktime_ns, c));
+                }
                 None
             }
             Body::ThreadSample(t) => {

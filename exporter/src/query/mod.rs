@@ -17,7 +17,10 @@ use duckdb::Connection;
 use crate::{
     capture::decode::signal_name,
     present::table::{self, TableOptions},
-    sinks::parquet::{EVENTS, PROCESSES, events_schema, is_later_column, processes_schema},
+    sinks::parquet::{
+        CONNECTIONS, EVENTS, PROCESSES, connections_schema, events_schema, is_later_column,
+        processes_schema,
+    },
 };
 
 /// Named queries: `(name, SQL)`.
@@ -26,6 +29,7 @@ pub const QUERIES: &[(&str, &str)] = &[
     ("cpu", include_str!("sql/cpu.sql")),
     ("memory", include_str!("sql/memory.sql")),
     ("io", include_str!("sql/io.sql")),
+    ("network", include_str!("sql/network.sql")),
     ("failures", include_str!("sql/failures.sql")),
     ("processes", include_str!("sql/processes.sql")),
     ("tree", include_str!("sql/tree.sql")),
@@ -210,6 +214,7 @@ fn parquet_files(dir: &Path) -> Result<Vec<PathBuf>, QueryError> {
 struct Sources {
     events: Option<String>,
     processes: Option<String>,
+    connections: Option<String>,
 }
 
 fn column_names(conn: &Connection, source: &str) -> Result<Vec<String>, QueryError> {
@@ -269,6 +274,7 @@ fn find_sources(conn: &Connection, data: &Path) -> Result<Sources, QueryError> {
     for (dataset, slot, schema) in [
         (EVENTS, &mut sources.events, events_schema()),
         (PROCESSES, &mut sources.processes, processes_schema()),
+        (CONNECTIONS, &mut sources.connections, connections_schema()),
     ] {
         let dir = data.join(dataset);
         let files = parquet_files(&dir)?;
@@ -305,16 +311,7 @@ fn view(name: &str, source: Option<&str>, schema: &arrow_schema::Schema) -> Opti
         .fields()
         .iter()
         .filter(|f| is_later_column(f.name()))
-        .map(|f| {
-            let sql_type = match f.data_type() {
-                arrow_schema::DataType::Boolean => "BOOLEAN",
-                arrow_schema::DataType::Int32 => "INTEGER",
-                arrow_schema::DataType::Int64 => "BIGINT",
-                arrow_schema::DataType::Float64 => "DOUBLE",
-                _ => "VARCHAR",
-            };
-            format!("NULL::{sql_type} AS {}", f.name())
-        })
+        .map(|f| format!("NULL::{} AS {}", sql_type(f.data_type()), f.name()))
         .collect();
     source.map(|s| {
         let read = format!("SELECT * FROM read_parquet({}, union_by_name = true)", quote(s));
@@ -327,6 +324,31 @@ fn view(name: &str, source: Option<&str>, schema: &arrow_schema::Schema) -> Opti
             )
         }
     })
+}
+
+/// A view with `schema`'s columns and no rows.
+fn empty_view(name: &str, schema: &arrow_schema::Schema) -> String {
+    let columns: Vec<String> = schema
+        .fields()
+        .iter()
+        .map(|f| format!("NULL::{} AS {}", sql_type(f.data_type()), f.name()))
+        .collect();
+    format!(
+        "CREATE OR REPLACE VIEW {name} AS SELECT {} WHERE false;\n",
+        columns.join(", ")
+    )
+}
+
+fn sql_type(t: &arrow_schema::DataType) -> &'static str {
+    match t {
+        arrow_schema::DataType::Boolean => "BOOLEAN",
+        arrow_schema::DataType::Int32 => "INTEGER",
+        arrow_schema::DataType::Int64 => "BIGINT",
+        arrow_schema::DataType::UInt32 => "UINTEGER",
+        arrow_schema::DataType::Float64 => "DOUBLE",
+        arrow_schema::DataType::Timestamp(..) => "TIMESTAMPTZ",
+        _ => "VARCHAR",
+    }
 }
 
 /// `signal_name(n)`: `SIGKILL` for 9, the number for a signal without a name. Generated from
@@ -365,6 +387,15 @@ fn views(conn: &Connection, request: &Request) -> Result<String, QueryError> {
         sources.processes.as_deref(),
         &processes_schema(),
     ));
+    // Always there: a run without network use (or data from before it) has no files.
+    sql.push_str(
+        &view(
+            CONNECTIONS,
+            sources.connections.as_deref(),
+            &connections_schema(),
+        )
+        .unwrap_or_else(|| empty_view(CONNECTIONS, &connections_schema())),
+    );
     conn.execute_batch(&sql).map_err(sql_error)?;
 
     let run = match request.run.as_deref() {
@@ -386,6 +417,7 @@ fn views(conn: &Connection, request: &Request) -> Result<String, QueryError> {
     if sources.processes.is_some() {
         filters.push_str(&filter("processes"));
     }
+    filters.push_str(&filter(CONNECTIONS));
     conn.execute_batch(&filters).map_err(sql_error)?;
     Ok(sql + &filters)
 }

@@ -63,6 +63,16 @@ enum BodyLine<'a> {
         previous_bytes: u64,
     },
     Fork {},
+    Connection {
+        direction: &'static str,
+        network_transport: &'static str,
+        network_type: &'static str,
+        peer_address: String,
+        peer_port: u16,
+        local_address: String,
+        local_port: Option<u16>,
+        outcome: &'static str,
+    },
     Exec {
         exe: Option<&'a str>,
         cwd: Option<&'a str>,
@@ -175,6 +185,16 @@ impl JsonlSink {
             Body::Memory(m) => BodyLine::Memory {
                 rss_bytes: m.rss_bytes,
                 previous_bytes: m.previous_bytes,
+            },
+            Body::Connection(n) => BodyLine::Connection {
+                direction: n.direction(),
+                network_transport: n.transport(),
+                network_type: n.network_type(),
+                peer_address: n.peer.to_string(),
+                peer_port: n.peer_port,
+                local_address: n.local.to_string(),
+                local_port: n.local_port,
+                outcome: n.outcome(),
             },
             Body::Exec(e) => BodyLine::Exec {
                 exe: e.exe.as_deref(),

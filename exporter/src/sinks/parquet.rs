@@ -1,7 +1,8 @@
 //! Parquet on local disk: the offline record that `otel-pipetrace query` reads with DuckDB.
 //!
-//! Two datasets under the data directory: `events/` (one row per event, stream order) and
-//! `processes/` (one row per process lifetime, with the trace and span ids of its span). Rows
+//! Three datasets under the data directory: `events/` (one row per event, stream order),
+//! `processes/` (one row per process lifetime, with the trace and span ids of its span) and
+//! `connections/` (one row per listed TCP connection, with its peer). Rows
 //! are buffered in Arrow builders and written when `output.flush_rows` rows are waiting or
 //! `output.flush_interval` has passed. Every flush writes one complete Parquet file next to its
 //! final name and renames it into place: a reader never sees a partial file, and an agent
@@ -32,13 +33,15 @@ use crate::{
     analysis::step_key::step_key,
     capture::{
         clock::Clock,
-        decode::{Activity, Body, Event, Memory, Sample},
+        decode::{Activity, Body, Common, Connection, Event, Memory, Sample},
     },
     process::model::Process,
 };
 
 pub const EVENTS: &str = "events";
 pub const PROCESSES: &str = "processes";
+/// One row per listed TCP connection (a process's first to each peer).
+pub const CONNECTIONS: &str = "connections";
 
 fn timestamp() -> DataType {
     DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()))
@@ -88,6 +91,27 @@ const LATER_BASE_COLUMNS: [&str; 7] = [
 /// fault and switch columns too.
 pub fn is_later_column(name: &str) -> bool {
     LATER_BASE_COLUMNS.contains(&name) || Activity::FIELDS.contains(&name)
+}
+
+pub fn connections_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("run_id", DataType::Utf8, false),
+        Field::new("time", timestamp(), false),
+        Field::new("pid", DataType::UInt32, false),
+        // With pid, the process (its `processes` row has the same `start`).
+        Field::new("start_time", timestamp(), false),
+        Field::new("comm", DataType::Utf8, false),
+        // outbound (connect) or inbound (accepted).
+        Field::new("direction", DataType::Utf8, false),
+        Field::new("transport", DataType::Utf8, false),
+        Field::new("network_type", DataType::Utf8, false),
+        Field::new("peer_address", DataType::Utf8, false),
+        Field::new("peer_port", DataType::Int32, false),
+        Field::new("local_address", DataType::Utf8, false),
+        Field::new("local_port", DataType::Int32, true),
+        // established, or failed (refused, unreachable, timed out).
+        Field::new("outcome", DataType::Utf8, false),
+    ]))
 }
 
 pub fn processes_schema() -> SchemaRef {
@@ -182,7 +206,7 @@ impl EventColumns {
                 self.value
                     .append_value(c.ktime_ns.saturating_sub(c.start_ns) as i64);
             }
-            Body::Fork | Body::ThreadSample(_) | Body::SampleEnd(_) => {
+            Body::Fork | Body::ThreadSample(_) | Body::SampleEnd(_) | Body::Connection(_) => {
                 self.executable.append_null();
                 self.argv.append(false);
                 self.value.append_null();
@@ -246,6 +270,64 @@ impl EventColumns {
 }
 
 #[derive(Default)]
+struct ConnectionColumns {
+    run_id: StringBuilder,
+    time: TimestampNanosecondBuilder,
+    pid: UInt32Builder,
+    start_time: TimestampNanosecondBuilder,
+    comm: StringBuilder,
+    direction: StringBuilder,
+    transport: StringBuilder,
+    network_type: StringBuilder,
+    peer_address: StringBuilder,
+    peer_port: Int32Builder,
+    local_address: StringBuilder,
+    local_port: Int32Builder,
+    outcome: StringBuilder,
+    rows: usize,
+}
+
+impl ConnectionColumns {
+    fn push(&mut self, c: &Common, n: &Connection, clock: &Clock, run_id: &str) {
+        self.run_id.append_value(run_id);
+        self.time.append_value(clock.unix_ns(c.ktime_ns) as i64);
+        self.pid.append_value(c.tgid);
+        self.start_time
+            .append_value(clock.unix_ns(c.start_ns) as i64);
+        self.comm.append_value(&c.comm);
+        self.direction.append_value(n.direction());
+        self.transport.append_value(n.transport());
+        self.network_type.append_value(n.network_type());
+        self.peer_address.append_value(n.peer.to_string());
+        self.peer_port.append_value(i32::from(n.peer_port));
+        self.local_address.append_value(n.local.to_string());
+        self.local_port.append_option(n.local_port.map(i32::from));
+        self.outcome.append_value(n.outcome());
+        self.rows += 1;
+    }
+
+    fn finish(&mut self, schema: &SchemaRef) -> Result<RecordBatch, arrow_schema::ArrowError> {
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(self.run_id.finish()),
+            Arc::new(self.time.finish().with_timezone("UTC")),
+            Arc::new(self.pid.finish()),
+            Arc::new(self.start_time.finish().with_timezone("UTC")),
+            Arc::new(self.comm.finish()),
+            Arc::new(self.direction.finish()),
+            Arc::new(self.transport.finish()),
+            Arc::new(self.network_type.finish()),
+            Arc::new(self.peer_address.finish()),
+            Arc::new(self.peer_port.finish()),
+            Arc::new(self.local_address.finish()),
+            Arc::new(self.local_port.finish()),
+            Arc::new(self.outcome.finish()),
+        ];
+        self.rows = 0;
+        RecordBatch::try_new(schema.clone(), columns)
+    }
+}
+
+#[derive(Default)]
 struct ProcessColumns {
     run_id: StringBuilder,
     pid: UInt32Builder,
@@ -270,7 +352,7 @@ struct ProcessColumns {
     cpu_system_s: Float64Builder,
     peak_rss_bytes: Int64Builder,
     /// One per [`Activity::FIELDS`] name, in that order.
-    activity: [Int64Builder; 11],
+    activity: [Int64Builder; Activity::COUNT],
     trace_id: StringBuilder,
     span_id: StringBuilder,
     parent_span_id: StringBuilder,
@@ -387,6 +469,7 @@ pub struct ParquetTotals {
     pub files: u64,
     pub event_rows: u64,
     pub process_rows: u64,
+    pub connection_rows: u64,
 }
 
 pub struct ParquetSink {
@@ -395,8 +478,10 @@ pub struct ParquetSink {
     run_id: String,
     events: EventColumns,
     processes: ProcessColumns,
+    connections: ConnectionColumns,
     events_schema: SchemaRef,
     processes_schema: SchemaRef,
+    connections_schema: SchemaRef,
     props: WriterProperties,
     /// When the oldest unwritten row arrived.
     pending_since: Option<Instant>,
@@ -417,7 +502,7 @@ impl ParquetSink {
         clock: Clock,
         run_id: &str,
     ) -> Result<Self, SinkError> {
-        for dataset in [EVENTS, PROCESSES] {
+        for dataset in [EVENTS, PROCESSES, CONNECTIONS] {
             let dir = settings.dir.join(dataset);
             super::create_private_dir(&dir).map_err(|source| SinkError::Io {
                 path: dir.display().to_string(),
@@ -435,8 +520,10 @@ impl ParquetSink {
             run_id: run_id.to_owned(),
             events: EventColumns::default(),
             processes: ProcessColumns::default(),
+            connections: ConnectionColumns::default(),
             events_schema: events_schema(),
             processes_schema: processes_schema(),
+            connections_schema: connections_schema(),
             props,
             pending_since: None,
             seq: 0,
@@ -512,6 +599,17 @@ impl ParquetSink {
                 Err(e) => first_error = first_error.or(Some(e)),
             }
         }
+        if self.connections.rows > 0 {
+            let rows = self.connections.rows as u64;
+            let batch = self
+                .connections
+                .finish(&self.connections_schema)
+                .map_err(|e| io_error(&self.settings.dir, e))?;
+            match self.write(CONNECTIONS, batch) {
+                Ok(()) => self.totals.connection_rows += rows,
+                Err(e) => first_error = first_error.or(Some(e)),
+            }
+        }
         first_error.map_or(Ok(()), Err)
     }
 
@@ -532,6 +630,10 @@ impl Sink for ParquetSink {
     fn report(&mut self, report: &Report) -> Result<(), SinkError> {
         match report {
             Report::Event(event) => {
+                if let Body::Connection(c) = &event.body {
+                    self.connections
+                        .push(&event.common, c, &self.clock, &self.run_id);
+                }
                 self.events.push(event, &self.clock, &self.run_id);
                 self.mark_pending();
                 if self.events.rows >= self.settings.flush_rows {

@@ -73,6 +73,10 @@ pub struct Executable {
     pub disk_io: Counts,
     pub paging_faults: Counts,
     pub context_switches: Counts,
+    /// Network bytes by direction (transmit, receive) and TCP connections by direction
+    /// (outbound: made, inbound: accepted).
+    pub network_io: Counts,
+    pub network_connections: Counts,
 }
 
 /// The agent's own counters, refreshed by whoever owns them.
@@ -256,6 +260,18 @@ impl Aggregates {
                 |e| &mut e.context_switches,
                 "involuntary",
                 a.involuntary_switches,
+            );
+            add(|e| &mut e.network_io, "transmit", a.network_sent_bytes);
+            add(|e| &mut e.network_io, "receive", a.network_received_bytes);
+            add(
+                |e| &mut e.network_connections,
+                "outbound",
+                a.network_connections,
+            );
+            add(
+                |e| &mut e.network_connections,
+                "inbound",
+                a.network_accepted,
             );
         } else {
             // No final totals (exit lost, still running): its time so far stays counted.

@@ -245,6 +245,28 @@ pub const FAMILIES: &[Family] = &[
         points: |s| counts(s.aggregates, "disk.io.direction", |e| &e.disk_io),
     },
     Family {
+        otlp: Some("process.network.io"),
+        prometheus: Some("process_network_io_bytes_total"),
+        unit: "By",
+        help: "Bytes ended processes sent (transmit) and received over IPv4/IPv6 sockets, by executable and direction.",
+        kind: Kind::Counter,
+        needs_spans: false,
+        points: |s| counts(s.aggregates, "network.io.direction", |e| &e.network_io),
+    },
+    Family {
+        otlp: Some("pipetrace.network.connections"),
+        prometheus: Some("pipetrace_network_connections_total"),
+        unit: "{connection}",
+        help: "TCP connections of ended processes, by executable and direction (outbound: made, attempts included; inbound: accepted).",
+        kind: Kind::Counter,
+        needs_spans: false,
+        points: |s| {
+            counts(s.aggregates, "network.connection.direction", |e| {
+                &e.network_connections
+            })
+        },
+    },
+    Family {
         otlp: Some("process.paging.faults"),
         prometheus: Some("process_paging_faults_total"),
         unit: "{fault}",
@@ -412,6 +434,10 @@ mod tests {
             major_faults: Some(1),
             voluntary_switches: Some(5),
             involuntary_switches: Some(2),
+            network_sent_bytes: Some(100),
+            network_received_bytes: Some(200),
+            network_connections: Some(3),
+            network_accepted: Some(1),
             ..Default::default()
         };
         a.record(&t.apply(Event::sample(10, Body::Exit(exit))).unwrap());

@@ -60,6 +60,23 @@ fn string_array(items: &[String]) -> Value {
     )
 }
 
+/// A connection as a span event: the semantic-convention `network.*` attributes.
+fn connection_attributes(c: &crate::capture::decode::Connection) -> Vec<KeyValue> {
+    let mut a = vec![
+        KeyValue::new("network.peer.address", c.peer.to_string()),
+        KeyValue::new("network.peer.port", i64::from(c.peer_port)),
+        KeyValue::new("network.transport", c.transport()),
+        KeyValue::new("network.type", c.network_type()),
+        KeyValue::new("network.local.address", c.local.to_string()),
+        KeyValue::new("pipetrace.network.direction", c.direction()),
+        KeyValue::new("pipetrace.network.outcome", c.outcome()),
+    ];
+    if let Some(port) = c.local_port {
+        a.push(KeyValue::new("network.local.port", i64::from(port)));
+    }
+    a
+}
+
 fn image_attributes(exec: &Exec, out: &mut Vec<KeyValue>) {
     if let Some(exe) = &exec.exe {
         out.push(KeyValue::new("process.executable.path", exe.clone()));
@@ -226,7 +243,7 @@ impl SpanFactory {
                 attrs.push(KeyValue::new("pipetrace.process.still_running", true))
             }
         }
-        let events: Vec<Event> = p
+        let mut events: Vec<Event> = p
             .previous_execs
             .iter()
             .map(|(at, exec)| {
@@ -235,11 +252,26 @@ impl SpanFactory {
                 Event::new("process.exec", time(&self.clock, *at), a, 0)
             })
             .collect();
+        events.extend(p.connections.iter().map(|(at, c)| {
+            Event::new(
+                "network.connection",
+                time(&self.clock, *at),
+                connection_attributes(c),
+                0,
+            )
+        }));
+        events.sort_by_key(|e| e.timestamp);
         let mut span_events = SpanEvents::default();
         span_events.events = events;
+        // Earlier images beyond the kept ones, and connections to peers beyond the listed ones.
+        let unlisted = p
+            .exit()
+            .and_then(|x| x.activity.network_unlisted)
+            .unwrap_or(0);
         span_events.dropped_count = p
             .exec_count
-            .saturating_sub(1 + p.previous_execs.len() as u32);
+            .saturating_sub(1 + p.previous_execs.len() as u32)
+            .saturating_add(u32::try_from(unlisted).unwrap_or(u32::MAX));
         Some(SpanData {
             span_context: Self::context(p.span, true, TraceState::NONE),
             parent_span_id: p.parent_span.map_or(SpanId::INVALID, SpanId::from),

@@ -1,0 +1,344 @@
+//! Network use per traced process.
+//!
+//! Bytes: `sock_send_length` / `sock_recv_length` fire on every send and receive of every
+//! socket on the host, so they only add to the process's `NET_IO` entry (no record per send);
+//! the totals leave with the exit record and every live sample. A process found untraced is
+//! remembered per CPU (`NET_SKIP`), so other processes' sends cost an array read.
+//!
+//! Connections: `inet_sock_set_state` sees a TCP socket go CLOSE → SYN_SENT in the connecting
+//! task, and SYN_RECV → ESTABLISHED (in softirq) for a connection a listener accepted; the
+//! accepted socket belongs to the first traced process that sends or receives on it. Each
+//! process lists its first `network_peers` distinct peers as connection records; later ones
+//! are only counted, so a crawler cannot flood the ring.
+
+use core::ffi::c_void;
+
+use aya_ebpf::{
+    bindings::BPF_NOEXIST,
+    helpers::generated::{
+        bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns, bpf_ringbuf_output,
+    },
+    macros::raw_tracepoint,
+    programs::RawTracePointContext,
+};
+use exporter_common::{
+    ABSENT, ConnectionRecord, ConnectionTail, NetState, PeerKey, counter, direction, kind, outcome,
+    present,
+};
+
+use crate::{
+    kernel::{process_start, read},
+    lifecycle::{event_header, in_untracked_scope, mark_lost},
+    maps::{
+        ACCEPTED, CONNECTING, CONNECTION_SCRATCH, EVENTS, NET_GENERATION, NET_IO, NET_SKIP, PEERS,
+        TRACKED, conf, count, off, wakeup_flags,
+    },
+};
+
+const AF_INET: u16 = 2;
+const AF_INET6: u16 = 10;
+const MSG_PEEK: i32 = 2;
+const TCP_ESTABLISHED: i32 = 1;
+const TCP_SYN_SENT: i32 = 2;
+const TCP_SYN_RECV: i32 = 3;
+const TCP_CLOSE: i32 = 7;
+const IPPROTO_TCP: u16 = 6;
+
+/// Adds to a counter that threads of one process may update on several CPUs at once: BPF's
+/// atomic add, written out because `core` offers no atomic read-modify-write on this target.
+#[inline(always)]
+fn add(counter: *mut u64, n: u64) {
+    // SAFETY: a pointer into a live map value, 8-byte aligned.
+    unsafe {
+        core::arch::asm!(
+            "lock *(u64 *)({0} + 0) += {1}",
+            in(reg) counter,
+            in(reg) n,
+        )
+    };
+}
+
+#[inline(always)]
+fn generation() -> u64 {
+    NET_GENERATION.get(0).copied().unwrap_or(0)
+}
+
+/// A process became traced by exec: every CPU's remembered untraced task is stale.
+#[inline(always)]
+pub fn bump_generation() {
+    if let Some(g) = NET_GENERATION.get_ptr_mut(0) {
+        add(g, 1);
+    }
+}
+
+/// The current process's network state if it is traced, created at its first use.
+#[inline(always)]
+fn current_state(tgid: u32) -> Option<*mut NetState> {
+    let task = unsafe { bpf_get_current_task() };
+    let skip = NET_SKIP.get_ptr_mut(0)?;
+    // SAFETY: this CPU's slot; programs do not migrate while they run.
+    let skip = unsafe { &mut *skip };
+    if skip.task == task
+        && skip.start_ns == read::<u64>(task, off!(task_start_time)).unwrap_or(0)
+        && skip.generation == generation()
+    {
+        return None;
+    }
+    if let Some(state) = NET_IO.get_ptr_mut(tgid) {
+        return Some(state);
+    }
+    let traced = match unsafe { TRACKED.get(tgid) } {
+        Some(s) => s.flags & exporter_common::track::HIDDEN == 0,
+        None => in_untracked_scope(task, tgid),
+    };
+    if !traced {
+        skip.task = task;
+        skip.start_ns = read::<u64>(task, off!(task_start_time)).unwrap_or(0);
+        skip.generation = generation();
+        return None;
+    }
+    let _ = NET_IO.insert(tgid, NetState::default(), BPF_NOEXIST as u64);
+    NET_IO.get_ptr_mut(tgid)
+}
+
+// sock_send_length(struct sock *sk, int ret, int flags)
+#[raw_tracepoint(tracepoint = "sock_send_length")]
+pub fn sock_send_length(ctx: RawTracePointContext) -> i32 {
+    on_bytes(&ctx, false);
+    0
+}
+
+// sock_recv_length(struct sock *sk, int ret, int flags)
+#[raw_tracepoint(tracepoint = "sock_recv_length")]
+pub fn sock_recv_length(ctx: RawTracePointContext) -> i32 {
+    on_bytes(&ctx, true);
+    0
+}
+
+#[inline(always)]
+fn on_bytes(ctx: &RawTracePointContext, received: bool) {
+    let ret = ctx.arg::<u64>(1) as i32;
+    if ret <= 0 {
+        return;
+    }
+    // A peek leaves the data queued: it is received later.
+    if received && (ctx.arg::<u64>(2) as i32) & MSG_PEEK != 0 {
+        return;
+    }
+    let tgid = (unsafe { bpf_get_current_pid_tgid() } >> 32) as u32;
+    let Some(state) = current_state(tgid) else {
+        return;
+    };
+    let sk: u64 = ctx.arg(0);
+    let family = read::<u16>(sk, off!(sock_family)).unwrap_or(0);
+    if family != AF_INET && family != AF_INET6 {
+        return;
+    }
+    // SAFETY: a live map value; counters are updated atomically.
+    unsafe {
+        let totals = &raw mut (*state).totals;
+        if received {
+            add(&raw mut (*totals).received_bytes, ret as u64);
+            add(&raw mut (*totals).receive_calls, 1);
+        } else {
+            add(&raw mut (*totals).sent_bytes, ret as u64);
+            add(&raw mut (*totals).send_calls, 1);
+        }
+        if (*state).last_sk != sk {
+            (*state).last_sk = sk;
+            if conf!(network_hooks) & present::NET_CONNECTIONS != 0 {
+                accepted(sk, tgid, state);
+            }
+        }
+    }
+}
+
+/// `sk` (new to this process) is a connection a listener accepted that no traced process has
+/// used yet: it is this process's.
+#[inline(always)]
+fn accepted(sk: u64, tgid: u32, state: *mut NetState) {
+    if unsafe { ACCEPTED.get(sk) }.is_none() {
+        return;
+    }
+    let _ = ACCEPTED.remove(sk);
+    add(unsafe { &raw mut (*state).totals.accepted }, 1);
+    let mut tail = connection_tail(sk, direction::INBOUND);
+    tail.outcome = outcome::ESTABLISHED;
+    if !list_peer(tgid, state, &tail, tail.local_port) {
+        return;
+    }
+    let Some(record) = build_record(tgid, &tail) else {
+        return;
+    };
+    output(record);
+}
+
+/// The connection record of the current process with `tail`, built in this CPU's scratch slot
+/// (it does not fit on the BPF stack beside the rest); `None` when its events are not sent.
+#[inline(always)]
+fn build_record(tgid: u32, tail: &ConnectionTail) -> Option<*mut ConnectionRecord> {
+    let record = CONNECTION_SCRATCH.get_ptr_mut(0)?;
+    let task = unsafe { bpf_get_current_task() };
+    let header = event_header(
+        kind::CONNECTION,
+        core::mem::size_of::<ConnectionRecord>(),
+        task,
+        tgid,
+        unsafe { TRACKED.get(tgid) }.copied(),
+    )?;
+    // SAFETY: this CPU's slot; programs do not migrate while they run.
+    unsafe {
+        (*record).header = header;
+        (*record).tail = *tail;
+    }
+    Some(record)
+}
+
+/// Copies a built record into the ring.
+#[inline(always)]
+fn output(record: *mut ConnectionRecord) {
+    let ret = unsafe {
+        bpf_ringbuf_output(
+            (&raw const EVENTS).cast_mut().cast::<c_void>(),
+            record.cast::<c_void>(),
+            core::mem::size_of::<ConnectionRecord>() as u64,
+            wakeup_flags(),
+        )
+    };
+    if ret < 0 {
+        count(counter::RING_FULL);
+        mark_lost(unsafe { (*record).header.tgid });
+    } else {
+        count(counter::EMITTED);
+    }
+}
+
+/// Whether the peer of `tail` is to be listed: new to the process and within the cap. A
+/// peer beyond the cap is counted instead.
+#[inline(always)]
+fn list_peer(tgid: u32, state: *mut NetState, tail: &ConnectionTail, port: u16) -> bool {
+    let task = unsafe { bpf_get_current_task() };
+    let key = PeerKey {
+        start_ns: process_start(task),
+        tgid,
+        family: tail.family,
+        port,
+        direction: tail.direction,
+        _pad0: [0; 7],
+        addr: tail.peer_addr,
+    };
+    if unsafe { PEERS.get(&key) }.is_some() {
+        return false;
+    }
+    let listed = unsafe { (*state).listed };
+    if listed >= conf!(network_peers) {
+        add(unsafe { &raw mut (*state).totals.unlisted }, 1);
+        return false;
+    }
+    unsafe { (*state).listed = listed + 1 };
+    let _ = PEERS.insert(&key, &1, 0);
+    true
+}
+
+/// Family, protocol, ports and addresses of `sk` (ports in host order).
+#[inline(always)]
+fn connection_tail(sk: u64, dir: u8) -> ConnectionTail {
+    let family = read::<u16>(sk, off!(sock_family)).unwrap_or(0);
+    let protocol = if off!(sock_protocol) as u32 == ABSENT {
+        IPPROTO_TCP
+    } else {
+        read::<u16>(sk, off!(sock_protocol)).unwrap_or(IPPROTO_TCP)
+    };
+    let mut tail = ConnectionTail {
+        family,
+        protocol,
+        local_port: read::<u16>(sk, off!(sock_num)).unwrap_or(0),
+        peer_port: u16::from_be(read::<u16>(sk, off!(sock_dport)).unwrap_or(0)),
+        direction: dir,
+        ..ConnectionTail::default()
+    };
+    tail.peer_addr = address(sk, family, off!(sock_daddr), off!(sock_v6_daddr));
+    tail.local_addr = address(sk, family, off!(sock_rcv_saddr), off!(sock_v6_rcv_saddr));
+    tail
+}
+
+/// An IPv4 (first 4 bytes) or IPv6 address of `sk`, at `v4` or `v6`.
+#[inline(always)]
+fn address(sk: u64, family: u16, v4: u64, v6: u64) -> [u8; 16] {
+    if family == AF_INET6 && v6 as u32 != ABSENT {
+        return read::<[u8; 16]>(sk, v6).unwrap_or([0; 16]);
+    }
+    let a = read::<[u8; 4]>(sk, v4).unwrap_or([0; 4]);
+    [a[0], a[1], a[2], a[3], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+}
+
+// inet_sock_set_state(const struct sock *sk, const int oldstate, const int newstate)
+#[raw_tracepoint(tracepoint = "inet_sock_set_state")]
+pub fn inet_sock_set_state(ctx: RawTracePointContext) -> i32 {
+    let sk: u64 = ctx.arg(0);
+    let old = ctx.arg::<u64>(1) as i32;
+    let new = ctx.arg::<u64>(2) as i32;
+    if old == TCP_CLOSE && new == TCP_SYN_SENT {
+        connecting(sk);
+    } else if old == TCP_SYN_SENT {
+        handshake_done(sk, new == TCP_ESTABLISHED);
+    } else if old == TCP_SYN_RECV && new == TCP_ESTABLISHED {
+        let _ = ACCEPTED.insert(sk, unsafe { bpf_ktime_get_ns() }, 0);
+    }
+    0
+}
+
+/// `connect()` on `sk`, in the connecting task: counted, and a new peer's record waits for the
+/// end of the handshake in `CONNECTING`.
+#[inline(always)]
+fn connecting(sk: u64) {
+    let tgid = (unsafe { bpf_get_current_pid_tgid() } >> 32) as u32;
+    let Some(state) = current_state(tgid) else {
+        return;
+    };
+    add(unsafe { &raw mut (*state).totals.connections }, 1);
+    let tail = connection_tail(sk, direction::OUTBOUND);
+    if !list_peer(tgid, state, &tail, tail.peer_port) {
+        return;
+    }
+    let Some(record) = build_record(tgid, &tail) else {
+        return;
+    };
+    let _ = CONNECTING.insert(sk, unsafe { &*record }, 0);
+}
+
+/// The handshake of `sk` ended: its record (if it waits) leaves with the local port and the
+/// outcome. Often in softirq context: everything else was read at `connect()`.
+#[inline(always)]
+fn handshake_done(sk: u64, established: bool) {
+    let Some(record) = CONNECTING.get_ptr_mut(sk) else {
+        return;
+    };
+    // SAFETY: a live map value, removed below.
+    unsafe {
+        let tail = &raw mut (*record).tail;
+        // Bound by now; the peer stays as it was asked for (a failed connect may clear it).
+        (*tail).local_port = read::<u16>(sk, off!(sock_num)).unwrap_or(0);
+        (*tail).local_addr = address(
+            sk,
+            (*tail).family,
+            off!(sock_rcv_saddr),
+            off!(sock_v6_rcv_saddr),
+        );
+        (*tail).outcome = if established {
+            outcome::ESTABLISHED
+        } else {
+            outcome::FAILED
+        };
+    }
+    output(record);
+    let _ = CONNECTING.remove(sk);
+}
+
+/// The network totals of process `tgid` so far (zero when it used no socket).
+#[inline(always)]
+pub fn totals(tgid: u32) -> exporter_common::Network {
+    unsafe { NET_IO.get(tgid) }
+        .map(|s| s.totals)
+        .unwrap_or_default()
+}
