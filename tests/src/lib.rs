@@ -387,6 +387,8 @@ pub struct Proc {
     pub still_running: bool,
     /// Periodic samples while it ran.
     pub samples: Vec<Value>,
+    /// Its listed TCP connections.
+    pub connections: Vec<Value>,
 }
 
 impl Proc {
@@ -444,6 +446,7 @@ impl Traced {
                 "still_running" => p.still_running = true,
                 "memory_alloc" | "memory_release" => {}
                 "sample" => p.samples.push(ev.clone()),
+                "connection" => p.connections.push(ev.clone()),
                 other => panic!("unknown kind {other}"),
             }
         }

@@ -52,6 +52,8 @@ pub struct ReceivedSpan {
     pub attributes: HashMap<String, String>,
     pub resource: HashMap<String, String>,
     pub events: Vec<String>,
+    /// The attributes of each event, in `events` order.
+    pub event_attributes: Vec<HashMap<String, String>>,
 }
 
 impl ReceivedSpan {
@@ -121,6 +123,15 @@ pub fn parse(log: &str) -> Vec<ReceivedSpan> {
                 Section::Events if k == "Name" => {
                     if let Some(span) = spans.last_mut() {
                         span.events.push(v.to_owned());
+                        span.event_attributes.push(HashMap::new());
+                    }
+                }
+                // An event's attributes (its timestamp and counts too, harmlessly).
+                Section::Events => {
+                    if let Some(attrs) =
+                        spans.last_mut().and_then(|s| s.event_attributes.last_mut())
+                    {
+                        attrs.insert(k.to_owned(), value(v));
                     }
                 }
                 _ => {}
