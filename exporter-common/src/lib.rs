@@ -190,12 +190,14 @@ pub struct Network {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct NetState {
     pub totals: Network,
-    /// The socket of the process's last send or receive: a new one is checked once for being
-    /// an accepted connection.
+    /// The socket of the process's last send or receive, and whether it is an IPv4/IPv6 one:
+    /// a new socket's family is read (and it is checked for being an accepted connection)
+    /// once, not on every send.
     pub last_sk: u64,
     /// Distinct peers listed so far (connection records sent).
     pub listed: u32,
-    pub _pad0: u32,
+    /// 1: `last_sk` is an IPv4/IPv6 socket.
+    pub last_inet: u32,
 }
 
 /// Directions of a [`ConnectionTail`].

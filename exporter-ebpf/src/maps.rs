@@ -50,19 +50,19 @@ pub struct MemoryCpu {
 pub static MEMORY_CPU: PerCpuArray<MemoryCpu> = PerCpuArray::with_max_entries(1, 0);
 
 /// Network use of traced processes, by tgid (see `network.rs`): created at a process's first
-/// send, receive or connect, read and removed at its exit. LRU: a missed exit ages out.
+/// send, receive or connect, read and removed at its exit. A plain hash, not LRU: its lookup on
+/// every send writes nothing (an LRU lookup marks the entry).
 #[map]
-pub static NET_IO: LruHashMap<u32, exporter_common::NetState> =
-    LruHashMap::with_max_entries(65536, 0);
+pub static NET_IO: HashMap<u32, exporter_common::NetState> = HashMap::with_max_entries(65536, 0);
 
 /// Per CPU: the last task found untraced by a network hook, so that the sends of other
-/// processes cost one array read. The task's start time guards against a reused
+/// processes cost one array read. Its pid with the address guards against a reused
 /// `task_struct`; the generation against a process that became traced (see `NET_GENERATION`).
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct NetSkip {
     pub task: u64,
-    pub start_ns: u64,
+    pub pid_tgid: u64,
     pub generation: u64,
 }
 

@@ -75,13 +75,11 @@ pub fn bump_generation() {
 #[inline(always)]
 fn current_state(tgid: u32) -> Option<*mut NetState> {
     let task = unsafe { bpf_get_current_task() };
+    let pid_tgid = unsafe { bpf_get_current_pid_tgid() };
     let skip = NET_SKIP.get_ptr_mut(0)?;
     // SAFETY: this CPU's slot; programs do not migrate while they run.
     let skip = unsafe { &mut *skip };
-    if skip.task == task
-        && skip.start_ns == read::<u64>(task, off!(task_start_time)).unwrap_or(0)
-        && skip.generation == generation()
-    {
+    if skip.task == task && skip.pid_tgid == pid_tgid && skip.generation == generation() {
         return None;
     }
     if let Some(state) = NET_IO.get_ptr_mut(tgid) {
@@ -93,7 +91,7 @@ fn current_state(tgid: u32) -> Option<*mut NetState> {
     };
     if !traced {
         skip.task = task;
-        skip.start_ns = read::<u64>(task, off!(task_start_time)).unwrap_or(0);
+        skip.pid_tgid = pid_tgid;
         skip.generation = generation();
         return None;
     }
@@ -130,12 +128,21 @@ fn on_bytes(ctx: &RawTracePointContext, received: bool) {
         return;
     };
     let sk: u64 = ctx.arg(0);
-    let family = read::<u16>(sk, off!(sock_family)).unwrap_or(0);
-    if family != AF_INET && family != AF_INET6 {
-        return;
-    }
-    // SAFETY: a live map value; counters are updated atomically.
+    // SAFETY: a live map value; counters are updated atomically, the socket cache is a hint
+    // that a racing thread can at worst make us read the family again.
     unsafe {
+        if (*state).last_sk != sk {
+            let family = read::<u16>(sk, off!(sock_family)).unwrap_or(0);
+            let inet = family == AF_INET || family == AF_INET6;
+            (*state).last_sk = sk;
+            (*state).last_inet = inet as u32;
+            if inet && conf!(network_hooks) & present::NET_CONNECTIONS != 0 {
+                accepted(sk, tgid, state);
+            }
+        }
+        if (*state).last_inet == 0 {
+            return;
+        }
         let totals = &raw mut (*state).totals;
         if received {
             add(&raw mut (*totals).received_bytes, ret as u64);
@@ -143,12 +150,6 @@ fn on_bytes(ctx: &RawTracePointContext, received: bool) {
         } else {
             add(&raw mut (*totals).sent_bytes, ret as u64);
             add(&raw mut (*totals).send_calls, 1);
-        }
-        if (*state).last_sk != sk {
-            (*state).last_sk = sk;
-            if conf!(network_hooks) & present::NET_CONNECTIONS != 0 {
-                accepted(sk, tgid, state);
-            }
         }
     }
 }

@@ -179,6 +179,23 @@ fn a_loopback_http_transfer_is_counted_on_both_sides() {
         .unwrap();
     assert_eq!(row["accepted"].as_u64(), Some(1));
     assert_eq!(row["peers"], format!("from 127.0.0.1 to :{port}"));
+
+    // The run's Markdown report names the heaviest network user.
+    let out = pipetrace_tests::command()
+        .args(["report", "--format", "markdown", "--data"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let report = String::from_utf8(out.stdout).unwrap();
+    let section = report
+        .split("### Most network traffic")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no network section in:\n{report}"));
+    let first = section.lines().find(|l| l.starts_with("| sent")).unwrap();
+    // One line per row, even for a command with newlines in it.
+    assert!(first.contains("sent 24.0 MiB"), "{first}");
+    assert!(first.contains(&format!("| {} |", server.pid)), "{first}");
 }
 
 /// A client that connects twice to each of three listening ports, once to a closed one, and

@@ -65,6 +65,36 @@ pub struct Proc {
     pub cpu_user_s: Option<f64>,
     pub cpu_system_s: Option<f64>,
     pub peak_rss_bytes: Option<i64>,
+    /// Bytes read from and written to storage, sent and received over the network (None: not
+    /// measured).
+    pub traffic: Traffic,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Traffic {
+    pub read_bytes: Option<i64>,
+    pub write_bytes: Option<i64>,
+    pub sent_bytes: Option<i64>,
+    pub received_bytes: Option<i64>,
+}
+
+impl Traffic {
+    /// Storage bytes, read + written.
+    pub fn storage(&self) -> Option<i64> {
+        sum(self.read_bytes, self.write_bytes)
+    }
+
+    /// Network bytes, sent + received.
+    pub fn network(&self) -> Option<i64> {
+        sum(self.sent_bytes, self.received_bytes)
+    }
+}
+
+fn sum(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (None, None) => None,
+        (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
+    }
 }
 
 impl Proc {
@@ -200,6 +230,16 @@ impl From<&crate::process::model::Process> for Proc {
             cpu_user_s: usage.map(|u| u.cpu_user_ns as f64 / 1e9),
             cpu_system_s: usage.map(|u| u.cpu_system_ns as f64 / 1e9),
             peak_rss_bytes: usage.map(|u| u.peak_rss_bytes as i64),
+            traffic: exit.map_or_else(Traffic::default, |x| {
+                let a = x.activity;
+                let n = |v: Option<u64>| v.map(|v| v as i64);
+                Traffic {
+                    read_bytes: n(a.read_bytes),
+                    write_bytes: n(a.write_bytes),
+                    sent_bytes: n(a.network_sent_bytes),
+                    received_bytes: n(a.network_received_bytes),
+                }
+            }),
         }
     }
 }

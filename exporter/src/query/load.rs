@@ -82,6 +82,12 @@ pub fn load_views(conn: &Connection) -> Result<LoadedRun, QueryError> {
                     cpu_user_s: r.get(15)?,
                     cpu_system_s: r.get(16)?,
                     peak_rss_bytes: r.get(17)?,
+                    traffic: crate::analysis::run::Traffic {
+                        read_bytes: r.get(18)?,
+                        write_bytes: r.get(19)?,
+                        sent_bytes: r.get(20)?,
+                        received_bytes: r.get(21)?,
+                    },
                 },
             ))
         })

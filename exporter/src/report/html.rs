@@ -485,6 +485,7 @@ mod tests {
             cpu_user_s: None,
             cpu_system_s: None,
             peak_rss_bytes: None,
+            traffic: Default::default(),
         };
         assert_eq!(short_command(&p), "python3 steps/load.py 'a b'");
         p.argv[0] = "make".into();

@@ -24,9 +24,13 @@ const COMMAND_WIDTH: usize = 80;
 
 /// A command in a table cell: cut, `|` escaped, in code.
 fn code(text: &str) -> String {
-    let text = cut(text, COMMAND_WIDTH)
+    // One line: a newline (a `python -c` program) would end the table row.
+    let text: String = cut(text, COMMAND_WIDTH)
         .replace('|', "\\|")
-        .replace('`', "'");
+        .replace('`', "'")
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
     format!("`{text}`")
 }
 
@@ -161,6 +165,31 @@ pub fn report(run: &RunView) -> String {
     });
     top_table(&mut out, run, "Most memory", "peak RSS", |p| {
         p.peak_rss_bytes.map(|b| (b as f64, units::bytes(b)))
+    });
+    let read_write = |a: Option<i64>, b: Option<i64>, first: &str, second: &str| {
+        format!(
+            "{first} {} / {second} {}",
+            units::bytes(a.unwrap_or(0)),
+            units::bytes(b.unwrap_or(0))
+        )
+    };
+    top_table(&mut out, run, "Most storage I/O", "bytes", |p| {
+        let t = p.traffic;
+        t.storage().filter(|b| *b > 0).map(|b| {
+            (
+                b as f64,
+                read_write(t.read_bytes, t.write_bytes, "read", "written"),
+            )
+        })
+    });
+    top_table(&mut out, run, "Most network traffic", "bytes", |p| {
+        let t = p.traffic;
+        t.network().filter(|b| *b > 0).map(|b| {
+            (
+                b as f64,
+                read_write(t.sent_bytes, t.received_bytes, "sent", "received"),
+            )
+        })
     });
     out
 }

@@ -17,5 +17,9 @@ SELECT
     signal,
     cpu_user_s,
     cpu_system_s,
-    peak_rss_bytes
+    peak_rss_bytes,
+    read_bytes,
+    write_bytes,
+    network_sent_bytes,
+    network_received_bytes
 FROM run_processes
