@@ -190,14 +190,9 @@ pub struct Network {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct NetState {
     pub totals: Network,
-    /// The socket of the process's last send or receive, and whether it is an IPv4/IPv6 one:
-    /// a new socket's family is read (and it is checked for being an accepted connection)
-    /// once, not on every send.
-    pub last_sk: u64,
     /// Distinct peers listed so far (connection records sent).
     pub listed: u32,
-    /// 1: `last_sk` is an IPv4/IPv6 socket.
-    pub last_inet: u32,
+    pub _pad0: u32,
 }
 
 /// Directions of a [`ConnectionTail`].
@@ -546,7 +541,7 @@ const _: () = {
     assert!(core::mem::size_of::<Activity>() == 88);
     assert!(core::mem::size_of::<ExitTail>() == 184);
     assert!(core::mem::size_of::<Network>() == 56);
-    assert!(core::mem::size_of::<NetState>() == 72);
+    assert!(core::mem::size_of::<NetState>() == 64);
     assert!(core::mem::size_of::<ConnectionRecord>() == 128);
     assert!(core::mem::size_of::<PeerKey>() == 40);
     assert!(core::mem::size_of::<ForkRecord>() == 80);

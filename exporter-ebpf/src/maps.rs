@@ -55,22 +55,37 @@ pub static MEMORY_CPU: PerCpuArray<MemoryCpu> = PerCpuArray::with_max_entries(1,
 #[map]
 pub static NET_IO: HashMap<u32, exporter_common::NetState> = HashMap::with_max_entries(65536, 0);
 
-/// Per CPU: the last task found untraced by a network hook, so that the sends of other
-/// processes cost one array read. Its pid with the address guards against a reused
-/// `task_struct`; the generation against a process that became traced (see `NET_GENERATION`).
+/// Per CPU: the thread of the last send or receive on this CPU, whether its process is traced,
+/// its last socket, and its byte and call counts not yet added to its `NET_IO` entry. A send
+/// of the same thread then costs an array read and four additions (no hash lookup, no atomic):
+/// the counts move to `NET_IO` when the thread leaves the CPU (`sched_switch`), before its
+/// exit record is written, or when another thread sends here. The thread is known by its
+/// `task_struct` address and pid together (neither alone survives reuse) and the generation
+/// (see `NET_GENERATION`).
 #[repr(C)]
 #[derive(Clone, Copy)]
-pub struct NetSkip {
+pub struct NetCpu {
     pub task: u64,
     pub pid_tgid: u64,
     pub generation: u64,
+    /// 1: the thread's process is traced.
+    pub traced: u64,
+    /// Its last socket, and 1 if that is an IPv4/IPv6 one (its family is read once).
+    pub last_sk: u64,
+    pub last_inet: u64,
+    /// 1: the counts below are not zero.
+    pub pending: u64,
+    pub sent_bytes: u64,
+    pub received_bytes: u64,
+    pub send_calls: u64,
+    pub receive_calls: u64,
 }
 
 #[map]
-pub static NET_SKIP: PerCpuArray<NetSkip> = PerCpuArray::with_max_entries(1, 0);
+pub static NET_CPU: PerCpuArray<NetCpu> = PerCpuArray::with_max_entries(1, 0);
 
 /// Bumped whenever a process becomes traced by exec (a root name matched, a hidden process
-/// ran something visible): every CPU's `NET_SKIP` entry is then stale.
+/// ran something visible): every CPU's `NET_CPU` decision is then stale.
 #[map]
 pub static NET_GENERATION: Array<u64> = Array::with_max_entries(1, 0);
 

@@ -1,9 +1,10 @@
 //! Network use per traced process.
 //!
 //! Bytes: `sock_send_length` / `sock_recv_length` fire on every send and receive of every
-//! socket on the host, so they only add to the process's `NET_IO` entry (no record per send);
-//! the totals leave with the exit record and every live sample. A process found untraced is
-//! remembered per CPU (`NET_SKIP`), so other processes' sends cost an array read.
+//! socket on the host, so a send only adds to per-CPU counts of the thread that is running
+//! (`NET_CPU`: an array read, no hash lookup, no atomic); they move to the process's `NET_IO`
+//! entry when the thread leaves the CPU, and leave with the exit record and every live sample.
+//! No record per send. An untraced thread's sends stop at the same per-CPU check.
 //!
 //! Connections: `inet_sock_set_state` sees a TCP socket go CLOSE → SYN_SENT in the connecting
 //! task, and SYN_RECV → ESTABLISHED (in softirq) for a connection a listener accepted; the
@@ -30,8 +31,8 @@ use crate::{
     kernel::{process_start, read},
     lifecycle::{event_header, in_untracked_scope, mark_lost},
     maps::{
-        ACCEPTED, CONNECTING, CONNECTION_SCRATCH, EVENTS, NET_GENERATION, NET_IO, NET_SKIP, PEERS,
-        TRACKED, conf, count, off, wakeup_flags,
+        ACCEPTED, CONNECTING, CONNECTION_SCRATCH, EVENTS, NET_CPU, NET_GENERATION, NET_IO, NetCpu,
+        PEERS, TRACKED, conf, count, off, wakeup_flags,
     },
 };
 
@@ -71,17 +72,9 @@ pub fn bump_generation() {
     }
 }
 
-/// The current process's network state if it is traced, created at its first use.
+/// The network state of the current process `tgid` if it is traced, created at its first use.
 #[inline(always)]
-fn current_state(tgid: u32) -> Option<*mut NetState> {
-    let task = unsafe { bpf_get_current_task() };
-    let pid_tgid = unsafe { bpf_get_current_pid_tgid() };
-    let skip = NET_SKIP.get_ptr_mut(0)?;
-    // SAFETY: this CPU's slot; programs do not migrate while they run.
-    let skip = unsafe { &mut *skip };
-    if skip.task == task && skip.pid_tgid == pid_tgid && skip.generation == generation() {
-        return None;
-    }
+fn process_state(task: u64, tgid: u32) -> Option<*mut NetState> {
     if let Some(state) = NET_IO.get_ptr_mut(tgid) {
         return Some(state);
     }
@@ -90,13 +83,45 @@ fn current_state(tgid: u32) -> Option<*mut NetState> {
         None => in_untracked_scope(task, tgid),
     };
     if !traced {
-        skip.task = task;
-        skip.pid_tgid = pid_tgid;
-        skip.generation = generation();
         return None;
     }
     let _ = NET_IO.insert(tgid, NetState::default(), BPF_NOEXIST as u64);
     NET_IO.get_ptr_mut(tgid)
+}
+
+/// Moves this CPU's pending counts into their process's `NET_IO` entry.
+#[inline(always)]
+pub fn flush(cpu: *mut NetCpu) {
+    // SAFETY: this CPU's slot; programs do not migrate while they run.
+    unsafe {
+        if (*cpu).pending == 0 {
+            return;
+        }
+        if let Some(state) = NET_IO.get_ptr_mut(((*cpu).pid_tgid >> 32) as u32) {
+            let totals = &raw mut (*state).totals;
+            add(&raw mut (*totals).sent_bytes, (*cpu).sent_bytes);
+            add(&raw mut (*totals).received_bytes, (*cpu).received_bytes);
+            add(&raw mut (*totals).send_calls, (*cpu).send_calls);
+            add(&raw mut (*totals).receive_calls, (*cpu).receive_calls);
+        }
+        (*cpu).sent_bytes = 0;
+        (*cpu).received_bytes = 0;
+        (*cpu).send_calls = 0;
+        (*cpu).receive_calls = 0;
+        (*cpu).pending = 0;
+    }
+}
+
+/// At every context switch (`prev` leaves the CPU): the counts of the thread that sent or
+/// received here go to its process.
+#[inline(always)]
+pub fn on_switch() {
+    if conf!(network_hooks) & present::NET_BYTES == 0 {
+        return;
+    }
+    if let Some(cpu) = NET_CPU.get_ptr_mut(0) {
+        flush(cpu);
+    }
 }
 
 // sock_send_length(struct sock *sk, int ret, int flags)
@@ -123,34 +148,55 @@ fn on_bytes(ctx: &RawTracePointContext, received: bool) {
     if received && (ctx.arg::<u64>(2) as i32) & MSG_PEEK != 0 {
         return;
     }
-    let tgid = (unsafe { bpf_get_current_pid_tgid() } >> 32) as u32;
-    let Some(state) = current_state(tgid) else {
+    let Some(cpu) = NET_CPU.get_ptr_mut(0) else {
         return;
     };
-    let sk: u64 = ctx.arg(0);
-    // SAFETY: a live map value; counters are updated atomically, the socket cache is a hint
-    // that a racing thread can at worst make us read the family again.
+    let pid_tgid = unsafe { bpf_get_current_pid_tgid() };
+    let task = unsafe { bpf_get_current_task() };
+    let tgid = (pid_tgid >> 32) as u32;
+    // SAFETY: this CPU's slot; programs do not migrate while they run.
     unsafe {
-        if (*state).last_sk != sk {
+        // Only an untraced decision goes stale with the generation (a process became traced);
+        // a traced one stays right until the thread changes.
+        if (*cpu).task != task
+            || (*cpu).pid_tgid != pid_tgid
+            || ((*cpu).traced == 0 && (*cpu).generation != generation())
+        {
+            // Another thread than the last one here (whose counts normally left with it).
+            flush(cpu);
+            (*cpu).task = task;
+            (*cpu).pid_tgid = pid_tgid;
+            (*cpu).generation = generation();
+            (*cpu).traced = process_state(task, tgid).is_some() as u64;
+            (*cpu).last_sk = 0;
+        }
+        if (*cpu).traced == 0 {
+            return;
+        }
+        let sk: u64 = ctx.arg(0);
+        if (*cpu).last_sk != sk {
             let family = read::<u16>(sk, off!(sock_family)).unwrap_or(0);
             let inet = family == AF_INET || family == AF_INET6;
-            (*state).last_sk = sk;
-            (*state).last_inet = inet as u32;
-            if inet && conf!(network_hooks) & present::NET_CONNECTIONS != 0 {
+            (*cpu).last_sk = sk;
+            (*cpu).last_inet = inet as u64;
+            if inet
+                && conf!(network_hooks) & present::NET_CONNECTIONS != 0
+                && let Some(state) = NET_IO.get_ptr_mut(tgid)
+            {
                 accepted(sk, tgid, state);
             }
         }
-        if (*state).last_inet == 0 {
+        if (*cpu).last_inet == 0 {
             return;
         }
-        let totals = &raw mut (*state).totals;
         if received {
-            add(&raw mut (*totals).received_bytes, ret as u64);
-            add(&raw mut (*totals).receive_calls, 1);
+            (*cpu).received_bytes += ret as u64;
+            (*cpu).receive_calls += 1;
         } else {
-            add(&raw mut (*totals).sent_bytes, ret as u64);
-            add(&raw mut (*totals).send_calls, 1);
+            (*cpu).sent_bytes += ret as u64;
+            (*cpu).send_calls += 1;
         }
+        (*cpu).pending = 1;
     }
 }
 
@@ -294,7 +340,7 @@ pub fn inet_sock_set_state(ctx: RawTracePointContext) -> i32 {
 #[inline(always)]
 fn connecting(sk: u64) {
     let tgid = (unsafe { bpf_get_current_pid_tgid() } >> 32) as u32;
-    let Some(state) = current_state(tgid) else {
+    let Some(state) = process_state(unsafe { bpf_get_current_task() }, tgid) else {
         return;
     };
     add(unsafe { &raw mut (*state).totals.connections }, 1);

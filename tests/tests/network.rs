@@ -336,3 +336,40 @@ fn network_hooks_turned_off_measure_nothing() {
     // The other measures go on.
     assert!(exit["write_chars"].as_u64().unwrap() > 0);
 }
+
+/// Threads of one process sending and receiving at once, on both CPUs: the per-CPU counts of
+/// every thread reach the process's total, to the byte.
+#[test]
+fn threads_on_every_cpu_add_up_to_the_byte() {
+    require_root!();
+    let python = real_python();
+    let dir = tempfile::tempdir().unwrap();
+    let program = script(
+        dir.path(),
+        "threads.sh",
+        &format!(
+            "{python} -c 'import socket, threading\n\
+             l = socket.create_server((\"127.0.0.1\", 0), backlog=8)\n\
+             def receive():\n\
+             \x20   a = l.accept()[0]\n\
+             \x20   while a.recv(65536): pass\n\
+             def send(n):\n\
+             \x20   c = socket.create_connection(l.getsockname())\n\
+             \x20   for _ in range(n): c.sendall(bytes(4096))\n\
+             \x20   c.close()\n\
+             ts = [threading.Thread(target=receive) for _ in range(4)]\n\
+             ts += [threading.Thread(target=send, args=(1024 * (i + 1),)) for i in range(4)]\n\
+             [t.start() for t in ts]\n\
+             [t.join() for t in ts]'\n"
+        ),
+    );
+    let t = trace_with(&[], &[], &[program.to_str().unwrap()]);
+    assert_eq!(t.status, 0, "{}", t.stderr);
+    let p = process_with(&t.processes(), "threading");
+    // 4 KiB × (1 + 2 + 3 + 4) × 1024, sent by four threads and received by four others.
+    let total = 4096 * 10 * 1024;
+    assert_eq!(counter(&p, "network_sent_bytes"), total);
+    assert_eq!(counter(&p, "network_received_bytes"), total);
+    assert_eq!(counter(&p, "network_connections"), 4);
+    assert_eq!(counter(&p, "network_accepted"), 4);
+}
