@@ -332,6 +332,11 @@ pub fn inet_sock_set_state(ctx: RawTracePointContext) -> i32 {
     } else if old == TCP_SYN_RECV && new == TCP_ESTABLISHED {
         let _ = ACCEPTED.insert(sk, unsafe { bpf_ktime_get_ns() }, 0);
     }
+    // Every TCP socket ends in CLOSE: an accepted one nobody traced used is forgotten, so a
+    // new socket at the same address is not taken for it.
+    if new == TCP_CLOSE {
+        let _ = ACCEPTED.remove(sk);
+    }
     0
 }
 

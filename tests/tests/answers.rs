@@ -513,6 +513,16 @@ fn compare_flags_the_slower_step_and_the_new_failure() {
     assert!((0.35..0.7).contains(&delta), "{slow}");
     assert_eq!(row("exit ${FAIL:-0}")["change"], "new failure");
     assert_eq!(row("sleep 0.05")["change"], "", "unchanged");
+    // Storage and network bytes before and after, as measured (python reads its modules).
+    let python_step = row("time.sleep");
+    for column in [
+        "storage_before_bytes",
+        "storage_after_bytes",
+        "network_before_bytes",
+        "network_after_bytes",
+    ] {
+        assert!(python_step[column].is_i64(), "{column}: {python_step}");
+    }
     assert!(
         rows.iter()
             .all(|r| r["change"] != "new" && r["change"] != "missing"),
@@ -769,6 +779,11 @@ fn the_html_report_shows_every_process_and_its_details_in_a_real_browser() {
     );
     let details = clicked["details"].as_str().unwrap();
     assert!(details.contains("cwd"), "{details}");
+    // What the kernel measured of its I/O and network use (echo to /dev/null: none).
+    assert!(
+        details.contains("read 0 B, written 0 B") && details.contains("sent 0 B, received 0 B"),
+        "{details}"
+    );
     let found = &page["find"];
     assert_eq!(found["count"], "1 of 1", "{found}");
     assert_eq!(

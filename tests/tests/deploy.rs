@@ -527,8 +527,9 @@ fn every_dashboard_query_returns_data_from_a_real_prometheus() {
         by_direction["alloc"] >= 2.0 && by_direction["release"] >= 2.0,
         "{by_direction:?}"
     );
-    // Two ok runs (script, python, true) and a failed one (script, sh, false).
-    assert_eq!(value("sum(pipetrace_spans_exported_total)"), 9.0);
+    // Two ok runs (script, python, python over loopback, true) and a failed one (script, sh,
+    // false).
+    assert_eq!(value("sum(pipetrace_spans_exported_total)"), 11.0);
 
     unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
     assert_eq!(daemon.wait().unwrap().code(), Some(0));

@@ -1,5 +1,5 @@
-//! Two runs side by side, step by step (steps matched by their step key): duration, CPU and
-//! peak memory before and after, steps that are new or missing, new failures, and the steps
+//! Two runs side by side, step by step (steps matched by their step key): duration, CPU, peak
+//! memory, storage and network bytes before and after, steps that are new or missing, new failures, and the steps
 //! slower than the thresholds. The baseline is one run or the median of several.
 
 use std::{collections::BTreeMap, fmt::Write, sync::Arc};
@@ -34,6 +34,10 @@ pub struct StepStats {
     pub duration_s: f64,
     pub cpu_s: Option<f64>,
     pub peak_rss_bytes: Option<i64>,
+    /// Bytes read and written at the storage layer, and sent and received over the network,
+    /// by the step's processes (None: not measured).
+    pub storage_bytes: Option<i64>,
+    pub network_bytes: Option<i64>,
     pub failed: u32,
     /// A command of the step, as it ran.
     pub command: String,
@@ -50,6 +54,12 @@ fn per_step(run: &RunView) -> BTreeMap<String, StepStats> {
         }
         if let Some(b) = p.peak_rss_bytes {
             s.peak_rss_bytes = Some(s.peak_rss_bytes.map_or(b, |m| m.max(b)));
+        }
+        if let Some(b) = p.traffic.storage() {
+            *s.storage_bytes.get_or_insert(0) += b;
+        }
+        if let Some(b) = p.traffic.network() {
+            *s.network_bytes.get_or_insert(0) += b;
         }
         if p.status.is_failure() {
             s.failed += 1;
@@ -86,10 +96,13 @@ fn median_steps(runs: &[&RunView]) -> BTreeMap<String, StepStats> {
             continue;
         }
         let cpus: Vec<f64> = present.iter().filter_map(|s| s.cpu_s).collect();
-        let peaks: Vec<f64> = present
-            .iter()
-            .filter_map(|s| s.peak_rss_bytes.map(|b| b as f64))
-            .collect();
+        let medians = |get: fn(&StepStats) -> Option<i64>| {
+            let values: Vec<f64> = present
+                .iter()
+                .filter_map(|s| get(s).map(|b| b as f64))
+                .collect();
+            (!values.is_empty()).then(|| median(values) as i64)
+        };
         out.insert(
             key.clone(),
             StepStats {
@@ -97,7 +110,9 @@ fn median_steps(runs: &[&RunView]) -> BTreeMap<String, StepStats> {
                     as u32,
                 duration_s: median(present.iter().map(|s| s.duration_s).collect()),
                 cpu_s: (!cpus.is_empty()).then(|| median(cpus)),
-                peak_rss_bytes: (!peaks.is_empty()).then(|| median(peaks) as i64),
+                peak_rss_bytes: medians(|s| s.peak_rss_bytes),
+                storage_bytes: medians(|s| s.storage_bytes),
+                network_bytes: medians(|s| s.network_bytes),
                 failed: u32::from(
                     present.iter().filter(|s| s.failed > 0).count() * 2 > present.len(),
                 ),
@@ -245,6 +260,21 @@ pub fn batch(c: &Comparison) -> Result<RecordBatch, arrow::error::ArrowError> {
         ))
     };
     let round = |v: f64| (v * 1e6).round() / 1e6;
+    let i = |get: &dyn Fn(&StepStats) -> Option<i64>, after: bool| -> ArrayRef {
+        Arc::new(Int64Array::from(
+            c.rows
+                .iter()
+                .map(|r| {
+                    if after {
+                        r.after.as_ref()
+                    } else {
+                        r.before.as_ref()
+                    }
+                    .and_then(get)
+                })
+                .collect::<Vec<_>>(),
+        ))
+    };
     let columns: Vec<(&str, ArrayRef)> = vec![
         (
             "change",
@@ -278,24 +308,12 @@ pub fn batch(c: &Comparison) -> Result<RecordBatch, arrow::error::ArrowError> {
             "cpu_after_s",
             f(&|r| r.after.as_ref().and_then(|s| s.cpu_s).map(round)),
         ),
-        (
-            "peak_before_bytes",
-            Arc::new(Int64Array::from(
-                c.rows
-                    .iter()
-                    .map(|r| r.before.as_ref().and_then(|s| s.peak_rss_bytes))
-                    .collect::<Vec<_>>(),
-            )),
-        ),
-        (
-            "peak_after_bytes",
-            Arc::new(Int64Array::from(
-                c.rows
-                    .iter()
-                    .map(|r| r.after.as_ref().and_then(|s| s.peak_rss_bytes))
-                    .collect::<Vec<_>>(),
-            )),
-        ),
+        ("peak_before_bytes", i(&|s| s.peak_rss_bytes, false)),
+        ("peak_after_bytes", i(&|s| s.peak_rss_bytes, true)),
+        ("storage_before_bytes", i(&|s| s.storage_bytes, false)),
+        ("storage_after_bytes", i(&|s| s.storage_bytes, true)),
+        ("network_before_bytes", i(&|s| s.network_bytes, false)),
+        ("network_after_bytes", i(&|s| s.network_bytes, true)),
         (
             "processes",
             Arc::new(UInt32Array::from(

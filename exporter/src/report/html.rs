@@ -83,6 +83,11 @@ struct Columns {
     cpu_user: Vec<Option<i64>>,
     cpu_system: Vec<Option<i64>>,
     rss: Vec<Option<i64>>,
+    /// Bytes read and written at the storage layer, sent and received over the network.
+    read: Vec<Option<i64>>,
+    written: Vec<Option<i64>>,
+    sent: Vec<Option<i64>>,
+    received: Vec<Option<i64>>,
     argv: Vec<Vec<String>>,
     /// The shell-quoted command where it is not the arguments joined by spaces.
     command: Vec<Option<String>>,
@@ -211,6 +216,10 @@ fn data(loaded: &LoadedRun, segments: &[crate::analysis::critical_path::Segment]
         c.cpu_user.push(cpu_micros(p.cpu_user_s));
         c.cpu_system.push(cpu_micros(p.cpu_system_s));
         c.rss.push(p.peak_rss_bytes);
+        c.read.push(p.traffic.read_bytes);
+        c.written.push(p.traffic.write_bytes);
+        c.sent.push(p.traffic.sent_bytes);
+        c.received.push(p.traffic.received_bytes);
         let argv = capped_argv(&p.argv);
         c.command
             .push((p.command != argv.join(" ")).then(|| cut(&p.command, ARGV_CHARS)));

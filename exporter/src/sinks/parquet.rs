@@ -52,7 +52,7 @@ fn argv_type() -> DataType {
 }
 
 pub fn events_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
+    let mut fields = vec![
         Field::new("time", timestamp(), false),
         Field::new("kind", DataType::Utf8, false),
         Field::new("pid", DataType::UInt32, false),
@@ -72,7 +72,17 @@ pub fn events_schema() -> SchemaRef {
         Field::new("cpu_user_s", DataType::Float64, true),
         Field::new("cpu_system_s", DataType::Float64, true),
         Field::new("peak_rss_bytes", DataType::Int64, true),
-    ]))
+    ];
+    // I/O, faults, switches and network use: the totals of an exit, the counts so far of a
+    // sample (null on other rows, where not measured, and in older files).
+    fields.extend(activity_fields());
+    Arc::new(Schema::new(fields))
+}
+
+fn activity_fields() -> impl Iterator<Item = Field> {
+    Activity::FIELDS
+        .iter()
+        .map(|name| Field::new(*name, DataType::Int64, true))
 }
 
 /// Columns added after the first release of a dataset: older files lack them and read as
@@ -140,12 +150,8 @@ pub fn processes_schema() -> SchemaRef {
         Field::new("cpu_system_s", DataType::Float64, true),
         Field::new("peak_rss_bytes", DataType::Int64, true),
     ];
-    // I/O, page faults and context switches (null where not measured or not in the kernel).
-    fields.extend(
-        Activity::FIELDS
-            .iter()
-            .map(|name| Field::new(*name, DataType::Int64, true)),
-    );
+    // I/O, page faults, context switches and network use (null where not measured).
+    fields.extend(activity_fields());
     fields.extend([
         Field::new("trace_id", DataType::Utf8, false),
         Field::new("span_id", DataType::Utf8, false),
@@ -175,6 +181,8 @@ struct EventColumns {
     cpu_user_s: Float64Builder,
     cpu_system_s: Float64Builder,
     peak_rss_bytes: Int64Builder,
+    /// One per [`Activity::FIELDS`] name, in that order.
+    activity: [Int64Builder; Activity::COUNT],
     rows: usize,
 }
 
@@ -239,11 +247,19 @@ impl EventColumns {
             .append_option(cpu.map(|u| u.cpu_system_ns as f64 / 1e9));
         self.peak_rss_bytes
             .append_option(exit.map(|x| x.usage.peak_rss_bytes as i64));
+        let activity = match &ev.body {
+            Body::Exit(x) => x.activity.values(),
+            Body::Sample(x) => x.activity.values(),
+            _ => [None; Activity::COUNT],
+        };
+        for (column, value) in self.activity.iter_mut().zip(activity) {
+            column.append_option(value.map(|v| v as i64));
+        }
         self.rows += 1;
     }
 
     fn finish(&mut self, schema: &SchemaRef) -> Result<RecordBatch, arrow_schema::ArrowError> {
-        let columns: Vec<ArrayRef> = vec![
+        let mut columns: Vec<ArrayRef> = vec![
             Arc::new(self.time.finish().with_timezone("UTC")),
             Arc::new(self.kind.finish()),
             Arc::new(self.pid.finish()),
@@ -264,6 +280,11 @@ impl EventColumns {
             Arc::new(self.cpu_system_s.finish()),
             Arc::new(self.peak_rss_bytes.finish()),
         ];
+        columns.extend(
+            self.activity
+                .iter_mut()
+                .map(|c| Arc::new(c.finish()) as ArrayRef),
+        );
         self.rows = 0;
         RecordBatch::try_new(schema.clone(), columns)
     }

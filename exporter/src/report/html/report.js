@@ -290,6 +290,10 @@
     fact(dl, "CPU", cu === null && cs === null ? "-" :
       dur((cu || 0) + (cs || 0)) + " (user " + dur(cu || 0) + ", system " + dur(cs || 0) + ")");
     fact(dl, "peak memory", bytes(P.rss[i]));
+    if (P.read[i] !== null || P.written[i] !== null)
+      fact(dl, "storage", "read " + bytes(P.read[i]) + ", written " + bytes(P.written[i]));
+    if (P.sent[i] !== null || P.received[i] !== null)
+      fact(dl, "network", "sent " + bytes(P.sent[i]) + ", received " + bytes(P.received[i]));
     if (onPath[i]) fact(dl, "critical path", dur(pathTime[i]) + " (" + (pathTime[i] * 100 / wall).toFixed(1) + " % of the run)");
     fact(dl, "children", children[i].length + (size[i] - 1 > children[i].length ? " (" + (size[i] - 1) + " below)" : ""));
     fact(dl, "cwd", P.cwd[i] === null ? "-" : S[P.cwd[i]]);

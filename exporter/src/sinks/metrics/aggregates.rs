@@ -13,7 +13,7 @@ use std::{
 
 use crate::{
     capture::{
-        decode::{Memory, Sample},
+        decode::{Activity, Memory, Sample},
         stats::Losses,
     },
     process::model::Process,
@@ -49,6 +49,50 @@ impl Histogram {
 /// Counts by one label value (a status, a signal name, a direction).
 pub type Counts = BTreeMap<&'static str, u64>;
 
+/// The per-executable counters a process's I/O, faults, switches and network use feed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActivityCounts {
+    DiskIo,
+    PagingFaults,
+    ContextSwitches,
+    NetworkIo,
+    NetworkConnections,
+}
+
+/// One measure of a process's [`Activity`].
+type Measure = fn(&Activity) -> Option<u64>;
+
+/// Each counter fed from [`Activity`]: which counts, the label value, the measure.
+const ACTIVITY_METRICS: [(ActivityCounts, &str, Measure); 10] = [
+    (ActivityCounts::DiskIo, "read", |a| a.read_bytes),
+    (ActivityCounts::DiskIo, "write", |a| a.write_bytes),
+    (ActivityCounts::PagingFaults, "major", |a| a.major_faults),
+    (ActivityCounts::PagingFaults, "minor", |a| a.minor_faults),
+    (ActivityCounts::ContextSwitches, "voluntary", |a| {
+        a.voluntary_switches
+    }),
+    (ActivityCounts::ContextSwitches, "involuntary", |a| {
+        a.involuntary_switches
+    }),
+    (ActivityCounts::NetworkIo, "transmit", |a| {
+        a.network_sent_bytes
+    }),
+    (ActivityCounts::NetworkIo, "receive", |a| {
+        a.network_received_bytes
+    }),
+    (ActivityCounts::NetworkConnections, "outbound", |a| {
+        a.network_connections
+    }),
+    (ActivityCounts::NetworkConnections, "inbound", |a| {
+        a.network_accepted
+    }),
+];
+
+/// A process's [`ACTIVITY_METRICS`] values (0 where not measured).
+fn activity_values(a: &Activity) -> [u64; ACTIVITY_METRICS.len()] {
+    ACTIVITY_METRICS.map(|(_, _, get)| get(a).unwrap_or(0))
+}
+
 #[derive(Debug, Default, Clone)]
 pub struct Executable {
     /// Ended processes by status (ok, failed, killed, exit_lost, still_running).
@@ -67,16 +111,28 @@ pub struct Executable {
     /// from before the agent) by status, and their durations.
     pub runs: Counts,
     pub run_duration: Histogram,
-    /// Ended processes' totals at exit: storage bytes by direction (read, write), page faults
-    /// by type (major, minor), context switches by type (voluntary, involuntary). Only what
-    /// the kernel measured is added.
+    /// Ended processes' totals at exit, plus what live ones had used at the last sample
+    /// when they moved to another label (exec): storage bytes by direction (read, write),
+    /// page faults by type (major, minor), context switches by type (voluntary,
+    /// involuntary), network bytes by direction (transmit, receive), TCP connections by
+    /// direction (outbound: made, inbound: accepted). Only what the kernel measured is added.
     pub disk_io: Counts,
     pub paging_faults: Counts,
     pub context_switches: Counts,
-    /// Network bytes by direction (transmit, receive) and TCP connections by direction
-    /// (outbound: made, inbound: accepted).
     pub network_io: Counts,
     pub network_connections: Counts,
+}
+
+impl Executable {
+    fn activity_counts(&mut self, of: ActivityCounts) -> &mut Counts {
+        match of {
+            ActivityCounts::DiskIo => &mut self.disk_io,
+            ActivityCounts::PagingFaults => &mut self.paging_faults,
+            ActivityCounts::ContextSwitches => &mut self.context_switches,
+            ActivityCounts::NetworkIo => &mut self.network_io,
+            ActivityCounts::NetworkConnections => &mut self.network_connections,
+        }
+    }
 }
 
 /// The agent's own counters, refreshed by whoever owns them.
@@ -96,6 +152,9 @@ struct LiveProcess {
     /// The part of `cpu` already added to the ended totals of an earlier label (the process
     /// exec'd another executable): counters never go down when time moves between labels.
     banked: (f64, f64),
+    /// [`ACTIVITY_METRICS`] so far, and the part of them banked like `banked`.
+    activity: [u64; ACTIVITY_METRICS.len()],
+    activity_banked: [u64; ACTIVITY_METRICS.len()],
     rss_bytes: u64,
     /// CLOCK_MONOTONIC ns of the sample.
     at_ns: u64,
@@ -106,6 +165,13 @@ impl LiveProcess {
     fn unbanked(&self) -> (f64, f64) {
         (self.cpu.0 - self.banked.0, self.cpu.1 - self.banked.1)
     }
+}
+
+/// CPU time (user, system; s) and [`ACTIVITY_METRICS`] of a process.
+#[derive(Debug, Clone, Default)]
+struct Used {
+    cpu: (f64, f64),
+    activity: [u64; ACTIVITY_METRICS.len()],
 }
 
 /// One `process.cpu.time` series: an executable, or one live process with `pid`.
@@ -181,25 +247,47 @@ impl Aggregates {
         key
     }
 
-    /// Adds CPU time to an executable's totals.
-    fn bank(&mut self, executable: &str, cpu: (f64, f64)) {
+    /// Adds CPU time and activity counts to an executable's totals.
+    fn bank(&mut self, executable: &str, cpu: (f64, f64), activity: &[u64]) {
         if let Some(e) = self.executables.get_mut(executable) {
             e.cpu_user_s += cpu.0;
             e.cpu_system_s += cpu.1;
+            for ((of, label, _), n) in ACTIVITY_METRICS.iter().zip(activity) {
+                if *n > 0 {
+                    *e.activity_counts(*of).entry(label).or_default() += n;
+                }
+            }
         }
     }
 
-    /// Takes a live process out, its CPU time so far banked under the label it had unless
-    /// that label is `keep`. Returns what is already counted elsewhere and its time so far.
-    fn take_live(&mut self, pid: u32, keep: &str) -> ((f64, f64), (f64, f64)) {
+    /// Takes a live process out, its CPU time and activity so far banked under the label it
+    /// had unless that label is `keep`. Returns what is already counted elsewhere, and what
+    /// it had used so far.
+    fn take_live(&mut self, pid: u32, keep: &str) -> (Used, Used) {
         let Some(l) = self.live.remove(&pid) else {
-            return ((0.0, 0.0), (0.0, 0.0));
+            return (Used::default(), Used::default());
+        };
+        let so_far = Used {
+            cpu: l.cpu,
+            activity: l.activity,
         };
         if l.executable == keep {
-            return (l.banked, l.cpu);
+            return (
+                Used {
+                    cpu: l.banked,
+                    activity: l.activity_banked,
+                },
+                so_far,
+            );
         }
-        self.bank(&l.executable, l.unbanked());
-        (l.cpu, l.cpu)
+        let unbanked: Vec<u64> = l
+            .activity
+            .iter()
+            .zip(l.activity_banked)
+            .map(|(a, b)| a.saturating_sub(b))
+            .collect();
+        self.bank(&l.executable, l.unbanked(), &unbanked);
+        (so_far.clone(), so_far)
     }
 
     pub fn sample(&mut self, p: &Process, s: &Sample, at_ns: u64) {
@@ -210,7 +298,9 @@ impl Aggregates {
             LiveProcess {
                 executable,
                 cpu: (s.cpu_user_ns as f64 / 1e9, s.cpu_system_ns as f64 / 1e9),
-                banked,
+                banked: banked.cpu,
+                activity: activity_values(&s.activity),
+                activity_banked: banked.activity,
                 rss_bytes: s.rss_bytes,
                 at_ns,
             },
@@ -237,46 +327,27 @@ impl Aggregates {
         let e = self.executables.entry(key).or_default();
         *e.by_status.entry(p.status()).or_default() += 1;
         if let Some(exit) = p.exit() {
-            e.cpu_user_s += exit.usage.cpu_user_ns as f64 / 1e9 - banked.0;
-            e.cpu_system_s += exit.usage.cpu_system_ns as f64 / 1e9 - banked.1;
+            e.cpu_user_s += exit.usage.cpu_user_ns as f64 / 1e9 - banked.cpu.0;
+            e.cpu_system_s += exit.usage.cpu_system_ns as f64 / 1e9 - banked.cpu.1;
             e.peak_rss_bytes = e.peak_rss_bytes.max(exit.usage.peak_rss_bytes);
-            let a = exit.activity;
-            let mut add =
-                |counts: fn(&mut Executable) -> &mut Counts, label, value: Option<u64>| {
-                    if let Some(v) = value {
-                        *counts(e).entry(label).or_default() += v;
-                    }
-                };
-            add(|e| &mut e.disk_io, "read", a.read_bytes);
-            add(|e| &mut e.disk_io, "write", a.write_bytes);
-            add(|e| &mut e.paging_faults, "major", a.major_faults);
-            add(|e| &mut e.paging_faults, "minor", a.minor_faults);
-            add(
-                |e| &mut e.context_switches,
-                "voluntary",
-                a.voluntary_switches,
-            );
-            add(
-                |e| &mut e.context_switches,
-                "involuntary",
-                a.involuntary_switches,
-            );
-            add(|e| &mut e.network_io, "transmit", a.network_sent_bytes);
-            add(|e| &mut e.network_io, "receive", a.network_received_bytes);
-            add(
-                |e| &mut e.network_connections,
-                "outbound",
-                a.network_connections,
-            );
-            add(
-                |e| &mut e.network_connections,
-                "inbound",
-                a.network_accepted,
-            );
+            // The totals at exit, less what a former label already counted.
+            for ((of, label, get), counted) in ACTIVITY_METRICS.iter().zip(banked.activity) {
+                if let Some(v) = get(&exit.activity) {
+                    *e.activity_counts(*of).entry(label).or_default() += v.saturating_sub(counted);
+                }
+            }
         } else {
-            // No final totals (exit lost, still running): its time so far stays counted.
-            e.cpu_user_s += so_far.0 - banked.0;
-            e.cpu_system_s += so_far.1 - banked.1;
+            // No final totals (exit lost, still running): what it used so far stays counted.
+            e.cpu_user_s += so_far.cpu.0 - banked.cpu.0;
+            e.cpu_system_s += so_far.cpu.1 - banked.cpu.1;
+            for ((of, label, _), (n, counted)) in ACTIVITY_METRICS
+                .iter()
+                .zip(so_far.activity.into_iter().zip(banked.activity))
+            {
+                if n > counted {
+                    *e.activity_counts(*of).entry(label).or_default() += n - counted;
+                }
+            }
         }
         let duration = p
             .end_ns
@@ -301,6 +372,39 @@ impl Aggregates {
         let e = self.executables.entry(key).or_default();
         let direction = if m.grew() { "alloc" } else { "release" };
         *e.memory_events.entry(direction).or_default() += 1;
+    }
+
+    /// One of the activity counters per executable and label value: ended processes' totals
+    /// plus what live processes used so far (the last sample), so a long-running process
+    /// shows its I/O while it runs. Never goes down: a process's exit totals include its
+    /// samples'.
+    pub fn activity_counts(&self, of: ActivityCounts) -> Vec<(&str, &'static str, u64)> {
+        let mut out: BTreeMap<(&str, &'static str), u64> = BTreeMap::new();
+        for (name, e) in &self.executables {
+            let counts = match of {
+                ActivityCounts::DiskIo => &e.disk_io,
+                ActivityCounts::PagingFaults => &e.paging_faults,
+                ActivityCounts::ContextSwitches => &e.context_switches,
+                ActivityCounts::NetworkIo => &e.network_io,
+                ActivityCounts::NetworkConnections => &e.network_connections,
+            };
+            for (label, n) in counts {
+                *out.entry((name.as_str(), label)).or_default() += n;
+            }
+        }
+        for l in self.live.values() {
+            for ((which, label, _), (n, counted)) in ACTIVITY_METRICS
+                .iter()
+                .zip(l.activity.iter().zip(l.activity_banked))
+            {
+                if *which == of && *n > counted {
+                    *out.entry((l.executable.as_str(), label)).or_default() += n - counted;
+                }
+            }
+        }
+        out.into_iter()
+            .map(|((name, label), n)| (name, label, n))
+            .collect()
     }
 
     /// CPU time per executable: ended processes' totals plus live processes' time so far.
@@ -385,6 +489,57 @@ mod tests {
 
     fn ev(tgid: u32, body: Body) -> Event {
         Event::sample(tgid, body)
+    }
+
+    #[test]
+    fn live_io_and_network_count_while_running_and_never_go_down() {
+        use crate::process::model::Ending;
+        let mut a = Aggregates::new(false, Duration::from_secs(1));
+        let mut t = Tracker::default();
+        t.apply(ev(10, Body::Fork));
+        let curl = t.process(10).unwrap().clone();
+        let used = |sent: u64, written: u64| Activity {
+            network_sent_bytes: Some(sent),
+            write_bytes: Some(written),
+            ..Default::default()
+        };
+        let sample = |activity| Sample {
+            cpu_user_ns: 0,
+            cpu_system_ns: 0,
+            rss_bytes: 0,
+            threads: 1,
+            activity,
+        };
+        let count = |a: &Aggregates, of, exe: &str, label: &str| {
+            a.activity_counts(of)
+                .iter()
+                .filter(|(e, l, _)| *e == exe && *l == label)
+                .map(|(_, _, n)| *n)
+                .sum::<u64>()
+        };
+        let sent = |a: &Aggregates, exe| count(a, ActivityCounts::NetworkIo, exe, "transmit");
+        // Live: what it sent so far.
+        a.sample(&curl, &sample(used(100, 10)), 1);
+        assert_eq!(sent(&a, "cc\"x"), 100);
+        assert_eq!(count(&a, ActivityCounts::DiskIo, "cc\"x", "write"), 10);
+        // It execs another program: the 100 stay with the first label.
+        let mut next = curl.clone();
+        next.comm = "tar".into();
+        a.sample(&next, &sample(used(250, 10)), 2);
+        assert_eq!((sent(&a, "cc\"x"), sent(&a, "tar")), (100, 150));
+        // Its exit totals: the rest under the new label, nothing counted twice.
+        let mut exit = Exit::from_status(0);
+        exit.activity = used(400, 30);
+        let mut ended = next.clone();
+        ended.ending = Some(Ending::Exited(exit));
+        ended.end_ns = Some(3);
+        a.record(&ended);
+        assert_eq!((sent(&a, "cc\"x"), sent(&a, "tar")), (100, 300));
+        assert_eq!(
+            count(&a, ActivityCounts::DiskIo, "cc\"x", "write")
+                + count(&a, ActivityCounts::DiskIo, "tar", "write"),
+            30
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! Prometheus name, help, kind, and how its points are read from the aggregates. The OTLP and
 //! Prometheus exporters are two small adapters over this table.
 
-use super::aggregates::{Aggregates, Counts, Executable, Histogram};
+use super::aggregates::{ActivityCounts, Aggregates, Counts, Executable, Histogram};
 use crate::{capture::stats::Stats, sinks::otlp::SpanStats};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +71,18 @@ fn counts<'a>(
     of: fn(&Executable) -> &Counts,
 ) -> Vec<Point<'a>> {
     a.counts(of)
+        .map(|(name, value, n)| Point {
+            labels: vec![exe(name), (key, LabelValue::Str(value))],
+            value: Value::Int(n),
+        })
+        .collect()
+}
+
+/// One of the activity counters (ended and live processes): (executable, `key` = value) →
+/// count.
+fn activity<'a>(a: &'a Aggregates, key: &'static str, of: ActivityCounts) -> Vec<Point<'a>> {
+    a.activity_counts(of)
+        .into_iter()
         .map(|(name, value, n)| Point {
             labels: vec![exe(name), (key, LabelValue::Str(value))],
             value: Value::Int(n),
@@ -239,57 +251,69 @@ pub const FAMILIES: &[Family] = &[
         otlp: Some("process.disk.io"),
         prometheus: Some("process_disk_io_bytes_total"),
         unit: "By",
-        help: "Bytes ended processes read from and wrote to the storage layer, by executable and direction.",
+        help: "Bytes processes read from and wrote to the storage layer (ended: totals; live: so far), by executable and direction.",
         kind: Kind::Counter,
         needs_spans: false,
-        points: |s| counts(s.aggregates, "disk.io.direction", |e| &e.disk_io),
+        points: |s| activity(s.aggregates, "disk.io.direction", ActivityCounts::DiskIo),
     },
     Family {
         otlp: Some("process.network.io"),
         prometheus: Some("process_network_io_bytes_total"),
         unit: "By",
-        help: "Bytes ended processes sent (transmit) and received over IPv4/IPv6 sockets, by executable and direction.",
+        help: "Bytes processes sent (transmit) and received over IPv4/IPv6 sockets (ended: totals; live: so far), by executable and direction.",
         kind: Kind::Counter,
         needs_spans: false,
-        points: |s| counts(s.aggregates, "network.io.direction", |e| &e.network_io),
+        points: |s| {
+            activity(
+                s.aggregates,
+                "network.io.direction",
+                ActivityCounts::NetworkIo,
+            )
+        },
     },
     Family {
         otlp: Some("pipetrace.network.connections"),
         prometheus: Some("pipetrace_network_connections_total"),
         unit: "{connection}",
-        help: "TCP connections of ended processes, by executable and direction (outbound: made, attempts included; inbound: accepted).",
+        help: "TCP connections of processes (ended: totals; live: so far), by executable and direction (outbound: made, attempts included; inbound: accepted).",
         kind: Kind::Counter,
         needs_spans: false,
         points: |s| {
-            counts(s.aggregates, "network.connection.direction", |e| {
-                &e.network_connections
-            })
+            activity(
+                s.aggregates,
+                "network.connection.direction",
+                ActivityCounts::NetworkConnections,
+            )
         },
     },
     Family {
         otlp: Some("process.paging.faults"),
         prometheus: Some("process_paging_faults_total"),
         unit: "{fault}",
-        help: "Page faults of ended processes, by executable and type (major: waited for I/O).",
+        help: "Page faults of processes (ended: totals; live: so far), by executable and type (major: waited for I/O).",
         kind: Kind::Counter,
         needs_spans: false,
         points: |s| {
-            counts(s.aggregates, "process.paging.fault_type", |e| {
-                &e.paging_faults
-            })
+            activity(
+                s.aggregates,
+                "process.paging.fault_type",
+                ActivityCounts::PagingFaults,
+            )
         },
     },
     Family {
         otlp: Some("process.context_switches"),
         prometheus: Some("process_context_switches_total"),
         unit: "{context_switch}",
-        help: "Context switches of ended processes, by executable and type.",
+        help: "Context switches of processes (ended: totals; live: so far), by executable and type.",
         kind: Kind::Counter,
         needs_spans: false,
         points: |s| {
-            counts(s.aggregates, "process.context_switch_type", |e| {
-                &e.context_switches
-            })
+            activity(
+                s.aggregates,
+                "process.context_switch_type",
+                ActivityCounts::ContextSwitches,
+            )
         },
     },
     Family {
