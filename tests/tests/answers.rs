@@ -779,9 +779,12 @@ fn the_html_report_shows_every_process_and_its_details_in_a_real_browser() {
     );
     let details = clicked["details"].as_str().unwrap();
     assert!(details.contains("cwd"), "{details}");
-    // What the kernel measured of its I/O and network use (echo to /dev/null: none).
+    // What the kernel measured of its I/O (its binary may come from disk) and network use
+    // (echo to /dev/null: none).
     assert!(
-        details.contains("read 0 B, written 0 B") && details.contains("sent 0 B, received 0 B"),
+        details.contains("storage\nread ")
+            && details.contains(", written 0 B")
+            && details.contains("network\nsent 0 B, received 0 B"),
         "{details}"
     );
     let found = &page["find"];

@@ -21,7 +21,8 @@ use crate::{
 /// The compiled kernel programs, built by `build.rs`.
 static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/pipetrace"));
 
-/// Network hooks: (program, raw tracepoint, the `present` bit it measures).
+/// Network hooks: a program and the raw tracepoint of the same name, and the `present` bit it
+/// measures.
 const NETWORK_TRACEPOINTS: [(&str, u32); 3] = [
     ("sock_send_length", exporter_common::present::NET_BYTES),
     ("sock_recv_length", exporter_common::present::NET_BYTES),
