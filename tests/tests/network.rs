@@ -308,12 +308,13 @@ fn network_hooks_turned_off_measure_nothing() {
     require_root!();
     let dir = tempfile::tempdir().unwrap();
     let client = three_ports_client(dir.path());
+    let data = dir.path().join("data");
     let t = trace_with(
         &[
             ("PIPETRACE_CAPTURE__NETWORK_BYTES", "false"),
             ("PIPETRACE_CAPTURE__NETWORK_CONNECTIONS", "false"),
         ],
-        &[],
+        &["--parquet", data.to_str().unwrap()],
         &[
             "sh",
             "-c",
@@ -335,6 +336,17 @@ fn network_hooks_turned_off_measure_nothing() {
     assert!(python.connections.is_empty());
     // The other measures go on.
     assert!(exit["write_chars"].as_u64().unwrap() > 0);
+    // `query network` has nothing to list, and says so with its columns.
+    let out = pipetrace_tests::command()
+        .args(["query", "network", "--format", "csv", "--data"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "command,processes,sent_bytes,received_bytes,connections,accepted,unlisted_connections,peers\n"
+    );
 }
 
 /// Threads of one process sending and receiving at once, on both CPUs: the per-CPU counts of

@@ -556,7 +556,13 @@ pub fn run(request: &Request) -> Result<Vec<RecordBatch>, QueryError> {
     let statement = statement(request)?;
     views(&conn, request)?;
     let mut stmt = conn.prepare(&statement).map_err(sql_error)?;
-    let batches: Vec<RecordBatch> = stmt.query_arrow([]).map_err(sql_error)?.collect();
+    let arrow = stmt.query_arrow([]).map_err(sql_error)?;
+    let schema = arrow.get_schema();
+    let mut batches: Vec<RecordBatch> = arrow.collect();
+    if batches.is_empty() {
+        // No rows: the columns still show (a table's header, a CSV header line).
+        batches.push(RecordBatch::new_empty(schema));
+    }
     match (request.name.as_str(), request.min_duration_s) {
         ("tree", Some(min)) if request.format != Format::Table => {
             tree::without_shorter(&batches, min).map_err(|e| QueryError::Sql(e.to_string()))
