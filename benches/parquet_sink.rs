@@ -172,6 +172,7 @@ fn main() {
     let _ = std::fs::remove_dir_all(&dir);
     let settings = ParquetSettings {
         dir: dir.clone(),
+        host: "bench".into(),
         flush_rows: 1_000_000,
         flush_interval: std::time::Duration::from_secs(3600),
     };

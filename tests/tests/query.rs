@@ -817,3 +817,61 @@ fn data_from_before_later_columns_still_answers() {
     assert!(report.status.success(), "{}", stderr(&report));
     assert!(stdout(&report).contains("```mermaid"));
 }
+
+/// Every row of every dataset names its host: this machine's name by default, `output.host`
+/// when set; read back by the DuckDB CLI. A bad host name is a one-line error.
+#[test]
+fn every_row_names_its_host() {
+    require_root!();
+    let dir = tempfile::tempdir().unwrap();
+    let run = |data: &Path, env: &[(&str, &str)]| {
+        let out = command()
+            .envs(env.iter().copied())
+            .args(["run", "--parquet"])
+            .arg(data)
+            .args([
+                "--",
+                "sh",
+                "-c",
+                "python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", 9))' 2>/dev/null; true",
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    };
+    let hosts = |data: &Path| -> Vec<Value> {
+        duckdb_json(&format!(
+            "SELECT DISTINCT host FROM read_parquet('{d}/*/*.parquet', union_by_name = true) ORDER BY host;",
+            d = data.display()
+        ))
+    };
+    let machine = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let default = dir.path().join("default");
+    run(&default, &[]);
+    assert_eq!(
+        hosts(&default),
+        vec![serde_json::json!({"host": machine.trim()})]
+    );
+    // Three datasets, each with the column (the refused connect makes a connections row).
+    for dataset in ["events", "processes", "connections"] {
+        assert!(
+            default.join(dataset).read_dir().unwrap().next().is_some(),
+            "no {dataset} file"
+        );
+    }
+    let named = dir.path().join("named");
+    run(&named, &[("PIPETRACE_OUTPUT__HOST", "runner-7.ci")]);
+    assert_eq!(
+        hosts(&named),
+        vec![serde_json::json!({"host": "runner-7.ci"})]
+    );
+    let rows = query_json(&named, &["sql", "SELECT DISTINCT host FROM processes"]);
+    assert_eq!(rows, vec![serde_json::json!({"host": "runner-7.ci"})]);
+
+    let out = command()
+        .env("PIPETRACE_OUTPUT__HOST", "a/b")
+        .args(["run", "--", "true"])
+        .output()
+        .unwrap();
+    assert_one_line_error(&out, "output.host");
+}

@@ -45,6 +45,7 @@ pub fn configured_sinks(
     if out.parquet {
         let settings = ParquetSettings {
             dir: out.parquet_dir.clone(),
+            host: out.host(),
             flush_rows: out.flush_rows,
             flush_interval: out.flush_interval,
         };

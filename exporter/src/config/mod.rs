@@ -320,6 +320,28 @@ pub struct OutputSection {
     /// Longest time a row waits before it is written (what a SIGKILL can lose).
     #[serde(with = "humantime_serde")]
     pub flush_interval: Duration,
+    /// The `host` column of every Parquet row (default: this machine's host name): what tells
+    /// hosts apart when their data is read together.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+}
+
+impl OutputSection {
+    /// The configured host, or this machine's host name.
+    pub fn host(&self) -> String {
+        self.host
+            .clone()
+            .or_else(machine_host_name)
+            .unwrap_or_else(|| "unknown".to_owned())
+    }
+}
+
+/// This machine's host name (`/proc/sys/kernel/hostname`).
+pub fn machine_host_name() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
 }
 
 /// Most distinct peers listed per process (each a record and a span event).
@@ -336,6 +358,7 @@ impl Default for OutputSection {
             parquet_dir: PathBuf::from(DEFAULT_DATA_DIR),
             flush_rows: 100_000,
             flush_interval: Duration::from_secs(10),
+            host: None,
         }
     }
 }
@@ -709,6 +732,18 @@ impl Config {
         }
         if c.memory_step_percent > 1000 {
             return bad("capture.memory_step_percent", "at most 1000".into());
+        }
+        if let Some(host) = &self.output.host
+            && (host.is_empty()
+                || host.len() > 253
+                || !host
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')))
+        {
+            return bad(
+                "output.host",
+                format!("{host:?} is not a host name: 1 to 253 letters, digits, '.', '-' or '_'"),
+            );
         }
         if c.network_peers > MAX_NETWORK_PEERS {
             return bad(

@@ -76,7 +76,20 @@ pub fn events_schema() -> SchemaRef {
     // I/O, faults, switches and network use: the totals of an exit, the counts so far of a
     // sample (null on other rows, where not measured, and in older files).
     fields.extend(activity_fields());
+    fields.push(host_field());
     Arc::new(Schema::new(fields))
+}
+
+/// `host` repeated for `rows` rows.
+fn host_column(host: &str, rows: usize) -> ArrayRef {
+    Arc::new(arrow_array::StringArray::from_iter_values(
+        std::iter::repeat_n(host, rows),
+    ))
+}
+
+/// The host the rows come from (`output.host`): the last column of every dataset.
+fn host_field() -> Field {
+    Field::new("host", DataType::Utf8, true)
 }
 
 fn activity_fields() -> impl Iterator<Item = Field> {
@@ -87,7 +100,8 @@ fn activity_fields() -> impl Iterator<Item = Field> {
 
 /// Columns added after the first release of a dataset: older files lack them and read as
 /// NULL there (`union_by_name`), so they are not required of every file.
-const LATER_BASE_COLUMNS: [&str; 7] = [
+const LATER_BASE_COLUMNS: [&str; 8] = [
+    "host",
     "incomplete",
     "exit_code",
     "signal",
@@ -121,6 +135,7 @@ pub fn connections_schema() -> SchemaRef {
         Field::new("local_port", DataType::Int32, true),
         // established, or failed (refused, unreachable, timed out).
         Field::new("outcome", DataType::Utf8, false),
+        host_field(),
     ]))
 }
 
@@ -156,6 +171,7 @@ pub fn processes_schema() -> SchemaRef {
         Field::new("trace_id", DataType::Utf8, false),
         Field::new("span_id", DataType::Utf8, false),
         Field::new("parent_span_id", DataType::Utf8, true),
+        host_field(),
     ]);
     Arc::new(Schema::new(fields))
 }
@@ -258,7 +274,11 @@ impl EventColumns {
         self.rows += 1;
     }
 
-    fn finish(&mut self, schema: &SchemaRef) -> Result<RecordBatch, arrow_schema::ArrowError> {
+    fn finish(
+        &mut self,
+        schema: &SchemaRef,
+        host: &str,
+    ) -> Result<RecordBatch, arrow_schema::ArrowError> {
         let mut columns: Vec<ArrayRef> = vec![
             Arc::new(self.time.finish().with_timezone("UTC")),
             Arc::new(self.kind.finish()),
@@ -285,6 +305,7 @@ impl EventColumns {
                 .iter_mut()
                 .map(|c| Arc::new(c.finish()) as ArrayRef),
         );
+        columns.push(host_column(host, self.rows));
         self.rows = 0;
         RecordBatch::try_new(schema.clone(), columns)
     }
@@ -327,7 +348,11 @@ impl ConnectionColumns {
         self.rows += 1;
     }
 
-    fn finish(&mut self, schema: &SchemaRef) -> Result<RecordBatch, arrow_schema::ArrowError> {
+    fn finish(
+        &mut self,
+        schema: &SchemaRef,
+        host: &str,
+    ) -> Result<RecordBatch, arrow_schema::ArrowError> {
         let columns: Vec<ArrayRef> = vec![
             Arc::new(self.run_id.finish()),
             Arc::new(self.time.finish().with_timezone("UTC")),
@@ -342,6 +367,7 @@ impl ConnectionColumns {
             Arc::new(self.local_address.finish()),
             Arc::new(self.local_port.finish()),
             Arc::new(self.outcome.finish()),
+            host_column(host, self.rows),
         ];
         self.rows = 0;
         RecordBatch::try_new(schema.clone(), columns)
@@ -437,7 +463,11 @@ impl ProcessColumns {
         self.rows += 1;
     }
 
-    fn finish(&mut self, schema: &SchemaRef) -> Result<RecordBatch, arrow_schema::ArrowError> {
+    fn finish(
+        &mut self,
+        schema: &SchemaRef,
+        host: &str,
+    ) -> Result<RecordBatch, arrow_schema::ArrowError> {
         let mut columns: Vec<ArrayRef> = vec![
             Arc::new(self.run_id.finish()),
             Arc::new(self.pid.finish()),
@@ -471,6 +501,7 @@ impl ProcessColumns {
             Arc::new(self.trace_id.finish()) as ArrayRef,
             Arc::new(self.span_id.finish()),
             Arc::new(self.parent_span_id.finish()),
+            host_column(host, self.rows),
         ]);
         self.rows = 0;
         RecordBatch::try_new(schema.clone(), columns)
@@ -480,6 +511,8 @@ impl ProcessColumns {
 #[derive(Debug, Clone)]
 pub struct ParquetSettings {
     pub dir: PathBuf,
+    /// The `host` column's value.
+    pub host: String,
     pub flush_rows: usize,
     pub flush_interval: Duration,
 }
@@ -602,7 +635,7 @@ impl ParquetSink {
             let rows = self.events.rows as u64;
             let batch = self
                 .events
-                .finish(&self.events_schema)
+                .finish(&self.events_schema, &self.settings.host)
                 .map_err(|e| io_error(&self.settings.dir, e))?;
             match self.write(EVENTS, batch) {
                 Ok(()) => self.totals.event_rows += rows,
@@ -613,7 +646,7 @@ impl ParquetSink {
             let rows = self.processes.rows as u64;
             let batch = self
                 .processes
-                .finish(&self.processes_schema)
+                .finish(&self.processes_schema, &self.settings.host)
                 .map_err(|e| io_error(&self.settings.dir, e))?;
             match self.write(PROCESSES, batch) {
                 Ok(()) => self.totals.process_rows += rows,
@@ -624,7 +657,7 @@ impl ParquetSink {
             let rows = self.connections.rows as u64;
             let batch = self
                 .connections
-                .finish(&self.connections_schema)
+                .finish(&self.connections_schema, &self.settings.host)
                 .map_err(|e| io_error(&self.settings.dir, e))?;
             match self.write(CONNECTIONS, batch) {
                 Ok(()) => self.totals.connection_rows += rows,
@@ -724,6 +757,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let settings = ParquetSettings {
             dir: dir.path().to_path_buf(),
+            host: "h".into(),
             flush_rows: 4,
             flush_interval: Duration::from_secs(3600),
         };

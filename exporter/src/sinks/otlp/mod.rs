@@ -246,13 +246,6 @@ async fn export_loop<E: SpanExporter>(
     // Dropping the exporter closes its connections; every batch was already answered.
 }
 
-fn host_name() -> Option<String> {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-}
-
 /// The resource of every span: service, host, configured attributes and, in run mode, the
 /// `cicd.*` attributes of the CI job around it.
 pub fn resource(c: &OtlpSection, cicd: &[(&'static str, String)]) -> Resource {
@@ -262,7 +255,7 @@ pub fn resource(c: &OtlpSection, cicd: &[(&'static str, String)]) -> Resource {
         KeyValue::new("telemetry.sdk.language", "rust"),
         KeyValue::new("os.type", "linux"),
     ];
-    if let Some(host) = host_name() {
+    if let Some(host) = crate::config::machine_host_name() {
         attrs.push(KeyValue::new("host.name", host));
     }
     attrs.extend(cicd.iter().map(|(k, v)| KeyValue::new(*k, v.clone())));
