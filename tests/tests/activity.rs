@@ -129,26 +129,14 @@ fn faults_and_switches_agree_with_getrusage_and_count_every_thread() {
             "{what}: ours {ours}, /usr/bin/time {theirs}"
         );
     };
-    close(
-        counter(py, "minor_faults"),
-        time_v(&report, "Minor (reclaiming a frame) page faults"),
-        "minor faults",
-    );
-    close(
-        counter(py, "major_faults"),
-        time_v(&report, "Major (requiring I/O) page faults"),
-        "major faults",
-    );
-    close(
-        counter(py, "voluntary_switches"),
-        time_v(&report, "Voluntary context switches"),
-        "voluntary switches",
-    );
-    close(
-        counter(py, "involuntary_switches"),
-        time_v(&report, "Involuntary context switches"),
-        "involuntary switches",
-    );
+    for (key, label) in [
+        ("minor_faults", "Minor (reclaiming a frame) page faults"),
+        ("major_faults", "Major (requiring I/O) page faults"),
+        ("voluntary_switches", "Voluntary context switches"),
+        ("involuntary_switches", "Involuntary context switches"),
+    ] {
+        close(counter(py, key), time_v(&report, label), key);
+    }
     assert!(counter(py, "minor_faults") >= 16384.0, "64 MiB touched");
     assert!(counter(py, "voluntary_switches") >= 40.0);
     // The thread's writes are the process's.

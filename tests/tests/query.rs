@@ -10,8 +10,8 @@ use std::{
 };
 
 use pipetrace_tests::{
-    assert_one_line_error, command, config_daemon, require_root, rotel::TOOLS_VENV, status_of,
-    wait_until,
+    assert_one_line_error, command, config_daemon, query_json, require_root, rotel::TOOLS_VENV,
+    status_of, wait_until,
 };
 use serde_json::Value;
 
@@ -41,15 +41,6 @@ fn query(data: &Path, args: &[&str]) -> Output {
         .arg(data)
         .output()
         .unwrap()
-}
-
-fn query_json(data: &Path, args: &[&str]) -> Vec<Value> {
-    let out = query(data, &[args, &["--format", "json"]].concat());
-    assert!(out.status.success(), "query {args:?}: {}", stderr(&out));
-    match serde_json::from_str(&stdout(&out)) {
-        Ok(Value::Array(rows)) => rows,
-        other => panic!("query {args:?}: not a JSON array: {other:?}"),
-    }
 }
 
 /// Runs SQL in the official DuckDB CLI; rows as JSON objects.

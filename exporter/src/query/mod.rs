@@ -307,20 +307,14 @@ fn find_sources(conn: &Connection, data: &Path) -> Result<Sources, QueryError> {
 /// row set joined by name adds every later column, NULL where a file has none, so the queries
 /// run on old data too.
 fn view(name: &str, source: Option<&str>, schema: &arrow_schema::Schema) -> Option<String> {
-    let later: Vec<String> = schema
-        .fields()
-        .iter()
-        .filter(|f| is_later_column(f.name()))
-        .map(|f| format!("NULL::{} AS {}", sql_type(f.data_type()), f.name()))
-        .collect();
+    let later = null_columns(schema.fields().iter().filter(|f| is_later_column(f.name())));
     source.map(|s| {
         let read = format!("SELECT * FROM read_parquet({}, union_by_name = true)", quote(s));
         if later.is_empty() {
             format!("CREATE OR REPLACE VIEW {name} AS {read};\n")
         } else {
             format!(
-                "CREATE OR REPLACE VIEW {name} AS {read}\n    UNION ALL BY NAME SELECT {} WHERE false;\n",
-                later.join(", ")
+                "CREATE OR REPLACE VIEW {name} AS {read}\n    UNION ALL BY NAME SELECT {later} WHERE false;\n"
             )
         }
     })
@@ -328,15 +322,16 @@ fn view(name: &str, source: Option<&str>, schema: &arrow_schema::Schema) -> Opti
 
 /// A view with `schema`'s columns and no rows.
 fn empty_view(name: &str, schema: &arrow_schema::Schema) -> String {
-    let columns: Vec<String> = schema
-        .fields()
-        .iter()
+    let columns = null_columns(schema.fields().iter());
+    format!("CREATE OR REPLACE VIEW {name} AS SELECT {columns} WHERE false;\n")
+}
+
+/// `NULL::TYPE AS name, …` for these fields: typed columns without a value.
+fn null_columns<'a>(fields: impl Iterator<Item = &'a arrow_schema::FieldRef>) -> String {
+    fields
         .map(|f| format!("NULL::{} AS {}", sql_type(f.data_type()), f.name()))
-        .collect();
-    format!(
-        "CREATE OR REPLACE VIEW {name} AS SELECT {} WHERE false;\n",
-        columns.join(", ")
-    )
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn sql_type(t: &arrow_schema::DataType) -> &'static str {

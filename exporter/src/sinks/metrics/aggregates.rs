@@ -174,6 +174,20 @@ struct Used {
     activity: [u64; ACTIVITY_METRICS.len()],
 }
 
+impl Used {
+    /// What is left of this once `counted` is (never below zero for the counts).
+    fn after(&self, counted: &Used) -> Used {
+        let mut activity = self.activity;
+        for (n, c) in activity.iter_mut().zip(counted.activity) {
+            *n = n.saturating_sub(c);
+        }
+        Used {
+            cpu: (self.cpu.0 - counted.cpu.0, self.cpu.1 - counted.cpu.1),
+            activity,
+        }
+    }
+}
+
 /// One `process.cpu.time` series: an executable, or one live process with `pid`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CpuSeries<'a> {
@@ -248,11 +262,11 @@ impl Aggregates {
     }
 
     /// Adds CPU time and activity counts to an executable's totals.
-    fn bank(&mut self, executable: &str, cpu: (f64, f64), activity: &[u64]) {
+    fn bank(&mut self, executable: &str, used: &Used) {
         if let Some(e) = self.executables.get_mut(executable) {
-            e.cpu_user_s += cpu.0;
-            e.cpu_system_s += cpu.1;
-            for ((of, label, _), n) in ACTIVITY_METRICS.iter().zip(activity) {
+            e.cpu_user_s += used.cpu.0;
+            e.cpu_system_s += used.cpu.1;
+            for ((of, label, _), n) in ACTIVITY_METRICS.iter().zip(&used.activity) {
                 if *n > 0 {
                     *e.activity_counts(*of).entry(label).or_default() += n;
                 }
@@ -271,22 +285,14 @@ impl Aggregates {
             cpu: l.cpu,
             activity: l.activity,
         };
+        let banked = Used {
+            cpu: l.banked,
+            activity: l.activity_banked,
+        };
         if l.executable == keep {
-            return (
-                Used {
-                    cpu: l.banked,
-                    activity: l.activity_banked,
-                },
-                so_far,
-            );
+            return (banked, so_far);
         }
-        let unbanked: Vec<u64> = l
-            .activity
-            .iter()
-            .zip(l.activity_banked)
-            .map(|(a, b)| a.saturating_sub(b))
-            .collect();
-        self.bank(&l.executable, l.unbanked(), &unbanked);
+        self.bank(&l.executable, &so_far.after(&banked));
         (so_far.clone(), so_far)
     }
 
@@ -324,6 +330,10 @@ impl Aggregates {
     pub fn record(&mut self, p: &Process) {
         let key = self.label_for(p.executable_name());
         let (banked, so_far) = self.take_live(p.key.tgid, &key);
+        if p.exit().is_none() {
+            // No final totals (exit lost, still running): what it used so far stays counted.
+            self.bank(&key, &so_far.after(&banked));
+        }
         let e = self.executables.entry(key).or_default();
         *e.by_status.entry(p.status()).or_default() += 1;
         if let Some(exit) = p.exit() {
@@ -334,18 +344,6 @@ impl Aggregates {
             for ((of, label, get), counted) in ACTIVITY_METRICS.iter().zip(banked.activity) {
                 if let Some(v) = get(&exit.activity) {
                     *e.activity_counts(*of).entry(label).or_default() += v.saturating_sub(counted);
-                }
-            }
-        } else {
-            // No final totals (exit lost, still running): what it used so far stays counted.
-            e.cpu_user_s += so_far.cpu.0 - banked.cpu.0;
-            e.cpu_system_s += so_far.cpu.1 - banked.cpu.1;
-            for ((of, label, _), (n, counted)) in ACTIVITY_METRICS
-                .iter()
-                .zip(so_far.activity.into_iter().zip(banked.activity))
-            {
-                if n > counted {
-                    *e.activity_counts(*of).entry(label).or_default() += n - counted;
                 }
             }
         }
