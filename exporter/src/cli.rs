@@ -129,18 +129,16 @@ pub enum Command {
 
 #[derive(Debug, clap::Args)]
 pub struct QueryArgs {
-    /// durations | cpu | memory | io | failures | processes | tree | slowest | critical-path | runs |
-    /// sql
+    /// durations | cpu | memory | io | network | failures | processes | tree | slowest |
+    /// critical-path | runs | hosts | sql
     #[arg(value_name = "NAME")]
     pub name: String,
     /// With `sql`: the statement, over the views `events` and `processes` (every run) and
     /// `run_events` and `run_processes` (the selected run).
     #[arg(value_name = "SQL")]
     pub sql: Option<String>,
-    /// Parquet data: the directory (with events/ and processes/) or one Parquet file
-    /// [default: output.parquet_dir].
-    #[arg(long, value_name = "DIR|FILE")]
-    pub data: Option<PathBuf>,
+    #[command(flatten)]
+    pub data: DataArgs,
     /// The run to look at: an id from `query runs` or its first characters, `latest`,
     /// `latest~N` (N runs before the latest), or `all` [default: the latest run].
     #[arg(long, value_name = "ID")]
@@ -163,12 +161,27 @@ pub struct QueryArgs {
     pub print_sql: bool,
 }
 
+/// Which data: where it is, and which host's and how recent.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DataArgs {
+    /// Parquet data: the directory (with events/ and processes/), one Parquet file, or a bucket
+    /// the agents upload to (s3://BUCKET/PREFIX; endpoint and credentials as in
+    /// [output.object_store] and the AWS variables) [default: output.parquet_dir].
+    #[arg(long, value_name = "DIR|FILE|S3-URL")]
+    pub data: Option<PathBuf>,
+    /// Only this host's rows (the `host` column; in a bucket only its objects are read).
+    #[arg(long, value_name = "HOST")]
+    pub host: Option<String>,
+    /// Only rows from this long ago on (e.g. 7d, 12h) or from this UTC day (YYYY-MM-DD).
+    #[arg(long, value_name = "DURATION|DATE")]
+    pub since: Option<String>,
+}
+
 /// Where a run is read from, for `report`, `compare` and `export`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RunSource {
-    /// Parquet data: the directory with events/ and processes/ [default: output.parquet_dir].
-    #[arg(long, value_name = "DIR")]
-    pub data: Option<PathBuf>,
+    #[command(flatten)]
+    pub data: DataArgs,
     /// The run: an id or its first characters, latest or latest~N [default: latest].
     #[arg(long, value_name = "ID")]
     pub run: Option<String>,

@@ -94,15 +94,18 @@ pub async fn daemon(config: &Config) -> Result<(), AgentError> {
     }
     let totals = finished.tracker.totals();
     let losses = describe_losses(&finished.losses);
-    let spans = finished.close(config.otlp.shutdown_timeout).await;
+    let closed = finished
+        .close(
+            config.otlp.shutdown_timeout,
+            crate::run::upload_deadline(config),
+        )
+        .await;
     eprintln!(
         "otel-pipetrace: stopped; {} processes, {} failed, {}{}",
         totals.processes,
         totals.failed,
         losses,
-        spans
-            .map(|s| format!(", {}", s.describe()))
-            .unwrap_or_default()
+        closed.describe()
     );
     Ok(())
 }

@@ -20,3 +20,4 @@ pub mod query;
 pub mod report;
 pub mod run;
 pub mod sinks;
+pub mod upload;

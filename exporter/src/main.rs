@@ -2,7 +2,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use pipetrace::{
-    cli::{Cli, Command, QueryArgs, RunSource},
+    cli::{Cli, Command, DataArgs, QueryArgs},
     config::Config,
 };
 
@@ -34,17 +34,19 @@ fn query(args: &QueryArgs, config: &Config) -> ExitCode {
             ));
         }
     };
+    let data = match data_source(&args.data, config) {
+        Ok(data) => data,
+        Err(e) => return fail(e),
+    };
     let request = Request {
         name: args.name.clone(),
         sql: args.sql.clone(),
-        data: args
-            .data
-            .clone()
-            .unwrap_or_else(|| config.output.parquet_dir.clone()),
+        data: data.location,
         run: args.run.clone(),
         format: Format::parse(&args.format).unwrap_or(Format::Table),
         limit: args.limit,
         min_duration_s,
+        scope: data.scope,
     };
     let table = TableOptions {
         terminal_width: terminal_width(libc::STDOUT_FILENO),
@@ -93,11 +95,48 @@ fn emit(text: &str, output: Option<&std::path::Path>) -> Result<(), String> {
     }
 }
 
-fn data_dir(source: &RunSource, config: &Config) -> std::path::PathBuf {
-    source
-        .data
-        .clone()
-        .unwrap_or_else(|| config.output.parquet_dir.clone())
+/// What `--data`, `--host` and `--since` name.
+fn data_source(args: &DataArgs, config: &Config) -> Result<pipetrace::query::Data, String> {
+    use pipetrace::query::{Data, DataScope};
+    if let Some(host) = &args.host
+        && (host.is_empty()
+            || !host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')))
+    {
+        return Err(format!(
+            "--host {host:?}: a host name (letters, digits, '.', '-' or '_'; `query hosts` lists them)"
+        ));
+    }
+    let since_ns = match args.since.as_deref() {
+        None => None,
+        Some(text) => Some(since_ns(text).ok_or_else(|| {
+            format!("--since {text:?}: a duration back from now (7d, 12h, 30m) or a UTC day (YYYY-MM-DD)")
+        })?),
+    };
+    Ok(Data {
+        location: args
+            .data
+            .clone()
+            .unwrap_or_else(|| config.output.parquet_dir.clone()),
+        scope: DataScope {
+            host: args.host.clone(),
+            since_ns,
+            store: config.output.object_store.clone(),
+        },
+    })
+}
+
+/// `7d` → now minus 7 days; `2026-11-23` → that day's start (UTC); in ns since the epoch.
+fn since_ns(text: &str) -> Option<i64> {
+    if let Ok(day) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        return day.and_hms_opt(0, 0, 0)?.and_utc().timestamp_nanos_opt();
+    }
+    let back = humantime_serde::re::humantime::parse_duration(text).ok()?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?;
+    i64::try_from(now.checked_sub(back)?.as_nanos()).ok()
 }
 
 /// `report`, `compare` and `export`: documents from the Parquet data, like `query`.
@@ -109,18 +148,21 @@ fn document(command: &Command, config: &Config) -> ExitCode {
     };
     let result = match command {
         Command::Report(args) => {
-            let data = data_dir(&args.source, config);
             let run = args.source.run.as_deref();
-            match args.format.as_str() {
-                "html" => report::html_report(&data, run).map_err(|e| e.to_string()),
-                _ => report::markdown_report(&data, run).map_err(|e| e.to_string()),
-            }
-            .and_then(|text| emit(&text, args.output.as_deref()))
+            data_source(&args.source.data, config)
+                .and_then(|data| match args.format.as_str() {
+                    "html" => report::html_report(&data, run).map_err(|e| e.to_string()),
+                    _ => report::markdown_report(&data, run).map_err(|e| e.to_string()),
+                })
+                .and_then(|text| emit(&text, args.output.as_deref()))
             .map(|()| ExitCode::SUCCESS)
         }
         Command::Export(args) => {
-            report::chrome_trace_export(&data_dir(&args.source, config), args.source.run.as_deref())
-                .map_err(|e| e.to_string())
+            data_source(&args.source.data, config)
+                .and_then(|data| {
+                    report::chrome_trace_export(&data, args.source.run.as_deref())
+                        .map_err(|e| e.to_string())
+                })
                 .and_then(|text| emit(&text, args.output.as_deref()))
                 .map(|()| ExitCode::SUCCESS)
         }
@@ -148,7 +190,7 @@ fn document(command: &Command, config: &Config) -> ExitCode {
                 min_s: min.as_secs_f64(),
             };
             let comparison = report::compare_runs(
-                &data_dir(&args.source, config),
+                &data_source(&args.source.data, config)?,
                 args.source.run.as_deref(),
                 &baseline,
                 thresholds,

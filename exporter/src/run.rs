@@ -162,7 +162,9 @@ pub async fn run(
                 ..started
             };
             finished.report(&Report::RunEnded(&run));
-            finished.close(config.otlp.shutdown_timeout).await;
+            finished
+                .close(config.otlp.shutdown_timeout, upload_deadline(config))
+                .await;
             return Err(error);
         }
     };
@@ -234,7 +236,9 @@ pub async fn run(
     }
     finished.report(&Report::RunEnded(&run));
     let losses = describe_losses(&finished.losses);
-    let spans = finished.close(config.otlp.shutdown_timeout).await;
+    let closed = finished
+        .close(config.otlp.shutdown_timeout, upload_deadline(config))
+        .await;
 
     let exits_lost = if lost.is_empty() {
         String::new()
@@ -247,9 +251,7 @@ pub async fn run(
         totals.failed,
         still_running.len(),
         losses,
-        spans
-            .map(|s| format!(", {}", s.describe()))
-            .unwrap_or_default(),
+        closed.describe(),
         describe_status(&status),
     );
     for p in &still_running {
@@ -297,6 +299,15 @@ fn append_job_summary(path: &std::path::Path, report: &str) {
             path.display()
         );
     }
+}
+
+/// How long the end of a run or a daemon keeps uploading (see `object_store.finish_timeout`).
+pub fn upload_deadline(config: &Config) -> Duration {
+    config
+        .output
+        .object_store
+        .as_ref()
+        .map_or(Duration::ZERO, |s| s.finish_timeout)
 }
 
 /// Steps named in the summary.

@@ -40,6 +40,7 @@ use crate::{
         },
         otlp::{ExportTask, SpanStats},
     },
+    upload::{UploadCounters, UploadTask},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +68,7 @@ pub struct Agent {
     export: Option<ExportTask>,
     metrics: Option<SharedAggregates>,
     otlp_metrics: Option<OtlpMetrics>,
+    upload: Option<UploadTask>,
     pub started_ns: u64,
 }
 
@@ -94,6 +96,31 @@ pub struct Finished {
     pub losses: Losses,
     export: Option<ExportTask>,
     otlp_metrics: Option<OtlpMetrics>,
+    upload: Option<UploadTask>,
+}
+
+/// What the exports did, for the last line of a run or a daemon.
+#[derive(Default)]
+pub struct Closed {
+    /// With OTLP export on.
+    pub spans: Option<Arc<SpanStats>>,
+    /// With `[output.object_store]`.
+    pub upload: Option<UploadCounters>,
+    upload_place: Option<(String, std::path::PathBuf)>,
+}
+
+impl Closed {
+    /// `, 12 spans exported, uploaded 3 objects (1.20 MiB) to s3://…`, or nothing.
+    pub fn describe(&self) -> String {
+        let mut text = String::new();
+        if let Some(s) = &self.spans {
+            text.push_str(&format!(", {}", s.describe()));
+        }
+        if let (Some(u), Some((url, dir))) = (&self.upload, &self.upload_place) {
+            text.push_str(&format!(", {}", u.describe(url, dir)));
+        }
+        text
+    }
 }
 
 impl Finished {
@@ -107,9 +134,9 @@ impl Finished {
         }
     }
 
-    /// Flushes and closes every sink; waits up to `deadline` for queued spans to be sent.
-    /// Returns the span counters when OTLP export was on.
-    pub async fn close(mut self, deadline: Duration) -> Option<Arc<SpanStats>> {
+    /// Flushes and closes every sink; waits up to `deadline` for queued spans to be sent, and
+    /// up to `object_store.finish_timeout` for the last uploads.
+    pub async fn close(mut self, deadline: Duration, upload_deadline: Duration) -> Closed {
         for sink in self.sinks.iter_mut() {
             if let Err(e) = sink.close() {
                 tracing::warn!("sink {}: {e}", sink.name());
@@ -125,7 +152,19 @@ impl Finished {
         if let Some(metrics) = self.otlp_metrics {
             metrics.shutdown(deadline).await;
         }
-        spans
+        // After the sinks closed: their last files are rolled and shipped too.
+        let (upload, upload_place) = match self.upload {
+            Some(task) => {
+                let place = (task.url.clone(), task.dir.clone());
+                (Some(task.finish(upload_deadline).await), Some(place))
+            }
+            None => (None, None),
+        };
+        Closed {
+            spans,
+            upload,
+            upload_place,
+        }
     }
 }
 
@@ -178,6 +217,7 @@ impl Agent {
             export,
             metrics,
             otlp_metrics,
+            upload,
         } = configured_sinks(config, clock, &options)?;
         let started_ns = crate::capture::clock::monotonic_ns();
         let mut capture = Capture::load(config, offsets, scope, &|tp| btf.has_tracepoint(tp))?;
@@ -224,13 +264,19 @@ impl Agent {
             export,
             metrics,
             otlp_metrics,
+            upload,
             started_ns,
         })
     }
 
     /// Copies the agent's own counters into the served metrics.
     pub fn refresh_self_metrics(&self) {
-        publish_self_metrics(self.metrics.as_ref(), &self.stats, self.losses());
+        publish_self_metrics(
+            self.metrics.as_ref(),
+            &self.stats,
+            self.losses(),
+            self.upload.as_ref(),
+        );
     }
 
     /// Every loss so far, kernel and user space.
@@ -264,7 +310,7 @@ impl Agent {
         let kernel = self.capture.kernel_counters();
         let losses = Losses::new(kernel, &self.stats);
         // Everything was read: the final metrics export carries the final counts.
-        publish_self_metrics(self.metrics.as_ref(), &self.stats, losses);
+        publish_self_metrics(self.metrics.as_ref(), &self.stats, losses, self.upload.as_ref());
         Finished {
             tracker,
             sinks,
@@ -272,18 +318,25 @@ impl Agent {
             losses,
             export: self.export,
             otlp_metrics: self.otlp_metrics,
+            upload: self.upload,
         }
     }
 }
 
 /// Copies the agent's own counters into the metrics the sinks serve.
-fn publish_self_metrics(metrics: Option<&SharedAggregates>, stats: &Stats, losses: Losses) {
+fn publish_self_metrics(
+    metrics: Option<&SharedAggregates>,
+    stats: &Stats,
+    losses: Losses,
+    upload: Option<&UploadTask>,
+) {
     if let Some(metrics) = metrics
         && let Ok(mut m) = metrics.lock()
     {
         m.agent = SelfCounters {
             events_read: Stats::get(&stats.records_read),
             losses,
+            upload: upload.map(|u| u.stats().snapshot()),
         };
     }
 }

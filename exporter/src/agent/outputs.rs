@@ -20,6 +20,7 @@ use crate::{
         parquet::{ParquetSettings, ParquetSink},
         run_record::RunRecordSink,
     },
+    upload::UploadTask,
 };
 
 /// The sinks, the export task behind the OTLP sink, and the metrics the Prometheus endpoint
@@ -29,6 +30,8 @@ pub struct ConfiguredSinks {
     pub export: Option<ExportTask>,
     pub metrics: Option<SharedAggregates>,
     pub otlp_metrics: Option<OtlpMetrics>,
+    /// Ships the Parquet files to object storage.
+    pub upload: Option<UploadTask>,
 }
 
 /// The sinks the configuration asks for, and the export task behind the OTLP sink.
@@ -55,6 +58,13 @@ pub fn configured_sinks(
             &options.run_id,
         )?));
     }
+    let upload = match (&out.object_store, out.parquet) {
+        (Some(store), true) => Some(
+            UploadTask::start(store, &out.parquet_dir, &out.host())
+                .map_err(|e| SinkError::Config(e.to_string()))?,
+        ),
+        _ => None,
+    };
     if let Some(recorded) = &options.record {
         sinks.push(Box::new(RunRecordSink::new(recorded.clone(), clock)));
     }
@@ -81,7 +91,13 @@ pub fn configured_sinks(
         let spans = export.as_ref().map(ExportTask::stats);
         let mut duration = None;
         if let Some(resource) = push {
-            let m = OtlpMetrics::start(&config.otlp, resource, aggregates.clone(), spans.clone())?;
+            let m = OtlpMetrics::start(
+                &config.otlp,
+                resource,
+                aggregates.clone(),
+                spans.clone(),
+                upload.is_some(),
+            )?;
             duration = Some(m.duration.clone());
             otlp_metrics = Some(m);
         }
@@ -105,5 +121,6 @@ pub fn configured_sinks(
         export,
         metrics,
         otlp_metrics,
+        upload,
     })
 }

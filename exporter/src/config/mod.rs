@@ -324,7 +324,68 @@ pub struct OutputSection {
     /// hosts apart when their data is read together.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+    /// Upload every completed Parquet file to S3-compatible object storage.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object_store: Option<ObjectStoreSection>,
 }
+
+/// `[output.object_store]`: where the Parquet data of every host meets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ObjectStoreSection {
+    /// `s3://bucket/prefix`: objects go to `prefix/DATASET/host=H/date=YYYY-MM-DD/`.
+    pub url: String,
+    /// An S3-compatible server's URL (`http://127.0.0.1:8333`); empty: AWS (or `AWS_ENDPOINT_URL`).
+    pub endpoint: String,
+    /// Empty: `AWS_REGION` / `AWS_DEFAULT_REGION`, else us-east-1.
+    pub region: String,
+    /// `http://endpoint/bucket/key` instead of `http://bucket.endpoint/key` (most self-hosted
+    /// servers want this).
+    pub path_style: bool,
+    /// The profile read from the shared credentials file when `AWS_ACCESS_KEY_ID` is not set;
+    /// empty: `AWS_PROFILE`, else `default`.
+    pub profile: String,
+    /// Empty: `AWS_SHARED_CREDENTIALS_FILE`, else `~/.aws/credentials`.
+    pub credentials_file: String,
+    /// Local files are merged into one object per dataset, host and day at most this often (and
+    /// at the end of every `run`): few objects, not one per flush.
+    #[serde(with = "humantime_serde")]
+    pub roll_interval: Duration,
+    /// How long local files stay after their upload is confirmed (`query` reads them); 0s:
+    /// deleted at once.
+    #[serde(with = "humantime_serde")]
+    pub local_retention: Duration,
+    /// Most bytes waiting for upload; beyond it the oldest waiting objects are dropped (and
+    /// counted).
+    pub max_spool_bytes: u64,
+    /// Objects at least this large go up in parts (at least 5 MiB, S3's smallest part).
+    pub multipart_bytes: u64,
+    /// At the end of a run or a daemon, how long to keep uploading before leaving the rest
+    /// for the next start.
+    #[serde(with = "humantime_serde")]
+    pub finish_timeout: Duration,
+}
+
+impl Default for ObjectStoreSection {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            endpoint: String::new(),
+            region: String::new(),
+            path_style: false,
+            profile: String::new(),
+            credentials_file: String::new(),
+            roll_interval: Duration::from_secs(15 * 60),
+            local_retention: Duration::from_secs(24 * 3600),
+            max_spool_bytes: 1 << 30,
+            multipart_bytes: 64 << 20,
+            finish_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Smallest S3 part but the last.
+pub const MIN_MULTIPART_BYTES: u64 = 5 << 20;
 
 impl OutputSection {
     /// The configured host, or this machine's host name.
@@ -334,6 +395,33 @@ impl OutputSection {
             .or_else(machine_host_name)
             .unwrap_or_else(|| "unknown".to_owned())
     }
+}
+
+/// `s3://bucket/prefix` → (bucket, prefix without slashes at either end).
+pub fn store_url_parts(url: &str) -> Result<(String, String), String> {
+    let rest = url.trim().strip_prefix("s3://").ok_or_else(|| {
+        format!("{url:?} is not an S3 URL; expected s3://BUCKET or s3://BUCKET/PREFIX")
+    })?;
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    let bucket_ok = (3..=63).contains(&bucket.len())
+        && bucket
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+    if !bucket_ok {
+        return Err(format!(
+            "{url:?}: {bucket:?} is not a bucket name (3 to 63 lower-case letters, digits, '-' or '.')"
+        ));
+    }
+    let prefix = prefix.trim_matches('/');
+    if prefix.split('/').any(|part| part == "." || part == "..")
+        || prefix.contains("//")
+        || prefix.chars().any(|c| c.is_control() || c == '*' || c == '?')
+    {
+        return Err(format!(
+            "{url:?}: the prefix may not hold empty, '.' or '..' parts, '*', '?' or control characters"
+        ));
+    }
+    Ok((bucket.to_owned(), prefix.to_owned()))
 }
 
 /// This machine's host name (`/proc/sys/kernel/hostname`).
@@ -359,6 +447,7 @@ impl Default for OutputSection {
             flush_rows: 100_000,
             flush_interval: Duration::from_secs(10),
             host: None,
+            object_store: None,
         }
     }
 }
@@ -811,6 +900,36 @@ impl Config {
         }
         if self.output.flush_interval.is_zero() {
             return bad("output.flush_interval", "must be more than 0".into());
+        }
+        if let Some(store) = &self.output.object_store {
+            let key = |k: &str| format!("output.object_store.{k}");
+            if let Err(msg) = store_url_parts(&store.url) {
+                return bad(&key("url"), msg);
+            }
+            let endpoint = store.endpoint.trim();
+            if !endpoint.is_empty()
+                && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+            {
+                return bad(
+                    &key("endpoint"),
+                    format!("{endpoint:?} is not a URL; expected http://HOST:PORT or https://HOST"),
+                );
+            }
+            if store.roll_interval < Duration::from_secs(1) {
+                return bad(&key("roll_interval"), "at least 1s".into());
+            }
+            if store.multipart_bytes < MIN_MULTIPART_BYTES {
+                return bad(
+                    &key("multipart_bytes"),
+                    format!("at least {MIN_MULTIPART_BYTES} (5 MiB, the smallest S3 part)"),
+                );
+            }
+            if store.max_spool_bytes == 0 {
+                return bad(&key("max_spool_bytes"), "must be more than 0".into());
+            }
+            if !self.output.parquet {
+                return bad(&key("url"), "uploads Parquet files: needs output.parquet = true".into());
+            }
         }
         let listen = self.metrics.prometheus_listen.trim();
         if !listen.is_empty() && listen.parse::<std::net::SocketAddr>().is_err() {

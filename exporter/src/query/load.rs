@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use duckdb::Connection;
 
-use super::{QueryError, Request, open, sql_error, views};
+use super::{Data, QueryError, Request, open, sql_error, views};
 use crate::analysis::run::{Proc, RunView, Status};
 
 pub use crate::analysis::usage::Sample;
@@ -22,7 +22,7 @@ fn hex(s: &str) -> Option<u64> {
 
 /// The run `run` names (`None`: the latest) in `data`. `all` is not one run.
 pub fn load_run(
-    data: &std::path::Path,
+    data: &Data,
     run: Option<&str>,
     flag: &str,
 ) -> Result<LoadedRun, QueryError> {
@@ -35,11 +35,12 @@ pub fn load_run(
     let request = Request {
         name: "runs".into(),
         sql: None,
-        data: data.to_path_buf(),
+        data: data.location.clone(),
         run: run.map(str::to_owned),
         format: super::Format::Json,
         limit: None,
         min_duration_s: None,
+        scope: data.scope.clone(),
     };
     views(&conn, &request).map_err(|e| match e {
         QueryError::Input(m) => QueryError::Input(m.replacen("--run", flag, 1)),
@@ -147,16 +148,17 @@ fn load_samples(conn: &Connection, view: &RunView) -> Result<Vec<Sample>, QueryE
 }
 
 /// Every run in `data`, newest first, with the step key of its root command.
-pub fn runs_by_root(data: &std::path::Path) -> Result<Vec<(String, String)>, QueryError> {
+pub fn runs_by_root(data: &Data) -> Result<Vec<(String, String)>, QueryError> {
     let conn = open()?;
     let request = Request {
         name: "runs".into(),
         sql: None,
-        data: data.to_path_buf(),
+        data: data.location.clone(),
         run: Some("all".into()),
         format: super::Format::Json,
         limit: None,
         min_duration_s: None,
+        scope: data.scope.clone(),
     };
     views(&conn, &request)?;
     // The `runs` query, newest first, has each run's root step key.

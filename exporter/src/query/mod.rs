@@ -7,6 +7,7 @@
 
 mod critical_path;
 pub mod load;
+pub mod s3;
 mod tree;
 
 use std::path::{Path, PathBuf};
@@ -36,6 +37,7 @@ pub const QUERIES: &[(&str, &str)] = &[
     ("slowest", include_str!("sql/slowest.sql")),
     ("critical-path", include_str!("sql/critical-path.sql")),
     ("runs", include_str!("sql/runs.sql")),
+    ("hosts", include_str!("sql/hosts.sql")),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -175,6 +177,49 @@ pub struct Request {
     pub limit: Option<u64>,
     /// `tree`: processes shorter than this many seconds are folded (table) or left out.
     pub min_duration_s: Option<f64>,
+    pub scope: DataScope,
+}
+
+/// Where the data is (`--data`: a directory, a file or `s3://bucket/prefix`) and which of it.
+#[derive(Debug, Clone)]
+pub struct Data {
+    pub location: PathBuf,
+    pub scope: DataScope,
+}
+
+/// Which rows of the data a question is about, and how to reach a bucket.
+#[derive(Debug, Clone, Default)]
+pub struct DataScope {
+    /// `--host`: only this host's rows (in a bucket, only its objects are read).
+    pub host: Option<String>,
+    /// `--since`: only rows from this moment on, in ns since the epoch (in a bucket, only the
+    /// objects of those days are read).
+    pub since_ns: Option<i64>,
+    /// Endpoint, region and credentials for `s3://` data: `[output.object_store]`.
+    pub store: Option<crate::config::ObjectStoreSection>,
+}
+
+impl DataScope {
+    /// The rows' condition, or an empty string; `time` is the dataset's time column.
+    fn condition(&self, time: &str, hive: bool) -> String {
+        let mut parts = Vec::new();
+        if let Some(host) = &self.host {
+            parts.push(format!("host = {}", quote(host)));
+        }
+        if let Some(ns) = self.since_ns {
+            let at = chrono::DateTime::from_timestamp_nanos(ns);
+            if hive {
+                // A file is named (and dated) when written, after its rows: earlier days hold
+                // nothing this recent.
+                parts.push(format!("date >= DATE '{}'", at.format("%Y-%m-%d")));
+            }
+            parts.push(format!(
+                "\"{time}\" >= TIMESTAMPTZ '{}'",
+                at.format("%Y-%m-%d %H:%M:%S%.6f+00")
+            ));
+        }
+        parts.join(" AND ")
+    }
 }
 
 /// Rows `slowest` shows without `--limit`.
@@ -184,7 +229,8 @@ fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
-/// Parquet files of one dataset directory, sorted (none when it does not exist).
+/// Parquet files of one dataset directory and below it (rolled and uploaded files), sorted
+/// (none when it does not exist).
 fn parquet_files(dir: &Path) -> Result<Vec<PathBuf>, QueryError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
@@ -194,17 +240,21 @@ fn parquet_files(dir: &Path) -> Result<Vec<PathBuf>, QueryError> {
         }
         Err(e) => return Err(QueryError::Input(format!("{}: {e}", dir.display()))),
     };
-    let mut files: Vec<PathBuf> = entries
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.extension().is_some_and(|x| x == "parquet")
-                && !p
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with('.'))
-        })
-        .collect();
+    let mut files = Vec::new();
+    for path in entries.flatten().map(|e| e.path()) {
+        let hidden = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with('.'));
+        if hidden {
+            continue;
+        }
+        if path.is_dir() {
+            files.extend(parquet_files(&path)?);
+        } else if path.extension().is_some_and(|x| x == "parquet") {
+            files.push(path);
+        }
+    }
     files.sort();
     Ok(files)
 }
@@ -215,6 +265,8 @@ struct Sources {
     events: Option<String>,
     processes: Option<String>,
     connections: Option<String>,
+    /// Objects in a bucket, with `host=`/`date=` partitions.
+    hive: bool,
 }
 
 fn column_names(conn: &Connection, source: &str) -> Result<Vec<String>, QueryError> {
@@ -240,6 +292,35 @@ fn missing_columns(have: &[String], schema: &arrow_schema::Schema) -> Vec<String
         .map(|f| f.name().clone())
         .filter(|name| !have.contains(name) && !is_later_column(name))
         .collect()
+}
+
+/// The datasets' objects in a bucket (one LIST each).
+fn bucket_sources(
+    conn: &Connection,
+    url: &str,
+    host: Option<&str>,
+) -> Result<Sources, QueryError> {
+    let mut sources = Sources {
+        hive: true,
+        ..Default::default()
+    };
+    for (dataset, slot) in [
+        (EVENTS, &mut sources.events),
+        (PROCESSES, &mut sources.processes),
+        (CONNECTIONS, &mut sources.connections),
+    ] {
+        let glob = s3::dataset_glob(url, dataset, host);
+        if s3::has_objects(conn, &glob)? {
+            *slot = Some(glob);
+        }
+    }
+    if sources.events.is_none() && sources.processes.is_none() {
+        let whose = host.map_or(String::new(), |h| format!(" of host {h}"));
+        return Err(QueryError::Input(format!(
+            "{url}: no Parquet objects{whose} (expected {url}/processes/host=H/date=D/*.parquet, uploaded by agents with [output.object_store])"
+        )));
+    }
+    Ok(sources)
 }
 
 fn find_sources(conn: &Connection, data: &Path) -> Result<Sources, QueryError> {
@@ -293,7 +374,7 @@ fn find_sources(conn: &Connection, data: &Path) -> Result<Sources, QueryError> {
                 )));
             }
         }
-        *slot = Some(format!("{}/*.parquet", dir.to_string_lossy()));
+        *slot = Some(format!("{}/**/*.parquet", dir.to_string_lossy()));
     }
     if sources.events.is_none() && sources.processes.is_none() {
         return Err(QueryError::Input(format!(
@@ -305,17 +386,29 @@ fn find_sources(conn: &Connection, data: &Path) -> Result<Sources, QueryError> {
 
 /// The view over a dataset. Files written before a column existed lack it: an empty typed
 /// row set joined by name adds every later column, NULL where a file has none, so the queries
-/// run on old data too.
-fn view(name: &str, source: Option<&str>, schema: &arrow_schema::Schema) -> Option<String> {
+/// run on old data too. `condition` keeps the rows in scope.
+fn view(
+    name: &str,
+    source: Option<&str>,
+    schema: &arrow_schema::Schema,
+    hive: bool,
+    condition: &str,
+) -> Option<String> {
     let later = null_columns(schema.fields().iter().filter(|f| is_later_column(f.name())));
     source.map(|s| {
-        let read = format!("SELECT * FROM read_parquet({}, union_by_name = true)", quote(s));
-        if later.is_empty() {
-            format!("CREATE OR REPLACE VIEW {name} AS {read};\n")
+        let read = format!(
+            "SELECT * FROM read_parquet({}, union_by_name = true, hive_partitioning = {hive})",
+            quote(s)
+        );
+        let rows = if later.is_empty() {
+            read
         } else {
-            format!(
-                "CREATE OR REPLACE VIEW {name} AS {read}\n    UNION ALL BY NAME SELECT {later} WHERE false;\n"
-            )
+            format!("{read}\n    UNION ALL BY NAME SELECT {later} WHERE false")
+        };
+        if condition.is_empty() {
+            format!("CREATE OR REPLACE VIEW {name} AS {rows};\n")
+        } else {
+            format!("CREATE OR REPLACE VIEW {name} AS SELECT * FROM (\n    {rows}\n) WHERE {condition};\n")
         }
     })
 }
@@ -374,13 +467,35 @@ fn views(conn: &Connection, request: &Request) -> Result<String, QueryError> {
             "--run {id:?}: a run id or the start of one (letters, digits, '-' or '_'), latest, latest~N or all (see `otel-pipetrace query runs`)"
         )));
     }
-    let sources = find_sources(conn, &request.data)?;
+    let location = request.data.to_string_lossy().into_owned();
+    let scope = &request.scope;
+    // Printed by --print-sql with the secret masked; run with it.
+    let mut printed = String::new();
+    let sources = if s3::is_s3(&location) {
+        let setup = s3::setup_sql(&location, scope.store.as_ref(), false)?;
+        conn.execute_batch(&setup).map_err(|e| {
+            QueryError::Input(format!("--data {location}: {}", reason_only(&e.to_string())))
+        })?;
+        printed = s3::setup_sql(&location, scope.store.as_ref(), true)?;
+        bucket_sources(conn, &location, scope.host.as_deref())?
+    } else {
+        find_sources(conn, &request.data)?
+    };
+    let hive = sources.hive;
     let mut sql = signal_name_macro();
-    sql.extend(view("events", sources.events.as_deref(), &events_schema()));
+    sql.extend(view(
+        "events",
+        sources.events.as_deref(),
+        &events_schema(),
+        hive,
+        &scope.condition("time", hive),
+    ));
     sql.extend(view(
         "processes",
         sources.processes.as_deref(),
         &processes_schema(),
+        hive,
+        &scope.condition("end", hive),
     ));
     // Always there: a run without network use (or data from before it) has no files.
     sql.push_str(
@@ -388,6 +503,8 @@ fn views(conn: &Connection, request: &Request) -> Result<String, QueryError> {
             CONNECTIONS,
             sources.connections.as_deref(),
             &connections_schema(),
+            hive,
+            &scope.condition("time", hive),
         )
         .unwrap_or_else(|| empty_view(CONNECTIONS, &connections_schema())),
     );
@@ -414,7 +531,7 @@ fn views(conn: &Connection, request: &Request) -> Result<String, QueryError> {
     }
     filters.push_str(&filter(CONNECTIONS));
     conn.execute_batch(&filters).map_err(sql_error)?;
-    Ok(sql + &filters)
+    Ok(printed + &sql + &filters)
 }
 
 /// `latest` → 0, `latest~N` → N.

@@ -7,21 +7,19 @@ pub mod compare;
 pub mod html;
 pub mod markdown;
 
-use std::path::Path;
-
 use crate::query::{
-    QueryError,
+    Data, QueryError,
     load::{load_run, runs_by_root},
 };
 
 /// The Markdown report of run `run` (`None`: the latest) in `data`.
-pub fn markdown_report(data: &Path, run: Option<&str>) -> Result<String, QueryError> {
+pub fn markdown_report(data: &Data, run: Option<&str>) -> Result<String, QueryError> {
     let loaded = load_run(data, run, "--run")?;
     Ok(markdown::report(&loaded.view))
 }
 
 /// The HTML report of run `run` (`None`: the latest) in `data`.
-pub fn html_report(data: &Path, run: Option<&str>) -> Result<String, ReportError> {
+pub fn html_report(data: &Data, run: Option<&str>) -> Result<String, ReportError> {
     let loaded = load_run(data, run, "--run")?;
     Ok(html::report(&loaded)?)
 }
@@ -38,7 +36,7 @@ pub enum ReportError {
 }
 
 /// The run as Trace Event JSON.
-pub fn chrome_trace_export(data: &Path, run: Option<&str>) -> Result<String, ReportError> {
+pub fn chrome_trace_export(data: &Data, run: Option<&str>) -> Result<String, ReportError> {
     let loaded = load_run(data, run, "--run")?;
     Ok(chrome_trace::chrome_trace(&loaded)?)
 }
@@ -52,7 +50,7 @@ pub enum Baseline {
 }
 
 pub fn compare_runs(
-    data: &Path,
+    data: &Data,
     run: Option<&str>,
     baseline: &Baseline,
     thresholds: compare::Thresholds,
@@ -79,7 +77,7 @@ pub fn compare_runs(
             if earlier.is_empty() {
                 return Err(QueryError::Input(format!(
                     "--baseline-runs {n}: no earlier run of `{step}` in {} (`otel-pipetrace query runs` lists the runs)",
-                    data.display()
+                    data.location.display()
                 )));
             }
             earlier

@@ -136,10 +136,12 @@ impl Executable {
 }
 
 /// The agent's own counters, refreshed by whoever owns them.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub struct SelfCounters {
     pub events_read: u64,
     pub losses: Losses,
+    /// With `[output.object_store]`.
+    pub upload: Option<crate::upload::UploadCounters>,
 }
 
 /// A live process's latest sample.

@@ -51,12 +51,40 @@ pub struct Family {
     pub unit: &'static str,
     pub help: &'static str,
     pub kind: Kind,
-    /// Only with OTLP trace export (span counters).
-    pub needs_spans: bool,
+    /// What must be on for the family to exist.
+    pub needs: Needs,
     pub points: for<'a> fn(&Sources<'a>) -> Vec<Point<'a>>,
 }
 
 pub const SECONDS: &str = "s";
+
+/// A family that only exists with an export on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Needs {
+    Nothing,
+    /// OTLP trace export (span counters).
+    Spans,
+    /// `[output.object_store]` (upload counters).
+    Upload,
+}
+
+impl Family {
+    /// Is the family exported, given which exports are on.
+    pub fn exists(&self, spans: bool, upload: bool) -> bool {
+        match self.needs {
+            Needs::Nothing => true,
+            Needs::Spans => spans,
+            Needs::Upload => upload,
+        }
+    }
+}
+
+fn upload_points<'a>(
+    s: &Sources<'a>,
+    pick: impl Fn(&crate::upload::UploadCounters) -> Vec<Point<'a>>,
+) -> Vec<Point<'a>> {
+    s.aggregates.agent.upload.as_ref().map(pick).unwrap_or_default()
+}
 
 const EXE: &str = "process.executable.name";
 
@@ -172,7 +200,7 @@ pub const FAMILIES: &[Family] = &[
         unit: "{process}",
         help: "Processes that ended, by executable and final status.",
         kind: Kind::Counter,
-        needs_spans: false,
+        needs: Needs::Nothing,
         points: |s| counts(s.aggregates, "status", |e| &e.by_status),
     },
     Family {
@@ -181,7 +209,7 @@ pub const FAMILIES: &[Family] = &[
         unit: "{process}",
         help: "Processes that started while traced.",
         kind: Kind::Counter,
-        needs_spans: false,
+        needs: Needs::Nothing,
         points: |s| unlabelled(Value::Int(s.aggregates.started)),
     },
     Family {
@@ -190,7 +218,7 @@ pub const FAMILIES: &[Family] = &[
         unit: SECONDS,
         help: "CPU time (whole thread groups): ended processes' totals and live processes' time so far, by executable (or live process) and mode.",
         kind: Kind::Counter,
-        needs_spans: false,
+        needs: Needs::Nothing,
         points: cpu_time,
     },
     Family {
@@ -199,7 +227,7 @@ pub const FAMILIES: &[Family] = &[
         unit: "By",
         help: "Resident memory of live processes at the latest sample, by executable (or live process).",
         kind: Kind::Gauge,
-        needs_spans: false,
+        needs: Needs::Nothing,
         points: memory_usage,
     },
     Family {
@@ -208,7 +236,7 @@ pub const FAMILIES: &[Family] = &[
         unit: "By",
         help: "Highest peak RSS of any ended process of the executable.",
         kind: Kind::Gauge,
-        needs_spans: false,
+        needs: Needs::Nothing,
         points: |s| per_executable(s.aggregates, |e| Value::Int(e.peak_rss_bytes)),
     },
     Family {
@@ -217,7 +245,7 @@ pub const FAMILIES: &[Family] = &[
         unit: SECONDS,
         help: "Lifetime of ended processes, by executable.",
         kind: Kind::Histogram,
-        needs_spans: false,
+        needs: Needs::Nothing,
         points: |s| per_executable(s.aggregates, |e| Value::Histogram(&e.duration)),
     },
     Family {
@@ -226,7 +254,7 @@ pub const FAMILIES: &[Family] = &[
         unit: SECONDS,
         help: "Longest lifetime of an ended process, by executable.",
         kind: Kind::Gauge,
-        needs_spans: false,
+        needs: Needs::Nothing,
         points: |s| per_executable(s.aggregates, |e| Value::Float(e.duration_max_s)),
     },
     Family {
@@ -235,7 +263,7 @@ pub const FAMILIES: &[Family] = &[
         unit: "{process}",
         help: "Processes killed by a signal, by executable and signal.",
         kind: Kind::Counter,
-        needs_spans: false,
+        needs: Needs::Nothing,
         points: |s| counts(s.aggregates, "signal", |e| &e.signals),
     },
     Family {
@@ -244,7 +272,7 @@ pub const FAMILIES: &[Family] = &[
         unit: "{event}",
         help: "Memory events (RSS moved by a step), by executable and direction.",
         kind: Kind::Counter,
-        needs_spans: false,
+        needs: Needs::Nothing,
         points: |s| counts(s.aggregates, "direction", |e| &e.memory_events),
     },
     Family {
@@ -253,7 +281,7 @@ pub const FAMILIES: &[Family] = &[
         unit: "By",
         help: "Bytes processes read from and wrote to the storage layer (ended: totals; live: so far), by executable and direction.",
         kind: Kind::Counter,
-        needs_spans: false,
+        needs: Needs::Nothing,
         points: |s| activity(s.aggregates, "disk.io.direction", ActivityCounts::DiskIo),
     },
     Family {
@@ -262,7 +290,7 @@ pub const FAMILIES: &[Family] = &[
         unit: "By",
         help: "Bytes processes sent (transmit) and received over IPv4/IPv6 sockets (ended: totals; live: so far), by executable and direction.",
         kind: Kind::Counter,
-        needs_spans: false,
+        needs: Needs::Nothing,
         points: |s| {
             activity(
                 s.aggregates,
@@ -277,7 +305,7 @@ pub const FAMILIES: &[Family] = &[
         unit: "{connection}",
         help: "TCP connections of processes (ended: totals; live: so far), by executable and direction (outbound: made, attempts included; inbound: accepted).",
         kind: Kind::Counter,
-        needs_spans: false,
+        needs: Needs::Nothing,
         points: |s| {
             activity(
                 s.aggregates,
@@ -292,7 +320,7 @@ pub const FAMILIES: &[Family] = &[
         unit: "{fault}",
         help: "Page faults of processes (ended: totals; live: so far), by executable and type (major: waited for I/O).",
         kind: Kind::Counter,
-        needs_spans: false,
+        needs: Needs::Nothing,
         points: |s| {
             activity(
                 s.aggregates,
@@ -307,7 +335,7 @@ pub const FAMILIES: &[Family] = &[
         unit: "{context_switch}",
         help: "Context switches of processes (ended: totals; live: so far), by executable and type.",
         kind: Kind::Counter,
-        needs_spans: false,
+        needs: Needs::Nothing,
         points: |s| {
             activity(
                 s.aggregates,
@@ -322,7 +350,7 @@ pub const FAMILIES: &[Family] = &[
         unit: "{run}",
         help: "Ended runs (trace roots), by executable and final status.",
         kind: Kind::Counter,
-        needs_spans: false,
+        needs: Needs::Nothing,
         points: |s| counts(s.aggregates, "status", |e| &e.runs),
     },
     Family {
@@ -331,7 +359,7 @@ pub const FAMILIES: &[Family] = &[
         unit: SECONDS,
         help: "Duration of ended runs (trace roots), by executable.",
         kind: Kind::Histogram,
-        needs_spans: false,
+        needs: Needs::Nothing,
         points: |s| {
             per_executable(s.aggregates, |e| Value::Histogram(&e.run_duration))
                 .into_iter()
@@ -345,7 +373,7 @@ pub const FAMILIES: &[Family] = &[
         unit: "{event}",
         help: "Records read from the kernel ring buffer.",
         kind: Kind::Counter,
-        needs_spans: false,
+        needs: Needs::Nothing,
         points: |s| unlabelled(Value::Int(s.aggregates.agent.events_read)),
     },
     Family {
@@ -354,7 +382,7 @@ pub const FAMILIES: &[Family] = &[
         unit: "{event}",
         help: "Events lost, by where: kernel ring full, untracked (map full), queue full, undecodable.",
         kind: Kind::Counter,
-        needs_spans: false,
+        needs: Needs::Nothing,
         points: |s| {
             losses(s.aggregates)
                 .into_iter()
@@ -372,7 +400,7 @@ pub const FAMILIES: &[Family] = &[
         unit: "{event}",
         help: "Records read from the kernel, and events lost by reason.",
         kind: Kind::Counter,
-        needs_spans: false,
+        needs: Needs::Nothing,
         points: |s| {
             let mut out = unlabelled(Value::Int(s.aggregates.agent.events_read));
             out[0].labels.push(("result", LabelValue::Str("read")));
@@ -387,12 +415,49 @@ pub const FAMILIES: &[Family] = &[
         },
     },
     Family {
+        otlp: Some("pipetrace.upload.bytes"),
+        prometheus: Some("pipetrace_upload_bytes_total"),
+        unit: "By",
+        help: "Parquet bytes shipped to object storage (uploaded), or dropped from a full spool.",
+        kind: Kind::Counter,
+        needs: Needs::Upload,
+        points: |s| {
+            upload_points(s, |u| {
+                [("uploaded", u.uploaded_bytes), ("dropped", u.dropped_bytes)]
+                    .into_iter()
+                    .map(|(result, n)| Point {
+                        labels: vec![("result", LabelValue::Str(result))],
+                        value: Value::Int(n),
+                    })
+                    .collect()
+            })
+        },
+    },
+    Family {
+        otlp: Some("pipetrace.upload.failures"),
+        prometheus: Some("pipetrace_upload_failures_total"),
+        unit: "{attempt}",
+        help: "Uploads that failed and wait for a retry.",
+        kind: Kind::Counter,
+        needs: Needs::Upload,
+        points: |s| upload_points(s, |u| unlabelled(Value::Int(u.failures))),
+    },
+    Family {
+        otlp: Some("pipetrace.upload.waiting"),
+        prometheus: Some("pipetrace_upload_waiting_bytes"),
+        unit: "By",
+        help: "Parquet bytes in the local spool waiting for upload.",
+        kind: Kind::Gauge,
+        needs: Needs::Upload,
+        points: |s| upload_points(s, |u| unlabelled(Value::Int(u.waiting_bytes))),
+    },
+    Family {
         otlp: None,
         prometheus: Some("pipetrace_spans_exported_total"),
         unit: "{span}",
         help: "Spans the OTLP receiver acknowledged.",
         kind: Kind::Counter,
-        needs_spans: true,
+        needs: Needs::Spans,
         points: |s| unlabelled(Value::Int(exported(s))),
     },
     Family {
@@ -401,7 +466,7 @@ pub const FAMILIES: &[Family] = &[
         unit: "{span}",
         help: "Spans dropped: queue full, export failed, unsent at exit.",
         kind: Kind::Counter,
-        needs_spans: true,
+        needs: Needs::Spans,
         points: |s| unlabelled(Value::Int(dropped(s))),
     },
     Family {
@@ -410,7 +475,7 @@ pub const FAMILIES: &[Family] = &[
         unit: "{span}",
         help: "Spans exported and dropped.",
         kind: Kind::Counter,
-        needs_spans: true,
+        needs: Needs::Spans,
         points: |s| {
             [("exported", exported(s)), ("dropped", dropped(s))]
                 .into_iter()

@@ -175,6 +175,7 @@ impl OtlpMetrics {
         resource: Resource,
         aggregates: SharedAggregates,
         spans: Option<Arc<SpanStats>>,
+        upload: bool,
     ) -> Result<Self, SinkError> {
         let exporter = Transport::from_config(config, Signal::Metrics)?.metric_exporter()?;
         let stats = Arc::new(MetricExportStats::default());
@@ -193,7 +194,7 @@ impl OtlpMetrics {
             .build();
         let meter = provider.meter("otel-pipetrace");
         for family in FAMILIES {
-            if !family.needs_spans || spans.is_some() {
+            if family.exists(spans.is_some(), upload) {
                 observe(&meter, family, &aggregates, spans.clone());
             }
         }

@@ -86,7 +86,7 @@ impl Collector for AggregatesCollector {
             let Some(name) = family.prometheus else {
                 continue;
             };
-            if family.needs_spans && sources.spans.is_none() {
+            if !family.exists(sources.spans.is_some(), aggregates.agent.upload.is_some()) {
                 continue;
             }
             let metric_type = match family.kind {

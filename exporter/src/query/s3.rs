@@ -1,0 +1,164 @@
+//! Queries over a bucket: DuckDB's httpfs extension reads the objects the agents uploaded
+//! (`DATASET/host=H/date=D/*.parquet`), with the hive partitions as columns so that `--host`
+//! and `--since` skip whole objects.
+
+use std::path::PathBuf;
+
+use duckdb::Connection;
+
+use super::{QueryError, quote, reason_only};
+use crate::{
+    config::{ObjectStoreSection, store_url_parts},
+    upload::store::read_credentials_file,
+};
+
+/// The DuckDB this binary links: its extensions must be built for exactly this version.
+const DUCKDB_VERSION: &str = "v1.5.5";
+
+/// Where the httpfs extension is looked for: `PIPETRACE_DUCKDB_EXTENSIONS`, else beside the
+/// libduckdb.so the build linked (scripts/setup puts it there).
+pub fn extension_directory() -> PathBuf {
+    if let Some(dir) = std::env::var_os("PIPETRACE_DUCKDB_EXTENSIONS").filter(|d| !d.is_empty())
+    {
+        return dir.into();
+    }
+    let lib = option_env!("DUCKDB_LIB_DIR").unwrap_or("/var/cache/otel-pipetrace/duckdb");
+    PathBuf::from(lib).join("extensions")
+}
+
+pub fn is_s3(location: &str) -> bool {
+    location.starts_with("s3://")
+}
+
+fn env_nonempty(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// The SQL that loads httpfs and names the credentials for `url`; with `masked`, the secret
+/// key is shown as `***` (for `--print-sql`).
+pub fn setup_sql(
+    url: &str,
+    store: Option<&ObjectStoreSection>,
+    masked: bool,
+) -> Result<String, QueryError> {
+    let (bucket, _) =
+        store_url_parts(url).map_err(|m| QueryError::Input(format!("--data: {m}")))?;
+    let dir = extension_directory();
+    let file = dir
+        .join(DUCKDB_VERSION)
+        .join("linux_amd64")
+        .join("httpfs.duckdb_extension");
+    if !file.is_file() {
+        return Err(QueryError::Input(format!(
+            "--data {url}: DuckDB's httpfs extension is not at {} (scripts/setup installs it; PIPETRACE_DUCKDB_EXTENSIONS names another directory)",
+            file.display()
+        )));
+    }
+    let default = ObjectStoreSection::default();
+    let store = store.unwrap_or(&default);
+    let mut options = vec![("TYPE", "s3".to_owned())];
+    let (key, secret, token) = match env_nonempty("AWS_ACCESS_KEY_ID") {
+        Some(key) => (
+            Some(key),
+            env_nonempty("AWS_SECRET_ACCESS_KEY"),
+            env_nonempty("AWS_SESSION_TOKEN"),
+        ),
+        None => {
+            let file = if store.credentials_file.is_empty() {
+                env_nonempty("AWS_SHARED_CREDENTIALS_FILE").map(PathBuf::from).unwrap_or_else(|| {
+                    PathBuf::from(env_nonempty("HOME").unwrap_or_else(|| "/root".into()))
+                        .join(".aws/credentials")
+                })
+            } else {
+                store.credentials_file.clone().into()
+            };
+            let profile = if store.profile.is_empty() {
+                env_nonempty("AWS_PROFILE").unwrap_or_else(|| "default".into())
+            } else {
+                store.profile.clone()
+            };
+            match read_credentials_file(&file, &profile)
+                .map_err(|e| QueryError::Input(e.to_string()))?
+            {
+                Some(c) => (
+                    Some(c.access_key_id),
+                    Some(c.secret_access_key),
+                    c.session_token,
+                ),
+                None => (None, None, None),
+            }
+        }
+    };
+    if let Some(key) = key {
+        options.push(("KEY_ID", key));
+    }
+    if let Some(secret) = secret {
+        options.push(("SECRET", if masked { "***".into() } else { secret }));
+    }
+    if let Some(token) = token {
+        options.push(("SESSION_TOKEN", if masked { "***".into() } else { token }));
+    }
+    let region = [store.region.clone()]
+        .into_iter()
+        .chain(env_nonempty("AWS_REGION"))
+        .chain(env_nonempty("AWS_DEFAULT_REGION"))
+        .find(|r| !r.is_empty())
+        .unwrap_or_else(|| "us-east-1".into());
+    options.push(("REGION", region));
+    let endpoint = if store.endpoint.trim().is_empty() {
+        env_nonempty("AWS_ENDPOINT_URL").unwrap_or_default()
+    } else {
+        store.endpoint.trim().to_owned()
+    };
+    if !endpoint.is_empty() {
+        let (ssl, host) = match endpoint.split_once("://") {
+            Some(("http", host)) => ("false", host),
+            Some((_, host)) => ("true", host),
+            None => ("true", endpoint.as_str()),
+        };
+        options.push(("ENDPOINT", host.trim_end_matches('/').to_owned()));
+        options.push(("USE_SSL", ssl.to_owned()));
+    }
+    // As configured for the uploads; an endpoint from the environment alone is a self-hosted
+    // server, which wants path-style URLs.
+    if store.path_style || (store.endpoint.trim().is_empty() && !endpoint.is_empty()) {
+        options.push(("URL_STYLE", "path".to_owned()));
+    }
+    options.push(("SCOPE", format!("s3://{bucket}")));
+    let secret = options
+        .iter()
+        .map(|(k, v)| {
+            if *k == "TYPE" || *k == "USE_SSL" {
+                format!("{k} {v}")
+            } else {
+                format!("{k} {}", quote(v))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    Ok(format!(
+        "SET extension_directory = {};\nSET autoinstall_known_extensions = false;\nLOAD httpfs;\nCREATE OR REPLACE SECRET pipetrace_s3 ({secret});\n",
+        quote(&dir.to_string_lossy())
+    ))
+}
+
+/// The glob of one dataset's objects (of one host with `host`).
+pub fn dataset_glob(url: &str, dataset: &str, host: Option<&str>) -> String {
+    let base = url.trim_end_matches('/');
+    let host = host.map_or("*".to_owned(), |h| format!("host={h}"));
+    format!("{base}/{dataset}/{host}/*/*.parquet")
+}
+
+/// Does the glob match any object (one LIST request).
+pub fn has_objects(conn: &Connection, glob: &str) -> Result<bool, QueryError> {
+    let sql = format!("SELECT count(*) FROM glob({})", quote(glob));
+    conn.query_row(&sql, [], |r| r.get::<_, i64>(0))
+        .map(|n| n > 0)
+        .map_err(|e| {
+            QueryError::Input(format!(
+                "{}: {}",
+                glob.split("/*").next().unwrap_or(glob),
+                reason_only(&e.to_string())
+            ))
+        })
+}

@@ -1,0 +1,288 @@
+//! Ships the Parquet data to S3-compatible object storage, beside tracing and never in its way:
+//! a task rolls the sink's files into few objects ([`spool`]) and creates them in the bucket
+//! ([`store`]), retrying with backoff. What is not confirmed stays in the local spool and goes
+//! at the next pass or the next start.
+
+pub mod spool;
+pub mod store;
+
+use std::{
+    os::fd::AsRawFd,
+    path::{Path, PathBuf},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use tokio::{sync::watch, task::JoinHandle, time::Instant};
+
+use crate::{config::ObjectStoreSection, present::units};
+use spool::Spool;
+use store::{Bucket, StoreError};
+
+/// Counters of the uploads, read by the summary and the self-metrics.
+#[derive(Debug, Default)]
+pub struct UploadStats {
+    pub uploaded_objects: AtomicU64,
+    pub uploaded_bytes: AtomicU64,
+    /// Attempts that failed (each retried later).
+    pub failures: AtomicU64,
+    /// Objects dropped because the spool was full.
+    pub dropped_objects: AtomicU64,
+    pub dropped_bytes: AtomicU64,
+    /// Waiting in the spool after the latest pass.
+    pub waiting_objects: AtomicU64,
+    pub waiting_bytes: AtomicU64,
+    last_error: Mutex<Option<String>>,
+}
+
+/// A copy of [`UploadStats`] at one moment.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct UploadCounters {
+    pub uploaded_objects: u64,
+    pub uploaded_bytes: u64,
+    pub failures: u64,
+    pub dropped_objects: u64,
+    pub dropped_bytes: u64,
+    pub waiting_objects: u64,
+    pub waiting_bytes: u64,
+    /// Why the latest attempt failed, while objects wait.
+    pub last_error: Option<String>,
+}
+
+impl UploadStats {
+    pub fn snapshot(&self) -> UploadCounters {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        UploadCounters {
+            uploaded_objects: get(&self.uploaded_objects),
+            uploaded_bytes: get(&self.uploaded_bytes),
+            failures: get(&self.failures),
+            dropped_objects: get(&self.dropped_objects),
+            dropped_bytes: get(&self.dropped_bytes),
+            waiting_objects: get(&self.waiting_objects),
+            waiting_bytes: get(&self.waiting_bytes),
+            last_error: self.last_error.lock().map(|e| e.clone()).unwrap_or(None),
+        }
+    }
+
+    /// Records a failure; says it in the log when it differs from the last one (an outage is
+    /// one line, not one per retry).
+    fn failed(&self, error: &StoreError) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        let text = error.to_string();
+        if let Ok(mut last) = self.last_error.lock() {
+            if last.as_deref() != Some(&text) {
+                tracing::warn!("upload: {text}; the data stays in the spool and is retried");
+            }
+            *last = Some(text);
+        }
+    }
+}
+
+impl UploadCounters {
+    /// One clause for the end-of-run line.
+    pub fn describe(&self, url: &str, dir: &Path) -> String {
+        let mut text = format!(
+            "uploaded {} object{} ({}) to {url}",
+            self.uploaded_objects,
+            if self.uploaded_objects == 1 { "" } else { "s" },
+            units::bytes(self.uploaded_bytes as i64),
+        );
+        if self.dropped_objects > 0 {
+            text.push_str(&format!(
+                ", {} dropped ({}, spool full)",
+                self.dropped_objects,
+                units::bytes(self.dropped_bytes as i64)
+            ));
+        }
+        if self.waiting_objects > 0 {
+            text.push_str(&format!(
+                ", {} waiting ({}) in {} for the next start",
+                self.waiting_objects,
+                units::bytes(self.waiting_bytes as i64),
+                dir.display()
+            ));
+            if let Some(e) = &self.last_error {
+                text.push_str(&format!(" ({e})"));
+            }
+        }
+        text
+    }
+}
+
+/// Longest wait between attempts while the store fails.
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+
+/// The running upload task.
+pub struct UploadTask {
+    stats: Arc<UploadStats>,
+    stop: watch::Sender<Option<Duration>>,
+    handle: JoinHandle<()>,
+    pub url: String,
+    pub dir: PathBuf,
+}
+
+struct Shipper {
+    bucket: Bucket,
+    spool: Arc<Spool>,
+    dir: PathBuf,
+    stats: Arc<UploadStats>,
+    retention: Duration,
+    max_spool_bytes: u64,
+}
+
+/// An exclusive lock on the spool for one pass: agents sharing a data directory take turns.
+struct SpoolLock(#[allow(dead_code)] std::fs::File);
+
+impl SpoolLock {
+    fn try_take(dir: &Path) -> Option<Self> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(dir.join(".upload.lock"))
+            .ok()?;
+        // SAFETY: flock on a descriptor this function owns.
+        let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+        locked.then_some(Self(file))
+    }
+}
+
+impl Shipper {
+    /// Rolls (when `roll`), bounds and expires the spool, then uploads what waits, oldest first.
+    /// Returns false when an upload failed (the rest waits for the next attempt).
+    async fn pass(&self, roll: bool) -> bool {
+        let Some(_lock) = SpoolLock::try_take(&self.dir) else {
+            return true;
+        };
+        let spool = Arc::clone(&self.spool);
+        let (retention, max) = (self.retention, self.max_spool_bytes);
+        let prepared = tokio::task::spawn_blocking(move || {
+            spool.recover();
+            let rolled = if roll { spool.roll() } else { Ok(Default::default()) };
+            let dropped = spool.bound(max);
+            spool.expire(retention);
+            (rolled, dropped, spool.waiting())
+        })
+        .await;
+        let Ok((rolled, dropped, waiting)) = prepared else {
+            return false;
+        };
+        if let Err(e) = rolled {
+            tracing::warn!("upload: cannot roll the Parquet files: {e}");
+        }
+        self.stats
+            .dropped_objects
+            .fetch_add(dropped.0, Ordering::Relaxed);
+        self.stats.dropped_bytes.fetch_add(dropped.1, Ordering::Relaxed);
+        self.set_waiting(&waiting);
+        let mut left = waiting.as_slice();
+        while let Some((w, rest)) = left.split_first() {
+            if let Err(e) = self.bucket.create(&w.key, &w.path).await {
+                self.stats.failed(&e);
+                return false;
+            }
+            if let Err(e) = self.spool.confirm(w, self.retention) {
+                tracing::warn!("upload: {}: {e}", w.path.display());
+            }
+            self.stats.uploaded_objects.fetch_add(1, Ordering::Relaxed);
+            self.stats.uploaded_bytes.fetch_add(w.bytes, Ordering::Relaxed);
+            left = rest;
+            self.set_waiting(left);
+        }
+        if let Ok(mut last) = self.stats.last_error.lock() {
+            *last = None;
+        }
+        true
+    }
+
+    fn set_waiting(&self, waiting: &[spool::Waiting]) {
+        self.stats
+            .waiting_objects
+            .store(waiting.len() as u64, Ordering::Relaxed);
+        self.stats.waiting_bytes.store(
+            waiting.iter().map(|w| w.bytes).sum(),
+            Ordering::Relaxed,
+        );
+    }
+
+    async fn run(self, roll_interval: Duration, mut stop: watch::Receiver<Option<Duration>>) {
+        // The first pass ships what a crash or an outage left.
+        let mut next_roll = Instant::now();
+        let mut retry_at: Option<Instant> = None;
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            let wake = retry_at.map_or(next_roll, |r| r.min(next_roll));
+            tokio::select! {
+                _ = tokio::time::sleep_until(wake) => {}
+                changed = stop.changed() => {
+                    let deadline = if changed.is_ok() { *stop.borrow() } else { None };
+                    let deadline = deadline.unwrap_or(Duration::ZERO);
+                    if tokio::time::timeout(deadline, self.pass(true)).await.is_err() {
+                        // Cut short: count what is left, for the summary.
+                        let spool = Arc::clone(&self.spool);
+                        if let Ok(waiting) = tokio::task::spawn_blocking(move || spool.waiting()).await {
+                            self.set_waiting(&waiting);
+                        }
+                    }
+                    return;
+                }
+            }
+            let roll = Instant::now() >= next_roll;
+            if roll {
+                next_roll = Instant::now() + roll_interval;
+            }
+            if self.pass(roll).await {
+                retry_at = None;
+                backoff = FIRST_BACKOFF;
+            } else {
+                retry_at = Some(Instant::now() + backoff);
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}
+
+impl UploadTask {
+    /// Starts uploading the Parquet files under `dir` as `section` says. Fails only on a
+    /// configuration the store cannot use; an unreachable store is retried.
+    pub fn start(section: &ObjectStoreSection, dir: &Path, host: &str) -> Result<Self, StoreError> {
+        let bucket = Bucket::open(section)?;
+        let url = bucket.url.clone();
+        let stats = Arc::new(UploadStats::default());
+        let (stop, stop_rx) = watch::channel(None);
+        let shipper = Shipper {
+            bucket,
+            spool: Arc::new(Spool::new(dir, host)),
+            dir: dir.to_path_buf(),
+            stats: stats.clone(),
+            retention: section.local_retention,
+            max_spool_bytes: section.max_spool_bytes,
+        };
+        let handle = tokio::spawn(shipper.run(section.roll_interval, stop_rx));
+        Ok(Self {
+            stats,
+            stop,
+            handle,
+            url,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    pub fn stats(&self) -> Arc<UploadStats> {
+        self.stats.clone()
+    }
+
+    /// Rolls what is left and uploads for at most `deadline`; what is not confirmed by then
+    /// waits in the spool for the next start.
+    pub async fn finish(self, deadline: Duration) -> UploadCounters {
+        let _ = self.stop.send(Some(deadline));
+        let _ = self.handle.await;
+        self.stats.snapshot()
+    }
+}
