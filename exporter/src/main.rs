@@ -155,17 +155,15 @@ fn document(command: &Command, config: &Config) -> ExitCode {
                     _ => report::markdown_report(&data, run).map_err(|e| e.to_string()),
                 })
                 .and_then(|text| emit(&text, args.output.as_deref()))
-            .map(|()| ExitCode::SUCCESS)
-        }
-        Command::Export(args) => {
-            data_source(&args.source.data, config)
-                .and_then(|data| {
-                    report::chrome_trace_export(&data, args.source.run.as_deref())
-                        .map_err(|e| e.to_string())
-                })
-                .and_then(|text| emit(&text, args.output.as_deref()))
                 .map(|()| ExitCode::SUCCESS)
         }
+        Command::Export(args) => data_source(&args.source.data, config)
+            .and_then(|data| {
+                report::chrome_trace_export(&data, args.source.run.as_deref())
+                    .map_err(|e| e.to_string())
+            })
+            .and_then(|text| emit(&text, args.output.as_deref()))
+            .map(|()| ExitCode::SUCCESS),
         Command::Compare(args) => (|| {
             let min = humantime_serde::re::humantime::parse_duration(&args.threshold_time)
                 .map_err(|e| {

@@ -18,6 +18,7 @@ use serde_json::Value;
 pub mod docker;
 pub mod prometheus;
 pub mod rotel;
+pub mod s3;
 
 /// The agent binary under test: `$PIPETRACE_BIN` as given, else the workspace's own agent,
 /// built from the current sources once per test process (a no-op when up to date), so an old

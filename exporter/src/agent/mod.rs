@@ -310,7 +310,12 @@ impl Agent {
         let kernel = self.capture.kernel_counters();
         let losses = Losses::new(kernel, &self.stats);
         // Everything was read: the final metrics export carries the final counts.
-        publish_self_metrics(self.metrics.as_ref(), &self.stats, losses, self.upload.as_ref());
+        publish_self_metrics(
+            self.metrics.as_ref(),
+            &self.stats,
+            losses,
+            self.upload.as_ref(),
+        );
         Finished {
             tracker,
             sinks,

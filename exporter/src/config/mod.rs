@@ -415,7 +415,9 @@ pub fn store_url_parts(url: &str) -> Result<(String, String), String> {
     let prefix = prefix.trim_matches('/');
     if prefix.split('/').any(|part| part == "." || part == "..")
         || prefix.contains("//")
-        || prefix.chars().any(|c| c.is_control() || c == '*' || c == '?')
+        || prefix
+            .chars()
+            .any(|c| c.is_control() || c == '*' || c == '?')
     {
         return Err(format!(
             "{url:?}: the prefix may not hold empty, '.' or '..' parts, '*', '?' or control characters"
@@ -928,7 +930,10 @@ impl Config {
                 return bad(&key("max_spool_bytes"), "must be more than 0".into());
             }
             if !self.output.parquet {
-                return bad(&key("url"), "uploads Parquet files: needs output.parquet = true".into());
+                return bad(
+                    &key("url"),
+                    "uploads Parquet files: needs output.parquet = true".into(),
+                );
             }
         }
         let listen = self.metrics.prometheus_listen.trim();

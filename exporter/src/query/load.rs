@@ -21,11 +21,7 @@ fn hex(s: &str) -> Option<u64> {
 }
 
 /// The run `run` names (`None`: the latest) in `data`. `all` is not one run.
-pub fn load_run(
-    data: &Data,
-    run: Option<&str>,
-    flag: &str,
-) -> Result<LoadedRun, QueryError> {
+pub fn load_run(data: &Data, run: Option<&str>, flag: &str) -> Result<LoadedRun, QueryError> {
     if run == Some("all") {
         return Err(QueryError::Input(format!(
             "{flag} all: name one run (an id or its start, latest, latest~N)"

@@ -295,11 +295,7 @@ fn missing_columns(have: &[String], schema: &arrow_schema::Schema) -> Vec<String
 }
 
 /// The datasets' objects in a bucket (one LIST each).
-fn bucket_sources(
-    conn: &Connection,
-    url: &str,
-    host: Option<&str>,
-) -> Result<Sources, QueryError> {
+fn bucket_sources(conn: &Connection, url: &str, host: Option<&str>) -> Result<Sources, QueryError> {
     let mut sources = Sources {
         hive: true,
         ..Default::default()
@@ -474,7 +470,10 @@ fn views(conn: &Connection, request: &Request) -> Result<String, QueryError> {
     let sources = if s3::is_s3(&location) {
         let setup = s3::setup_sql(&location, scope.store.as_ref(), false)?;
         conn.execute_batch(&setup).map_err(|e| {
-            QueryError::Input(format!("--data {location}: {}", reason_only(&e.to_string())))
+            QueryError::Input(format!(
+                "--data {location}: {}",
+                reason_only(&e.to_string())
+            ))
         })?;
         printed = s3::setup_sql(&location, scope.store.as_ref(), true)?;
         bucket_sources(conn, &location, scope.host.as_deref())?

@@ -18,8 +18,7 @@ const DUCKDB_VERSION: &str = "v1.5.5";
 /// Where the httpfs extension is looked for: `PIPETRACE_DUCKDB_EXTENSIONS`, else beside the
 /// libduckdb.so the build linked (scripts/setup puts it there).
 pub fn extension_directory() -> PathBuf {
-    if let Some(dir) = std::env::var_os("PIPETRACE_DUCKDB_EXTENSIONS").filter(|d| !d.is_empty())
-    {
+    if let Some(dir) = std::env::var_os("PIPETRACE_DUCKDB_EXTENSIONS").filter(|d| !d.is_empty()) {
         return dir.into();
     }
     let lib = option_env!("DUCKDB_LIB_DIR").unwrap_or("/var/cache/otel-pipetrace/duckdb");
@@ -65,10 +64,12 @@ pub fn setup_sql(
         ),
         None => {
             let file = if store.credentials_file.is_empty() {
-                env_nonempty("AWS_SHARED_CREDENTIALS_FILE").map(PathBuf::from).unwrap_or_else(|| {
-                    PathBuf::from(env_nonempty("HOME").unwrap_or_else(|| "/root".into()))
-                        .join(".aws/credentials")
-                })
+                env_nonempty("AWS_SHARED_CREDENTIALS_FILE")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| {
+                        PathBuf::from(env_nonempty("HOME").unwrap_or_else(|| "/root".into()))
+                            .join(".aws/credentials")
+                    })
             } else {
                 store.credentials_file.clone().into()
             };

@@ -164,7 +164,11 @@ impl Shipper {
         let (retention, max) = (self.retention, self.max_spool_bytes);
         let prepared = tokio::task::spawn_blocking(move || {
             spool.recover();
-            let rolled = if roll { spool.roll() } else { Ok(Default::default()) };
+            let rolled = if roll {
+                spool.roll()
+            } else {
+                Ok(Default::default())
+            };
             let dropped = spool.bound(max);
             spool.expire(retention);
             (rolled, dropped, spool.waiting())
@@ -179,7 +183,9 @@ impl Shipper {
         self.stats
             .dropped_objects
             .fetch_add(dropped.0, Ordering::Relaxed);
-        self.stats.dropped_bytes.fetch_add(dropped.1, Ordering::Relaxed);
+        self.stats
+            .dropped_bytes
+            .fetch_add(dropped.1, Ordering::Relaxed);
         self.set_waiting(&waiting);
         let mut left = waiting.as_slice();
         while let Some((w, rest)) = left.split_first() {
@@ -191,7 +197,9 @@ impl Shipper {
                 tracing::warn!("upload: {}: {e}", w.path.display());
             }
             self.stats.uploaded_objects.fetch_add(1, Ordering::Relaxed);
-            self.stats.uploaded_bytes.fetch_add(w.bytes, Ordering::Relaxed);
+            self.stats
+                .uploaded_bytes
+                .fetch_add(w.bytes, Ordering::Relaxed);
             left = rest;
             self.set_waiting(left);
         }
@@ -205,10 +213,9 @@ impl Shipper {
         self.stats
             .waiting_objects
             .store(waiting.len() as u64, Ordering::Relaxed);
-        self.stats.waiting_bytes.store(
-            waiting.iter().map(|w| w.bytes).sum(),
-            Ordering::Relaxed,
-        );
+        self.stats
+            .waiting_bytes
+            .store(waiting.iter().map(|w| w.bytes).sum(), Ordering::Relaxed);
     }
 
     async fn run(self, roll_interval: Duration, mut stop: watch::Receiver<Option<Duration>>) {

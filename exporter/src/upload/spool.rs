@@ -111,7 +111,10 @@ fn partitioned_files(dir: &Path) -> Vec<(String, PathBuf)> {
             for file in files.flatten() {
                 let path = file.path();
                 let name = |e: &std::fs::DirEntry| e.file_name().to_string_lossy().into_owned();
-                out.push((format!("{}/{}/{}", name(&host), name(&date), name(&file)), path));
+                out.push((
+                    format!("{}/{}/{}", name(&host), name(&date), name(&file)),
+                    path,
+                ));
             }
         }
     }
@@ -479,10 +482,26 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let events = dir.path().join(EVENTS);
         std::fs::create_dir_all(&events).unwrap();
-        write(&events.join(format!("{DAY1:020}-r-000001.parquet")), "a", &[1, 2]);
-        write(&events.join(format!("{:020}-r-000002.parquet", DAY1 + 5)), "a", &[3]);
-        write(&events.join(format!("{DAY2:020}-r-000003.parquet")), "a", &[4]);
-        write(&events.join(format!("{:020}-s-000001.parquet", DAY1 + 9)), "b c", &[5]);
+        write(
+            &events.join(format!("{DAY1:020}-r-000001.parquet")),
+            "a",
+            &[1, 2],
+        );
+        write(
+            &events.join(format!("{:020}-r-000002.parquet", DAY1 + 5)),
+            "a",
+            &[3],
+        );
+        write(
+            &events.join(format!("{DAY2:020}-r-000003.parquet")),
+            "a",
+            &[4],
+        );
+        write(
+            &events.join(format!("{:020}-s-000001.parquet", DAY1 + 9)),
+            "b c",
+            &[5],
+        );
         std::fs::write(events.join(".partial.parquet.tmp"), b"x").unwrap();
         let spool = Spool::new(dir.path(), "fallback");
         let rolled = spool.roll().unwrap();
@@ -493,8 +512,11 @@ mod tests {
             keys,
             [
                 format!("events/host=a/date=2026-11-30/{DAY1:020}-r-000001.parquet").as_str(),
-                format!("events/host=b_c/date=2026-11-30/{:020}-s-000001.parquet", DAY1 + 9)
-                    .as_str(),
+                format!(
+                    "events/host=b_c/date=2026-11-30/{:020}-s-000001.parquet",
+                    DAY1 + 9
+                )
+                .as_str(),
                 format!("events/host=a/date=2026-12-01/{DAY2:020}-r-000003.parquet").as_str(),
             ]
         );
@@ -503,13 +525,19 @@ mod tests {
 
         // A crash after the rolled file was renamed in, before its sources were deleted: the
         // next pass deletes them instead of rolling them again.
-        write(&events.join(format!("{DAY1:020}-r-000001.parquet")), "a", &[1, 2]);
+        write(
+            &events.join(format!("{DAY1:020}-r-000001.parquet")),
+            "a",
+            &[1, 2],
+        );
         spool.recover();
         assert_eq!(files_in(&events).unwrap(), Vec::<PathBuf>::new());
         assert_eq!(spool.roll().unwrap().files_out, 0);
 
         // Confirmed: kept for the retention, then gone.
-        spool.confirm(&waiting[0], Duration::from_secs(3600)).unwrap();
+        spool
+            .confirm(&waiting[0], Duration::from_secs(3600))
+            .unwrap();
         assert!(
             dir.path()
                 .join("events/uploaded/host=a/date=2026-11-30")

@@ -81,9 +81,8 @@ pub fn read_credentials_file(
             )));
         }
     };
-    let ini = ini::Ini::load_from_str(&text).map_err(|e| {
-        StoreError::Config(format!("AWS credentials file {}: {e}", path.display()))
-    })?;
+    let ini = ini::Ini::load_from_str(&text)
+        .map_err(|e| StoreError::Config(format!("AWS credentials file {}: {e}", path.display())))?;
     let Some(section) = ini.section(Some(profile)) else {
         return Ok(None);
     };
@@ -145,9 +144,11 @@ impl Bucket {
         // The HTTP client uses whichever rustls provider the process installed: ring, as the
         // OTLP exporters do.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        // Few quick retries per request: an outage is retried by the uploader's own backoff, and
+        // the end of a run must not wait long for a server that is down.
         let retry = RetryConfig {
-            max_retries: 4,
-            retry_timeout: Duration::from_secs(20),
+            max_retries: 2,
+            retry_timeout: Duration::from_secs(5),
             ..Default::default()
         };
         // allow_http lives in the client options, which replace the builder's.
@@ -331,8 +332,17 @@ mod tests {
             "A"
         );
         assert!(read_credentials_file(&path, "nope").unwrap().is_none());
-        let half = read_credentials_file(&path, "half").unwrap_err().to_string();
-        assert!(half.contains("[half] needs aws_access_key_id and aws_secret_access_key"), "{half}");
-        assert!(read_credentials_file(&dir.path().join("none"), "default").unwrap().is_none());
+        let half = read_credentials_file(&path, "half")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            half.contains("[half] needs aws_access_key_id and aws_secret_access_key"),
+            "{half}"
+        );
+        assert!(
+            read_credentials_file(&dir.path().join("none"), "default")
+                .unwrap()
+                .is_none()
+        );
     }
 }

@@ -83,7 +83,12 @@ fn upload_points<'a>(
     s: &Sources<'a>,
     pick: impl Fn(&crate::upload::UploadCounters) -> Vec<Point<'a>>,
 ) -> Vec<Point<'a>> {
-    s.aggregates.agent.upload.as_ref().map(pick).unwrap_or_default()
+    s.aggregates
+        .agent
+        .upload
+        .as_ref()
+        .map(pick)
+        .unwrap_or_default()
 }
 
 const EXE: &str = "process.executable.name";

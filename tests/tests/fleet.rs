@@ -1,0 +1,574 @@
+//! Fleet scale: agents upload their Parquet data to a real S3-compatible server (SeaweedFS on
+//! loopback), and `query --data s3://…` answers over the bucket through DuckDB's httpfs.
+
+use std::{
+    path::Path,
+    process::{Command, Output},
+    time::Duration,
+};
+
+use pipetrace_tests::{
+    bin, require_root,
+    s3::{ACCESS_KEY, BUCKET, SECRET_KEY, Weed, agent_config, duckdb_s3},
+    script,
+};
+use serde_json::Value;
+
+/// `otel-pipetrace` with the test server's credentials (no other AWS setting leaks in).
+fn agent(config: &Path) -> Command {
+    let mut cmd = Command::new(bin());
+    for (key, _) in std::env::vars() {
+        if key.starts_with("AWS_") || key.starts_with("PIPETRACE_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.arg("--config")
+        .arg(config)
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        .env("HOME", config.parent().unwrap());
+    cmd
+}
+
+fn write_config(
+    dir: &Path,
+    name: &str,
+    data: &Path,
+    host: &str,
+    prefix: &str,
+    extra: &str,
+) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, agent_config(data, host, prefix, extra)).unwrap();
+    path
+}
+
+fn run(config: &Path, command: &[&str]) -> Output {
+    agent(config)
+        .args(["run", "--summary", "line", "--"])
+        .args(command)
+        .output()
+        .unwrap()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// `query ARGS --format json` with `config`: its rows (it must succeed).
+fn query(config: &Path, args: &[&str]) -> Vec<Value> {
+    let out = agent(config)
+        .arg("query")
+        .args(args)
+        .args(["--format", "json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "query {args:?}: {}", stderr(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Rows as comparable strings: the columns named, in a stable order.
+fn keyed(rows: &[Value], columns: &[&str]) -> Vec<String> {
+    let mut keys: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            columns
+                .iter()
+                .map(|c| r[*c].to_string())
+                .collect::<Vec<_>>()
+                .join("|")
+        })
+        .collect();
+    keys.sort();
+    keys
+}
+
+const PROCESS_COLUMNS: &[&str] = &[
+    "run_id",
+    "pid",
+    "start",
+    "end",
+    "command_line",
+    "status",
+    "exit_code",
+    "host",
+];
+
+fn all_processes(config: &Path, data: &str) -> Vec<Value> {
+    query(
+        config,
+        &[
+            "sql",
+            "SELECT * FROM processes",
+            "--run",
+            "all",
+            "--data",
+            data,
+        ],
+    )
+}
+
+fn uploaded(summary: &str) -> u64 {
+    summary
+        .split("uploaded ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no upload count in {summary:?}"))
+}
+
+#[test]
+fn two_hosts_upload_and_fleet_queries_equal_the_union_of_their_local_data() {
+    require_root!();
+    let weed = Weed::start();
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = script(
+        dir.path(),
+        "pipeline.sh",
+        "ls / > /dev/null\nsleep 0.3\nsh -c 'exit 3' || true\necho done",
+    );
+    let pipeline = pipeline.to_str().unwrap();
+    let mut configs = Vec::new();
+    for host in ["runner-a", "runner-b"] {
+        let data = dir.path().join(host);
+        let config = write_config(dir.path(), &format!("{host}.toml"), &data, host, "ci", "");
+        for _ in 0..2 {
+            let out = run(&config, &[pipeline]);
+            assert!(out.status.success(), "{}", stderr(&out));
+            let summary = stderr(&out);
+            // One object per dataset with rows (events, processes) per run, not one per flush.
+            assert_eq!(uploaded(&summary), 2, "{summary}");
+            assert!(!summary.contains("waiting"), "{summary}");
+        }
+        configs.push((host, data, config));
+    }
+
+    // The layout: DATASET/host=H/date=YYYY-MM-DD/NAME.parquet, 2 hosts × 2 runs × 2 datasets.
+    let objects = weed.objects("ci");
+    assert_eq!(objects.len(), 8, "{objects:?}");
+    let today = Command::new("date")
+        .args(["-u", "+%Y-%m-%d"])
+        .output()
+        .unwrap();
+    let today = String::from_utf8_lossy(&today.stdout).trim().to_owned();
+    for (key, size) in &objects {
+        let parts: Vec<&str> = key.split('/').collect();
+        assert_eq!(parts.len(), 5, "{key}");
+        assert_eq!(parts[0], "ci");
+        assert!(["events", "processes"].contains(&parts[1]), "{key}");
+        assert!(
+            ["host=runner-a", "host=runner-b"].contains(&parts[2]),
+            "{key}"
+        );
+        assert_eq!(parts[3], format!("date={today}"), "{key}");
+        assert!(parts[4].ends_with(".parquet") && *size > 0, "{key}");
+    }
+
+    // Local files stay (retention) and still answer locally; the bucket answers for both.
+    let config = &configs[0].2;
+    let mut union = Vec::new();
+    for (_, data, config) in &configs {
+        assert!(data.join("processes/uploaded").is_dir());
+        let local = all_processes(config, data.to_str().unwrap());
+        // The script, ls, sleep and sh -c 'exit 3' (echo is built in).
+        assert_eq!(local.len(), 2 * 4, "4 processes per run");
+        union.extend(local);
+    }
+    let fleet = all_processes(config, &format!("s3://{BUCKET}/ci"));
+    assert_eq!(
+        keyed(&fleet, PROCESS_COLUMNS),
+        keyed(&union, PROCESS_COLUMNS)
+    );
+
+    // The official DuckDB CLI with httpfs reads the same bucket, partitions as columns.
+    let cli = duckdb_s3(&format!(
+        "SELECT host, count(*) AS n, count(DISTINCT run_id) AS runs FROM read_parquet('s3://{BUCKET}/ci/processes/*/*/*.parquet', hive_partitioning = true) GROUP BY host ORDER BY host"
+    ))
+    .unwrap();
+    let cli: Vec<Value> = serde_json::from_str(&cli).unwrap();
+    assert_eq!(cli.len(), 2, "{cli:?}");
+    for row in &cli {
+        assert_eq!(
+            (row["n"].as_i64(), row["runs"].as_i64()),
+            (Some(8), Some(2)),
+            "{row}"
+        );
+    }
+
+    // query hosts; --host reads one host's objects only; --since prunes by day and time.
+    let hosts = query(config, &["hosts", "--data", &format!("s3://{BUCKET}/ci")]);
+    let names: Vec<&str> = hosts.iter().map(|h| h["host"].as_str().unwrap()).collect();
+    assert_eq!(names, ["runner-a", "runner-b"]);
+    assert!(
+        hosts
+            .iter()
+            .all(|h| h["runs"] == 2 && h["processes"] == 8 && h["failed"] == 2),
+        "{hosts:?}"
+    );
+    let b = query(
+        config,
+        &[
+            "sql",
+            "SELECT DISTINCT host FROM processes",
+            "--run",
+            "all",
+            "--host",
+            "runner-b",
+            "--data",
+            &format!("s3://{BUCKET}/ci"),
+        ],
+    );
+    assert_eq!(b.len(), 1);
+    assert_eq!(b[0]["host"], "runner-b");
+    let recent = query(
+        config,
+        &[
+            "durations",
+            "--run",
+            "all",
+            "--since",
+            "1h",
+            "--data",
+            &format!("s3://{BUCKET}/ci"),
+        ],
+    );
+    let sleep = recent
+        .iter()
+        .find(|r| r["step"] == "sleep 0.3")
+        .expect("sleep step");
+    assert_eq!(sleep["runs"], 4, "{sleep}");
+    assert_eq!(sleep["processes"], 4, "{sleep}");
+    let future = query(
+        config,
+        &[
+            "sql",
+            "SELECT count(*) AS n FROM processes",
+            "--run",
+            "all",
+            "--since",
+            "2100-01-01",
+            "--data",
+            &format!("s3://{BUCKET}/ci"),
+        ],
+    );
+    assert_eq!(future[0]["n"], 0);
+
+    // Reports and comparisons work on the fleet's data too.
+    let runs = query(
+        config,
+        &[
+            "runs",
+            "--host",
+            "runner-a",
+            "--data",
+            &format!("s3://{BUCKET}/ci"),
+        ],
+    );
+    assert_eq!(runs.len(), 2);
+    let out = agent(config)
+        .args(["report", "--data", &format!("s3://{BUCKET}/ci"), "--run"])
+        .arg(runs[0]["run_id"].as_str().unwrap())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("sleep 0.3"));
+    let out = agent(config)
+        .args([
+            "compare",
+            "--format",
+            "json",
+            "--data",
+            &format!("s3://{BUCKET}/ci"),
+            "--host",
+            "runner-a",
+            "--baseline",
+            "latest~1",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // Nothing to upload: nothing new appears.
+    let out = agent(config)
+        .args(["run", "--summary", "line", "--", "true"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        weed.objects("ci").len(),
+        10,
+        "one more run: two more objects"
+    );
+}
+
+#[test]
+fn wrong_credentials_keep_the_data_then_the_next_start_uploads_it_once() {
+    require_root!();
+    let weed = Weed::start();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = write_config(
+        dir.path(),
+        "a.toml",
+        &data,
+        "runner-c",
+        "creds",
+        "local_retention = \"0s\"",
+    );
+
+    let out = agent(&config)
+        .env("AWS_SECRET_ACCESS_KEY", "not-the-key")
+        .args([
+            "run",
+            "--summary",
+            "line",
+            "--",
+            "sh",
+            "-c",
+            "sleep 0.1; true",
+        ])
+        .output()
+        .unwrap();
+    let text = stderr(&out);
+    // Tracing is not affected: the command's status, the processes counted.
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("2 processes"), "{text}");
+    let warnings: Vec<&str> = text.lines().filter(|l| l.contains("WARN")).collect();
+    assert_eq!(
+        warnings.len(),
+        1,
+        "one line for the failure, not one per retry: {text}"
+    );
+    assert!(warnings[0].contains("access denied"), "{text}");
+    assert!(
+        text.contains("uploaded 0 objects") && text.contains("2 waiting"),
+        "{text}"
+    );
+    assert!(weed.objects("creds").is_empty());
+    let waiting: Vec<_> = walk(&data)
+        .into_iter()
+        .filter(|p| p.contains("/outbox/"))
+        .collect();
+    assert_eq!(waiting.len(), 2, "{waiting:?}");
+    let local = all_processes(&config, data.to_str().unwrap());
+    assert_eq!(local.len(), 2);
+
+    // With the right key the next start ships what waited, then the new run: every row once.
+    let out = run(&config, &["true"]);
+    assert!(out.status.success());
+    assert_eq!(uploaded(&stderr(&out)), 4, "{}", stderr(&out));
+    assert_eq!(weed.objects("creds").len(), 4);
+    assert!(
+        walk(&data).iter().all(|p| !p.ends_with(".parquet")),
+        "retention 0s: {:?}",
+        walk(&data)
+    );
+    let fleet = all_processes(&config, &format!("s3://{BUCKET}/creds"));
+    assert_eq!(fleet.len(), 3, "{fleet:?}");
+    let keys = keyed(&fleet, PROCESS_COLUMNS);
+    let mut unique = keys.clone();
+    unique.dedup();
+    assert_eq!(keys, unique, "no row twice");
+}
+
+#[test]
+fn a_server_outage_during_a_daemon_is_survived_with_nothing_lost_or_duplicated() {
+    require_root!();
+    let mut weed = Weed::start();
+    weed.stop();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let marker = format!("outage-{}", std::process::id());
+    let config = dir.path().join("daemon.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{}\n[scope]\nmode = \"descendants\"\nroot_names = [\"{marker}\"]\n\n[metrics]\nprometheus_listen = \"127.0.0.1:0\"\n",
+            agent_config(&data, "runner-d", "outage", "roll_interval = \"1s\"")
+        ),
+    )
+    .unwrap();
+    let mut cmd = agent(&config);
+    cmd.env_remove("PIPETRACE_OUTPUT__PARQUET_DIR");
+    let started = pipetrace_tests::start_daemon(cmd);
+    let mut daemon = pipetrace_tests::Daemon {
+        child: started.child,
+        metrics_port: started.metrics_port,
+    };
+    let stderr_lines = started.stderr;
+    let log = std::thread::spawn(move || std::io::read_to_string(stderr_lines).unwrap_or_default());
+    let port = daemon.metrics_port();
+    let pipeline = script(dir.path(), &marker, "sleep 0.2\n/bin/true\n/bin/true");
+    let metric = |name: &str| -> f64 {
+        pipetrace_tests::prometheus::get(port, "/metrics")
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(-1.0)
+    };
+    for _ in 0..3 {
+        assert!(Command::new(&pipeline).status().unwrap().success());
+    }
+    // The server is down: the rows wait in the spool, failures are counted, tracing goes on.
+    pipetrace_tests::wait_until("data waiting for upload", Duration::from_secs(60), || {
+        metric("pipetrace_upload_waiting_bytes") > 0.0
+            && metric("pipetrace_upload_failures_total") >= 1.0
+    });
+    weed.resume();
+    pipetrace_tests::wait_until("the spool drained", Duration::from_secs(120), || {
+        metric("pipetrace_upload_waiting_bytes") == 0.0
+            && metric("pipetrace_upload_bytes_total{result=\"uploaded\"}") > 0.0
+    });
+    // SAFETY: kill has no memory preconditions.
+    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
+    assert!(daemon.wait().unwrap().success());
+    let said = log.join().unwrap();
+    assert!(said.contains("uploaded "), "{said}");
+
+    let fleet = all_processes(&config, &format!("s3://{BUCKET}/outage"));
+    let local = all_processes(&config, data.to_str().unwrap());
+    // 3 runs × (script + sleep + 2 × /bin/true).
+    assert_eq!(local.len(), 12, "{local:?}");
+    assert_eq!(
+        keyed(&fleet, PROCESS_COLUMNS),
+        keyed(&local, PROCESS_COLUMNS)
+    );
+}
+
+#[test]
+fn sigkill_during_uploads_leaves_no_partial_and_no_duplicate_object() {
+    require_root!();
+    let weed = Weed::start();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // Objects of 5 MiB and more go up in parts.
+    let config = write_config(
+        dir.path(),
+        "k.toml",
+        &data,
+        "runner-k",
+        "kill",
+        "multipart_bytes = 5242880",
+    );
+    let out = run(&config, &["sh", "-c", "true"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // A large events file, as if a busy host had flushed it: 300,000 rows of incompressible
+    // commands (≈ 25 MiB), made by the DuckDB CLI from a real one.
+    let small = walk(&data)
+        .into_iter()
+        .find(|p| p.contains("/events/"))
+        .unwrap();
+    let big = data
+        .join("events")
+        .join(format!("{:020}-big-000001.parquet", now_ns()));
+    let duck = Command::new(Path::new(pipetrace_tests::rotel::TOOLS_VENV).join("bin/duckdb"))
+        .arg("-c")
+        .arg(format!(
+            "COPY (SELECT * REPLACE (md5(random()::VARCHAR) || md5(random()::VARCHAR) AS comm) FROM read_parquet('{small}') LIMIT 1) TO '/dev/null' (FORMAT parquet); \
+             COPY (SELECT e.* REPLACE (md5(random()::VARCHAR) || md5(random()::VARCHAR) || md5(i::VARCHAR) AS comm) FROM read_parquet('{small}') e, range(300000) r(i)) TO '{}' (FORMAT parquet)",
+            big.display()
+        ))
+        .output()
+        .unwrap();
+    assert!(
+        duck.status.success(),
+        "{}",
+        String::from_utf8_lossy(&duck.stderr)
+    );
+    let rows_before = all_processes(&config, data.to_str().unwrap()).len();
+
+    // Kill the agent at several moments of its start-up upload.
+    let mut killed_while_waiting = 0;
+    for delay_ms in [50u64, 150, 300, 600, 1000] {
+        let mut child = agent(&config)
+            .args(["run", "--summary", "line", "--", "sleep", "3"])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        if walk(&data).iter().any(|p| p.contains("/outbox/")) {
+            killed_while_waiting += 1;
+        }
+        assert_objects_complete(&weed, &data);
+    }
+    assert!(
+        killed_while_waiting > 0,
+        "no kill came before the upload ended"
+    );
+    // A clean run ships the rest: every local file once, byte for byte.
+    let out = run(&config, &["true"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("waiting"), "{}", stderr(&out));
+    assert_objects_complete(&weed, &data);
+    assert!(walk(&data).iter().all(|p| !p.contains("/outbox/")));
+    let events = duckdb_s3(&format!(
+        "SELECT count(*) AS n FROM read_parquet('s3://{BUCKET}/kill/events/*/*/*.parquet')"
+    ))
+    .unwrap();
+    let events: Vec<Value> = serde_json::from_str(&events).unwrap();
+    assert!(events[0]["n"].as_i64().unwrap() >= 300_000, "{events:?}");
+    let fleet = all_processes(&config, &format!("s3://{BUCKET}/kill"));
+    let local = all_processes(&config, data.to_str().unwrap());
+    assert!(local.len() >= rows_before);
+    assert_eq!(
+        keyed(&fleet, PROCESS_COLUMNS),
+        keyed(&local, PROCESS_COLUMNS)
+    );
+}
+
+/// Every object in the bucket is the complete copy of one local file (waiting or uploaded):
+/// same name, same size; no name twice.
+fn assert_objects_complete(weed: &Weed, data: &Path) {
+    let local: std::collections::HashMap<String, u64> = walk(data)
+        .into_iter()
+        .filter(|p| p.ends_with(".parquet") && (p.contains("/outbox/") || p.contains("/uploaded/")))
+        .map(|p| {
+            let size = std::fs::metadata(&p).unwrap().len();
+            let name = p.rsplit('/').next().unwrap().to_owned();
+            let dataset = if p.contains("/events/") {
+                "events"
+            } else {
+                "processes"
+            };
+            (format!("{dataset}/{name}"), size)
+        })
+        .collect();
+    let mut seen = std::collections::HashSet::new();
+    for (key, size) in weed.objects("kill") {
+        let parts: Vec<&str> = key.split('/').collect();
+        let name = format!("{}/{}", parts[1], parts[parts.len() - 1]);
+        assert!(seen.insert(name.clone()), "{key} twice");
+        assert_eq!(
+            local.get(&name),
+            Some(&size),
+            "{key}: {size} bytes, local {local:?}"
+        );
+    }
+}
+
+fn now_ns() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+/// Every file below `dir`, as paths.
+fn walk(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p.to_string_lossy().into_owned());
+            }
+        }
+    }
+    out
+}
