@@ -16,6 +16,7 @@ use std::{
 use serde_json::Value;
 
 pub mod docker;
+pub mod phoenix;
 pub mod prometheus;
 pub mod rotel;
 pub mod s3;

@@ -378,7 +378,7 @@ impl Default for ObjectStoreSection {
             roll_interval: Duration::from_secs(15 * 60),
             local_retention: Duration::from_secs(24 * 3600),
             max_spool_bytes: 1 << 30,
-            multipart_bytes: 64 << 20,
+            multipart_bytes: 16 << 20,
             finish_timeout: Duration::from_secs(30),
         }
     }
@@ -909,9 +909,8 @@ impl Config {
                 return bad(&key("url"), msg);
             }
             let endpoint = store.endpoint.trim();
-            if !endpoint.is_empty()
-                && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
-            {
+            let is_url = endpoint.starts_with("http://") || endpoint.starts_with("https://");
+            if !endpoint.is_empty() && !is_url {
                 return bad(
                     &key("endpoint"),
                     format!("{endpoint:?} is not a URL; expected http://HOST:PORT or https://HOST"),
@@ -1092,6 +1091,34 @@ mod tests {
             (
                 "[tracker]\nretain_ended = \"forever\"\n",
                 "tracker.retain_ended",
+            ),
+            (
+                "[output.object_store]\nurl = \"https://bucket/x\"\n",
+                "output.object_store.url",
+            ),
+            (
+                "[output.object_store]\nurl = \"s3://B_ad/x\"\n",
+                "output.object_store.url",
+            ),
+            (
+                "[output.object_store]\nurl = \"s3://bucket/../x\"\n",
+                "output.object_store.url",
+            ),
+            (
+                "[output.object_store]\nurl = \"s3://bucket\"\nendpoint = \"127.0.0.1:8333\"\n",
+                "output.object_store.endpoint",
+            ),
+            (
+                "[output.object_store]\nurl = \"s3://bucket\"\nmultipart_bytes = 1000\n",
+                "output.object_store.multipart_bytes",
+            ),
+            (
+                "[output.object_store]\nurl = \"s3://bucket\"\nroll_interval = \"0s\"\n",
+                "output.object_store.roll_interval",
+            ),
+            (
+                "[output.object_store]\nurl = \"s3://bucket\"\nregoin = \"x\"\n",
+                "regoin",
             ),
             ("this is = = not toml", ""),
         ];

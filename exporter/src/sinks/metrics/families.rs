@@ -535,6 +535,12 @@ mod tests {
             ..Default::default()
         };
         a.record(&t.apply(Event::sample(10, Body::Exit(exit))).unwrap());
+        a.agent.upload = Some(crate::upload::UploadCounters {
+            uploaded_objects: 2,
+            uploaded_bytes: 4096,
+            waiting_bytes: 1024,
+            ..Default::default()
+        });
         let spans = SpanStats::default();
         let sources = Sources {
             aggregates: &a,
