@@ -103,7 +103,7 @@ fn compose_file_follows_the_compose_specification() {
     let names: BTreeSet<&str> = services.keys().map(String::as_str).collect();
     assert_eq!(
         names,
-        BTreeSet::from(["agent", "grafana", "jaeger", "prometheus"])
+        BTreeSet::from(["agent", "collector", "grafana", "jaeger", "prometheus"])
     );
     for (name, s) in services {
         assert!(
@@ -150,6 +150,33 @@ fn compose_file_follows_the_compose_specification() {
         }
         assert!(repo().join(words[1]).exists(), "Dockerfile: {line}");
     }
+    // The optional collector's pipeline uses only components its configuration defines, and
+    // forwards to the jaeger service.
+    assert_eq!(
+        services["collector"]["profiles"],
+        serde_json::json!(["collector"])
+    );
+    let collector = yaml(&compose_dir().join("collector/config.yaml"));
+    for (kind, section) in [
+        ("receivers", "receivers"),
+        ("processors", "processors"),
+        ("exporters", "exporters"),
+    ] {
+        for name in collector["service"]["pipelines"]["traces"][kind]
+            .as_array()
+            .unwrap()
+        {
+            let name = name.as_str().unwrap();
+            assert!(
+                collector[section].get(name).is_some(),
+                "collector: {kind} {name} is not defined"
+            );
+        }
+    }
+    assert_eq!(
+        collector["exporters"]["otlp/jaeger"]["endpoint"],
+        "jaeger:4317"
+    );
     let volumes = compose["volumes"].as_object().unwrap();
     for v in ["pipetrace-data", "prometheus-data", "grafana-data"] {
         assert!(volumes.contains_key(v), "named volume {v}");

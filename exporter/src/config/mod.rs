@@ -375,7 +375,7 @@ impl Default for ObjectStoreSection {
             path_style: false,
             profile: String::new(),
             credentials_file: String::new(),
-            roll_interval: Duration::from_secs(15 * 60),
+            roll_interval: Duration::from_secs(3600),
             local_retention: Duration::from_secs(24 * 3600),
             max_spool_bytes: 1 << 30,
             multipart_bytes: 16 << 20,

@@ -38,7 +38,11 @@ pub fn load_run(data: &Data, run: Option<&str>, flag: &str) -> Result<LoadedRun,
         min_duration_s: None,
         scope: data.scope.clone(),
     };
-    views(&conn, &request).map_err(|e| match e {
+    let uses = concat!(
+        include_str!("sql/run-processes.sql"),
+        include_str!("sql/run-samples.sql")
+    );
+    views(&conn, &request, uses).map_err(|e| match e {
         QueryError::Input(m) => QueryError::Input(m.replacen("--run", flag, 1)),
         other => other,
     })?;
@@ -156,7 +160,7 @@ pub fn runs_by_root(data: &Data) -> Result<Vec<(String, String)>, QueryError> {
         min_duration_s: None,
         scope: data.scope.clone(),
     };
-    views(&conn, &request)?;
+    views(&conn, &request, include_str!("sql/runs.sql"))?;
     // The `runs` query, newest first, has each run's root step key.
     let runs = super::statement(&request)?;
     let mut stmt = conn

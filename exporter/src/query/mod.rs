@@ -452,8 +452,20 @@ fn valid_run_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// The SQL that defines the views for `request` (after checking the data).
-fn views(conn: &Connection, request: &Request) -> Result<String, QueryError> {
+/// Does `sql` read `table` (or its `run_` view).
+fn mentions(sql: &str, table: &str) -> bool {
+    sql.match_indices(table).any(|(at, _)| {
+        let word = |c: char| c.is_ascii_alphanumeric() || c == '_';
+        let before = sql[..at].trim_end_matches("run_");
+        let after = &sql[at + table.len()..];
+        !before.ends_with(word) && !after.starts_with(word)
+    })
+}
+
+/// The SQL that defines the views for `request` (after checking the data); `uses` is the SQL
+/// that will run: views of datasets it does not read are not made (over a bucket, making a
+/// view reads every object's footer).
+fn views(conn: &Connection, request: &Request, uses: &str) -> Result<String, QueryError> {
     if let Some(id) = request.run.as_deref()
         && id != "all"
         && !valid_run_id(id)
@@ -481,6 +493,12 @@ fn views(conn: &Connection, request: &Request) -> Result<String, QueryError> {
         find_sources(conn, &request.data)?
     };
     let hive = sources.hive;
+    let mut sources = sources;
+    // Runs are found in processes, or in events where there are none.
+    if !mentions(uses, EVENTS) && sources.processes.is_some() {
+        sources.events = None;
+    }
+    let connections = mentions(uses, CONNECTIONS);
     let mut sql = signal_name_macro();
     sql.extend(view(
         "events",
@@ -496,17 +514,20 @@ fn views(conn: &Connection, request: &Request) -> Result<String, QueryError> {
         hive,
         &scope.condition("end", hive),
     ));
-    // Always there: a run without network use (or data from before it) has no files.
-    sql.push_str(
-        &view(
-            CONNECTIONS,
-            sources.connections.as_deref(),
-            &connections_schema(),
-            hive,
-            &scope.condition("time", hive),
-        )
-        .unwrap_or_else(|| empty_view(CONNECTIONS, &connections_schema())),
-    );
+    // Always there when asked for: a run without network use (or data from before it) has no
+    // files.
+    if connections {
+        sql.push_str(
+            &view(
+                CONNECTIONS,
+                sources.connections.as_deref(),
+                &connections_schema(),
+                hive,
+                &scope.condition("time", hive),
+            )
+            .unwrap_or_else(|| empty_view(CONNECTIONS, &connections_schema())),
+        );
+    }
     conn.execute_batch(&sql).map_err(sql_error)?;
 
     let run = match request.run.as_deref() {
@@ -528,7 +549,9 @@ fn views(conn: &Connection, request: &Request) -> Result<String, QueryError> {
     if sources.processes.is_some() {
         filters.push_str(&filter("processes"));
     }
-    filters.push_str(&filter(CONNECTIONS));
+    if connections {
+        filters.push_str(&filter(CONNECTIONS));
+    }
     conn.execute_batch(&filters).map_err(sql_error)?;
     Ok(printed + &sql + &filters)
 }
@@ -648,7 +671,7 @@ fn open() -> Result<Connection, QueryError> {
 pub fn script(request: &Request) -> Result<String, QueryError> {
     let statement = statement(request)?;
     let conn = open()?;
-    let views = views(&conn, request)?;
+    let views = views(&conn, request, &statement)?;
     Ok(format!("{views}{statement};\n"))
 }
 
@@ -661,11 +684,11 @@ pub fn run(request: &Request) -> Result<Vec<RecordBatch>, QueryError> {
             limit: None,
             ..request.clone()
         })?;
-        views(&conn, request)?;
+        views(&conn, request, &load)?;
         return critical_path::batches(&conn, &load, request.limit);
     }
     let statement = statement(request)?;
-    views(&conn, request)?;
+    views(&conn, request, &statement)?;
     let mut stmt = conn.prepare(&statement).map_err(sql_error)?;
     let arrow = stmt.query_arrow([]).map_err(sql_error)?;
     let schema = arrow.get_schema();
@@ -725,5 +748,26 @@ pub fn render(
             out.push(b'\n');
             Ok(String::from_utf8_lossy(&out).into_owned())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mentions;
+
+    #[test]
+    fn finds_the_datasets_a_statement_reads() {
+        assert!(mentions("SELECT * FROM events", "events"));
+        assert!(mentions("SELECT 1 FROM run_events e", "events"));
+        assert!(mentions(
+            "FROM processes JOIN connections c USING (pid)",
+            "connections"
+        ));
+        assert!(!mentions(
+            "SELECT network_connections FROM processes",
+            "connections"
+        ));
+        assert!(!mentions("SELECT events_total FROM processes", "events"));
+        assert!(!mentions("SELECT 1 FROM myevents", "events"));
     }
 }

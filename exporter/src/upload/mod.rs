@@ -97,6 +97,13 @@ impl UploadCounters {
                 units::bytes(self.dropped_bytes as i64)
             ));
         }
+        if self.failures > 0 {
+            text.push_str(&format!(
+                ", {} failed attempt{}",
+                self.failures,
+                if self.failures == 1 { "" } else { "s" }
+            ));
+        }
         if self.waiting_objects > 0 {
             text.push_str(&format!(
                 ", {} waiting ({}) in {} for the next start",
@@ -291,5 +298,36 @@ impl UploadTask {
         let _ = self.stop.send(Some(deadline));
         let _ = self.handle.await;
         self.stats.snapshot()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_says_what_was_uploaded_failed_dropped_and_waits() {
+        let ok = UploadCounters {
+            uploaded_objects: 3,
+            uploaded_bytes: 3 << 20,
+            ..Default::default()
+        };
+        assert_eq!(
+            ok.describe("s3://b/p", Path::new("/d")),
+            "uploaded 3 objects (3.00 MiB) to s3://b/p"
+        );
+        let bad = UploadCounters {
+            failures: 2,
+            dropped_objects: 1,
+            dropped_bytes: 2048,
+            waiting_objects: 1,
+            waiting_bytes: 512,
+            last_error: Some("s3://b/p: access denied".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            bad.describe("s3://b/p", Path::new("/d")),
+            "uploaded 0 objects (0 B) to s3://b/p, 1 dropped (2.00 KiB, spool full), 2 failed attempts, 1 waiting (512 B) in /d for the next start (s3://b/p: access denied)"
+        );
     }
 }
