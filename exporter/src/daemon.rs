@@ -97,7 +97,7 @@ pub async fn daemon(config: &Config) -> Result<(), AgentError> {
     let closed = finished
         .close(
             config.otlp.shutdown_timeout,
-            crate::run::upload_deadline(config),
+            config.output.upload_deadline(),
         )
         .await;
     eprintln!(

@@ -163,7 +163,10 @@ pub async fn run(
             };
             finished.report(&Report::RunEnded(&run));
             finished
-                .close(config.otlp.shutdown_timeout, upload_deadline(config))
+                .close(
+                    config.otlp.shutdown_timeout,
+                    config.output.upload_deadline(),
+                )
                 .await;
             return Err(error);
         }
@@ -237,7 +240,10 @@ pub async fn run(
     finished.report(&Report::RunEnded(&run));
     let losses = describe_losses(&finished.losses);
     let closed = finished
-        .close(config.otlp.shutdown_timeout, upload_deadline(config))
+        .close(
+            config.otlp.shutdown_timeout,
+            config.output.upload_deadline(),
+        )
         .await;
 
     let exits_lost = if lost.is_empty() {
@@ -299,15 +305,6 @@ fn append_job_summary(path: &std::path::Path, report: &str) {
             path.display()
         );
     }
-}
-
-/// How long the end of a run or a daemon keeps uploading (see `object_store.finish_timeout`).
-pub fn upload_deadline(config: &Config) -> Duration {
-    config
-        .output
-        .object_store
-        .as_ref()
-        .map_or(Duration::ZERO, |s| s.finish_timeout)
 }
 
 /// Steps named in the summary.

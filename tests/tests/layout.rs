@@ -16,6 +16,7 @@ const STAGES: &[&[&str]] = &[
     &["analysis"],
     &["present"],
     &["sinks"],
+    &["upload"],
     &["query", "agent"],
     &["report"],
     &["run", "daemon", "cli"],

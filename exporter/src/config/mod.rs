@@ -388,6 +388,13 @@ impl Default for ObjectStoreSection {
 pub const MIN_MULTIPART_BYTES: u64 = 5 << 20;
 
 impl OutputSection {
+    /// How long the end of a run or a daemon keeps uploading (`object_store.finish_timeout`).
+    pub fn upload_deadline(&self) -> Duration {
+        self.object_store
+            .as_ref()
+            .map_or(Duration::ZERO, |s| s.finish_timeout)
+    }
+
     /// The configured host, or this machine's host name.
     pub fn host(&self) -> String {
         self.host

@@ -9,7 +9,7 @@ use duckdb::Connection;
 use super::{QueryError, quote, reason_only};
 use crate::{
     config::{ObjectStoreSection, store_url_parts},
-    upload::store::read_credentials_file,
+    upload::store::{credentials, region},
 };
 
 /// DuckDB threads for queries over a bucket.
@@ -59,56 +59,15 @@ pub fn setup_sql(
     let default = ObjectStoreSection::default();
     let store = store.unwrap_or(&default);
     let mut options = vec![("TYPE", "s3".to_owned())];
-    let (key, secret, token) = match env_nonempty("AWS_ACCESS_KEY_ID") {
-        Some(key) => (
-            Some(key),
-            env_nonempty("AWS_SECRET_ACCESS_KEY"),
-            env_nonempty("AWS_SESSION_TOKEN"),
-        ),
-        None => {
-            let file = if store.credentials_file.is_empty() {
-                env_nonempty("AWS_SHARED_CREDENTIALS_FILE")
-                    .map(PathBuf::from)
-                    .unwrap_or_else(|| {
-                        PathBuf::from(env_nonempty("HOME").unwrap_or_else(|| "/root".into()))
-                            .join(".aws/credentials")
-                    })
-            } else {
-                store.credentials_file.clone().into()
-            };
-            let profile = if store.profile.is_empty() {
-                env_nonempty("AWS_PROFILE").unwrap_or_else(|| "default".into())
-            } else {
-                store.profile.clone()
-            };
-            match read_credentials_file(&file, &profile)
-                .map_err(|e| QueryError::Input(e.to_string()))?
-            {
-                Some(c) => (
-                    Some(c.access_key_id),
-                    Some(c.secret_access_key),
-                    c.session_token,
-                ),
-                None => (None, None, None),
-            }
+    if let Some(c) = credentials(store).map_err(|e| QueryError::Input(e.to_string()))? {
+        let hidden = |v: String| if masked { "***".to_owned() } else { v };
+        options.push(("KEY_ID", c.access_key_id));
+        options.push(("SECRET", hidden(c.secret_access_key)));
+        if let Some(token) = c.session_token {
+            options.push(("SESSION_TOKEN", hidden(token)));
         }
-    };
-    if let Some(key) = key {
-        options.push(("KEY_ID", key));
     }
-    if let Some(secret) = secret {
-        options.push(("SECRET", if masked { "***".into() } else { secret }));
-    }
-    if let Some(token) = token {
-        options.push(("SESSION_TOKEN", if masked { "***".into() } else { token }));
-    }
-    let region = [store.region.clone()]
-        .into_iter()
-        .chain(env_nonempty("AWS_REGION"))
-        .chain(env_nonempty("AWS_DEFAULT_REGION"))
-        .find(|r| !r.is_empty())
-        .unwrap_or_else(|| "us-east-1".into());
-    options.push(("REGION", region));
+    options.push(("REGION", region(store)));
     let endpoint = if store.endpoint.trim().is_empty() {
         env_nonempty("AWS_ENDPOINT_URL").unwrap_or_default()
     } else {

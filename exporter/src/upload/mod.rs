@@ -18,7 +18,8 @@ use std::{
 
 use tokio::{sync::watch, task::JoinHandle, time::Instant};
 
-use crate::{config::ObjectStoreSection, present::units};
+use crate::config::ObjectStoreSection;
+pub use crate::sinks::metrics::aggregates::UploadCounters;
 use spool::Spool;
 use store::{Bucket, StoreError};
 
@@ -36,20 +37,6 @@ pub struct UploadStats {
     pub waiting_objects: AtomicU64,
     pub waiting_bytes: AtomicU64,
     last_error: Mutex<Option<String>>,
-}
-
-/// A copy of [`UploadStats`] at one moment.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct UploadCounters {
-    pub uploaded_objects: u64,
-    pub uploaded_bytes: u64,
-    pub failures: u64,
-    pub dropped_objects: u64,
-    pub dropped_bytes: u64,
-    pub waiting_objects: u64,
-    pub waiting_bytes: u64,
-    /// Why the latest attempt failed, while objects wait.
-    pub last_error: Option<String>,
 }
 
 impl UploadStats {
@@ -78,44 +65,6 @@ impl UploadStats {
             }
             *last = Some(text);
         }
-    }
-}
-
-impl UploadCounters {
-    /// One clause for the end-of-run line.
-    pub fn describe(&self, url: &str, dir: &Path) -> String {
-        let mut text = format!(
-            "uploaded {} object{} ({}) to {url}",
-            self.uploaded_objects,
-            if self.uploaded_objects == 1 { "" } else { "s" },
-            units::bytes(self.uploaded_bytes as i64),
-        );
-        if self.dropped_objects > 0 {
-            text.push_str(&format!(
-                ", {} dropped ({}, spool full)",
-                self.dropped_objects,
-                units::bytes(self.dropped_bytes as i64)
-            ));
-        }
-        if self.failures > 0 {
-            text.push_str(&format!(
-                ", {} failed attempt{}",
-                self.failures,
-                if self.failures == 1 { "" } else { "s" }
-            ));
-        }
-        if self.waiting_objects > 0 {
-            text.push_str(&format!(
-                ", {} waiting ({}) in {} for the next start",
-                self.waiting_objects,
-                units::bytes(self.waiting_bytes as i64),
-                dir.display()
-            ));
-            if let Some(e) = &self.last_error {
-                text.push_str(&format!(" ({e})"));
-            }
-        }
-        text
     }
 }
 

@@ -46,7 +46,7 @@ fn env_nonempty(name: &str) -> Option<String> {
 }
 
 /// The credentials file and profile the configuration (or the AWS variables) name.
-fn credentials_source(section: &ObjectStoreSection) -> (std::path::PathBuf, String) {
+pub fn credentials_source(section: &ObjectStoreSection) -> (std::path::PathBuf, String) {
     let file = if section.credentials_file.is_empty() {
         env_nonempty("AWS_SHARED_CREDENTIALS_FILE")
             .map(Into::into)
@@ -63,6 +63,30 @@ fn credentials_source(section: &ObjectStoreSection) -> (std::path::PathBuf, Stri
         section.profile.clone()
     };
     (file, profile)
+}
+
+/// The keys to use: the AWS variables, else the configured profile of the shared credentials
+/// file (`None`: neither has any).
+pub fn credentials(section: &ObjectStoreSection) -> Result<Option<FileCredentials>, StoreError> {
+    if let Some(id) = env_nonempty("AWS_ACCESS_KEY_ID") {
+        return Ok(Some(FileCredentials {
+            access_key_id: id,
+            secret_access_key: env_nonempty("AWS_SECRET_ACCESS_KEY").unwrap_or_default(),
+            session_token: env_nonempty("AWS_SESSION_TOKEN"),
+        }));
+    }
+    let (file, profile) = credentials_source(section);
+    read_credentials_file(&file, &profile)
+}
+
+/// The configured region, else `AWS_REGION` / `AWS_DEFAULT_REGION`, else us-east-1.
+pub fn region(section: &ObjectStoreSection) -> String {
+    [section.region.clone()]
+        .into_iter()
+        .chain(env_nonempty("AWS_REGION"))
+        .chain(env_nonempty("AWS_DEFAULT_REGION"))
+        .find(|r| !r.is_empty())
+        .unwrap_or_else(|| "us-east-1".into())
 }
 
 /// `profile`'s keys in the shared credentials file at `path`: `None` when the file does not
@@ -107,21 +131,15 @@ impl Bucket {
         let (bucket, prefix) = store_url_parts(&url)
             .map_err(|m| StoreError::Config(format!("output.object_store.url: {m}")))?;
         let mut builder = AmazonS3Builder::from_env().with_bucket_name(&bucket);
-        let region = [section.region.clone()]
-            .into_iter()
-            .chain(env_nonempty("AWS_REGION"))
-            .chain(env_nonempty("AWS_DEFAULT_REGION"))
-            .find(|r| !r.is_empty())
-            .unwrap_or_else(|| "us-east-1".into());
-        builder = builder.with_region(region);
+        builder = builder.with_region(region(section));
         let endpoint = section.endpoint.trim();
         if !endpoint.is_empty() {
             builder = builder.with_endpoint(endpoint);
         }
         builder = builder.with_virtual_hosted_style_request(!section.path_style);
+        // The AWS variables are read by `from_env`; the credentials file here.
         if env_nonempty("AWS_ACCESS_KEY_ID").is_none() {
-            let (file, profile) = credentials_source(section);
-            match read_credentials_file(&file, &profile)? {
+            match credentials(section)? {
                 Some(c) => {
                     builder = builder
                         .with_access_key_id(c.access_key_id)
@@ -133,6 +151,7 @@ impl Bucket {
                 // A self-hosted server has no instance metadata service to ask: say what is
                 // missing instead of sending a request elsewhere.
                 None if !endpoint.is_empty() => {
+                    let (file, profile) = credentials_source(section);
                     return Err(StoreError::Config(format!(
                         "{url}: no credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or add a [{profile}] profile to {}",
                         file.display()

@@ -135,13 +135,66 @@ impl Executable {
     }
 }
 
+/// The uploader's counters at one moment (`upload::UploadStats`), for the summary and the
+/// self-metrics.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct UploadCounters {
+    pub uploaded_objects: u64,
+    pub uploaded_bytes: u64,
+    pub failures: u64,
+    pub dropped_objects: u64,
+    pub dropped_bytes: u64,
+    pub waiting_objects: u64,
+    pub waiting_bytes: u64,
+    /// Why the latest attempt failed, while objects wait.
+    pub last_error: Option<String>,
+}
+
+impl UploadCounters {
+    /// One clause for the end-of-run line.
+    pub fn describe(&self, url: &str, dir: &std::path::Path) -> String {
+        let mut text = format!(
+            "uploaded {} object{} ({}) to {url}",
+            self.uploaded_objects,
+            if self.uploaded_objects == 1 { "" } else { "s" },
+            crate::present::units::bytes(self.uploaded_bytes as i64),
+        );
+        if self.dropped_objects > 0 {
+            text.push_str(&format!(
+                ", {} dropped ({}, spool full)",
+                self.dropped_objects,
+                crate::present::units::bytes(self.dropped_bytes as i64)
+            ));
+        }
+        if self.failures > 0 {
+            text.push_str(&format!(
+                ", {} failed attempt{}",
+                self.failures,
+                if self.failures == 1 { "" } else { "s" }
+            ));
+        }
+        if self.waiting_objects > 0 {
+            text.push_str(&format!(
+                ", {} waiting ({}) in {} for the next start",
+                self.waiting_objects,
+                crate::present::units::bytes(self.waiting_bytes as i64),
+                dir.display()
+            ));
+            if let Some(e) = &self.last_error {
+                text.push_str(&format!(" ({e})"));
+            }
+        }
+        text
+    }
+}
+
 /// The agent's own counters, refreshed by whoever owns them.
 #[derive(Debug, Default, Clone)]
 pub struct SelfCounters {
     pub events_read: u64,
     pub losses: Losses,
     /// With `[output.object_store]`.
-    pub upload: Option<crate::upload::UploadCounters>,
+    pub upload: Option<UploadCounters>,
 }
 
 /// A live process's latest sample.

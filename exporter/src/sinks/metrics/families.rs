@@ -81,7 +81,7 @@ impl Family {
 
 fn upload_points<'a>(
     s: &Sources<'a>,
-    pick: impl Fn(&crate::upload::UploadCounters) -> Vec<Point<'a>>,
+    pick: impl Fn(&super::aggregates::UploadCounters) -> Vec<Point<'a>>,
 ) -> Vec<Point<'a>> {
     s.aggregates
         .agent
@@ -535,7 +535,7 @@ mod tests {
             ..Default::default()
         };
         a.record(&t.apply(Event::sample(10, Body::Exit(exit))).unwrap());
-        a.agent.upload = Some(crate::upload::UploadCounters {
+        a.agent.upload = Some(super::super::aggregates::UploadCounters {
             uploaded_objects: 2,
             uploaded_bytes: 4096,
             waiting_bytes: 1024,
