@@ -199,10 +199,15 @@ impl Agent {
         scope: &KernelScope,
         options: StartOptions,
     ) -> Result<Self, AgentError> {
+        let begun = std::time::Instant::now();
         preflight::check_all(&config.capture.btf_path)?;
         let btf = Btf::from_file(&config.capture.btf_path)?;
         preflight::check_tracepoints(&btf)?;
         let offsets = btf.kernel_offsets()?;
+        tracing::debug!(
+            ms = begun.elapsed().as_millis(),
+            "start-up: checks and BTF offsets"
+        );
         if offsets.task_ioac == exporter_common::ABSENT
             || offsets.ioac_read_bytes == exporter_common::ABSENT
         {
@@ -220,7 +225,12 @@ impl Agent {
             upload,
         } = configured_sinks(config, clock, &options)?;
         let started_ns = crate::capture::clock::monotonic_ns();
+        tracing::debug!(ms = begun.elapsed().as_millis(), "start-up: sinks");
         let mut capture = Capture::load(config, offsets, scope, &|tp| btf.has_tracepoint(tp))?;
+        tracing::debug!(
+            ms = begun.elapsed().as_millis(),
+            "start-up: programs loaded and attached"
+        );
         let t = &config.tracker;
         // Validated with the configuration.
         let redact = Arc::new(Redactor::from_config(&config.redact).unwrap_or_default());

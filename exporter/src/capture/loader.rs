@@ -173,7 +173,10 @@ impl Capture {
             }
         }
 
-        let mut ebpf = EbpfLoader::new()
+        let begun = std::time::Instant::now();
+        let mut loader = EbpfLoader::new();
+        tracing::debug!(ms = begun.elapsed().as_millis(), "load: kernel BTF parsed");
+        let mut ebpf = loader
             .override_global("OFFSETS", &offsets, true)
             .override_global("CONFIG", &capture, true)
             .map_max_entries("EVENTS", config.capture.ring_buffer_bytes as u32)
@@ -182,6 +185,7 @@ impl Capture {
             .map_max_entries("NET_IO", config.capture.max_processes)
             .map_max_entries("EXEC_SCRATCH", possible_cpus()?)
             .load(PROGRAMS)?;
+        tracing::debug!(ms = begun.elapsed().as_millis(), "load: maps created");
 
         fill_names(&mut ebpf, "DENY_COMMS", &config.scope.hide)?;
         if let KernelScope::RootNames(names) = scope {
@@ -199,6 +203,10 @@ impl Capture {
                 attach(&mut ebpf, program, program)?;
             }
         }
+        tracing::debug!(
+            ms = begun.elapsed().as_millis(),
+            "load: tracepoint programs attached"
+        );
         let sampler = if config.capture.sample_interval.is_zero() {
             None
         } else {
@@ -212,6 +220,7 @@ impl Capture {
             }
         };
 
+        tracing::debug!(ms = begun.elapsed().as_millis(), "load: sampler attached");
         let ring = RingBuf::try_from(take(&mut ebpf, "EVENTS")?).map_err(|e| LoadError::Map {
             name: "EVENTS",
             reason: e.to_string(),
@@ -360,7 +369,9 @@ fn attach(ebpf: &mut Ebpf, program: &str, tracepoint: &str) -> Result<(), LoadEr
         })?
         .try_into()
         .map_err(|e| load_failure(program, e))?;
+    let begun = std::time::Instant::now();
     prog.load().map_err(|e| load_failure(program, e))?;
+    tracing::debug!(program, ms = begun.elapsed().as_millis(), "load: verified");
     prog.attach(tracepoint).map_err(|e| LoadError::Attach {
         program: program.into(),
         target: format!("raw tracepoint {tracepoint}"),
