@@ -30,10 +30,15 @@ struct Run {
 
 impl Run {
     fn new(cwd: &str, cmd: &[&str]) -> Self {
+        Self::with_env(cwd, cmd, &[])
+    }
+
+    fn with_env(cwd: &str, cmd: &[&str], env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let jsonl = dir.path().join("events.jsonl");
         let data = dir.path().join("data");
         let out = command()
+            .envs(env.iter().copied())
             .current_dir(cwd)
             .arg("--parquet")
             .arg(&data)
@@ -102,6 +107,53 @@ fn the_root_directory_is_a_working_directory() {
     assert_eq!(exec_of(&t)["cwd"], "/");
     let cwd = query_sql(&run.data, "csv", "SELECT cwd FROM processes");
     assert_eq!(cwd.lines().nth(1), Some("/"), "{cwd}");
+}
+
+#[test]
+fn paths_cross_mounts_whole_and_a_deeper_one_keeps_its_last_40_components_flagged() {
+    require_root!();
+    // Both walks: with the kernel's bpf_loop (this kernel has it) and unrolled.
+    for bpf_loop in ["true", "false"] {
+        let env = [("PIPETRACE_CAPTURE__BPF_LOOP", bpf_loop)];
+        // A program and a working directory on another mount (/dev/shm is its own tmpfs,
+        // under /dev): the walk crosses mount points up to the root.
+        let shm = tempfile::tempdir_in("/dev/shm").unwrap();
+        let program = shm.path().join("pt-true");
+        std::fs::copy("/bin/true", &program).unwrap();
+        let shm_dir = shm.path().to_str().unwrap();
+        let run = Run::with_env(shm_dir, &[program.to_str().unwrap()], &env);
+        let t = run.traced();
+        assert_eq!(t.status, 0, "{}", t.stderr);
+        let exec = exec_of(&t);
+        assert_eq!(
+            exec["exe"],
+            program.to_str().unwrap(),
+            "bpf_loop {bpf_loop}"
+        );
+        assert_eq!(exec["cwd"], shm_dir, "bpf_loop {bpf_loop}");
+        assert_ne!(exec["path_truncated"], true, "{exec}");
+
+        // 45 directories below a temporary one: more components than the walk follows (40);
+        // the last 40 are kept and the record says the path was cut.
+        let base = tempfile::tempdir().unwrap();
+        let mut deep = base.path().to_path_buf();
+        for i in 1..=45 {
+            deep.push(format!("d{i}"));
+        }
+        std::fs::create_dir_all(&deep).unwrap();
+        let run = Run::with_env(deep.to_str().unwrap(), &["/bin/true"], &env);
+        let t = run.traced();
+        assert_eq!(t.status, 0, "{}", t.stderr);
+        let exec = exec_of(&t);
+        assert_eq!(exec["exe"], "/usr/bin/true", "bpf_loop {bpf_loop}");
+        assert_eq!(exec["path_truncated"], true, "bpf_loop {bpf_loop}");
+        let kept: Vec<String> = (6..=45).map(|i| format!("d{i}")).collect();
+        assert_eq!(
+            exec["cwd"],
+            format!("/{}", kept.join("/")),
+            "bpf_loop {bpf_loop}"
+        );
+    }
 }
 
 #[test]

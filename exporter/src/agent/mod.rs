@@ -226,7 +226,13 @@ impl Agent {
         } = configured_sinks(config, clock, &options)?;
         let started_ns = crate::capture::clock::monotonic_ns();
         tracing::debug!(ms = begun.elapsed().as_millis(), "start-up: sinks");
-        let mut capture = Capture::load(config, offsets, scope, &|tp| btf.has_tracepoint(tp))?;
+        let mut capture = Capture::load(
+            config,
+            offsets,
+            scope,
+            &|tp| btf.has_tracepoint(tp),
+            config.capture.bpf_loop && btf.has_bpf_loop(),
+        )?;
         tracing::debug!(
             ms = begun.elapsed().as_millis(),
             "start-up: programs loaded and attached"

