@@ -101,9 +101,6 @@ pub fn walk<const LOOPED: bool>(
     start: usize,
     path_addr: u64,
 ) -> Walked {
-    if !LOOPED {
-        return walk_unrolled(data, work, start, path_addr);
-    }
     let mut out = Walked {
         len: 0,
         truncated: false,
@@ -116,6 +113,9 @@ pub fn walk<const LOOPED: bool>(
     let vfsmount = ptr(path_addr, off!(path_mnt));
     if dentry == 0 || vfsmount == 0 {
         return out;
+    }
+    if !LOOPED {
+        return walk_unrolled(data, work, start, dentry, vfsmount);
     }
     let mut w = Walk {
         data,
@@ -143,23 +143,21 @@ pub fn walk<const LOOPED: bool>(
     out
 }
 
-/// [`walk`] as a bounded loop the verifier follows iteration by iteration (kernels without
-/// `bpf_loop`).
+/// [`walk`] from `dentry` in `vfsmount` as a bounded loop the verifier follows iteration by
+/// iteration (kernels without `bpf_loop`).
 #[inline(always)]
-fn walk_unrolled(data: *mut u8, work: *mut u64, start: usize, path_addr: u64) -> Walked {
+fn walk_unrolled(
+    data: *mut u8,
+    work: *mut u64,
+    start: usize,
+    mut dentry: u64,
+    mut vfsmount: u64,
+) -> Walked {
     let mut out = Walked {
         len: 0,
         truncated: false,
         detached: false,
     };
-    if path_addr == 0 {
-        return out;
-    }
-    let mut dentry = ptr(path_addr, off!(path_dentry));
-    let mut vfsmount = ptr(path_addr, off!(path_mnt));
-    if dentry == 0 || vfsmount == 0 {
-        return out;
-    }
     // container_of(vfsmount, struct mount, mnt)
     let mut mount = vfsmount - off!(mount_mnt);
     let mut reached_root = false;
