@@ -125,6 +125,15 @@ fn dropped(summary: &str) -> u64 {
         .unwrap_or_else(|| panic!("no span counts in {summary:?}"))
 }
 
+/// Two agents run `pipeline` at once; each says it sent every span.
+fn both_deliver(endpoint: &str, data: [&Path; 2], pipeline: &Path) {
+    let children = data.map(|d| agent(endpoint, d, pipeline));
+    for child in children {
+        let summary = finished(child);
+        assert_eq!(dropped(&summary), 0, "{summary}");
+    }
+}
+
 #[test]
 fn two_agents_send_through_a_gateway_and_every_span_tree_arrives_intact() {
     require_root!();
@@ -139,14 +148,7 @@ fn two_agents_send_through_a_gateway_and_every_span_tree_arrives_intact() {
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));
 
     // Two agents at once through the gateway.
-    let first = [
-        agent(&gateway.grpc_endpoint(), &a, &pipeline),
-        agent(&gateway.grpc_endpoint(), &b, &pipeline),
-    ];
-    for child in first {
-        let summary = finished(child);
-        assert_eq!(dropped(&summary), 0, "{summary}");
-    }
+    both_deliver(&gateway.grpc_endpoint(), [&a, &b], &pipeline);
     let (a1, b1) = (recorded(&a), recorded(&b));
     assert_eq!((a1.len(), b1.len()), (5, 5), "script, ls, sleep, sh, true");
     assert_ne!(a1[0].0, b1[0].0, "two traces");
@@ -167,14 +169,7 @@ fn two_agents_send_through_a_gateway_and_every_span_tree_arrives_intact() {
     gateway.resume();
 
     // After the restart both agents deliver again, trees intact.
-    let after = [
-        agent(&gateway.grpc_endpoint(), &a, &pipeline),
-        agent(&gateway.grpc_endpoint(), &b, &pipeline),
-    ];
-    for child in after {
-        let summary = finished(child);
-        assert_eq!(dropped(&summary), 0, "{summary}");
-    }
+    both_deliver(&gateway.grpc_endpoint(), [&a, &b], &pipeline);
     let (a3, b3) = (recorded(&a), recorded(&b));
     let stored = wait_for(&phoenix, &[&a1, &b1, &a3, &b3]);
     for run in [&a1, &b1, &a3, &b3] {

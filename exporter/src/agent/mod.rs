@@ -104,9 +104,8 @@ pub struct Finished {
 pub struct Closed {
     /// With OTLP export on.
     pub spans: Option<Arc<SpanStats>>,
-    /// With `[output.object_store]`.
-    pub upload: Option<UploadCounters>,
-    upload_place: Option<(String, std::path::PathBuf)>,
+    /// With `[output.object_store]`: the counters, the bucket's URL and the spool.
+    pub upload: Option<(UploadCounters, String, std::path::PathBuf)>,
 }
 
 impl Closed {
@@ -116,8 +115,8 @@ impl Closed {
         if let Some(s) = &self.spans {
             text.push_str(&format!(", {}", s.describe()));
         }
-        if let (Some(u), Some((url, dir))) = (&self.upload, &self.upload_place) {
-            text.push_str(&format!(", {}", u.describe(url, dir)));
+        if let Some((counters, url, dir)) = &self.upload {
+            text.push_str(&format!(", {}", counters.describe(url, dir)));
         }
         text
     }
@@ -153,18 +152,14 @@ impl Finished {
             metrics.shutdown(deadline).await;
         }
         // After the sinks closed: their last files are rolled and shipped too.
-        let (upload, upload_place) = match self.upload {
+        let upload = match self.upload {
             Some(task) => {
-                let place = (task.url.clone(), task.dir.clone());
-                (Some(task.finish(upload_deadline).await), Some(place))
+                let (url, dir) = (task.url.clone(), task.dir.clone());
+                Some((task.finish(upload_deadline).await, url, dir))
             }
-            None => (None, None),
+            None => None,
         };
-        Closed {
-            spans,
-            upload,
-            upload_place,
-        }
+        Closed { spans, upload }
     }
 }
 

@@ -480,14 +480,14 @@ fn views(conn: &Connection, request: &Request, uses: &str) -> Result<String, Que
     // Printed by --print-sql with the secret masked; run with it.
     let mut printed = String::new();
     let sources = if s3::is_s3(&location) {
-        let setup = s3::setup_sql(&location, scope.store.as_ref(), false)?;
+        let (setup, shown) = s3::setup_sql(&location, scope.store.as_ref())?;
         conn.execute_batch(&setup).map_err(|e| {
             QueryError::Input(format!(
                 "--data {location}: {}",
                 reason_only(&e.to_string())
             ))
         })?;
-        printed = s3::setup_sql(&location, scope.store.as_ref(), true)?;
+        printed = shown;
         bucket_sources(conn, &location, scope.host.as_deref())?
     } else {
         find_sources(conn, &request.data)?

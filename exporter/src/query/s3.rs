@@ -9,7 +9,7 @@ use duckdb::Connection;
 use super::{QueryError, quote, reason_only};
 use crate::{
     config::{ObjectStoreSection, store_url_parts},
-    upload::store::{credentials, region},
+    upload::store::{credentials, env_nonempty, region},
 };
 
 /// DuckDB threads for queries over a bucket.
@@ -32,17 +32,12 @@ pub fn is_s3(location: &str) -> bool {
     location.starts_with("s3://")
 }
 
-fn env_nonempty(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-}
-
-/// The SQL that loads httpfs and names the credentials for `url`; with `masked`, the secret
-/// key is shown as `***` (for `--print-sql`).
+/// The SQL that loads httpfs and names the credentials for `url`: as run, and as
+/// `--print-sql` shows it (the secret key as `***`).
 pub fn setup_sql(
     url: &str,
     store: Option<&ObjectStoreSection>,
-    masked: bool,
-) -> Result<String, QueryError> {
+) -> Result<(String, String), QueryError> {
     let (bucket, _) =
         store_url_parts(url).map_err(|m| QueryError::Input(format!("--data: {m}")))?;
     let dir = extension_directory();
@@ -60,11 +55,10 @@ pub fn setup_sql(
     let store = store.unwrap_or(&default);
     let mut options = vec![("TYPE", "s3".to_owned())];
     if let Some(c) = credentials(store).map_err(|e| QueryError::Input(e.to_string()))? {
-        let hidden = |v: String| if masked { "***".to_owned() } else { v };
         options.push(("KEY_ID", c.access_key_id));
-        options.push(("SECRET", hidden(c.secret_access_key)));
+        options.push(("SECRET", c.secret_access_key));
         if let Some(token) = c.session_token {
-            options.push(("SESSION_TOKEN", hidden(token)));
+            options.push(("SESSION_TOKEN", token));
         }
     }
     options.push(("REGION", region(store)));
@@ -88,23 +82,24 @@ pub fn setup_sql(
         options.push(("URL_STYLE", "path".to_owned()));
     }
     options.push(("SCOPE", format!("s3://{bucket}")));
-    let secret = options
-        .iter()
-        .map(|(k, v)| {
-            if *k == "TYPE" || *k == "USE_SSL" {
-                format!("{k} {v}")
-            } else {
-                format!("{k} {}", quote(v))
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
-    // Reading objects waits on the network, not the CPU: more threads keep more requests in
-    // flight (measured: 2 → 16 threads, 7.7 s → 5.9 s over 2,400 objects on 2 cores).
-    Ok(format!(
-        "SET extension_directory = {};\nSET autoinstall_known_extensions = false;\nLOAD httpfs;\nSET threads = {S3_THREADS};\nSET parquet_metadata_cache = true;\nSET enable_http_metadata_cache = true;\nCREATE OR REPLACE SECRET pipetrace_s3 ({secret});\n",
-        quote(&dir.to_string_lossy())
-    ))
+    let render = |masked: bool| {
+        let secret = options
+            .iter()
+            .map(|(k, v)| match *k {
+                "TYPE" | "USE_SSL" => format!("{k} {v}"),
+                "SECRET" | "SESSION_TOKEN" if masked => format!("{k} '***'"),
+                _ => format!("{k} {}", quote(v)),
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        // Reading objects waits on the network, not the CPU: more threads keep more requests
+        // in flight (measured: 2 → 16 threads, 7.7 s → 5.9 s over 2,400 objects on 2 cores).
+        format!(
+            "SET extension_directory = {};\nSET autoinstall_known_extensions = false;\nLOAD httpfs;\nSET threads = {S3_THREADS};\nSET parquet_metadata_cache = true;\nSET enable_http_metadata_cache = true;\nCREATE OR REPLACE SECRET pipetrace_s3 ({secret});\n",
+            quote(&dir.to_string_lossy())
+        )
+    };
+    Ok((render(false), render(true)))
 }
 
 /// The glob of one dataset's objects (of one host with `host`).

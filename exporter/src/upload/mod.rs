@@ -91,7 +91,10 @@ struct Shipper {
 }
 
 /// An exclusive lock on the spool for one pass: agents sharing a data directory take turns.
-struct SpoolLock(#[allow(dead_code)] std::fs::File);
+struct SpoolLock {
+    /// Held open: closing it releases the lock.
+    _file: std::fs::File,
+}
 
 impl SpoolLock {
     fn try_take(dir: &Path) -> Option<Self> {
@@ -105,7 +108,7 @@ impl SpoolLock {
             .ok()?;
         // SAFETY: flock on a descriptor this function owns.
         let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
-        locked.then_some(Self(file))
+        locked.then_some(Self { _file: file })
     }
 }
 

@@ -41,7 +41,8 @@ pub struct FileCredentials {
     pub session_token: Option<String>,
 }
 
-fn env_nonempty(name: &str) -> Option<String> {
+/// A set, non-blank environment variable.
+pub fn env_nonempty(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
