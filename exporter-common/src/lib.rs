@@ -285,10 +285,14 @@ pub struct ExecRecord {
     /// Writes start below `EXEC_DATA_SPAN` (masked) and are at most `ARGV_MAX` long, which
     /// lets the verifier prove every write in bounds.
     pub data: [u8; EXEC_DATA_SPAN + ARGV_MAX],
-    /// Not sent. Lengths pass through here so the verifier forgets their exact history and the
-    /// many exit paths of the path walks converge into one state.
-    pub work: u64,
+    /// Not sent. Lengths pass through `work[0]` so that the verifier forgets their exact
+    /// history; the path walk keeps its state in the rest. The verifier tracks no values in map
+    /// memory, so every exit of a walk reaches the code after it as one state.
+    pub work: [u64; WORK_WORDS],
 }
+
+/// Scratch words at the end of [`ExecRecord`].
+pub const WORK_WORDS: usize = 8;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -546,7 +550,7 @@ const _: () = {
     assert!(core::mem::size_of::<PeerKey>() == 40);
     assert!(core::mem::size_of::<ForkRecord>() == 80);
     assert!(core::mem::size_of::<ExitRecord>() == 264);
-    assert!(core::mem::size_of::<ExecRecord>() == 96 + EXEC_DATA_SPAN + ARGV_MAX + 8);
+    assert!(core::mem::size_of::<ExecRecord>() == 96 + EXEC_DATA_SPAN + ARGV_MAX + 8 * WORK_WORDS);
     assert!(core::mem::size_of::<TrackState>() == 16);
     assert!(core::mem::size_of::<CaptureConfig>() == 56);
     assert!(core::mem::size_of::<MemoryRecord>() == 96);

@@ -347,7 +347,7 @@ fn emit_exec<const LOOPED: bool>(
     rec.header = base_header(kind::EXEC, 0);
     fill_process(&mut rec.header, task, tgid, ppid, state, comm);
     let data = rec.data.as_mut_ptr();
-    let work = &raw mut rec.work;
+    let work = (&raw mut rec.work).cast::<u64>();
     let mut tail = ExecTail::default();
     let mut used: usize = 0;
 

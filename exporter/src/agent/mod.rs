@@ -19,7 +19,7 @@ use crate::{
     capture::{
         btf::{Btf, BtfError},
         clock::Clock,
-        loader::{Capture, KernelScope, LoadError},
+        loader::{Capture, KernelScope, LoadError, LoaderStart},
         preflight::{self, PreflightError},
         reader::Reader,
         sampler::SamplerHandle,
@@ -195,6 +195,7 @@ impl Agent {
         options: StartOptions,
     ) -> Result<Self, AgentError> {
         let begun = std::time::Instant::now();
+        let loader = LoaderStart::begin(config);
         preflight::check_all(&config.capture.btf_path)?;
         let btf = Btf::from_file(&config.capture.btf_path)?;
         preflight::check_tracepoints(&btf)?;
@@ -227,6 +228,7 @@ impl Agent {
             scope,
             &|tp| btf.has_tracepoint(tp),
             config.capture.bpf_loop && btf.has_bpf_loop(),
+            loader,
         )?;
         tracing::debug!(
             ms = begun.elapsed().as_millis(),

@@ -4,7 +4,7 @@
 //! Rust BPF programs cannot carry CO-RE relocations, so the agent looks the offsets up here at
 //! start-up and injects them as a read-only global.
 
-use std::{collections::HashMap, path::Path};
+use std::path::Path;
 
 use exporter_common::KernelOffsets;
 
@@ -49,7 +49,8 @@ pub enum BtfError {
 
 #[derive(Debug, Clone)]
 struct Member {
-    name: String,
+    /// Offset of the name in the string section.
+    name: u32,
     type_id: u32,
     bit_offset: u32,
 }
@@ -58,7 +59,9 @@ struct Member {
 enum Type {
     /// Struct or union with its members.
     Composite {
-        members: Vec<Member>,
+        /// `Btf::members[first..first + count]`.
+        first: u32,
+        count: u32,
         size: u32,
     },
     /// typedef / const / volatile / restrict / type tag: points at another type.
@@ -66,15 +69,40 @@ enum Type {
     Other,
 }
 
-/// The struct and union types of a BTF blob, enough to resolve member offsets.
+/// The struct and union types of a BTF blob, enough to resolve member offsets. Names stay
+/// offsets into the string section (compared when looked up): the kernel's BTF has about
+/// 100,000 members, and a string for each was most of the agent's start-up parse.
 pub struct Btf {
     /// Index = type id; id 0 is `void`.
     types: Vec<Type>,
-    structs_by_name: HashMap<String, u32>,
-    /// Raw tracepoints the kernel has (`btf_trace_NAME` typedefs).
-    tracepoints: std::collections::HashSet<String>,
+    members: Vec<Member>,
+    strings: Vec<u8>,
+    /// (name, type id) of every named struct, in type order.
+    structs: Vec<(u32, u32)>,
+    /// Names of the raw tracepoints the kernel has (`btf_trace_NAME` typedefs), after the
+    /// prefix.
+    tracepoints: Vec<u32>,
     /// The kernel has the `bpf_loop` helper (5.17 and later).
     has_bpf_loop: bool,
+}
+
+const TRACEPOINT_PREFIX: &[u8] = b"btf_trace_";
+
+/// The NUL-terminated name at `off` of the string section (empty when out of range, which
+/// [`check_name`] rules out while parsing).
+fn name_at(strings: &[u8], off: u32) -> &[u8] {
+    let rest = strings.get(off as usize..).unwrap_or_default();
+    let end = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
+    &rest[..end]
+}
+
+fn check_name(strings: &[u8], off: u32) -> Result<(), BtfError> {
+    if off as usize > strings.len() {
+        return Err(BtfError::Malformed(format!(
+            "string offset {off} out of range"
+        )));
+    }
+    Ok(())
 }
 
 fn u16_at(data: &[u8], at: usize) -> Result<u16, BtfError> {
@@ -120,25 +148,12 @@ impl Btf {
         };
         let types_data = section(type_off, type_len)?;
         let strings = section(str_off, str_len)?;
-        let name = |off: u32| -> Result<String, BtfError> {
-            let rest = strings
-                .get(off as usize..)
-                .ok_or_else(|| BtfError::Malformed(format!("string offset {off} out of range")))?;
-            let end = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
-            Ok(String::from_utf8_lossy(&rest[..end]).into_owned())
-        };
-
         let mut types = vec![Type::Other];
-        let mut structs_by_name = HashMap::new();
-        let mut tracepoints = std::collections::HashSet::new();
+        let mut members = Vec::new();
+        let mut structs = Vec::new();
+        let mut tracepoints = Vec::new();
         let mut has_bpf_loop = false;
-        // Without allocating: every function of the kernel is compared.
-        let name_is = |off: u32, wanted: &[u8]| {
-            strings
-                .get(off as usize..)
-                .and_then(|rest| rest.get(..=wanted.len()))
-                .is_some_and(|s| &s[..wanted.len()] == wanted && s[wanted.len()] == 0)
-        };
+        let name_is = |off: u32, wanted: &[u8]| name_at(strings, off) == wanted;
         let mut at = 0usize;
         while at < types_data.len() {
             let name_off = u32_at(types_data, at)?;
@@ -151,14 +166,15 @@ impl Btf {
             let id = types.len() as u32;
             let ty = match kind {
                 KIND_STRUCT | KIND_UNION => {
-                    let mut members = Vec::with_capacity(vlen);
+                    let first = members.len() as u32;
                     for _ in 0..vlen {
                         let m_name = u32_at(types_data, at)?;
                         let m_type = u32_at(types_data, at + 4)?;
                         let m_off = u32_at(types_data, at + 8)?;
                         at += 12;
+                        check_name(strings, m_name)?;
                         members.push(Member {
-                            name: name(m_name)?,
+                            name: m_name,
                             type_id: m_type,
                             bit_offset: if kind_flag {
                                 m_off & 0x00ff_ffff
@@ -167,21 +183,23 @@ impl Btf {
                             },
                         });
                     }
-                    let type_name = name(name_off)?;
-                    if kind == KIND_STRUCT && !type_name.is_empty() {
-                        // Keep the first definition with members (later ones may be forwards).
-                        structs_by_name.entry(type_name).or_insert(id);
+                    check_name(strings, name_off)?;
+                    if kind == KIND_STRUCT && !name_at(strings, name_off).is_empty() {
+                        // The first definition wins at lookup (later ones may be forwards).
+                        structs.push((name_off, id));
                     }
                     Type::Composite {
-                        members,
+                        first,
+                        count: vlen as u32,
                         size: size_or_type,
                     }
                 }
                 KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_TYPE_TAG => {
-                    if kind == KIND_TYPEDEF
-                        && let Some(tp) = name(name_off)?.strip_prefix("btf_trace_")
-                    {
-                        tracepoints.insert(tp.to_owned());
+                    if kind == KIND_TYPEDEF {
+                        check_name(strings, name_off)?;
+                        if name_at(strings, name_off).starts_with(TRACEPOINT_PREFIX) {
+                            tracepoints.push(name_off + TRACEPOINT_PREFIX.len() as u32);
+                        }
                     }
                     Type::Alias(size_or_type)
                 }
@@ -219,7 +237,9 @@ impl Btf {
         }
         Ok(Self {
             types,
-            structs_by_name,
+            members,
+            strings: strings.to_vec(),
+            structs,
             tracepoints,
             has_bpf_loop,
         })
@@ -241,13 +261,18 @@ impl Btf {
         if depth > 8 {
             return None;
         }
-        let Some(Type::Composite { members, .. }) = self.types.get(id as usize) else {
+        let Some(&Type::Composite { first, count, .. }) = self.types.get(id as usize) else {
             return None;
         };
-        if let Some(m) = members.iter().find(|m| m.name == member) {
+        let members = self
+            .members
+            .get(first as usize..(first + count) as usize)
+            .unwrap_or_default();
+        let name = |m: &Member| name_at(&self.strings, m.name);
+        if let Some(m) = members.iter().find(|m| name(m) == member.as_bytes()) {
             return Some(m.bit_offset);
         }
-        members.iter().filter(|m| m.name.is_empty()).find_map(|m| {
+        members.iter().filter(|m| name(m).is_empty()).find_map(|m| {
             let inner = self.resolve_alias(m.type_id);
             self.find_member(inner, member, depth + 1)
                 .map(|off| m.bit_offset + off)
@@ -256,9 +281,8 @@ impl Btf {
 
     /// Byte offset of `strukt.member`.
     pub fn member_offset(&self, strukt: &str, member: &str) -> Result<u32, BtfError> {
-        let id = *self
-            .structs_by_name
-            .get(strukt)
+        let id = self
+            .struct_id(strukt)
             .ok_or_else(|| BtfError::NoStruct(strukt.to_owned()))?;
         let bits = self
             .find_member(id, member, 0)
@@ -278,7 +302,16 @@ impl Btf {
     /// Size in bytes of a struct, if the BTF has it.
     /// Does the kernel have raw tracepoint `name` (e.g. `sched_process_exec`)?
     pub fn has_tracepoint(&self, name: &str) -> bool {
-        self.tracepoints.contains(name)
+        self.tracepoints
+            .iter()
+            .any(|&off| name_at(&self.strings, off) == name.as_bytes())
+    }
+
+    fn struct_id(&self, name: &str) -> Option<u32> {
+        self.structs
+            .iter()
+            .find(|&&(off, _)| name_at(&self.strings, off) == name.as_bytes())
+            .map(|&(_, id)| id)
     }
 
     /// Can programs call `bpf_loop` (Linux 5.17 and later)?
@@ -287,7 +320,7 @@ impl Btf {
     }
 
     pub fn struct_size(&self, strukt: &str) -> Option<u32> {
-        let id = *self.structs_by_name.get(strukt)?;
+        let id = self.struct_id(strukt)?;
         match self.types.get(id as usize) {
             Some(Type::Composite { size, .. }) => Some(*size),
             _ => None,

@@ -4,12 +4,13 @@
 use std::{
     os::fd::{AsFd, AsRawFd, RawFd},
     path::{Path, PathBuf},
+    thread::JoinHandle,
 };
 
 use aya::{
     Ebpf, EbpfLoader,
     maps::{HashMap, IterableMap, MapData, PerCpuArray, RingBuf},
-    programs::{Iter, RawTracePoint},
+    programs::{Iter, Program, ProgramFd, RawTracePoint},
 };
 use exporter_common::{COMM_LEN, CaptureConfig, KernelOffsets, TrackState, counter, scope, track};
 
@@ -20,6 +21,9 @@ use crate::{
 
 /// The compiled kernel programs, built by `build.rs`.
 static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/pipetrace"));
+
+/// The task iterator that samples live processes.
+const SAMPLER: &str = "sample_tasks";
 
 /// Network hooks: a program and the raw tracepoint of the same name, and the `present` bit it
 /// measures.
@@ -92,6 +96,31 @@ impl KernelScope {
     }
 }
 
+/// aya's loader and the kernel BTF the sampler is loaded against, each made on a thread of its
+/// own as soon as the agent starts: each parses the kernel's BTF (≈ 20 ms; aya's loader always
+/// does, though our programs carry no CO-RE relocations), which then overlaps the agent's own
+/// BTF reading and set-up.
+pub struct LoaderStart {
+    loader: JoinHandle<EbpfLoader<'static>>,
+    sampler_btf: Option<JoinHandle<Result<aya::Btf, String>>>,
+}
+
+impl LoaderStart {
+    pub fn begin(config: &Config) -> Self {
+        let sampler_btf = (!config.capture.sample_interval.is_zero()).then(|| {
+            let path = config.capture.btf_path.clone();
+            std::thread::spawn(move || {
+                aya::Btf::parse_file(&path, aya::Endianness::default())
+                    .map_err(|e| format!("{}: {e}", path.display()))
+            })
+        });
+        Self {
+            loader: std::thread::spawn(EbpfLoader::new),
+            sampler_btf,
+        }
+    }
+}
+
 /// Loaded and attached programs. Dropping it detaches them.
 pub struct Capture {
     _ebpf: Ebpf,
@@ -147,6 +176,7 @@ impl Capture {
         scope: &KernelScope,
         btf_tracepoints: &dyn Fn(&str) -> bool,
         bpf_loop: bool,
+        loader: LoaderStart,
     ) -> Result<Self, LoadError> {
         raise_memlock_limit();
         let mut capture = CaptureConfig {
@@ -177,7 +207,11 @@ impl Capture {
         }
 
         let begun = std::time::Instant::now();
-        let mut loader = EbpfLoader::new();
+        let LoaderStart {
+            loader,
+            sampler_btf,
+        } = loader;
+        let mut loader = loader.join().unwrap_or_else(|_| EbpfLoader::new());
         tracing::debug!(ms = begun.elapsed().as_millis(), "load: kernel BTF parsed");
         let mut ebpf = loader
             .override_global("OFFSETS", &offsets, true)
@@ -195,6 +229,7 @@ impl Capture {
             fill_names(&mut ebpf, "ROOT_COMMS", names)?;
         }
 
+        let mut hooks: Vec<(&str, &str)> = Vec::new();
         for (program, tracepoint) in TRACEPOINTS {
             if program == "rss_stat" && !config.capture.memory_events {
                 continue;
@@ -203,28 +238,48 @@ impl Capture {
                 "sched_process_exec" if !bpf_loop => "sched_process_exec_unrolled",
                 other => other,
             };
-            attach(&mut ebpf, program, tracepoint)?;
+            hooks.push((program, tracepoint));
         }
         for (program, bit) in NETWORK_TRACEPOINTS {
             if capture.network_hooks & bit != 0 {
-                attach(&mut ebpf, program, program)?;
+                hooks.push((program, program));
             }
+        }
+        let sampler_btf = sampler_btf.map(|thread| {
+            thread
+                .join()
+                .unwrap_or_else(|_| Err("its parsing thread panicked".into()))
+        });
+        let sampler_program = load_in_parallel(&mut ebpf, &hooks, sampler_btf)?;
+        tracing::debug!(ms = begun.elapsed().as_millis(), "load: programs verified");
+        for (program, tracepoint) in &hooks {
+            attach(&mut ebpf, program, tracepoint)?;
         }
         tracing::debug!(
             ms = begun.elapsed().as_millis(),
             "load: tracepoint programs attached"
         );
-        let sampler = if config.capture.sample_interval.is_zero() {
-            None
-        } else {
-            // Samples are an addition: a kernel without task iterators still traces.
-            match load_sampler(&mut ebpf, &config.capture.btf_path) {
+        // Samples are an addition: a kernel without task iterators still traces.
+        let sampler = match sampler_program {
+            None => None,
+            Some(Err(e)) => {
+                tracing::warn!("no live samples: {e}");
+                None
+            }
+            Some(Ok(fd)) => match Sampler::attach(fd) {
                 Ok(sampler) => Some(sampler),
                 Err(e) => {
-                    tracing::warn!("no live samples: {e}");
+                    tracing::warn!(
+                        "no live samples: {}",
+                        LoadError::Attach {
+                            program: SAMPLER.into(),
+                            target: "the task iterator".into(),
+                            reason: e.to_string(),
+                        }
+                    );
                     None
                 }
-            }
+            },
         };
 
         tracing::debug!(ms = begun.elapsed().as_millis(), "load: sampler attached");
@@ -367,54 +422,111 @@ fn load_failure(program: &str, e: aya::programs::ProgramError) -> LoadError {
     }
 }
 
-fn attach(ebpf: &mut Ebpf, program: &str, tracepoint: &str) -> Result<(), LoadError> {
-    let prog: &mut RawTracePoint = ebpf
-        .program_mut(program)
-        .ok_or_else(|| LoadError::Verifier {
-            program: program.into(),
+/// Verification is most of start-up, and programs are verified independently: each on a
+/// thread of its own, so that loading takes about the longest program's time per core rather
+/// than the sum. Returns the sampler's program when given its BTF (its failure is not the
+/// agent's).
+fn load_in_parallel(
+    ebpf: &mut Ebpf,
+    hooks: &[(&str, &str)],
+    sampler_btf: Option<Result<aya::Btf, String>>,
+) -> Result<Option<Result<ProgramFd, LoadError>>, LoadError> {
+    let mut wanted = Vec::new();
+    let mut iterator = None;
+    for (name, program) in ebpf.programs_mut() {
+        if name == SAMPLER {
+            iterator = Some(program);
+        } else if hooks.iter().any(|(hook, _)| *hook == name) {
+            wanted.push((name, program));
+        }
+    }
+    if let Some((missing, _)) = hooks
+        .iter()
+        .find(|(hook, _)| !wanted.iter().any(|(name, _)| name == hook))
+    {
+        return Err(LoadError::Verifier {
+            program: (*missing).into(),
             reason: "not in the object".into(),
-        })?
-        .try_into()
-        .map_err(|e| load_failure(program, e))?;
-    let begun = std::time::Instant::now();
-    prog.load().map_err(|e| load_failure(program, e))?;
-    tracing::debug!(program, ms = begun.elapsed().as_millis(), "load: verified");
-    prog.attach(tracepoint).map_err(|e| LoadError::Attach {
+        });
+    }
+    let panicked = |program: &str| LoadError::Verifier {
         program: program.into(),
-        target: format!("raw tracepoint {tracepoint}"),
-        reason: e.to_string(),
-    })?;
+        reason: "its loading thread panicked".into(),
+    };
+    std::thread::scope(|scope| {
+        let sampler = sampler_btf.map(|btf| {
+            scope.spawn(move || match (iterator, btf) {
+                (Some(program), Ok(btf)) => load_sampler(program, &btf),
+                (None, _) => Err(LoadError::Verifier {
+                    program: SAMPLER.into(),
+                    reason: "not in the object".into(),
+                }),
+                (_, Err(reason)) => Err(LoadError::Verifier {
+                    program: SAMPLER.into(),
+                    reason,
+                }),
+            })
+        });
+        let threads: Vec<_> = wanted
+            .into_iter()
+            .map(|(name, program)| (name, scope.spawn(move || load_hook(name, program))))
+            .collect();
+        let loaded = threads
+            .into_iter()
+            .try_for_each(|(name, thread)| thread.join().unwrap_or_else(|_| Err(panicked(name))));
+        let sampler =
+            sampler.map(|thread| thread.join().unwrap_or_else(|_| Err(panicked(SAMPLER))));
+        loaded.map(|()| sampler)
+    })
+}
+
+fn load_hook(name: &str, program: &mut Program) -> Result<(), LoadError> {
+    let program: &mut RawTracePoint = program.try_into().map_err(|e| load_failure(name, e))?;
+    let begun = std::time::Instant::now();
+    program.load().map_err(|e| load_failure(name, e))?;
+    let instructions = program
+        .info()
+        .ok()
+        .and_then(|info| info.verified_instruction_count());
+    tracing::debug!(
+        program = name,
+        ms = begun.elapsed().as_millis(),
+        instructions,
+        "load: verified"
+    );
     Ok(())
 }
 
-/// Loads the task iterator that samples live processes and attaches it (a BPF link).
-fn load_sampler(ebpf: &mut Ebpf, btf_path: &Path) -> Result<Sampler, LoadError> {
-    const PROGRAM: &str = "sample_tasks";
-    let btf = aya::Btf::parse_file(btf_path, aya::Endianness::default()).map_err(|e| {
-        LoadError::Verifier {
-            program: PROGRAM.into(),
-            reason: format!("{}: {e}", btf_path.display()),
-        }
-    })?;
-    let prog: &mut Iter = ebpf
-        .program_mut(PROGRAM)
-        .ok_or_else(|| LoadError::Verifier {
-            program: PROGRAM.into(),
-            reason: "not in the object".into(),
-        })?
+fn attach(ebpf: &mut Ebpf, program: &str, tracepoint: &str) -> Result<(), LoadError> {
+    let attach_failed = |reason: String| LoadError::Attach {
+        program: program.into(),
+        target: format!("raw tracepoint {tracepoint}"),
+        reason,
+    };
+    let prog: &mut RawTracePoint = ebpf
+        .program_mut(program)
+        .ok_or_else(|| attach_failed("not in the object".into()))?
         .try_into()
-        .map_err(|e| load_failure(PROGRAM, e))?;
-    prog.load("task", &btf)
-        .map_err(|e| load_failure(PROGRAM, e))?;
-    let fd = prog
-        .fd()
+        .map_err(|e: aya::programs::ProgramError| attach_failed(e.to_string()))?;
+    prog.attach(tracepoint)
+        .map_err(|e| attach_failed(e.to_string()))?;
+    Ok(())
+}
+
+/// Loads the task iterator that samples live processes (attached once tracing is on).
+fn load_sampler(program: &mut Program, btf: &aya::Btf) -> Result<ProgramFd, LoadError> {
+    let begun = std::time::Instant::now();
+    let prog: &mut Iter = program.try_into().map_err(|e| load_failure(SAMPLER, e))?;
+    prog.load("task", btf)
+        .map_err(|e| load_failure(SAMPLER, e))?;
+    tracing::debug!(
+        program = SAMPLER,
+        ms = begun.elapsed().as_millis(),
+        "load: verified"
+    );
+    prog.fd()
         .and_then(|fd| fd.try_clone().map_err(aya::programs::ProgramError::from))
-        .map_err(|e| load_failure(PROGRAM, e))?;
-    Sampler::attach(fd).map_err(|e| LoadError::Attach {
-        program: PROGRAM.into(),
-        target: "the task iterator".into(),
-        reason: e.to_string(),
-    })
+        .map_err(|e| load_failure(SAMPLER, e))
 }
 
 /// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK.
