@@ -96,29 +96,31 @@ impl KernelScope {
     }
 }
 
-/// aya's loader and the kernel BTF the sampler is loaded against, each made on a thread of its
-/// own as soon as the agent starts: each parses the kernel's BTF (≈ 20 ms; aya's loader always
-/// does, though our programs carry no CO-RE relocations), which then overlaps the agent's own
-/// BTF reading and set-up.
-pub struct LoaderStart {
-    loader: JoinHandle<EbpfLoader<'static>>,
-    sampler_btf: Option<JoinHandle<Result<aya::Btf, String>>>,
-}
+/// aya's loader, made on a thread of its own as soon as the agent starts: making one parses the
+/// kernel's BTF (≈ 20 ms; it always does, though our programs carry no CO-RE relocations),
+/// and the first load probes the kernel's features (a few ms), which then overlap the agent's
+/// own BTF reading and set-up.
+pub struct LoaderStart(JoinHandle<EbpfLoader<'static>>);
 
 impl LoaderStart {
-    pub fn begin(config: &Config) -> Self {
-        let sampler_btf = (!config.capture.sample_interval.is_zero()).then(|| {
-            let path = config.capture.btf_path.clone();
-            std::thread::spawn(move || {
-                aya::Btf::parse_file(&path, aya::Endianness::default())
-                    .map_err(|e| format!("{}: {e}", path.display()))
-            })
-        });
-        Self {
-            loader: std::thread::spawn(EbpfLoader::new),
-            sampler_btf,
-        }
+    pub fn begin() -> Self {
+        Self(std::thread::spawn(|| {
+            let loader = EbpfLoader::new();
+            aya::features();
+            loader
+        }))
     }
+}
+
+/// What this kernel's BTF says it supports.
+pub struct KernelSupport<'a> {
+    /// Whether the kernel has a raw tracepoint.
+    pub tracepoint: &'a dyn Fn(&str) -> bool,
+    /// Programs can call `bpf_loop` (then the exec program that walks paths with it is loaded:
+    /// a tenth of the other's verification).
+    pub bpf_loop: bool,
+    /// BTF type id of the task iterator's attach point.
+    pub task_iterator: Option<u32>,
 }
 
 /// Loaded and attached programs. Dropping it detaches them.
@@ -167,15 +169,13 @@ fn cgroup_identity(path: &Path) -> Result<(u64, u32), LoadError> {
 }
 
 impl Capture {
-    /// `btf_tracepoints`: whether the kernel has a raw tracepoint (its BTF says so);
-    /// `bpf_loop`: whether programs can call `bpf_loop` (then the exec program that walks
-    /// paths with it is loaded: a quarter of the other's verification time).
+    /// `kernel`: what this kernel's BTF says it supports; `loader`: aya's loader, begun at
+    /// start.
     pub fn load(
         config: &Config,
         offsets: KernelOffsets,
         scope: &KernelScope,
-        btf_tracepoints: &dyn Fn(&str) -> bool,
-        bpf_loop: bool,
+        kernel: KernelSupport,
         loader: LoaderStart,
     ) -> Result<Self, LoadError> {
         raise_memlock_limit();
@@ -186,7 +186,7 @@ impl Capture {
             cgroup_level: 0,
             cgroup_id: 0,
             wakeup_bytes: (config.capture.ring_buffer_bytes / 16) as u32,
-            network_hooks: network_hooks(config, btf_tracepoints),
+            network_hooks: network_hooks(config, kernel.tracepoint),
             memory_step_pages: (config.capture.memory_step_bytes
                 / crate::capture::decode::page_size())
             .max(1),
@@ -207,11 +207,7 @@ impl Capture {
         }
 
         let begun = std::time::Instant::now();
-        let LoaderStart {
-            loader,
-            sampler_btf,
-        } = loader;
-        let mut loader = loader.join().unwrap_or_else(|_| EbpfLoader::new());
+        let mut loader = loader.0.join().unwrap_or_else(|_| EbpfLoader::new());
         tracing::debug!(ms = begun.elapsed().as_millis(), "load: kernel BTF parsed");
         let mut ebpf = loader
             .override_global("OFFSETS", &offsets, true)
@@ -235,7 +231,7 @@ impl Capture {
                 continue;
             }
             let program = match program {
-                "sched_process_exec" if !bpf_loop => "sched_process_exec_unrolled",
+                "sched_process_exec" if !kernel.bpf_loop => "sched_process_exec_unrolled",
                 other => other,
             };
             hooks.push((program, tracepoint));
@@ -245,12 +241,9 @@ impl Capture {
                 hooks.push((program, program));
             }
         }
-        let sampler_btf = sampler_btf.map(|thread| {
-            thread
-                .join()
-                .unwrap_or_else(|_| Err("its parsing thread panicked".into()))
-        });
-        let sampler_program = load_in_parallel(&mut ebpf, &hooks, sampler_btf)?;
+        let sampling = !config.capture.sample_interval.is_zero();
+        let iterator = sampling.then_some(kernel.task_iterator);
+        let sampler_program = load_in_parallel(&mut ebpf, &hooks, iterator)?;
         tracing::debug!(ms = begun.elapsed().as_millis(), "load: programs verified");
         for (program, tracepoint) in &hooks {
             attach(&mut ebpf, program, tracepoint)?;
@@ -260,28 +253,18 @@ impl Capture {
             "load: tracepoint programs attached"
         );
         // Samples are an addition: a kernel without task iterators still traces.
-        let sampler = match sampler_program {
-            None => None,
-            Some(Err(e)) => {
-                tracing::warn!("no live samples: {e}");
-                None
-            }
-            Some(Ok(fd)) => match Sampler::attach(fd) {
-                Ok(sampler) => Some(sampler),
-                Err(e) => {
-                    tracing::warn!(
-                        "no live samples: {}",
-                        LoadError::Attach {
-                            program: SAMPLER.into(),
-                            target: "the task iterator".into(),
-                            reason: e.to_string(),
-                        }
-                    );
-                    None
-                }
-            },
-        };
-
+        let sampler = sampler_program.and_then(|loaded| {
+            loaded
+                .and_then(|fd| {
+                    Sampler::attach(fd).map_err(|e| LoadError::Attach {
+                        program: SAMPLER.into(),
+                        target: "the task iterator".into(),
+                        reason: e.to_string(),
+                    })
+                })
+                .inspect_err(|e| tracing::warn!("no live samples: {e}"))
+                .ok()
+        });
         tracing::debug!(ms = begun.elapsed().as_millis(), "load: sampler attached");
         let ring = RingBuf::try_from(take(&mut ebpf, "EVENTS")?).map_err(|e| LoadError::Map {
             name: "EVENTS",
@@ -424,18 +407,18 @@ fn load_failure(program: &str, e: aya::programs::ProgramError) -> LoadError {
 
 /// Verification is most of start-up, and programs are verified independently: each on a
 /// thread of its own, so that loading takes about the longest program's time per core rather
-/// than the sum. Returns the sampler's program when given its BTF (its failure is not the
-/// agent's).
+/// than the sum. `iterator`: load the sampler too, at this attach point (`Some(None)`: the
+/// kernel has none); its result is returned, its failure is not the agent's.
 fn load_in_parallel(
     ebpf: &mut Ebpf,
     hooks: &[(&str, &str)],
-    sampler_btf: Option<Result<aya::Btf, String>>,
+    iterator: Option<Option<u32>>,
 ) -> Result<Option<Result<ProgramFd, LoadError>>, LoadError> {
     let mut wanted = Vec::new();
-    let mut iterator = None;
+    let mut sampler = None;
     for (name, program) in ebpf.programs_mut() {
         if name == SAMPLER {
-            iterator = Some(program);
+            sampler = Some(program);
         } else if hooks.iter().any(|(hook, _)| *hook == name) {
             wanted.push((name, program));
         }
@@ -449,33 +432,32 @@ fn load_in_parallel(
             reason: "not in the object".into(),
         });
     }
+    let sampler_failed = |reason: &str| LoadError::Verifier {
+        program: SAMPLER.into(),
+        reason: reason.into(),
+    };
     let panicked = |program: &str| LoadError::Verifier {
         program: program.into(),
         reason: "its loading thread panicked".into(),
     };
     std::thread::scope(|scope| {
-        let sampler = sampler_btf.map(|btf| {
-            scope.spawn(move || match (iterator, btf) {
-                (Some(program), Ok(btf)) => load_sampler(program, &btf),
-                (None, _) => Err(LoadError::Verifier {
-                    program: SAMPLER.into(),
-                    reason: "not in the object".into(),
-                }),
-                (_, Err(reason)) => Err(LoadError::Verifier {
-                    program: SAMPLER.into(),
-                    reason,
-                }),
-            })
+        let sampler = iterator.map(|attach_point| match (sampler, attach_point) {
+            (Some(program), Some(id)) => Ok(scope.spawn(move || load_sampler(program, id))),
+            (None, _) => Err(sampler_failed("not in the object")),
+            (_, None) => Err(sampler_failed(
+                "this kernel has no task iterator (bpf_iter_task, Linux 5.8+)",
+            )),
         });
         let threads: Vec<_> = wanted
             .into_iter()
             .map(|(name, program)| (name, scope.spawn(move || load_hook(name, program))))
             .collect();
-        let loaded = threads
-            .into_iter()
-            .try_for_each(|(name, thread)| thread.join().unwrap_or_else(|_| Err(panicked(name))));
-        let sampler =
-            sampler.map(|thread| thread.join().unwrap_or_else(|_| Err(panicked(SAMPLER))));
+        let loaded = threads.into_iter().try_for_each(|(name, thread)| {
+            thread.join().unwrap_or_else(|_| Err(panicked(name)))
+        });
+        let sampler = sampler.map(|started| {
+            started.and_then(|thread| thread.join().unwrap_or_else(|_| Err(panicked(SAMPLER))))
+        });
         loaded.map(|()| sampler)
     })
 }
@@ -513,11 +495,26 @@ fn attach(ebpf: &mut Ebpf, program: &str, tracepoint: &str) -> Result<(), LoadEr
     Ok(())
 }
 
-/// Loads the task iterator that samples live processes (attached once tracing is on).
-fn load_sampler(program: &mut Program, btf: &aya::Btf) -> Result<ProgramFd, LoadError> {
+/// Loads the task iterator that samples live processes, attached at BTF type `id`.
+fn load_sampler(program: &mut Program, id: u32) -> Result<ProgramFd, LoadError> {
     let begun = std::time::Instant::now();
-    let prog: &mut Iter = program.try_into().map_err(|e| load_failure(SAMPLER, e))?;
-    prog.load("task", btf)
+    let btf = aya::Btf::parse(
+        &crate::capture::btf::task_iterator_blob(id),
+        aya::Endianness::default(),
+    )
+    .map_err(|e| LoadError::Verifier {
+        program: SAMPLER.into(),
+        reason: format!("its attach point: {e}"),
+    })?;
+    tracing::debug!(
+        program = SAMPLER,
+        ms = begun.elapsed().as_millis(),
+        "load: attach point parsed"
+    );
+    let prog: &mut Iter = program
+        .try_into()
+        .map_err(|e| load_failure(SAMPLER, e))?;
+    prog.load("task", &btf)
         .map_err(|e| load_failure(SAMPLER, e))?;
     tracing::debug!(
         program = SAMPLER,
