@@ -1,10 +1,63 @@
 //! Command-line interface.
 
-use std::{ffi::OsString, path::PathBuf};
+use std::{ffi::OsString, path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 
-use crate::config::Overrides;
+use crate::config::{Config, Overrides};
+
+/// Bad input and start-up failures exit with 2 after one line on stderr.
+pub const EXIT_USAGE: u8 = 2;
+
+pub fn fail(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("otel-pipetrace: error: {message}");
+    ExitCode::from(EXIT_USAGE)
+}
+
+/// The command line, or the exit code after help, the version or a one-line error.
+pub fn parse() -> Result<Cli, ExitCode> {
+    match Cli::try_parse() {
+        Ok(cli) => Ok(cli),
+        Err(err) => {
+            use clap::error::ErrorKind;
+            if matches!(
+                err.kind(),
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+            ) {
+                let _ = err.print();
+                return Err(ExitCode::SUCCESS);
+            }
+            // clap's first paragraph names the problem; the usage block after it is noise here.
+            let text = err.to_string();
+            let first: Vec<&str> = text
+                .lines()
+                .take_while(|l| !l.trim().is_empty())
+                .map(str::trim)
+                .collect();
+            Err(fail(format!(
+                "{} (see --help)",
+                first.join(" ").trim_start_matches("error: ")
+            )))
+        }
+    }
+}
+
+/// Starts logging (`--log`) and loads the configuration.
+pub fn configure(cli: &Cli) -> Result<Config, ExitCode> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
+        .map_err(|e| fail(format!("--log {:?}: {e}", cli.log)))?;
+    // Colour only for a person at a terminal, and never when NO_COLOR is set (no-color.org).
+    let colour = {
+        use std::io::IsTerminal;
+        std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(colour)
+        .init();
+    Config::load(cli.config.as_deref(), cli.overrides()).map_err(fail)
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -125,6 +178,17 @@ pub enum Command {
     /// Print the effective configuration (defaults < OTEL_* environment < file < PIPETRACE_*
     /// environment < flags) as TOML; header values are masked.
     Config,
+}
+
+impl Command {
+    /// `query`, `report`, `compare` and `export`: answered from the Parquet data by
+    /// `otel-pipetrace-query` (the `answer` module).
+    pub fn answers_from_data(&self) -> bool {
+        matches!(
+            self,
+            Self::Query(_) | Self::Report(_) | Self::Compare(_) | Self::Export(_)
+        )
+    }
 }
 
 #[derive(Debug, clap::Args)]

@@ -5,11 +5,13 @@
 //! metrics); [`analysis`] computes answers (the critical path, the run summary, step keys) from
 //! recorded processes and [`present`] shows them to people; [`agent`] routes the reports from
 //! the tracker to the sinks; [`run`] and [`daemon`]
-//! drive an agent, [`query`] reads the Parquet it wrote; [`config`] is read by all of them.
+//! drive an agent, [`query`] reads the Parquet it wrote and [`answer`] runs the commands that
+//! read it (in the binary `otel-pipetrace-query`); [`config`] is read by all of them.
 //! `docs/architecture.md` tells the path of one event.
 
 pub mod agent;
 pub mod analysis;
+pub mod answer;
 pub mod capture;
 pub mod cli;
 pub mod config;

@@ -1,292 +1,47 @@
 use std::process::ExitCode;
 
-use clap::Parser;
-use pipetrace::{
-    cli::{Cli, Command, DataArgs, QueryArgs},
-    config::Config,
-};
+use pipetrace::cli::{self, Command, fail};
 
-/// Bad input and start-up failures exit with 2 after one line on stderr.
-const EXIT_USAGE: u8 = 2;
+/// The binary that answers from the Parquet data, installed beside this one.
+const QUERY_ENGINE: &str = "otel-pipetrace-query";
 
-fn fail(message: impl std::fmt::Display) -> ExitCode {
-    eprintln!("otel-pipetrace: error: {message}");
-    ExitCode::from(EXIT_USAGE)
-}
-
-/// `otel-pipetrace query`: no privileges, no runtime; results on stdout.
-fn query(args: &QueryArgs, config: &Config) -> ExitCode {
-    use pipetrace::{
-        present::{table::TableOptions, terminal_width},
-        query::{self, Format, Request},
+/// Hands the whole command line to `otel-pipetrace-query` (see `pipetrace::answer`); returns
+/// only if that binary cannot be started.
+fn exec_query_engine() -> ExitCode {
+    use std::os::unix::process::CommandExt;
+    let engine = match std::env::current_exe() {
+        Ok(me) => me.with_file_name(QUERY_ENGINE),
+        Err(e) => return fail(format!("cannot find this program's own path: {e}")),
     };
-    let min_duration_s = match args
-        .min_duration
-        .as_deref()
-        .map(humantime_serde::re::humantime::parse_duration)
-    {
-        None => None,
-        Some(Ok(d)) => Some(d.as_secs_f64()),
-        Some(Err(e)) => {
-            return fail(format!(
-                "--min-duration {:?}: {e} (a duration such as 100ms or 2s)",
-                args.min_duration.as_deref().unwrap_or_default()
-            ));
-        }
-    };
-    let data = match data_source(&args.data, config) {
-        Ok(data) => data,
-        Err(e) => return fail(e),
-    };
-    let request = Request {
-        name: args.name.clone(),
-        sql: args.sql.clone(),
-        data: data.location,
-        run: args.run.clone(),
-        format: Format::parse(&args.format).unwrap_or(Format::Table),
-        limit: args.limit,
-        min_duration_s,
-        scope: data.scope,
-    };
-    let table = TableOptions {
-        terminal_width: terminal_width(libc::STDOUT_FILENO),
-        wide: args.wide,
-        fold_shorter_than: min_duration_s,
-    };
-    if args.sql.is_some() && args.name != "sql" {
-        return fail(format!(
-            "query {}: unexpected argument {:?} (only `query sql` takes a statement)",
-            args.name,
-            args.sql.as_deref().unwrap_or_default()
-        ));
-    }
-    let output = if args.print_sql {
-        query::script(&request)
-    } else {
-        query::run(&request).and_then(|batches| query::render(&batches, request.format, table))
-    };
-    match output {
-        Ok(text) => {
-            use std::io::Write;
-            // A closed pipe (`| head`) is not an error worth a message.
-            let _ = std::io::stdout().write_all(text.as_bytes());
-            ExitCode::SUCCESS
-        }
-        Err(e) => fail(e),
-    }
-}
-
-/// `compare --fail-on-regression` found a step slower than the thresholds or a new failure.
-const EXIT_REGRESSION: u8 = 4;
-
-/// Writes `text` to `output` (a file readable by its owner and group: it holds command
-/// lines) or to stdout.
-fn emit(text: &str, output: Option<&std::path::Path>) -> Result<(), String> {
-    use std::io::Write;
-    match output {
-        Some(path) => pipetrace::sinks::create_private_file(path)
-            .and_then(|mut f| f.write_all(text.as_bytes()))
-            .map_err(|e| format!("--output {}: {e}", path.display())),
-        None => {
-            // A closed pipe (`| head`) is not an error worth a message.
-            let _ = std::io::stdout().write_all(text.as_bytes());
-            Ok(())
-        }
-    }
-}
-
-/// What `--data`, `--host` and `--since` name.
-fn data_source(args: &DataArgs, config: &Config) -> Result<pipetrace::query::Data, String> {
-    use pipetrace::query::{Data, DataScope};
-    if let Some(host) = &args.host
-        && (host.is_empty()
-            || !host
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')))
-    {
-        return Err(format!(
-            "--host {host:?}: a host name (letters, digits, '.', '-' or '_'; `query hosts` lists them)"
-        ));
-    }
-    let since_ns = match args.since.as_deref() {
-        None => None,
-        Some(text) => Some(since_ns(text).ok_or_else(|| {
-            format!("--since {text:?}: a duration back from now (7d, 12h, 30m) or a UTC day (YYYY-MM-DD)")
-        })?),
-    };
-    Ok(Data {
-        location: args
-            .data
-            .clone()
-            .unwrap_or_else(|| config.output.parquet_dir.clone()),
-        scope: DataScope {
-            host: args.host.clone(),
-            since_ns,
-            store: config.output.object_store.clone(),
-        },
-    })
-}
-
-/// `7d` → now minus 7 days; `2026-11-23` → that day's start (UTC); in ns since the epoch.
-fn since_ns(text: &str) -> Option<i64> {
-    if let Ok(day) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-        return day.and_hms_opt(0, 0, 0)?.and_utc().timestamp_nanos_opt();
-    }
-    let back = humantime_serde::re::humantime::parse_duration(text).ok()?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .ok()?;
-    i64::try_from(now.checked_sub(back)?.as_nanos()).ok()
-}
-
-/// `report`, `compare` and `export`: documents from the Parquet data, like `query`.
-fn document(command: &Command, config: &Config) -> ExitCode {
-    use pipetrace::{
-        present::{table::TableOptions, terminal_width},
-        query::{self, Format},
-        report::{self, Baseline, compare::Thresholds},
-    };
-    let result = match command {
-        Command::Report(args) => {
-            let run = args.source.run.as_deref();
-            data_source(&args.source.data, config)
-                .and_then(|data| match args.format.as_str() {
-                    "html" => report::html_report(&data, run).map_err(|e| e.to_string()),
-                    _ => report::markdown_report(&data, run).map_err(|e| e.to_string()),
-                })
-                .and_then(|text| emit(&text, args.output.as_deref()))
-                .map(|()| ExitCode::SUCCESS)
-        }
-        Command::Export(args) => data_source(&args.source.data, config)
-            .and_then(|data| {
-                report::chrome_trace_export(&data, args.source.run.as_deref())
-                    .map_err(|e| e.to_string())
-            })
-            .and_then(|text| emit(&text, args.output.as_deref()))
-            .map(|()| ExitCode::SUCCESS),
-        Command::Compare(args) => (|| {
-            let min = humantime_serde::re::humantime::parse_duration(&args.threshold_time)
-                .map_err(|e| {
-                    format!(
-                        "--threshold-time {:?}: {e} (a duration such as 100ms or 2s)",
-                        args.threshold_time
-                    )
-                })?;
-            if !(args.threshold_percent.is_finite() && args.threshold_percent >= 0.0) {
-                return Err(format!(
-                    "--threshold-percent {}: a percentage of 0 or more, e.g. 20",
-                    args.threshold_percent
-                ));
-            }
-            let baseline = match (&args.baseline, args.baseline_runs) {
-                (Some(id), _) => Baseline::Run(id.clone()),
-                (None, Some(n)) => Baseline::LastRuns(n),
-                (None, None) => unreachable!("clap requires one"),
-            };
-            let thresholds = Thresholds {
-                percent: args.threshold_percent,
-                min_s: min.as_secs_f64(),
-            };
-            let comparison = report::compare_runs(
-                &data_source(&args.source.data, config)?,
-                args.source.run.as_deref(),
-                &baseline,
-                thresholds,
-            )
-            .map_err(|e| e.to_string())?;
-            if let Some(other) = &comparison.other_command {
-                eprintln!(
-                    "otel-pipetrace: note: the baseline ran another command ({other}): steps match only where both ran them"
-                );
-            }
-            let text = match args.format.as_str() {
-                "markdown" => report::compare::markdown(&comparison),
-                format => {
-                    let batch = report::compare::batch(&comparison).map_err(|e| e.to_string())?;
-                    let table = TableOptions {
-                        terminal_width: terminal_width(libc::STDOUT_FILENO),
-                        wide: args.wide,
-                        fold_shorter_than: None,
-                    };
-                    query::render(
-                        &[batch],
-                        Format::parse(format).unwrap_or(Format::Table),
-                        table,
-                    )
-                    .map_err(|e| e.to_string())?
-                }
-            };
-            emit(&text, None)?;
-            Ok(if args.fail_on_regression && comparison.regressed() {
-                ExitCode::from(EXIT_REGRESSION)
-            } else {
-                ExitCode::SUCCESS
-            })
-        })(),
-        _ => Ok(ExitCode::SUCCESS),
-    };
-    result.unwrap_or_else(fail)
+    let mut args = std::env::args_os();
+    let arg0 = args.next().unwrap_or_else(|| "otel-pipetrace".into());
+    let error = std::process::Command::new(&engine)
+        .arg0(arg0)
+        .args(args)
+        .exec();
+    fail(format!(
+        "{}: {error} (query, report, compare and export run {QUERY_ENGINE}, installed beside \
+         otel-pipetrace; scripts/install installs both)",
+        engine.display()
+    ))
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match cli::parse() {
         Ok(cli) => cli,
-        Err(err) => {
-            use clap::error::ErrorKind;
-            if matches!(
-                err.kind(),
-                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
-            ) {
-                let _ = err.print();
-                return ExitCode::SUCCESS;
-            }
-            // clap's first paragraph names the problem; the usage block after it is noise here.
-            let text = err.to_string();
-            let first: Vec<&str> = text
-                .lines()
-                .take_while(|l| !l.trim().is_empty())
-                .map(str::trim)
-                .collect();
-            return fail(format!(
-                "{} (see --help)",
-                first.join(" ").trim_start_matches("error: ")
-            ));
-        }
+        Err(code) => return code,
     };
-
-    let filter = match tracing_subscriber::EnvFilter::try_new(&cli.log) {
-        Ok(filter) => filter,
-        Err(e) => return fail(format!("--log {:?}: {e}", cli.log)),
-    };
-    // Colour only for a person at a terminal, and never when NO_COLOR is set (no-color.org).
-    let colour = {
-        use std::io::IsTerminal;
-        std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-    };
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(colour)
-        .init();
-
-    let config = match Config::load(cli.config.as_deref(), cli.overrides()) {
+    if cli.command.as_ref().is_some_and(Command::answers_from_data) {
+        return exec_query_engine();
+    }
+    let config = match cli::configure(&cli) {
         Ok(config) => config,
-        Err(e) => return fail(e),
+        Err(code) => return code,
     };
-
     if let Some(Command::Config) = cli.command {
         print!("{}", config.to_toml_redacted());
         return ExitCode::SUCCESS;
     }
-    if let Some(Command::Query(args)) = &cli.command {
-        return query(args, &config);
-    }
-    if let Some(command @ (Command::Report(_) | Command::Compare(_) | Command::Export(_))) =
-        &cli.command
-    {
-        return document(command, &config);
-    }
-
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

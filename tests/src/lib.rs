@@ -41,7 +41,9 @@ pub fn bin() -> PathBuf {
     .clone()
 }
 
-/// `cargo build -p exporter` into the target directory and profile of this test executable.
+/// `cargo build -p exporter` (the agent and `otel-pipetrace-query`, which it runs for `query`,
+/// `report`, `compare` and `export`) into the target directory and profile of this test
+/// executable.
 fn build_current_agent() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
     // target/<profile>/deps/<test> → target/<profile>
@@ -64,6 +66,8 @@ fn build_current_agent() -> PathBuf {
             "exporter",
             "--bin",
             "otel-pipetrace",
+            "--bin",
+            "otel-pipetrace-query",
         ])
         .args(["--profile", &profile])
         .env("CARGO_TARGET_DIR", profile_dir.parent().unwrap())

@@ -522,3 +522,63 @@ fn otlp_settings_are_checked_and_secrets_masked() {
     assert!(text.contains("authorization"), "{text}");
     assert!(!text.contains("s3cret"), "header value printed: {text}");
 }
+
+/// The agent maps no DuckDB (start-up time and resident memory): `query` and the other answering
+/// commands run `otel-pipetrace-query` beside it; without that binary they fail in one line.
+#[test]
+fn agent_maps_no_duckdb_and_hands_queries_over() {
+    require_root!();
+    let data = tempfile::tempdir().unwrap();
+    let mut daemon = command()
+        .args(["--parquet", data.path().to_str().unwrap()])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let maps = format!("/proc/{}/maps", daemon.id());
+    let mut loaded = String::new();
+    for _ in 0..100 {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        loaded = std::fs::read_to_string(&maps).unwrap_or_default();
+        if loaded.contains("anon_inode:bpf-map") {
+            break;
+        }
+    }
+    unsafe { libc::kill(daemon.id() as i32, libc::SIGINT) };
+    daemon.wait().unwrap();
+    assert!(
+        loaded.contains("anon_inode:bpf-map"),
+        "the daemon never traced"
+    );
+    assert!(
+        !loaded.contains("duckdb"),
+        "the agent maps DuckDB:\n{loaded}"
+    );
+
+    // Through the agent's binary: the answer comes from the query engine.
+    let dir = data.path().to_str().unwrap();
+    assert!(
+        agent(&["--parquet", dir, "run", "--", "/bin/true"])
+            .status
+            .success()
+    );
+    let out = agent(&["query", "runs", "--format", "csv", "--data", dir]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("run_id,"));
+
+    // A copy of the agent alone: one line naming the missing binary.
+    let lonely = tempfile::tempdir().unwrap();
+    let copy = lonely.path().join("otel-pipetrace");
+    std::fs::copy(bin(), &copy).unwrap();
+    let out = Command::new(&copy)
+        .args(["query", "runs"])
+        .output()
+        .unwrap();
+    assert_one_line_error(&out, "otel-pipetrace-query");
+    // The agent's own commands do not need it.
+    let out = Command::new(&copy).arg("config").output().unwrap();
+    assert!(out.status.success());
+}

@@ -274,9 +274,9 @@ impl Agent {
         // threads that made them: give it back now rather than at the first sweep.
         // SAFETY: malloc_trim has no preconditions.
         unsafe { libc::malloc_trim(0) };
-        let sampler = match capture.take_sampler() {
-            Some(s) => Some(
-                s.spawn(config.capture.sample_interval, stats.clone())
+        let sampler = match capture.sampler_loader() {
+            Some(load) => Some(
+                SamplerHandle::spawn(load, config.capture.sample_interval, stats.clone())
                     .map_err(AgentError::Reader)?,
             ),
             None => None,

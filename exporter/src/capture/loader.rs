@@ -4,6 +4,7 @@
 use std::{
     os::fd::{AsFd, AsRawFd, RawFd},
     path::{Path, PathBuf},
+    sync::{Arc, Mutex},
     thread::JoinHandle,
 };
 
@@ -125,9 +126,12 @@ pub struct KernelSupport<'a> {
 
 /// Loaded and attached programs. Dropping it detaches them.
 pub struct Capture {
-    _ebpf: Ebpf,
+    /// Shared with the sampling thread, which loads the iterator into it when its first round
+    /// is due.
+    ebpf: Arc<Mutex<Ebpf>>,
     ring: Option<RingBuf<MapData>>,
-    sampler: Option<Sampler>,
+    /// The iterator's attach point while it waits to be loaded (`None`: sampling is off).
+    iterator: Option<Option<u32>>,
     tracked: HashMap<MapData, u32, TrackState>,
     counters: PerCpuArray<MapData, u64>,
 }
@@ -241,9 +245,7 @@ impl Capture {
                 hooks.push((program, program));
             }
         }
-        let sampling = !config.capture.sample_interval.is_zero();
-        let iterator = sampling.then_some(kernel.task_iterator);
-        let sampler_program = load_in_parallel(&mut ebpf, &hooks, iterator)?;
+        load_in_parallel(&mut ebpf, &hooks)?;
         tracing::debug!(ms = begun.elapsed().as_millis(), "load: programs verified");
         for (program, tracepoint) in &hooks {
             attach(&mut ebpf, program, tracepoint)?;
@@ -252,20 +254,6 @@ impl Capture {
             ms = begun.elapsed().as_millis(),
             "load: tracepoint programs attached"
         );
-        // Samples are an addition: a kernel without task iterators still traces.
-        let sampler = sampler_program.and_then(|loaded| {
-            loaded
-                .and_then(|fd| {
-                    Sampler::attach(fd).map_err(|e| LoadError::Attach {
-                        program: SAMPLER.into(),
-                        target: "the task iterator".into(),
-                        reason: e.to_string(),
-                    })
-                })
-                .inspect_err(|e| tracing::warn!("no live samples: {e}"))
-                .ok()
-        });
-        tracing::debug!(ms = begun.elapsed().as_millis(), "load: sampler attached");
         let ring = RingBuf::try_from(take(&mut ebpf, "EVENTS")?).map_err(|e| LoadError::Map {
             name: "EVENTS",
             reason: e.to_string(),
@@ -281,9 +269,9 @@ impl Capture {
                 reason: e.to_string(),
             })?;
         Ok(Self {
-            _ebpf: ebpf,
+            ebpf: Arc::new(Mutex::new(ebpf)),
             ring: Some(ring),
-            sampler,
+            iterator: (!config.capture.sample_interval.is_zero()).then_some(kernel.task_iterator),
             tracked,
             counters,
         })
@@ -294,9 +282,35 @@ impl Capture {
         self.ring.take()
     }
 
-    /// The sampling iterator, for the sampling thread (once; `None` when sampling is off).
-    pub fn take_sampler(&mut self) -> Option<Sampler> {
-        self.sampler.take()
+    /// What loads and attaches the sampling iterator, for the sampling thread (once; `None`
+    /// when sampling is off). It runs when the first round is due, not at start-up: a run
+    /// shorter than `sample_interval` never needs it.
+    pub fn sampler_loader(
+        &mut self,
+    ) -> Option<impl FnOnce() -> Result<Sampler, LoadError> + Send + use<>> {
+        let attach_point = self.iterator.take()?;
+        let ebpf = self.ebpf.clone();
+        Some(move || {
+            let id = attach_point.ok_or_else(|| LoadError::Verifier {
+                program: SAMPLER.into(),
+                reason: "this kernel has no task iterator (bpf_iter_task, Linux 5.8+)".into(),
+            })?;
+            let mut ebpf = ebpf
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let program = ebpf
+                .program_mut(SAMPLER)
+                .ok_or_else(|| LoadError::Verifier {
+                    program: SAMPLER.into(),
+                    reason: "not in the object".into(),
+                })?;
+            let fd = load_sampler(program, id)?;
+            Sampler::attach(fd).map_err(|e| LoadError::Attach {
+                program: SAMPLER.into(),
+                target: "the task iterator".into(),
+                reason: e.to_string(),
+            })
+        })
     }
 
     /// Raw fd of `TRACKED`, for registering the `run` command from its pre-exec hook.
@@ -407,22 +421,12 @@ fn load_failure(program: &str, e: aya::programs::ProgramError) -> LoadError {
 
 /// Verification is most of start-up, and programs are verified independently: each on a
 /// thread of its own, so that loading takes about the longest program's time per core rather
-/// than the sum. `iterator`: load the sampler too, at this attach point (`Some(None)`: the
-/// kernel has none); its result is returned, its failure is not the agent's.
-fn load_in_parallel(
-    ebpf: &mut Ebpf,
-    hooks: &[(&str, &str)],
-    iterator: Option<Option<u32>>,
-) -> Result<Option<Result<ProgramFd, LoadError>>, LoadError> {
-    let mut wanted = Vec::new();
-    let mut sampler = None;
-    for (name, program) in ebpf.programs_mut() {
-        if name == SAMPLER {
-            sampler = Some(program);
-        } else if hooks.iter().any(|(hook, _)| *hook == name) {
-            wanted.push((name, program));
-        }
-    }
+/// than the sum.
+fn load_in_parallel(ebpf: &mut Ebpf, hooks: &[(&str, &str)]) -> Result<(), LoadError> {
+    let wanted: Vec<_> = ebpf
+        .programs_mut()
+        .filter(|(name, _)| hooks.iter().any(|(hook, _)| hook == name))
+        .collect();
     if let Some((missing, _)) = hooks
         .iter()
         .find(|(hook, _)| !wanted.iter().any(|(name, _)| name == hook))
@@ -432,33 +436,19 @@ fn load_in_parallel(
             reason: "not in the object".into(),
         });
     }
-    let sampler_failed = |reason: &str| LoadError::Verifier {
-        program: SAMPLER.into(),
-        reason: reason.into(),
-    };
-    let panicked = |program: &str| LoadError::Verifier {
-        program: program.into(),
-        reason: "its loading thread panicked".into(),
-    };
     std::thread::scope(|scope| {
-        let sampler = iterator.map(|attach_point| match (sampler, attach_point) {
-            (Some(program), Some(id)) => Ok(scope.spawn(move || load_sampler(program, id))),
-            (None, _) => Err(sampler_failed("not in the object")),
-            (_, None) => Err(sampler_failed(
-                "this kernel has no task iterator (bpf_iter_task, Linux 5.8+)",
-            )),
-        });
         let threads: Vec<_> = wanted
             .into_iter()
             .map(|(name, program)| (name, scope.spawn(move || load_hook(name, program))))
             .collect();
-        let loaded = threads.into_iter().try_for_each(|(name, thread)| {
-            thread.join().unwrap_or_else(|_| Err(panicked(name)))
-        });
-        let sampler = sampler.map(|started| {
-            started.and_then(|thread| thread.join().unwrap_or_else(|_| Err(panicked(SAMPLER))))
-        });
-        loaded.map(|()| sampler)
+        threads.into_iter().try_for_each(|(name, thread)| {
+            thread.join().unwrap_or_else(|_| {
+                Err(LoadError::Verifier {
+                    program: name.into(),
+                    reason: "its loading thread panicked".into(),
+                })
+            })
+        })
     })
 }
 
@@ -506,14 +496,7 @@ fn load_sampler(program: &mut Program, id: u32) -> Result<ProgramFd, LoadError> 
         program: SAMPLER.into(),
         reason: format!("its attach point: {e}"),
     })?;
-    tracing::debug!(
-        program = SAMPLER,
-        ms = begun.elapsed().as_millis(),
-        "load: attach point parsed"
-    );
-    let prog: &mut Iter = program
-        .try_into()
-        .map_err(|e| load_failure(SAMPLER, e))?;
+    let prog: &mut Iter = program.try_into().map_err(|e| load_failure(SAMPLER, e))?;
     prog.load("task", &btf)
         .map_err(|e| load_failure(SAMPLER, e))?;
     tracing::debug!(

@@ -66,15 +66,31 @@ impl Sampler {
         while iter.read(&mut buf)? > 0 {}
         Ok(())
     }
+}
 
-    /// Runs a round every `interval` on its own thread until the handle is stopped.
-    pub fn spawn(self, interval: Duration, stats: Arc<Stats>) -> std::io::Result<SamplerHandle> {
+/// Stops the sampling thread when told to (or dropped).
+pub struct SamplerHandle {
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl SamplerHandle {
+    /// Runs a round every `interval` on its own thread until the handle is stopped; `load`
+    /// makes the sampler when the first round is due. Samples are an addition: if it fails
+    /// (a kernel without task iterators), that is said once and the agent traces on.
+    pub fn spawn<E: std::fmt::Display>(
+        load: impl FnOnce() -> Result<Sampler, E> + Send + 'static,
+        interval: Duration,
+        stats: Arc<Stats>,
+    ) -> std::io::Result<Self> {
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let signal = stop.clone();
         let thread = std::thread::Builder::new()
             .name("pipetrace-sampler".into())
             .spawn(move || {
                 let (lock, wake) = &*signal;
+                let mut load = Some(load);
+                let mut sampler = None;
                 let Ok(mut stopped) = lock.lock() else {
                     return;
                 };
@@ -86,7 +102,19 @@ impl Sampler {
                     if *stopped {
                         return;
                     }
-                    match self.round() {
+                    if let Some(load) = load.take() {
+                        match load() {
+                            Ok(loaded) => sampler = Some(loaded),
+                            Err(e) => {
+                                tracing::warn!("no live samples: {e}");
+                                return;
+                            }
+                        }
+                    }
+                    let Some(sampler) = &sampler else {
+                        return;
+                    };
+                    match sampler.round() {
                         Ok(()) => Stats::add(&stats.sample_rounds, 1),
                         Err(e) => {
                             if stats
@@ -100,20 +128,12 @@ impl Sampler {
                     }
                 }
             })?;
-        Ok(SamplerHandle {
+        Ok(Self {
             stop,
             thread: Some(thread),
         })
     }
-}
 
-/// Stops the sampling thread when told to (or dropped).
-pub struct SamplerHandle {
-    stop: Arc<(Mutex<bool>, Condvar)>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl SamplerHandle {
     /// Ends the rounds; a round in progress finishes first (its records are in the ring).
     pub fn stop(mut self) {
         self.halt();
