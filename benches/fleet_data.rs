@@ -57,6 +57,7 @@ fn main() {
             dir: dir.clone(),
             host: host.clone(),
             flush_rows: 1_000_000,
+            flush_bytes: usize::MAX,
             flush_interval: std::time::Duration::from_secs(7 * 24 * 3600),
         };
         let mut sink =

@@ -58,6 +58,7 @@ fn main() {
         dir: dir.clone(),
         host: "bench".into(),
         flush_rows: 1_000_000,
+        flush_bytes: usize::MAX,
         flush_interval: std::time::Duration::from_secs(3600),
     };
     let mut parquet =

@@ -285,7 +285,26 @@ pub async fn run(
         let width = present::terminal_width(libc::STDERR_FILENO).unwrap_or(LOG_WIDTH);
         eprint!("{}", details(&view, &summary, &facts, width.into()));
     }
+    log_own_cpu();
     Ok(exit_code)
+}
+
+/// The agent's own CPU time over the run (all its threads, not the command's), for the
+/// benchmarks (`--log pipetrace=debug`).
+fn log_own_cpu() {
+    // SAFETY: getrusage fills the zeroed struct it is given.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let us = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+    tracing::debug!(
+        user_us = us(usage.ru_utime),
+        system_us = us(usage.ru_stime),
+        max_rss_kib = usage.ru_maxrss,
+        "agent CPU over the run"
+    );
 }
 
 /// The file GitHub Actions shows as the job summary.

@@ -50,6 +50,7 @@ pub fn configured_sinks(
             dir: out.parquet_dir.clone(),
             host: out.host(),
             flush_rows: out.flush_rows,
+            flush_bytes: out.flush_bytes,
             flush_interval: out.flush_interval,
         };
         sinks.push(Box::new(ParquetSink::create(

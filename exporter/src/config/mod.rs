@@ -320,6 +320,9 @@ pub struct OutputSection {
     pub parquet_dir: PathBuf,
     /// Rows buffered before a Parquet file is written.
     pub flush_rows: usize,
+    /// Bytes of rows (estimated) buffered before a Parquet file is written: bounds the
+    /// agent's memory when processes with long command lines come fast.
+    pub flush_bytes: usize,
     /// Longest time a row waits before it is written (what a SIGKILL can lose).
     #[serde(with = "humantime_serde")]
     pub flush_interval: Duration,
@@ -457,6 +460,7 @@ impl Default for OutputSection {
             parquet: true,
             parquet_dir: PathBuf::from(DEFAULT_DATA_DIR),
             flush_rows: 100_000,
+            flush_bytes: 8 << 20,
             flush_interval: Duration::from_secs(10),
             host: None,
             object_store: None,
@@ -911,6 +915,12 @@ impl Config {
         if self.output.flush_rows == 0 {
             return bad("output.flush_rows", "must be at least 1".into());
         }
+        if self.output.flush_bytes < 64 * 1024 {
+            return bad(
+                "output.flush_bytes",
+                format!("at least 65536 (64 KiB), not {}", self.output.flush_bytes),
+            );
+        }
         if self.output.flush_interval.is_zero() {
             return bad("output.flush_interval", "must be more than 0".into());
         }
@@ -1103,6 +1113,7 @@ mod tests {
                 "[tracker]\nretain_ended = \"forever\"\n",
                 "tracker.retain_ended",
             ),
+            ("[output]\nflush_bytes = 1000\n", "output.flush_bytes"),
             (
                 "[output.object_store]\nurl = \"https://bucket/x\"\n",
                 "output.object_store.url",

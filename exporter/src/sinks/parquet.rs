@@ -3,7 +3,8 @@
 //! Three datasets under the data directory: `events/` (one row per event, stream order),
 //! `processes/` (one row per process lifetime, with the trace and span ids of its span) and
 //! `connections/` (one row per listed TCP connection, with its peer). Rows
-//! are buffered in Arrow builders and written when `output.flush_rows` rows are waiting or
+//! are buffered in Arrow builders and written when `output.flush_rows` rows or about
+//! `output.flush_bytes` of them are waiting, or
 //! `output.flush_interval` has passed. Every flush writes one complete Parquet file next to its
 //! final name and renames it into place: a reader never sees a partial file, and an agent
 //! killed with SIGKILL loses at most the rows of one flush interval.
@@ -200,7 +201,14 @@ struct EventColumns {
     /// One per [`Activity::FIELDS`] name, in that order.
     activity: [Int64Builder; Activity::COUNT],
     rows: usize,
+    /// Estimated memory of the buffered rows.
+    bytes: usize,
 }
+
+/// A row's fixed-width columns, offsets and validity, about: the estimate adds the texts.
+const EVENT_ROW_BYTES: usize = 120 + 8 * Activity::COUNT;
+const PROCESS_ROW_BYTES: usize = 200 + 8 * Activity::COUNT;
+const CONNECTION_ROW_BYTES: usize = 160;
 
 impl EventColumns {
     fn push(&mut self, ev: &Event, clock: &Clock, run_id: &str) {
@@ -214,11 +222,14 @@ impl EventColumns {
         self.start_time
             .append_value(clock.unix_ns(c.start_ns) as i64);
         self.comm.append_value(&c.comm);
+        self.bytes += EVENT_ROW_BYTES + c.comm.len() + run_id.len();
         match &ev.body {
             Body::Exec(e) => {
                 self.executable.append_option(e.exe.as_deref());
+                self.bytes += e.exe.as_deref().map_or(0, str::len);
                 for a in &e.argv {
                     self.argv.values().append_value(a);
+                    self.bytes += a.len() + 4;
                 }
                 self.argv.append(true);
                 self.value.append_null();
@@ -307,6 +318,7 @@ impl EventColumns {
         );
         columns.push(host_column(host, self.rows));
         self.rows = 0;
+        self.bytes = 0;
         RecordBatch::try_new(schema.clone(), columns)
     }
 }
@@ -327,6 +339,7 @@ struct ConnectionColumns {
     local_port: Int32Builder,
     outcome: StringBuilder,
     rows: usize,
+    bytes: usize,
 }
 
 impl ConnectionColumns {
@@ -346,6 +359,7 @@ impl ConnectionColumns {
         self.local_port.append_option(n.local_port.map(i32::from));
         self.outcome.append_value(n.outcome());
         self.rows += 1;
+        self.bytes += CONNECTION_ROW_BYTES + c.comm.len() + run_id.len();
     }
 
     fn finish(
@@ -370,6 +384,7 @@ impl ConnectionColumns {
             host_column(host, self.rows),
         ];
         self.rows = 0;
+        self.bytes = 0;
         RecordBatch::try_new(schema.clone(), columns)
     }
 }
@@ -404,6 +419,7 @@ struct ProcessColumns {
     span_id: StringBuilder,
     parent_span_id: StringBuilder,
     rows: usize,
+    bytes: usize,
 }
 
 impl ProcessColumns {
@@ -431,7 +447,17 @@ impl ProcessColumns {
             None => self.argv.append(false),
         }
         let command_line = p.command_line();
-        self.step_key.append_value(step_key(&command_line));
+        let key = step_key(&command_line);
+        // The argv list, the command line and its step key hold the arguments about 3 times.
+        self.bytes += PROCESS_ROW_BYTES
+            + run_id.len()
+            + command_line.len() * 2
+            + key.len()
+            + exec.map_or(0, |e| {
+                e.exe.as_deref().map_or(0, str::len) + e.cwd.as_deref().map_or(0, str::len)
+            })
+            + p.comm.len();
+        self.step_key.append_value(key);
         self.command_line.append_value(command_line);
         self.cwd.append_option(exec.and_then(|e| e.cwd.as_deref()));
         self.comm.append_value(&p.comm);
@@ -504,6 +530,7 @@ impl ProcessColumns {
             host_column(host, self.rows),
         ]);
         self.rows = 0;
+        self.bytes = 0;
         RecordBatch::try_new(schema.clone(), columns)
     }
 }
@@ -514,6 +541,8 @@ pub struct ParquetSettings {
     /// The `host` column's value.
     pub host: String,
     pub flush_rows: usize,
+    /// Estimated bytes of buffered rows (all datasets) that trigger a write.
+    pub flush_bytes: usize,
     pub flush_interval: Duration,
 }
 
@@ -667,9 +696,14 @@ impl ParquetSink {
         first_error.map_or(Ok(()), Err)
     }
 
+    fn buffered_bytes(&self) -> usize {
+        self.events.bytes + self.processes.bytes + self.connections.bytes
+    }
+
     fn due(&self) -> bool {
         self.events.rows >= self.settings.flush_rows
             || self.processes.rows >= self.settings.flush_rows
+            || self.buffered_bytes() >= self.settings.flush_bytes
             || self
                 .pending_since
                 .is_some_and(|t| t.elapsed() >= self.settings.flush_interval)
@@ -690,13 +724,18 @@ impl Sink for ParquetSink {
                 }
                 self.events.push(event, &self.clock, &self.run_id);
                 self.mark_pending();
-                if self.events.rows >= self.settings.flush_rows {
+                if self.events.rows >= self.settings.flush_rows
+                    || self.buffered_bytes() >= self.settings.flush_bytes
+                {
                     return self.write_all();
                 }
             }
             Report::Ended(process) => {
                 self.processes.push(process, &self.clock, &self.run_id);
                 self.mark_pending();
+                if self.buffered_bytes() >= self.settings.flush_bytes {
+                    return self.write_all();
+                }
             }
             // A run's rows are on disk when it ends.
             Report::RunEnded(_) => return self.write_all(),
@@ -759,6 +798,7 @@ mod tests {
             dir: dir.path().to_path_buf(),
             host: "h".into(),
             flush_rows: 4,
+            flush_bytes: usize::MAX,
             flush_interval: Duration::from_secs(3600),
         };
         let mut sink = ParquetSink::create(settings, Clock::new(), "r1").unwrap();
@@ -780,5 +820,37 @@ mod tests {
         assert_eq!(rows(&dir.path().join(PROCESSES)).1, 3);
         assert_eq!(sink.totals().event_rows, 6);
         assert_eq!(sink.totals().process_rows, 3);
+    }
+
+    #[test]
+    fn flushes_by_bytes_when_rows_are_large() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = ParquetSettings {
+            dir: dir.path().to_path_buf(),
+            host: "h".into(),
+            flush_rows: 1_000_000,
+            flush_bytes: 64 * 1024,
+            flush_interval: Duration::from_secs(3600),
+        };
+        let mut sink = ParquetSink::create(settings, Clock::new(), "r1").unwrap();
+        // Execs with 4 KiB of arguments each: about 15 fit in 64 KiB.
+        let long = "x".repeat(4096);
+        for pid in 10..30 {
+            let exec = Body::Exec(Box::new(crate::capture::decode::Exec {
+                exe: None,
+                cwd: None,
+                filename: "/usr/bin/cc".into(),
+                argv: vec!["cc".into(), long.clone()],
+                argv_truncated: false,
+                argv_total_bytes: 4099,
+                hidden: false,
+            }));
+            sink.report(&Report::Event(&ev(pid, exec))).unwrap();
+        }
+        let (files, written) = rows(&dir.path().join(EVENTS));
+        assert_eq!(files, 1, "one file written by size in bytes");
+        assert!((10..20).contains(&written), "{written} rows written");
+        sink.close().unwrap();
+        assert_eq!(rows(&dir.path().join(EVENTS)).1, 20);
     }
 }
