@@ -6,7 +6,10 @@
 
 use core::ffi::c_void;
 
-use aya_ebpf::helpers::generated::bpf_ktime_get_ns;
+use aya_ebpf::{
+    bindings::seq_file,
+    helpers::generated::{bpf_ktime_get_ns, bpf_seq_write},
+};
 use exporter_common::{
     Activity, PF_KTHREAD, RecordHeader, SampleEndRecord, SampleRecord, counter, flags, kind, track,
 };
@@ -41,6 +44,8 @@ pub extern "C" fn sample_tasks(ctx: *mut c_void) -> i32 {
     let meta = unsafe { core::ptr::read_volatile(ctx) };
     let task = unsafe { core::ptr::read_volatile(ctx.add(1)) };
     let session = read::<u64>(meta, META_SESSION_ID).unwrap_or(0);
+    // `meta->seq`, loaded directly: the helper below needs the typed pointer.
+    let seq = unsafe { core::ptr::read_volatile(meta as *const *mut seq_file) };
     if task == 0 {
         end_round(session);
         return 0;
@@ -97,6 +102,11 @@ pub extern "C" fn sample_tasks(ctx: *mut c_void) -> i32 {
     }
     entry.submit(wakeup_flags());
     count(counter::EMITTED);
+    // One byte to the iterator's file per record sent: a read of N bytes returns after N
+    // records, so the agent paces a round (thousands of live processes) to what its reader
+    // drains, instead of the whole round landing in the ring at once.
+    let one = 1u8;
+    unsafe { bpf_seq_write(seq, (&raw const one).cast::<c_void>(), 1) };
     0
 }
 

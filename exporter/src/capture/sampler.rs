@@ -10,12 +10,18 @@ use std::{
     os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd},
     sync::{Arc, Condvar, Mutex},
     thread::JoinHandle,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use aya::programs::ProgramFd;
 
 use crate::capture::stats::Stats;
+
+/// Records a sampling round sends before it checks that the reader keeps up.
+const PACE_RECORDS: usize = 1024;
+/// Longest a round waits for the reader per chunk (a stalled reader must not stall sampling
+/// forever: the ring then counts what does not fit).
+const PACE_WAIT: Duration = Duration::from_secs(1);
 
 const BPF_LINK_CREATE: libc::c_long = 28;
 const BPF_ITER_CREATE: libc::c_long = 33;
@@ -58,13 +64,31 @@ impl Sampler {
     }
 
     /// One sampling round: every live traced thread's record, then the round end, go into
-    /// the ring.
-    pub fn round(&self) -> std::io::Result<()> {
+    /// the ring. The program writes a byte to the iterator's file per record, so each read
+    /// of up to [`PACE_RECORDS`] bytes moves the round on by that many records; before the
+    /// next, the round waits (at most [`PACE_WAIT`]) until the reader has drained all but one
+    /// such chunk. 50,000 live processes are ≈ 12 MiB of records: sent at once they would
+    /// overflow the ring; paced, a round never holds more than ≈ 2 chunks of it (≈ 0.5 MiB).
+    pub fn round(&self, stats: &Stats) -> std::io::Result<()> {
         let attr = [self.link.as_raw_fd() as u64];
         let mut iter = File::from(bpf(BPF_ITER_CREATE, &attr)?);
-        let mut buf = [0u8; 256];
-        while iter.read(&mut buf)? > 0 {}
-        Ok(())
+        let mut buf = [0u8; PACE_RECORDS];
+        let read_before = Stats::get(&stats.records_read);
+        let mut sent = 0u64;
+        loop {
+            let n = iter.read(&mut buf)?;
+            if n == 0 {
+                return Ok(());
+            }
+            sent += n as u64;
+            let deadline = Instant::now() + PACE_WAIT;
+            while sent.saturating_sub(Stats::get(&stats.records_read) - read_before)
+                > PACE_RECORDS as u64
+                && Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
     }
 }
 
@@ -114,7 +138,7 @@ impl SamplerHandle {
                     let Some(sampler) = &sampler else {
                         return;
                     };
-                    match sampler.round() {
+                    match sampler.round(&stats) {
                         Ok(()) => Stats::add(&stats.sample_rounds, 1),
                         Err(e) => {
                             if stats
