@@ -74,6 +74,7 @@ pub async fn route(
         // Handle everything queued, then flush once: one write per burst, not per event.
         while let Some(ev) = next {
             tracker.handle(ev, |report| deliver(&mut sinks, &stats, &report));
+            Stats::add(&stats.records_routed, 1);
             next = rx.try_recv().ok();
         }
         flush_all(&mut sinks, &stats);

@@ -621,10 +621,18 @@ mod tests {
     /// The real kernel's BTF (readable without root): every offset the programs need exists
     /// and agrees with bpftool's view of the well-known fields.
     #[test]
+    fn task_iterator_blob_has_the_function_at_its_id() {
+        let blob = task_iterator_blob(4321);
+        assert_eq!(Btf::parse(&blob).unwrap().task_iterator(), Some(4321));
+        aya::Btf::parse(&blob, aya::Endianness::default()).expect("aya reads it");
+    }
+
+    #[test]
     fn resolves_every_offset_on_this_kernel() {
         let path = Path::new(crate::config::VMLINUX_BTF);
         pipetrace_tests::require!(path.exists(), "no kernel BTF at /sys/kernel/btf/vmlinux");
         let btf = Btf::from_file(path).unwrap();
+        assert!(btf.task_iterator().is_some(), "bpf_iter_task");
         let offsets = btf.kernel_offsets().unwrap();
         assert!(
             offsets.task_tgid == offsets.task_pid + 4,

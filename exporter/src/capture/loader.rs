@@ -212,7 +212,7 @@ impl Capture {
 
         let begun = std::time::Instant::now();
         let mut loader = loader.0.join().unwrap_or_else(|_| EbpfLoader::new());
-        tracing::debug!(ms = begun.elapsed().as_millis(), "load: kernel BTF parsed");
+        tracing::debug!(ms = begun.elapsed().as_millis(), "load: aya's loader ready");
         let mut ebpf = loader
             .override_global("OFFSETS", &offsets, true)
             .override_global("CONFIG", &capture, true)

@@ -66,14 +66,16 @@ impl Sampler {
     /// One sampling round: every live traced thread's record, then the round end, go into
     /// the ring. The program writes a byte to the iterator's file per record, so each read
     /// of up to [`PACE_RECORDS`] bytes moves the round on by that many records; before the
-    /// next, the round waits (at most [`PACE_WAIT`]) until the reader has drained all but one
-    /// such chunk. 50,000 live processes are ≈ 12 MiB of records: sent at once they would
-    /// overflow the ring; paced, a round never holds more than ≈ 2 chunks of it (≈ 0.5 MiB).
+    /// next, the round waits (at most [`PACE_WAIT`]) until the agent has handled all but one
+    /// such chunk (read, tracked, written). 50,000 live processes are ≈ 12 MiB of records:
+    /// sent at once they would overflow the ring, and faster than the agent handles them they
+    /// would overflow its queue; paced, a round holds at most ≈ 2 chunks (≈ 0.5 MiB) and
+    /// takes as long as the agent needs.
     pub fn round(&self, stats: &Stats) -> std::io::Result<()> {
         let attr = [self.link.as_raw_fd() as u64];
         let mut iter = File::from(bpf(BPF_ITER_CREATE, &attr)?);
         let mut buf = [0u8; PACE_RECORDS];
-        let read_before = Stats::get(&stats.records_read);
+        let handled_before = Stats::get(&stats.records_routed);
         let mut sent = 0u64;
         loop {
             let n = iter.read(&mut buf)?;
@@ -82,7 +84,7 @@ impl Sampler {
             }
             sent += n as u64;
             let deadline = Instant::now() + PACE_WAIT;
-            while sent.saturating_sub(Stats::get(&stats.records_read) - read_before)
+            while sent.saturating_sub(Stats::get(&stats.records_routed) - handled_before)
                 > PACE_RECORDS as u64
                 && Instant::now() < deadline
             {

@@ -14,6 +14,8 @@ const MAX_DROPPED_PROCESSES: usize = 65_536;
 pub struct Stats {
     /// Records read from the ring buffer.
     pub records_read: AtomicU64,
+    /// Events the tracker and the sinks are done with (what sampling rounds are paced to).
+    pub records_routed: AtomicU64,
     /// Records that failed to decode (a bug or a version skew: never expected).
     pub decode_errors: AtomicU64,
     /// Events dropped because the tracker queue was full.

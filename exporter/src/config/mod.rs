@@ -472,7 +472,7 @@ impl Default for CaptureSection {
     fn default() -> Self {
         Self {
             argv_max_bytes: exporter_common::ARGV_DEFAULT,
-            ring_buffer_bytes: 2 * 1024 * 1024,
+            ring_buffer_bytes: 4 * 1024 * 1024,
             max_processes: 65536,
             queue_capacity: 65536,
             btf_path: PathBuf::from(VMLINUX_BTF),
