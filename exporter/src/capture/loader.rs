@@ -304,7 +304,7 @@ impl Capture {
                     program: SAMPLER.into(),
                     reason: "not in the object".into(),
                 })?;
-            let fd = load_sampler(program, id)?;
+            let fd = load_iterator(program, id)?;
             Sampler::attach(fd).map_err(|e| LoadError::Attach {
                 program: SAMPLER.into(),
                 target: "the task iterator".into(),
@@ -486,7 +486,7 @@ fn attach(ebpf: &mut Ebpf, program: &str, tracepoint: &str) -> Result<(), LoadEr
 }
 
 /// Loads the task iterator that samples live processes, attached at BTF type `id`.
-fn load_sampler(program: &mut Program, id: u32) -> Result<ProgramFd, LoadError> {
+fn load_iterator(program: &mut Program, id: u32) -> Result<ProgramFd, LoadError> {
     let begun = std::time::Instant::now();
     let btf = aya::Btf::parse(
         &crate::capture::btf::task_iterator_blob(id),
