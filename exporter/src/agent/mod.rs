@@ -201,6 +201,12 @@ impl Agent {
         // their pages stayed resident, ≈ 10 MiB of the idle agent.
         // SAFETY: mallopt has no preconditions; a refusal leaves the default.
         unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024) };
+        // Fixing that threshold also fixes the trim threshold at 128 KiB: the heap's top was
+        // then given back and grown again around every burst (a sixth of the agent's CPU in
+        // `sysmalloc`; 33 → 28 µs per process with this). Up to 4 MiB free at the top stays
+        // until the sweep's `malloc_trim`.
+        // SAFETY: as above.
+        unsafe { libc::mallopt(libc::M_TRIM_THRESHOLD, 4 << 20) };
         let loader = LoaderStart::begin();
         preflight::check_all(&config.capture.btf_path)?;
         tracing::debug!(ms = begun.elapsed().as_millis(), "start-up: checks");
