@@ -291,19 +291,15 @@ impl Capture {
         let attach_point = self.iterator.take()?;
         let ebpf = self.ebpf.clone();
         Some(move || {
-            let id = attach_point.ok_or_else(|| LoadError::Verifier {
-                program: SAMPLER.into(),
-                reason: "this kernel has no task iterator (bpf_iter_task, Linux 5.8+)".into(),
+            let id = attach_point.ok_or_else(|| {
+                sampler_failed("this kernel has no task iterator (bpf_iter_task, Linux 5.8+)")
             })?;
             let mut ebpf = ebpf
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             let program = ebpf
                 .program_mut(SAMPLER)
-                .ok_or_else(|| LoadError::Verifier {
-                    program: SAMPLER.into(),
-                    reason: "not in the object".into(),
-                })?;
+                .ok_or_else(|| sampler_failed("not in the object"))?;
             let fd = load_iterator(program, id)?;
             Sampler::attach(fd).map_err(|e| LoadError::Attach {
                 program: SAMPLER.into(),
@@ -485,6 +481,13 @@ fn attach(ebpf: &mut Ebpf, program: &str, tracepoint: &str) -> Result<(), LoadEr
     Ok(())
 }
 
+fn sampler_failed(reason: impl Into<String>) -> LoadError {
+    LoadError::Verifier {
+        program: SAMPLER.into(),
+        reason: reason.into(),
+    }
+}
+
 /// Loads the task iterator that samples live processes, attached at BTF type `id`.
 fn load_iterator(program: &mut Program, id: u32) -> Result<ProgramFd, LoadError> {
     let begun = std::time::Instant::now();
@@ -492,10 +495,7 @@ fn load_iterator(program: &mut Program, id: u32) -> Result<ProgramFd, LoadError>
         &crate::capture::btf::task_iterator_blob(id),
         aya::Endianness::default(),
     )
-    .map_err(|e| LoadError::Verifier {
-        program: SAMPLER.into(),
-        reason: format!("its attach point: {e}"),
-    })?;
+    .map_err(|e| sampler_failed(format!("its attach point: {e}")))?;
     let prog: &mut Iter = program.try_into().map_err(|e| load_failure(SAMPLER, e))?;
     prog.load("task", &btf)
         .map_err(|e| load_failure(SAMPLER, e))?;
