@@ -373,6 +373,9 @@ pub struct SampleEndRecord {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MemoryState {
+    /// The tgid the entry was made for: an mm freed without its entry being removed (its
+    /// process exec'd) can come back at the same address as another process's.
+    pub owner: u64,
     pub reported: u64,
     pub low: u64,
     pub high: u64,

@@ -212,7 +212,7 @@ fn on_exec<const LOOPED: bool>(ctx: RawTracePointContext) -> i32 {
         count(counter::TRACK_FULL);
     }
     if newly_traced {
-        crate::network::bump_generation();
+        crate::maps::bump_scope_generation();
     }
     if !emit_exec::<LOOPED>(task, bprm, tgid, ppid, &state, comm, record_flags) {
         mark_lost(tgid);

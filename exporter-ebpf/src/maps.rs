@@ -1,6 +1,7 @@
 //! Maps and read-only globals shared with the agent. Names are part of the agent's contract.
 
 use aya_ebpf::{
+    bindings::BPF_F_NO_PREALLOC,
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
@@ -40,8 +41,13 @@ pub static MEMORY: LruHashMap<u64, MemoryState> = LruHashMap::with_max_entries(6
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct MemoryCpu {
-    /// The last mm seen that belongs to no traced process.
+    /// The last mm seen that belongs to no traced process, with that process and the scope
+    /// generation then: a freed mm's address is soon another process's (often a traced one,
+    /// right after an untraced one exited on this CPU), and an untraced process can become
+    /// traced by exec.
     pub skip: u64,
+    pub skip_tgid: u64,
+    pub skip_generation: u64,
     /// RSS changes seen on this CPU: only every `MEMORY_SAMPLE`th is looked at.
     pub ticks: u64,
 }
@@ -51,9 +57,12 @@ pub static MEMORY_CPU: PerCpuArray<MemoryCpu> = PerCpuArray::with_max_entries(1,
 
 /// Network use of traced processes, by tgid (see `network.rs`): created at a process's first
 /// send, receive or connect, read and removed at its exit. A plain hash, not LRU: its lookup on
-/// every send writes nothing (an LRU lookup marks the entry).
+/// every send writes nothing (an LRU lookup marks the entry). Not preallocated: most processes
+/// never use the network, and 65,536 preallocated entries cost ≈ 1 ms of start-up and ≈ 8 MiB of
+/// kernel memory (charged to the agent's cgroup) whatever the load.
 #[map]
-pub static NET_IO: HashMap<u32, exporter_common::NetState> = HashMap::with_max_entries(65536, 0);
+pub static NET_IO: HashMap<u32, exporter_common::NetState> =
+    HashMap::with_max_entries(65536, BPF_F_NO_PREALLOC);
 
 /// Per CPU: the thread of the last send or receive on this CPU, whether its process is traced,
 /// its last socket, and its byte and call counts not yet added to its `NET_IO` entry. A send
@@ -85,9 +94,23 @@ pub struct NetCpu {
 pub static NET_CPU: PerCpuArray<NetCpu> = PerCpuArray::with_max_entries(1, 0);
 
 /// Bumped whenever a process becomes traced by exec (a root name matched, a hidden process
-/// ran something visible): every CPU's `NET_CPU` decision is then stale.
+/// ran something visible): every CPU's remembered untraced task (`NET_CPU`, `MEMORY_CPU`) is
+/// then stale.
 #[map]
-pub static NET_GENERATION: Array<u64> = Array::with_max_entries(1, 0);
+pub static SCOPE_GENERATION: Array<u64> = Array::with_max_entries(1, 0);
+
+#[inline(always)]
+pub fn scope_generation() -> u64 {
+    SCOPE_GENERATION.get(0).copied().unwrap_or(0)
+}
+
+/// A process became traced by exec: every CPU's remembered untraced task is stale.
+#[inline(always)]
+pub fn bump_scope_generation() {
+    if let Some(g) = SCOPE_GENERATION.get_ptr_mut(0) {
+        crate::kernel::atomic_add(g, 1);
+    }
+}
 
 /// Distinct peers of each process already listed. LRU: entries of ended processes age out
 /// (the key has the process's start time, so a reused pid starts afresh).

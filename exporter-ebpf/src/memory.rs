@@ -3,7 +3,8 @@
 //! process's RSS moved by at least the configured step (pages and percent).
 //!
 //! This runs on every page fault, so the common paths are short: an mm known to belong to no
-//! traced process returns after one per-CPU array read, and so do all but every
+//! traced process returns after one per-CPU array read (and a check that its process and the
+//! scope are still those it was judged by), and so do all but every
 //! `MEMORY_SAMPLE`th change on a CPU (a step of 8 MiB is 2,048 pages: looking at one change in
 //! 16 moves a report by a few pages at most). A looked-at change of a traced mm inside its band
 //! costs one hash lookup and one counter read (the other counters are cached in its entry).
@@ -19,7 +20,10 @@ use exporter_common::{MemoryRecord, MemoryState, MemoryTail, TrackState, counter
 use crate::{
     kernel::{ptr, read},
     lifecycle::{event_header, in_untracked_scope, mark_lost},
-    maps::{EVENTS, MEMORY, MEMORY_CPU, TRACKED, conf, count, off, wakeup_flags},
+    maps::{
+        EVENTS, MEMORY, MEMORY_CPU, MemoryCpu, TRACKED, conf, count, off, scope_generation,
+        wakeup_flags,
+    },
 };
 
 /// One RSS change in this many, per CPU, is looked at.
@@ -48,13 +52,55 @@ fn rebase(state: &mut MemoryState, pages: u64) {
     state.high = pages + step;
 }
 
+/// The entry of an mm first seen now, for process `tgid`: its counters as they are.
+#[inline(always)]
+fn fresh_state(mm: u64, tgid: u32) -> MemoryState {
+    let mut state = MemoryState {
+        owner: tgid as u64,
+        ..MemoryState::default()
+    };
+    for m in [0u64, 1, 3] {
+        state.counters[m as usize] = counter_pages(mm, m);
+    }
+    let pages = state.counters[0] + state.counters[1] + state.counters[3];
+    rebase(&mut state, pages);
+    state
+}
+
+/// An entry made for another process than the one that owns `mm` now (the current task, if
+/// its mm is this one).
+#[inline(always)]
+fn stale(state: &MemoryState, mm: u64) -> bool {
+    state.owner != unsafe { bpf_get_current_pid_tgid() } >> 32
+        && ptr(unsafe { bpf_get_current_task() }, off!(task_mm)) == mm
+}
+
+/// The first change seen of `mm` (or the first since its entry went stale): watch it if its
+/// process is traced, skip it on this CPU if not.
+#[inline(always)]
+fn first_change(cpu: &mut MemoryCpu, mm: u64) {
+    match owner(mm) {
+        Owner::Traced(_, tgid, _) => {
+            let _ = MEMORY.insert(mm, fresh_state(mm, tgid), 0);
+        }
+        Owner::Untraced => {
+            cpu.skip = mm;
+            cpu.skip_tgid = unsafe { bpf_get_current_pid_tgid() } >> 32;
+            cpu.skip_generation = scope_generation();
+        }
+        Owner::Unknown => {}
+    }
+}
+
 /// Who changed `mm`.
 enum Owner {
     /// Not the current task (exec building a new mm, reclaim, another process): decide later.
     Unknown,
     /// The current task, which is not traced.
     Untraced,
-    Traced(u64, u32, Option<TrackState>),
+    /// The current task, its tgid and its `TRACKED` entry (a pointer: a copied `Option` of the
+    /// entry carried undefined bytes when `None`, which the verifier refused to see spilled).
+    Traced(u64, u32, Option<*const TrackState>),
 }
 
 #[inline(always)]
@@ -64,7 +110,7 @@ fn owner(mm: u64) -> Owner {
         return Owner::Unknown;
     }
     let tgid = (unsafe { bpf_get_current_pid_tgid() } >> 32) as u32;
-    let tracked = unsafe { TRACKED.get(tgid) }.copied();
+    let tracked = TRACKED.get_ptr(tgid);
     if tracked.is_none() && !in_untracked_scope(task, tgid) {
         return Owner::Untraced;
     }
@@ -83,31 +129,26 @@ pub fn rss_stat(ctx: RawTracePointContext) -> i32 {
         return 0;
     };
     let cpu = unsafe { &mut *cpu };
-    if cpu.skip == mm {
+    if cpu.skip == mm
+        && cpu.skip_tgid == unsafe { bpf_get_current_pid_tgid() } >> 32
+        && cpu.skip_generation == scope_generation()
+    {
         return 0;
     }
     cpu.ticks += 1;
     if cpu.ticks % MEMORY_SAMPLE != 0 {
         return 0;
     }
-    let Some(state) = MEMORY.get_ptr_mut(mm) else {
-        // First change seen for this mm: watch it if its process is traced.
-        match owner(mm) {
-            Owner::Traced(..) => {
-                let mut state = MemoryState::default();
-                for m in [0u64, 1, 3] {
-                    state.counters[m as usize] = counter_pages(mm, m);
-                }
-                let pages = state.counters[0] + state.counters[1] + state.counters[3];
-                rebase(&mut state, pages);
-                let _ = MEMORY.insert(mm, state, 0);
+    let state = match MEMORY.get_ptr_mut(mm) {
+        Some(state) if !stale(unsafe { &*state }, mm) => unsafe { &mut *state },
+        found => {
+            if found.is_some() {
+                let _ = MEMORY.remove(mm);
             }
-            Owner::Untraced => cpu.skip = mm,
-            Owner::Unknown => {}
+            first_change(cpu, mm);
+            return 0;
         }
-        return 0;
     };
-    let state = unsafe { &mut *state };
     let value = counter_pages(mm, member);
     match member {
         0 => state.counters[0] = value,
@@ -131,13 +172,14 @@ pub fn rss_stat(ctx: RawTracePointContext) -> i32 {
 }
 
 #[inline(always)]
-fn emit(task: u64, tgid: u32, tracked: Option<TrackState>, pages: u64, previous: u64) {
+fn emit(task: u64, tgid: u32, tracked: Option<*const TrackState>, pages: u64, previous: u64) {
     let Some(header) = event_header(
         kind::MEMORY,
         core::mem::size_of::<MemoryRecord>(),
         task,
         tgid,
-        tracked,
+        // SAFETY: a map value, alive while the program runs.
+        tracked.map(|state| unsafe { *state }),
     ) else {
         return;
     };

@@ -28,11 +28,11 @@ use exporter_common::{
 };
 
 use crate::{
-    kernel::{process_start, read},
+    kernel::{atomic_add as add, process_start, read},
     lifecycle::{event_header, in_untracked_scope, mark_lost},
     maps::{
-        ACCEPTED, CONNECTING, CONNECTION_SCRATCH, EVENTS, NET_CPU, NET_GENERATION, NET_IO, NetCpu,
-        PEERS, TRACKED, conf, count, off, wakeup_flags,
+        ACCEPTED, CONNECTING, CONNECTION_SCRATCH, EVENTS, NET_CPU, NET_IO, NetCpu, PEERS, TRACKED,
+        conf, count, off, scope_generation, wakeup_flags,
     },
 };
 
@@ -44,33 +44,6 @@ const TCP_SYN_SENT: i32 = 2;
 const TCP_SYN_RECV: i32 = 3;
 const TCP_CLOSE: i32 = 7;
 const IPPROTO_TCP: u16 = 6;
-
-/// Adds to a counter that threads of one process may update on several CPUs at once: BPF's
-/// atomic add, written out because `core` offers no atomic read-modify-write on this target.
-#[inline(always)]
-fn add(counter: *mut u64, n: u64) {
-    // SAFETY: a pointer into a live map value, 8-byte aligned.
-    unsafe {
-        core::arch::asm!(
-            "lock *(u64 *)({0} + 0) += {1}",
-            in(reg) counter,
-            in(reg) n,
-        )
-    };
-}
-
-#[inline(always)]
-fn generation() -> u64 {
-    NET_GENERATION.get(0).copied().unwrap_or(0)
-}
-
-/// A process became traced by exec: every CPU's remembered untraced task is stale.
-#[inline(always)]
-pub fn bump_generation() {
-    if let Some(g) = NET_GENERATION.get_ptr_mut(0) {
-        add(g, 1);
-    }
-}
 
 /// The network state of the current process `tgid` if it is traced, created at its first use.
 #[inline(always)]
@@ -160,13 +133,13 @@ fn on_bytes(ctx: &RawTracePointContext, received: bool) {
         // a traced one stays right until the thread changes.
         if (*cpu).task != task
             || (*cpu).pid_tgid != pid_tgid
-            || ((*cpu).traced == 0 && (*cpu).generation != generation())
+            || ((*cpu).traced == 0 && (*cpu).generation != scope_generation())
         {
             // Another thread than the last one here (whose counts normally left with it).
             flush(cpu);
             (*cpu).task = task;
             (*cpu).pid_tgid = pid_tgid;
-            (*cpu).generation = generation();
+            (*cpu).generation = scope_generation();
             (*cpu).traced = process_state(task, tgid).is_some() as u64;
             (*cpu).last_sk = 0;
         }

@@ -389,3 +389,60 @@ fn memory_step_percent_sets_the_relative_step() {
         "at 10 % some step is below 50 %: {fine:?}"
     );
 }
+
+/// The kernel reuses a freed `mm_struct` at once, often for the next process on that CPU: a
+/// traced process must not inherit what the memory hook remembered of an untraced one (or of a
+/// traced one that exec'd) at the same address. Untraced processes churn on every CPU while
+/// 60 traced ones each touch 64 MiB: every one of them reports it.
+#[test]
+fn every_process_reports_its_memory_while_untraced_ones_churn() {
+    require_root!();
+    let python = real_python();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let churn: Vec<_> = ["/bin/true", "/bin/ls"]
+        .into_iter()
+        .map(|program| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = std::process::Command::new(program)
+                        .arg("/")
+                        .stdout(std::process::Stdio::null())
+                        .status();
+                }
+            })
+        })
+        .collect();
+    let script = format!(
+        "for i in $(seq 60); do {python} -c 'x = bytearray(64 << 20); y = \"toucher\"'; /bin/true; done"
+    );
+    let t = trace_with(&[], &[], &["sh", "-c", &script]);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for thread in churn {
+        thread.join().unwrap();
+    }
+    assert_eq!(t.status, 0, "{}", t.stderr);
+    let touchers: Vec<u64> = t
+        .events
+        .iter()
+        .filter(|e| e["kind"] == "exec" && e["argv"][0] == python.as_str())
+        .map(|e| e["pid"].as_u64().unwrap())
+        .collect();
+    assert_eq!(touchers.len(), 60, "{}", t.stderr);
+    let silent: Vec<u64> = touchers
+        .iter()
+        .copied()
+        .filter(|pid| {
+            !t.events.iter().any(|e| {
+                e["kind"] == "memory_alloc"
+                    && e["pid"] == *pid
+                    && e["rss_bytes"].as_u64().unwrap() >= 64 << 20
+            })
+        })
+        .collect();
+    assert!(
+        silent.is_empty(),
+        "{} of 60 processes never reported their 64 MiB: {silent:?}",
+        silent.len()
+    );
+}
