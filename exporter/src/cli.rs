@@ -178,6 +178,17 @@ pub enum Command {
     /// Print the effective configuration (defaults < OTEL_* environment < file < PIPETRACE_*
     /// environment < flags) as TOML; header values are masked.
     Config,
+    /// Print a shell completion script: bash, zsh, fish, elvish or powershell.
+    Completions {
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (otel-pipetrace.1 and one per command) into DIR (for packages).
+    #[command(hide = true)]
+    Manpages {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
 }
 
 impl Command {
@@ -323,4 +334,31 @@ impl Cli {
             otlp_protocol: trace.otlp_protocol,
         }
     }
+}
+
+/// Writes the completion script for `shell` to `out`, generated from the definition above.
+pub fn completions(shell: clap_complete::Shell, out: &mut dyn std::io::Write) {
+    let mut command = <Cli as clap::CommandFactory>::command();
+    clap_complete::generate(shell, &mut command, "otel-pipetrace", out);
+}
+
+/// Writes `otel-pipetrace.1` and `otel-pipetrace-COMMAND.1` for each visible command into `dir`;
+/// returns the files written.
+pub fn manpages(dir: &std::path::Path) -> std::io::Result<Vec<PathBuf>> {
+    let command = <Cli as clap::CommandFactory>::command();
+    std::fs::create_dir_all(dir)?;
+    let mut written = Vec::new();
+    let mut write = |name: String, page: clap::Command| -> std::io::Result<()> {
+        let path = dir.join(format!("{name}.1"));
+        let mut buffer = Vec::new();
+        clap_mangen::Man::new(page.name(name.clone())).render(&mut buffer)?;
+        std::fs::write(&path, buffer)?;
+        written.push(path);
+        Ok(())
+    };
+    for sub in command.get_subcommands().filter(|c| !c.is_hide_set()) {
+        write(format!("otel-pipetrace-{}", sub.get_name()), sub.clone())?;
+    }
+    write("otel-pipetrace".into(), command)?;
+    Ok(written)
 }

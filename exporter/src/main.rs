@@ -34,6 +34,22 @@ fn main() -> ExitCode {
     if cli.command.as_ref().is_some_and(Command::answers_from_data) {
         return exec_query_engine();
     }
+    match &cli.command {
+        Some(Command::Completions { shell }) => {
+            cli::completions(*shell, &mut std::io::stdout());
+            return ExitCode::SUCCESS;
+        }
+        Some(Command::Manpages { dir }) => {
+            return match cli::manpages(dir) {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => fail(format!(
+                    "cannot write man pages into {}: {e}",
+                    dir.display()
+                )),
+            };
+        }
+        _ => {}
+    }
     let config = match cli::configure(&cli) {
         Ok(config) => config,
         Err(code) => return code,

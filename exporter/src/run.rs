@@ -84,6 +84,7 @@ pub async fn run(
         span_id: ids.span_id(),
     };
     let run_id = format!("{:016x}", run_span.span_id);
+    let cicd = cicd::attributes(env);
     let recorded = Recorded::default();
     // Before anything starts: a SIGINT or SIGTERM from then on is forwarded to the command
     // once it runs, instead of killing `run` with the default action. The command starts with
@@ -95,7 +96,7 @@ pub async fn run(
         &KernelScope::Tracked,
         StartOptions {
             run_span: Some(run_span),
-            cicd: cicd::attributes(env),
+            cicd: cicd.clone(),
             run_id: run_id.clone(),
             record: Some(recorded.clone()),
             ..Default::default()
@@ -147,6 +148,8 @@ pub async fn run(
         failed: 0,
         still_running: 0,
         start_error: None,
+        interrupted: false,
+        ci_task: cicd::task_attributes(&cicd),
     };
     let mut child = match cmd.spawn() {
         Ok(child) => child,
@@ -173,13 +176,20 @@ pub async fn run(
     };
     let child_pid = child.id();
 
+    let mut interrupted = false;
     let status = loop {
         tokio::select! {
             status = child.wait() => break status.map_err(RunError::Wait)?,
             // The terminal already sent SIGINT to the whole process group; forwarding covers
             // a SIGINT sent to the agent alone. Either way the agent outlives the command.
-            _ = sigint.recv() => forward(child_pid, libc::SIGINT),
-            _ = sigterm.recv() => forward(child_pid, libc::SIGTERM),
+            _ = sigint.recv() => {
+                interrupted = true;
+                forward(child_pid, libc::SIGINT)
+            }
+            _ = sigterm.recv() => {
+                interrupted = true;
+                forward(child_pid, libc::SIGTERM)
+            }
         }
     };
     let exit_code = status
@@ -232,6 +242,7 @@ pub async fn run(
         processes: totals.processes,
         failed: totals.failed,
         still_running: still_running.len() as u64,
+        interrupted,
         ..started
     };
     for p in lost.iter().chain(&still_running) {

@@ -295,6 +295,83 @@ fn run_over_grpc_nests_the_tree_under_the_ci_trace() {
     assert_eq!(r["cicd.pipeline.run.id"], "4242");
     assert_eq!(r["cicd.pipeline.task.name"], "unit-tests");
     assert_eq!(r["cicd.pipeline.task.run.id"], "99");
+    // The run is the job's task run (OpenTelemetry `cicd` conventions) on its span too.
+    assert_eq!(run.attr("cicd.pipeline.task.name"), Some("unit-tests"));
+    assert_eq!(run.attr("cicd.pipeline.task.run.id"), Some("99"));
+    assert_eq!(run.attr("cicd.pipeline.task.run.result"), Some("success"));
+}
+
+/// Inside a GitHub Actions job, the run span's `cicd.pipeline.task.run.result` says how the
+/// task ended: success, failure, cancellation (the job cancelled: SIGTERM to `run`, passed on),
+/// timeout (`timeout(1)`'s status); outside CI the span has no `cicd` attributes.
+#[test]
+fn the_run_span_says_how_the_ci_task_ended() {
+    require_root!();
+    let rotel = Rotel::start();
+    let cases = [
+        ("exit 0", "success", Some(0)),
+        ("exit 3", "failure", Some(3)),
+        ("kill -TERM $PPID; exec sleep 5", "cancellation", None),
+        ("timeout 0.1 sleep 5", "timeout", Some(124)),
+    ];
+    for (script, _, status) in cases {
+        let out = command()
+            .args(["--otlp-endpoint", &rotel.grpc_endpoint(), "run", "--"])
+            .args(["sh", "-c", script])
+            .env_remove("TRACEPARENT")
+            .env("GITHUB_ACTIONS", "true")
+            .env("GITHUB_JOB", "build")
+            .env("GITHUB_RUN_ID", "777")
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code().filter(|_| status.is_some()),
+            status,
+            "{script}: {}",
+            stderr(&out)
+        );
+    }
+    let out = command()
+        .args(["--otlp-endpoint", &rotel.grpc_endpoint(), "run", "--"])
+        .args(["sh", "-c", "true"])
+        .env_remove("TRACEPARENT")
+        .env_remove("GITHUB_ACTIONS")
+        .env_remove("GITLAB_CI")
+        .env_remove("JENKINS_URL")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let spans = rotel.wait_for(|s| s.iter().filter(|s| s.name == "run sh").count() >= 5);
+    let runs: Vec<_> = spans.iter().filter(|s| s.name == "run sh").collect();
+    for (script, result, _) in cases {
+        let run = runs
+            .iter()
+            .find(|r| {
+                r.attr("process.command_line")
+                    .is_some_and(|c| c.contains(script))
+            })
+            .unwrap_or_else(|| panic!("no run span for {script}"));
+        assert_eq!(
+            run.attr("cicd.pipeline.task.run.result"),
+            Some(result),
+            "{script}"
+        );
+        assert_eq!(
+            run.attr("cicd.pipeline.task.name"),
+            Some("build"),
+            "{script}"
+        );
+        assert_eq!(run.resource["cicd.pipeline.run.id"], "777");
+    }
+    let outside = runs
+        .iter()
+        .find(|r| r.attr("cicd.pipeline.task.run.result").is_none())
+        .expect("the run outside CI");
+    assert!(
+        !outside.resource.contains_key("cicd.system"),
+        "{:?}",
+        outside.resource
+    );
 }
 
 #[test]

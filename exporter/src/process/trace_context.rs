@@ -74,11 +74,85 @@ pub struct RunSpan {
     pub still_running: u64,
     /// Why the command could not start (it never ran).
     pub start_error: Option<String>,
+    /// `run` itself got SIGINT or SIGTERM (and passed it on): the job was cancelled.
+    pub interrupted: bool,
+    /// `cicd.pipeline.task.*` attributes of the CI job around the run (empty outside CI).
+    pub ci_task: Vec<(&'static str, String)>,
+}
+
+/// Signals by which a task counts as timed out rather than failed (an alarm, a CPU limit).
+const TIMEOUT_SIGNALS: [i32; 2] = [libc::SIGALRM, libc::SIGXCPU];
+/// `timeout(1)`'s exit status when its command ran out of time.
+const TIMEOUT_EXIT: i32 = 124;
+
+impl RunSpan {
+    /// `cicd.pipeline.task.run.result` of a task that is this run.
+    pub fn ci_result(&self) -> &'static str {
+        if self.start_error.is_some() {
+            return "error";
+        }
+        if self.interrupted
+            || matches!(
+                self.signal,
+                Some(libc::SIGINT | libc::SIGTERM | libc::SIGHUP)
+            )
+        {
+            return "cancellation";
+        }
+        if self.signal.is_some_and(|s| TIMEOUT_SIGNALS.contains(&s))
+            || self.exit_code == Some(TIMEOUT_EXIT)
+        {
+            return "timeout";
+        }
+        match (self.exit_code, self.signal) {
+            (Some(0), None) => "success",
+            _ => "failure",
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn ended(exit_code: Option<i32>, signal: Option<i32>) -> RunSpan {
+        RunSpan {
+            span: SpanRef {
+                trace_id: 1,
+                span_id: 1,
+            },
+            remote_parent: None,
+            run_id: String::new(),
+            command: Vec::new(),
+            start_ns: 0,
+            end_ns: 0,
+            exit_code,
+            signal,
+            processes: 1,
+            failed: 0,
+            still_running: 0,
+            start_error: None,
+            interrupted: false,
+            ci_task: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn ci_result_follows_how_the_command_ended() {
+        assert_eq!(ended(Some(0), None).ci_result(), "success");
+        assert_eq!(ended(Some(2), None).ci_result(), "failure");
+        assert_eq!(ended(None, Some(libc::SIGKILL)).ci_result(), "failure");
+        assert_eq!(ended(None, Some(libc::SIGTERM)).ci_result(), "cancellation");
+        assert_eq!(ended(None, Some(libc::SIGINT)).ci_result(), "cancellation");
+        assert_eq!(ended(None, Some(libc::SIGALRM)).ci_result(), "timeout");
+        assert_eq!(ended(Some(124), None).ci_result(), "timeout");
+        let mut passed_on = ended(Some(0), None);
+        passed_on.interrupted = true;
+        assert_eq!(passed_on.ci_result(), "cancellation");
+        let mut never_ran = ended(Some(127), None);
+        never_ran.start_error = Some("no such file".into());
+        assert_eq!(never_ran.ci_result(), "error");
+    }
 
     #[test]
     fn parses_traceparent() {

@@ -19,10 +19,21 @@ const S3_THREADS: u32 = 16;
 const DUCKDB_VERSION: &str = "v1.5.5";
 
 /// Where the httpfs extension is looked for: `PIPETRACE_DUCKDB_EXTENSIONS`, else beside the
-/// libduckdb.so the build linked (scripts/setup puts it there).
+/// libduckdb.so of a release archive or package (`../lib/otel-pipetrace/extensions` from the
+/// binary), else beside the libduckdb.so the build linked (scripts/setup puts it there).
 pub fn extension_directory() -> PathBuf {
     if let Some(dir) = std::env::var_os("PIPETRACE_DUCKDB_EXTENSIONS").filter(|d| !d.is_empty()) {
         return dir.into();
+    }
+    let installed = std::env::current_exe().ok().and_then(|exe| {
+        Some(
+            exe.parent()?
+                .parent()?
+                .join("lib/otel-pipetrace/extensions"),
+        )
+    });
+    if let Some(dir) = installed.filter(|d| d.is_dir()) {
+        return dir;
     }
     let lib = option_env!("DUCKDB_LIB_DIR").unwrap_or("/var/cache/otel-pipetrace/duckdb");
     PathBuf::from(lib).join("extensions")

@@ -69,6 +69,16 @@ pub fn attributes(env: impl Fn(&str) -> Option<String>) -> Vec<(&'static str, St
         .collect()
 }
 
+/// Of `attributes`, those that describe the job itself (a task run in the `cicd`
+/// conventions): they go on the run's span as well as on the resource.
+pub fn task_attributes(attributes: &[(&'static str, String)]) -> Vec<(&'static str, String)> {
+    attributes
+        .iter()
+        .filter(|(k, _)| k.starts_with("cicd.pipeline.task."))
+        .cloned()
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

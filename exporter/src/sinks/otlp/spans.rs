@@ -324,6 +324,17 @@ impl SpanFactory {
             attrs.push(KeyValue::new("pipetrace.run.start_error", why.clone()));
             status = Status::error(why.clone());
         }
+        if !run.ci_task.is_empty() {
+            attrs.extend(
+                run.ci_task
+                    .iter()
+                    .map(|(k, v)| KeyValue::new(*k, v.clone())),
+            );
+            attrs.push(KeyValue::new(
+                "cicd.pipeline.task.run.result",
+                run.ci_result(),
+            ));
+        }
         let (parent, sampled, state) = match &run.remote_parent {
             Some(r) => (
                 SpanId::from(r.span_id),
