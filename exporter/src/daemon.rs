@@ -6,7 +6,8 @@ use crate::{
     agent::{Agent, AgentError, StartOptions, describe_losses},
     capture::{clock::monotonic_ns, loader::KernelScope},
     config::Config,
-    sinks::Report,
+    process::trace_context::{RemoteParent, SpanRef},
+    sinks::{Report, otlp::cicd},
 };
 
 /// A daemon runs for weeks: losses are reported as they happen, not only at exit.
@@ -56,10 +57,22 @@ pub async fn daemon(config: &Config) -> Result<(), AgentError> {
     // sent just after the line below used to find the default action and lose the data).
     let mut sigint = signal(SignalKind::interrupt()).map_err(AgentError::Reader)?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(AgentError::Reader)?;
+    let env = |name: &str| std::env::var(name).ok();
+    // Started inside a CI job (the GitHub Action, the GitLab template): the job's trace
+    // context, when it has one, is the parent of every tree traced, and its `cicd.*`
+    // attributes describe the resource, as in run mode.
+    let job_span = env("TRACEPARENT")
+        .and_then(|tp| RemoteParent::parse(&tp, env("TRACESTATE").as_deref()))
+        .map(|parent| SpanRef {
+            trace_id: parent.trace_id,
+            span_id: parent.span_id,
+        });
     let agent = Agent::start(
         config,
         &scope,
         StartOptions {
+            job_span,
+            cicd: cicd::attributes(env),
             seed_root_names,
             // One id per daemon session; each tracked tree is a trace within it.
             run_id: format!("{:016x}", crate::process::ids::IdGenerator::new().span_id()),

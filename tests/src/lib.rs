@@ -598,3 +598,45 @@ pub fn stat_start_ticks(stat: &str) -> u64 {
         .and_then(|f| f.parse().ok())
         .unwrap_or_else(|| panic!("no start time in {stat:?}"))
 }
+
+/// stdout and stderr of `out`, for messages.
+pub fn output_text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The artifacts of one `scripts/release` run per test binary (archive, Debian package), in
+/// the target directory (one directory per test binary, replaced on each run).
+pub fn release_artifacts() -> &'static (PathBuf, PathBuf) {
+    static BUILT: std::sync::OnceLock<(PathBuf, PathBuf)> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        let target = std::env::var("CARGO_TARGET_DIR")
+            .unwrap_or_else(|_| "/var/cache/otel-pipetrace/target".to_owned());
+        let binary = std::env::current_exe().unwrap();
+        let binary = binary.file_stem().unwrap().to_string_lossy();
+        let out = Path::new(&target).join(format!("release-artifacts-{binary}"));
+        let _ = std::fs::remove_dir_all(&out);
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let run = Command::new(workspace.join("scripts/release"))
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(
+            run.status.success(),
+            "scripts/release: {}",
+            output_text(&run)
+        );
+        let find = |suffix: &str| {
+            std::fs::read_dir(&out)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .find(|p| p.to_string_lossy().ends_with(suffix))
+                .unwrap_or_else(|| panic!("no *{suffix} in {}", out.display()))
+        };
+        (find("-x86_64-linux.tar.gz"), find("_amd64.deb"))
+    })
+}

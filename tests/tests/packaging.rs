@@ -3,12 +3,11 @@
 //! package passes lintian, installs with dpkg, runs from PATH and removes cleanly.
 
 use std::{
-    path::{Path, PathBuf},
+    path::Path,
     process::{Command, Output},
-    sync::OnceLock,
 };
 
-use pipetrace_tests::require_root;
+use pipetrace_tests::{release_artifacts, require_root};
 
 /// A PATH with no Rust toolchain (no ~/.cargo/bin) and no /usr/local/bin (where
 /// scripts/install puts the development build).
@@ -16,40 +15,7 @@ const SYSTEM_PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
 const CACHE: &str = "/var/cache/otel-pipetrace";
 
 fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn workspace() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
-}
-
-/// The artifacts of one `scripts/release` run: (archive, package).
-fn release() -> &'static (PathBuf, PathBuf) {
-    static BUILT: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let target =
-            std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| format!("{CACHE}/target"));
-        let out = Path::new(&target).join("release-artifacts");
-        let _ = std::fs::remove_dir_all(&out);
-        let run = Command::new(workspace().join("scripts/release"))
-            .arg("--out")
-            .arg(&out)
-            .output()
-            .unwrap();
-        assert!(run.status.success(), "scripts/release: {}", text(&run));
-        let find = |suffix: &str| {
-            std::fs::read_dir(&out)
-                .unwrap()
-                .map(|e| e.unwrap().path())
-                .find(|p| p.to_string_lossy().ends_with(suffix))
-                .unwrap_or_else(|| panic!("no *{suffix} in {}", out.display()))
-        };
-        (find("-x86_64-linux.tar.gz"), find("_amd64.deb"))
-    })
+    pipetrace_tests::output_text(out)
 }
 
 /// Runs `argv` with only the system PATH and HOME, in a mount namespace where the build
@@ -71,7 +37,7 @@ fn without_build_tree(home: &Path, argv: &[&str]) -> Output {
 #[test]
 fn the_archive_traces_and_answers_unpacked_into_an_empty_directory() {
     require_root!();
-    let (archive, _) = release();
+    let (archive, _) = release_artifacts();
     let dir = tempfile::tempdir().unwrap();
     let unpacked = Command::new("tar")
         .arg("-xzf")
@@ -195,7 +161,7 @@ fn sh(script: &str) -> Output {
 #[test]
 fn the_debian_package_passes_lintian_installs_runs_and_goes_away() {
     require_root!();
-    let (_, deb) = release();
+    let (_, deb) = release_artifacts();
     let lintian = Command::new("lintian")
         .args(["--tag-display-limit", "0"])
         .arg(deb)

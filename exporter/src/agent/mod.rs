@@ -77,6 +77,8 @@ pub struct Agent {
 pub struct StartOptions {
     /// Run mode: the run's span, parent of the command's span.
     pub run_span: Option<SpanRef>,
+    /// Daemon inside a CI job: the job's span (from `TRACEPARENT`), parent of every tree.
+    pub job_span: Option<SpanRef>,
     /// `cicd.*` resource attributes of the CI job (run mode).
     pub cicd: Vec<(&'static str, String)>,
     /// Identifies this run (or daemon session) in the Parquet rows.
@@ -256,6 +258,7 @@ impl Agent {
         let redact = Arc::new(Redactor::from_config(&config.redact).unwrap_or_default());
         let mut tracker = Tracker::new(TrackerOptions {
             run_span: options.run_span,
+            job_span: options.job_span,
             retain_ended_ns: t.retain_ended.as_nanos() as u64,
             max_ended: t.max_ended,
             started_ns,

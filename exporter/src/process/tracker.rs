@@ -61,6 +61,9 @@ pub struct TrackerTotals {
 pub struct TrackerOptions {
     /// The run's span: scope roots become its children (run mode).
     pub run_span: Option<SpanRef>,
+    /// A span outside (a CI job's): every process without a traced parent becomes its child
+    /// (daemon mode), instead of starting a trace of its own.
+    pub job_span: Option<SpanRef>,
     /// How long an ended process is remembered (ns).
     pub retain_ended_ns: u64,
     /// At most this many ended processes are remembered.
@@ -76,6 +79,7 @@ impl Default for TrackerOptions {
     fn default() -> Self {
         Self {
             run_span: None,
+            job_span: None,
             retain_ended_ns: 10_000_000_000,
             max_ended: 16_384,
             started_ns: 0,
@@ -188,8 +192,9 @@ impl Tracker {
         let spanned = c.start_ns >= self.options.started_ns;
         let (trace_id, parent_span) = match (root, self.parent_link(c)) {
             (false, Some(parent)) => (parent.trace_id, Some(parent.span_id)),
-            _ => match self.options.run_span {
-                Some(run) if root => (run.trace_id, Some(run.span_id)),
+            _ => match (self.options.run_span, self.options.job_span) {
+                (Some(run), _) if root => (run.trace_id, Some(run.span_id)),
+                (_, Some(job)) => (job.trace_id, Some(job.span_id)),
                 _ => (self.ids.trace_id(), None),
             },
         };
@@ -728,6 +733,31 @@ mod tests {
         assert_eq!(root.span.trace_id, 77);
         assert_eq!(root.parent_span, Some(5));
         assert!(root.root);
+    }
+
+    #[test]
+    fn every_tree_of_a_daemon_in_a_job_hangs_under_the_job_span() {
+        let job = SpanRef {
+            trace_id: 88,
+            span_id: 6,
+        };
+        let mut t = Tracker::new(TrackerOptions {
+            job_span: Some(job),
+            ..Default::default()
+        });
+        // Two trees (no ROOT flag: a cgroup scope has none), and a child of the first.
+        t.apply(ev(10, 100, 1, exec(false), flags::FIRST_SIGHT));
+        t.apply(ev(20, 200, 1, exec(false), flags::FIRST_SIGHT));
+        t.apply(child_of(11, 300, key(10, 100), Body::Fork));
+        let child = t.apply(child_of(11, 300, key(10, 100), exit(0))).unwrap();
+        let first = t.apply(ev(10, 100, 1, exit(0), 0)).unwrap();
+        let second = t.apply(ev(20, 200, 1, exit(0), 0)).unwrap();
+        for tree in [&first, &second] {
+            assert_eq!(tree.span.trace_id, 88);
+            assert_eq!(tree.parent_span, Some(6));
+        }
+        assert_eq!(child.span.trace_id, 88);
+        assert_eq!(child.parent_span, Some(first.span.span_id));
     }
 
     #[test]
