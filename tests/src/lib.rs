@@ -599,6 +599,14 @@ pub fn stat_start_ticks(stat: &str) -> u64 {
         .unwrap_or_else(|| panic!("no start time in {stat:?}"))
 }
 
+/// The repository's root (scripts, CI files, the README).
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
 /// stdout and stderr of `out`, for messages.
 pub fn output_text(out: &Output) -> String {
     format!(
@@ -619,8 +627,7 @@ pub fn release_artifacts() -> &'static (PathBuf, PathBuf) {
         let binary = binary.file_stem().unwrap().to_string_lossy();
         let out = Path::new(&target).join(format!("release-artifacts-{binary}"));
         let _ = std::fs::remove_dir_all(&out);
-        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-        let run = Command::new(workspace.join("scripts/release"))
+        let run = Command::new(workspace().join("scripts/release"))
             .arg("--out")
             .arg(&out)
             .output()

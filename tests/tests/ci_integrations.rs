@@ -10,20 +10,13 @@ use std::{
 };
 
 use pipetrace_tests::{
-    output_text, query_json, release_artifacts, require_root, rotel::Rotel, script,
+    output_text, query_json, release_artifacts, require_root,
+    rotel::{Rotel, TOOLS_VENV},
+    script, workspace,
 };
 
-const VENV: &str = "/var/cache/otel-pipetrace/venv/bin";
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
 fn tool(name: &str) -> Command {
-    let path = Path::new(VENV).join(name);
+    let path = Path::new(TOOLS_VENV).join("bin").join(name);
     assert!(
         path.exists(),
         "{} missing: run scripts/setup",

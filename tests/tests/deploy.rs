@@ -22,10 +22,7 @@ use serde_json::Value;
 const NPM_DIR: &str = "/var/cache/otel-pipetrace/npm";
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
+    pipetrace_tests::workspace()
 }
 
 fn compose_dir() -> PathBuf {
