@@ -280,3 +280,122 @@ fn a_job_traced_by_the_ci_script_reports_its_steps_and_joins_the_job_trace() {
         output_text(&again)
     );
 }
+
+/// A user allowed to sudo without a password, as on GitHub's hosted runners; removed with it.
+struct SudoUser(&'static str);
+
+impl SudoUser {
+    fn create() -> Self {
+        let user = SudoUser("pipetrace-ci-test");
+        let _ = Command::new("userdel").args(["-r", user.0]).output();
+        check(
+            Command::new("useradd")
+                .args(["-m", "-s", "/bin/bash", user.0])
+                .output()
+                .unwrap(),
+            "useradd",
+        );
+        let rule = format!("/etc/sudoers.d/{}", user.0);
+        std::fs::write(&rule, format!("{} ALL=(ALL) NOPASSWD: ALL\n", user.0)).unwrap();
+        check(
+            Command::new("visudo")
+                .args(["-cf", &rule])
+                .output()
+                .unwrap(),
+            "visudo",
+        );
+        user
+    }
+}
+
+impl Drop for SudoUser {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(format!("/etc/sudoers.d/{}", self.0));
+        let _ = Command::new("userdel").args(["-r", self.0]).output();
+    }
+}
+
+#[test]
+fn a_job_of_an_unprivileged_user_is_traced_through_sudo() {
+    require_root!();
+    let (archive, _) = release_artifacts();
+    let user = SudoUser::create();
+    let cgroup = job_cgroup();
+    let dir = tempfile::Builder::new()
+        .prefix("pipetrace-ci-user")
+        .tempdir()
+        .unwrap();
+    let runner_temp = dir.path().join("runner-temp");
+    std::fs::create_dir_all(&runner_temp).unwrap();
+    let summary = dir.path().join("step-summary.md");
+    std::fs::write(&summary, "").unwrap();
+    let archive_copy = dir.path().join("release.tar.gz");
+    std::fs::copy(archive, &archive_copy).unwrap();
+    let ci = workspace().join("ci/pipetrace-ci");
+    let job = script(
+        dir.path(),
+        "job.sh",
+        &format!(
+            "set -e\n{ci} start\nsh -c 'echo user-step-marker; sleep 0.2'\n{ci} stop\n",
+            ci = ci.display()
+        ),
+    );
+    check(
+        Command::new("chown")
+            .arg("-R")
+            .arg(user.0)
+            .arg(dir.path())
+            .output()
+            .unwrap(),
+        "chown",
+    );
+    // The runner's shell joins the job's cgroup as root, then is the user.
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "echo $$ > {procs} && exec runuser -u {user} -- \"$@\"",
+            procs = cgroup.0.join("cgroup.procs").display(),
+            user = user.0
+        ))
+        .arg("sh")
+        .arg(&job)
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("HOME", format!("/home/{}", user.0))
+        .env("RUNNER_TEMP", &runner_temp)
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .env("PIPETRACE_ARCHIVE", &archive_copy)
+        .output()
+        .unwrap();
+    let log = output_text(&out);
+    assert!(out.status.success(), "{log}");
+    let written = std::fs::read_to_string(&summary).unwrap();
+    assert!(
+        written.contains("sh -c 'echo user-step-marker; sleep 0.2'"),
+        "{written}"
+    );
+    // The agent ran as root and is gone; what it wrote belongs to the job's user.
+    let ci_dir = runner_temp.join("otel-pipetrace");
+    let pgrep = Command::new("pgrep")
+        .args(["-f", &ci_dir.join("pipetrace.toml").to_string_lossy()])
+        .output()
+        .unwrap();
+    assert!(
+        pgrep.stdout.is_empty(),
+        "the agent still runs: {}",
+        output_text(&pgrep)
+    );
+    use std::os::unix::fs::MetadataExt;
+    let uid = |path: &Path| std::fs::metadata(path).unwrap().uid();
+    let user_uid = uid(&job);
+    for written in ["data", "report.md", "report.html", "agent.log"] {
+        assert_eq!(uid(&ci_dir.join(written)), user_uid, "{written}");
+    }
+    let processes = query_json(&ci_dir.join("data"), &["processes"]);
+    assert!(
+        processes
+            .iter()
+            .any(|p| p["command"] == "sh -c 'echo user-step-marker; sleep 0.2'"),
+        "{processes:?}"
+    );
+}
