@@ -79,7 +79,7 @@ pub struct StartOptions {
     pub run_span: Option<SpanRef>,
     /// Daemon inside a CI job: the job's span (from `TRACEPARENT`), parent of every tree.
     pub job_span: Option<SpanRef>,
-    /// `cicd.*` resource attributes of the CI job (run mode).
+    /// `cicd.*` resource attributes of the CI job around the agent (run mode, or a daemon in a job).
     pub cicd: Vec<(&'static str, String)>,
     /// Identifies this run (or daemon session) in the Parquet rows.
     pub run_id: String,
