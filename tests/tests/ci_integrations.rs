@@ -129,7 +129,8 @@ impl Drop for JobCgroup {
     }
 }
 
-fn job_cgroup() -> JobCgroup {
+/// A group of its own for each job (tests run at once: one group would hold both jobs).
+fn job_cgroup(job: &str) -> JobCgroup {
     let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
     let mount = mounts
         .lines()
@@ -137,7 +138,7 @@ fn job_cgroup() -> JobCgroup {
         .find(|f| f.get(2) == Some(&"cgroup2"))
         .map(|f| PathBuf::from(f[1]))
         .expect("a cgroup v2 mount");
-    let group = mount.join(format!("pipetrace-ci-job-{}", std::process::id()));
+    let group = mount.join(format!("pipetrace-ci-{job}-{}", std::process::id()));
     std::fs::create_dir_all(&group).unwrap();
     JobCgroup(group)
 }
@@ -147,7 +148,7 @@ fn a_job_traced_by_the_ci_script_reports_its_steps_and_joins_the_job_trace() {
     require_root!();
     let (archive, _) = release_artifacts();
     let rotel = Rotel::start();
-    let cgroup = job_cgroup();
+    let cgroup = job_cgroup("root-job");
     let dir = tempfile::tempdir().unwrap();
     let runner_temp = dir.path().join("runner-temp");
     std::fs::create_dir_all(&runner_temp).unwrap();
@@ -320,7 +321,7 @@ fn a_job_of_an_unprivileged_user_is_traced_through_sudo() {
     require_root!();
     let (archive, _) = release_artifacts();
     let user = SudoUser::create();
-    let cgroup = job_cgroup();
+    let cgroup = job_cgroup("user-job");
     let dir = tempfile::Builder::new()
         .prefix("pipetrace-ci-user")
         .tempdir()
