@@ -195,6 +195,8 @@ pub async fn run(
     let exit_code = status
         .code()
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+    let ended = std::time::Instant::now();
+    tracing::debug!("end: the command exited");
 
     // Descendants (orphans included) may outlive the command: wait for them, up to the grace
     // period. The kernel's TRACKED map is the truth: an entry leaves it only after its exit
@@ -217,7 +219,15 @@ pub async fn run(
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let still_alive = agent.capture.tracked_pids();
+    tracing::debug!(
+        ms = ended.elapsed().as_millis(),
+        "end: descendants gone or waited for"
+    );
     let mut finished = agent.stop().await;
+    tracing::debug!(
+        ms = ended.elapsed().as_millis(),
+        "end: agent stopped, sinks flushed"
+    );
     let now = monotonic_ns();
 
     // Live in the table but no longer in the kernel's: their exit records were lost.
@@ -256,6 +266,7 @@ pub async fn run(
             config.output.upload_deadline(),
         )
         .await;
+    tracing::debug!(ms = ended.elapsed().as_millis(), "end: outputs closed");
 
     let exits_lost = if lost.is_empty() {
         String::new()
