@@ -7,16 +7,12 @@ use std::{
     process::{Command, Output},
 };
 
-use pipetrace_tests::{release_artifacts, require_root};
+use pipetrace_tests::{output_text as text, release_artifacts, require_root};
 
 /// A PATH with no Rust toolchain (no ~/.cargo/bin) and no /usr/local/bin (where
 /// scripts/install puts the development build).
 const SYSTEM_PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
 const CACHE: &str = "/var/cache/otel-pipetrace";
-
-fn text(out: &Output) -> String {
-    pipetrace_tests::output_text(out)
-}
 
 /// Runs `argv` with only the system PATH and HOME, in a mount namespace where the build
 /// machine's cache (the toolchain, the target directory, the libduckdb.so the build linked)
