@@ -102,6 +102,7 @@ pub fn template(i: usize) -> Template {
         last_sample: None,
         connections: Vec::new(),
         incomplete: false,
+        failed_below: 0,
     };
     Template { events, process }
 }

@@ -154,7 +154,7 @@ pub enum Command {
         #[command(flatten)]
         trace: TraceArgs,
         /// How long to wait for CMD's remaining descendants after it exits (e.g. 5s, 500ms).
-        #[arg(long, value_name = "DURATION")]
+        #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
         grace: Option<String>,
         /// What to print on stderr at the end: full (totals, wall and CPU time, peak memory,
         /// slowest steps, the failure chain) or line (the totals line alone).
@@ -224,12 +224,13 @@ pub struct QueryArgs {
     /// At most N rows (`slowest`: 10 unless given).
     #[arg(long, value_name = "N")]
     pub limit: Option<u64>,
-    /// Tables: show every value whole instead of cutting the widest column to the terminal.
+    /// Tables: every column and every value whole, instead of fitting them to the terminal
+    /// (or, outside one, cutting text at 160 characters).
     #[arg(long)]
     pub wide: bool,
     /// `tree`: fold processes shorter than this (e.g. 100ms, 2s) into "(+N shorter)" rows;
     /// CSV and JSON leave them out.
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub min_duration: Option<String>,
     /// Print the SQL (views and query) instead of running it: it runs as is in the DuckDB CLI.
     #[arg(long)]
@@ -293,7 +294,12 @@ pub struct CompareArgs {
     #[arg(long, value_name = "PERCENT", default_value_t = 20.0)]
     pub threshold_percent: f64,
     /// ...and more than this much longer (e.g. 100ms, 2s).
-    #[arg(long, value_name = "DURATION", default_value = "100ms")]
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "100ms",
+        allow_hyphen_values = true
+    )]
     pub threshold_time: String,
     /// Exit with status 4 when a step got slower or failed where it did not.
     #[arg(long)]

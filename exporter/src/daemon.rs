@@ -114,9 +114,10 @@ pub async fn daemon(config: &Config) -> Result<(), AgentError> {
         )
         .await;
     eprintln!(
-        "otel-pipetrace: stopped; {} processes, {} failed, {}{}",
+        "otel-pipetrace: stopped; {} processes, {} failed, {} absorbed non-zero exits, {}{}",
         totals.processes,
         totals.failed,
+        totals.absorbed,
         losses,
         closed.describe()
     );

@@ -146,6 +146,7 @@ pub async fn run(
         signal: None,
         processes: 0,
         failed: 0,
+        absorbed: 0,
         still_running: 0,
         start_error: None,
         interrupted: false,
@@ -251,6 +252,7 @@ pub async fn run(
         signal: status.signal(),
         processes: totals.processes,
         failed: totals.failed,
+        absorbed: totals.absorbed,
         still_running: still_running.len() as u64,
         interrupted,
         ..started
@@ -273,8 +275,14 @@ pub async fn run(
     } else {
         format!("{} exits lost, ", lost.len())
     };
+    // Shown when there are some: probes whose non-zero exit their shell ignored.
+    let absorbed = match totals.absorbed {
+        0 => String::new(),
+        1 => "1 non-zero exit absorbed by its parent, ".to_owned(),
+        n => format!("{n} non-zero exits absorbed by their parents, "),
+    };
     eprintln!(
-        "otel-pipetrace: {} processes, {} failed, {} still running, {exits_lost}{}{}; {program} exited with {}",
+        "otel-pipetrace: {} processes, {} failed, {absorbed}{} still running, {exits_lost}{}{}; {program} exited with {}",
         totals.processes,
         totals.failed,
         still_running.len(),

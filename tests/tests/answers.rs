@@ -235,7 +235,7 @@ fn tables_read_in_units_fit_the_terminal_and_fold_short_processes() {
     // slowest: ten rows unless asked, durations with units, numbers right-aligned, the long
     // command cut to the terminal's 100 columns.
     let slowest = on_terminal(100, &data, &["slowest"]);
-    assert!(slowest.contains("(10 rows)"), "{slowest}");
+    assert!(slowest.contains("(10 rows"), "{slowest}");
     let lines: Vec<&str> = slowest.lines().filter(|l| !l.is_empty()).collect();
     assert!(lines.iter().all(|l| width(l) <= 100), "{slowest}");
     assert!(
@@ -259,13 +259,23 @@ fn tables_read_in_units_fit_the_terminal_and_fold_short_processes() {
     // --wide: all of it.
     let wide = on_terminal(100, &data, &["slowest", "--wide"]);
     assert!(wide.contains(&long_arg), "{wide}");
-    // Not a terminal: whole values, no timeline, same rows.
-    let piped = command()
-        .args(["query", "slowest", "--data"])
-        .arg(&data)
-        .output()
-        .unwrap();
-    assert!(String::from_utf8_lossy(&piped.stdout).contains(&long_arg));
+    // Not a terminal: no timeline, text cut at a fixed width, whole with --wide, in CSV and
+    // in JSON.
+    let piped = |args: &[&str]| {
+        let out = command()
+            .args(["query", "slowest", "--data"])
+            .arg(&data)
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let cut = piped(&[]);
+    assert!(!cut.contains(&long_arg) && cut.contains("xxx…"), "{cut}");
+    assert!(!cut.contains('█'), "{cut}");
+    assert!(piped(&["--wide"]).contains(&long_arg));
+    assert!(piped(&["--format", "csv"]).contains(&long_arg));
+    assert!(piped(&["--format", "json"]).contains(&long_arg));
 
     // tree: start offsets and a timeline bar per process; the twelve /bin/true fold.
     let tree = on_terminal(120, &data, &["tree", "--min-duration", "20ms"]);
@@ -816,4 +826,222 @@ fn the_html_report_shows_every_process_and_its_details_in_a_real_browser() {
     let ratio =
         zoom["root_bar_after"].as_f64().unwrap() / zoom["root_bar_before"].as_f64().unwrap();
     assert!((ratio - 4.0).abs() < 0.01, "{zoom}");
+}
+
+/// A step behind a version-manager shim (pyenv's, asdf's, rbenv's shape): a script that forks
+/// helpers and probes (whose non-zero exits it ignores), then executes the real program. The
+/// step is the program, and the ignored probes are no failures of the job.
+#[test]
+fn a_step_behind_a_version_manager_shim_is_the_program_it_runs() {
+    require_root!();
+    let dir = tempfile::tempdir().unwrap();
+    let python = real_python();
+    let shims = dir.path().join("shims");
+    std::fs::create_dir(&shims).unwrap();
+    let shim = script(
+        &shims,
+        "python3",
+        &format!(
+            "for i in 1 2 3 4 5; do readlink /nonexistent/$i || true; done\nversion=$(sh -c 'echo 3.11')\nsh -c 'sleep 0.05'\nexec {python} \"$@\""
+        ),
+    );
+    let out = command()
+        .args(["run", "--"])
+        .arg(&shim)
+        .args(["-c", "import time; time.sleep(0.3)"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("0 failed, 5 non-zero exits absorbed by their parents,"),
+        "{stderr}"
+    );
+    let slowest: Vec<&str> = stderr
+        .lines()
+        .skip_while(|l| !l.starts_with("  slowest"))
+        .take_while(|l| l.starts_with("  slowest") || l.starts_with("           "))
+        .collect();
+    assert_eq!(slowest.len(), 1, "the program is the one step: {stderr}");
+    assert!(
+        slowest[0].ends_with("-c 'import time; time.sleep(0.3)'"),
+        "{stderr}"
+    );
+    assert!(
+        seconds(slowest[0][11..].split("  ").next().unwrap()) >= 0.3,
+        "{stderr}"
+    );
+    assert!(!stderr.contains("  failure"), "a green run: {stderr}");
+
+    // A job with the shim as one of its steps: the HTML timeline opens on the job's steps,
+    // the shim's 40 helpers folded inside the Python step, not on them.
+    let data = dir.path().join("data");
+    let job = script(
+        dir.path(),
+        "job.sh",
+        &format!(
+            "sh -c 'sleep 0.5; true'\n{} -c 'import time; time.sleep(0.3)'\nsh -c 'exit 0'",
+            shim.display()
+        ),
+    );
+    std::fs::write(
+        &shim,
+        format!(
+            "#!/bin/sh\nfor i in $(seq 40); do sh -c 'true'; done\nreadlink /nonexistent || true\nexec {python} \"$@\"\n"
+        ),
+    )
+    .unwrap();
+    let out = run_into(&data, &[], &job);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = dir.path().join("report.html");
+    document(&data, &["report", "--format", "html"], &report);
+    let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("html-report-shim.png");
+    let page = open_report(&report, &shot, "time.sleep");
+    let opened: Vec<(&str, &str)> = page["opened"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["command"].as_str().unwrap(), r["label"].as_str().unwrap()))
+        .collect();
+    let commands: Vec<&str> = opened.iter().map(|(c, _)| *c).collect();
+    assert_eq!(opened.len(), 4, "the job and its three steps: {opened:#?}");
+    assert!(commands[0].ends_with("job.sh"), "{opened:#?}");
+    assert_eq!(commands[1], "sh -c 'sleep 0.5; true'");
+    assert!(
+        commands[2].ends_with("-c 'import time; time.sleep(0.3)'"),
+        "{opened:#?}"
+    );
+    let folded: usize = opened[2].1.rsplit('+').next().unwrap().parse().unwrap();
+    assert!(
+        folded >= 41,
+        "the shim's 40 helpers and probe folded: {opened:#?}"
+    );
+    assert_eq!(commands[3], "sh -c 'exit 0'");
+}
+
+/// Tables at 60, 80, 120 and 200 columns of a real terminal: no line wider than the terminal,
+/// headers on one line, the command readable (its script's name kept, directories shortened
+/// from the left) while less telling columns go, and the closing line says which went. Out
+/// of a terminal, a command line of 18 KB does not widen every row.
+#[test]
+fn tables_fit_every_terminal_width_and_stay_narrow_in_a_pipe() {
+    require_root!();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let steps = dir
+        .path()
+        .join("ci/workspace/projects/data-platform/pipelines/nightly/steps");
+    std::fs::create_dir_all(&steps).unwrap();
+    let step = script(&steps, "extract_orders.sh", "sleep 0.2");
+    let huge = "y".repeat(18_000);
+    let pipeline = script(
+        dir.path(),
+        "pipeline.sh",
+        &format!(
+            "{step} --since 2026-01-01 --region eu-west-1\n{step} --since 2026-01-02 --region eu-west-1\nsh -c 'exit 4' || true\n/bin/true {huge}\nexit 0\n",
+            step = step.display()
+        ),
+    );
+    let out = command()
+        .args(["run", "--argv-max", "32768", "--parquet"])
+        .arg(&data)
+        .arg("--")
+        .arg(&pipeline)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    for columns in [60u16, 80, 120, 200] {
+        for query in [
+            "durations",
+            "tree",
+            "critical-path",
+            "failures",
+            "slowest",
+            "io",
+        ] {
+            let table = on_terminal(columns, &data, &[query]);
+            let lines: Vec<&str> = table.lines().filter(|l| !l.is_empty()).collect();
+            for line in &lines {
+                assert!(
+                    width(line) <= columns as usize,
+                    "{query} at {columns}: {} wide:\n{table}",
+                    width(line)
+                );
+            }
+            // Top border, one header line, then the header's rule.
+            assert!(
+                lines[2].starts_with('╞'),
+                "{query} at {columns}: header on one line:\n{table}"
+            );
+            if query != "failures" {
+                assert!(
+                    table.contains("extract_orders.sh"),
+                    "{query} at {columns}: the script's name:\n{table}"
+                );
+            }
+            if columns >= 200 && query != "io" {
+                assert!(
+                    !table.contains("Left out"),
+                    "{query} at {columns}:\n{table}"
+                );
+            }
+        }
+    }
+    // At 80 columns `durations` keeps the step readable and says what it left out.
+    let durations = on_terminal(80, &data, &["durations"]);
+    let row = durations
+        .lines()
+        .find(|l| l.contains("extract_orders.sh"))
+        .unwrap();
+    let step_cell = row
+        .split('┆')
+        .next()
+        .unwrap()
+        .trim_start_matches('│')
+        .trim();
+    assert!(step_cell.chars().count() >= 28, "{durations}");
+    assert!(
+        step_cell.starts_with('…'),
+        "shortened from the left: {durations}"
+    );
+    assert!(
+        durations.contains("Left out to fit 80 columns: "),
+        "{durations}"
+    );
+    // The tree keeps its shape when its process column goes: the commands are indented.
+    let tree = on_terminal(60, &data, &["tree"]);
+    assert!(
+        tree.lines()
+            .any(|l| l.contains("┆   ") && l.contains("extract_orders.sh")),
+        "{tree}"
+    );
+
+    // A pipe: rows of `runs` stay short; --wide and CSV keep all of it.
+    let runs = |args: &[&str]| {
+        let out = command()
+            .args(["query", "processes", "--data"])
+            .arg(&data)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let piped = runs(&[]);
+    assert!(
+        piped.lines().all(|l| width(l) < 1_000),
+        "a pipe gets no 18 KB rows: {}",
+        piped.lines().map(width).max().unwrap_or(0)
+    );
+    assert!(runs(&["--wide"]).contains(&huge));
+    assert!(runs(&["--format", "csv"]).contains(&huge));
 }

@@ -310,6 +310,40 @@ fn two_hosts_upload_and_fleet_queries_equal_the_union_of_their_local_data() {
     );
 }
 
+/// A newcomer's configuration: an IP-address endpoint and no `path_style`. Such an endpoint
+/// can only be reached path-style (`fleet.127.0.0.1` is no host name): uploads and queries
+/// use it by default, and `--print-sql` says which style and why.
+#[test]
+fn an_ip_address_endpoint_works_without_path_style() {
+    require_root!();
+    let weed = Weed::start();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("agent.toml");
+    let text = agent_config(&data, "runner-ip", "ip", "").replace("path_style = true\n", "");
+    assert!(!text.contains("path_style"), "{text}");
+    std::fs::write(&config, text).unwrap();
+    let out = run(&config, &["/bin/sh", "-c", "ls / > /dev/null"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(uploaded(&stderr(&out)), 2, "{}", stderr(&out));
+    assert_eq!(weed.objects("ip").len(), 2, "{:?}", weed.objects("ip"));
+    let bucket = format!("s3://{BUCKET}/ip");
+    let rows = all_processes(&config, &bucket);
+    assert_eq!(rows.len(), 2, "sh and ls: {rows:?}");
+
+    let sql = agent(&config)
+        .args(["query", "runs", "--data", &bucket, "--print-sql"])
+        .output()
+        .unwrap();
+    assert!(sql.status.success(), "{}", stderr(&sql));
+    let sql = String::from_utf8_lossy(&sql.stdout);
+    assert!(
+        sql.contains("-- URL style: path-style (the endpoint is an IP address or localhost)"),
+        "{sql}"
+    );
+    assert!(sql.contains("URL_STYLE 'path'"), "{sql}");
+}
+
 #[test]
 fn wrong_credentials_keep_the_data_then_the_next_start_uploads_it_once() {
     require_root!();

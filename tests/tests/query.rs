@@ -312,6 +312,16 @@ fn queries_agree_with_the_runs_own_events_and_the_duckdb_cli() {
     assert_eq!(failures[0]["exit_code"], 4);
     assert_eq!(failures[1]["signal"], "SIGKILL");
     assert_eq!(failures[0]["parent_chain"], "dash > dash");
+    // The script exits 0: both were absorbed by it, and none made the run fail.
+    for f in &failures {
+        assert!(
+            f["outcome"]
+                .as_str()
+                .unwrap()
+                .starts_with("absorbed by dash "),
+            "{f}"
+        );
+    }
     // CPU and peak memory at exit: the JSONL's exit records, summed per binary.
     let mut cpu_by_binary: BTreeMap<String, f64> = BTreeMap::new();
     for p in &procs {
@@ -865,4 +875,77 @@ fn every_row_names_its_host() {
         .output()
         .unwrap();
     assert_one_line_error(&out, "output.host");
+}
+
+/// Non-zero exits that a parent ignored (a helper that probes and exits 0, as a version
+/// manager's do) are told apart from the failures that set the run's status: in the summary
+/// line, `query failures` and the Markdown report; the processes keep their raw status.
+#[test]
+fn failures_a_parent_absorbed_are_counted_apart_from_the_runs_failure() {
+    require_root!();
+    let data = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("job.sh");
+    std::fs::write(
+        &script,
+        "sh -c 'readlink /nonexistent/a; readlink /nonexistent/b || :; exit 0'\nsh -c 'sh -c \"exit 5\"; exit $?'\nexit $?\n",
+    )
+    .unwrap();
+    let out = command()
+        .arg("--parquet")
+        .arg(data.path())
+        .args(["run", "--", "/bin/sh"])
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    let summary = stderr(&out);
+    assert!(
+        summary.contains(
+            "6 processes, 3 failed, 2 non-zero exits absorbed by their parents, 0 still running"
+        ),
+        "{summary}"
+    );
+
+    let failures = query_json(data.path(), &["failures"]);
+    let outcomes: Vec<(&str, &str)> = failures
+        .iter()
+        .map(|r| {
+            (
+                r["outcome"].as_str().unwrap(),
+                r["command"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(outcomes.len(), 5, "{failures:#?}");
+    assert!(
+        outcomes[..3].iter().all(|(o, _)| *o == "propagated"),
+        "the run's failures first: {outcomes:#?}"
+    );
+    for (outcome, command) in &outcomes[3..] {
+        assert!(outcome.starts_with("absorbed by dash "), "{outcome}");
+        assert!(command.starts_with("readlink /nonexistent/"), "{command}");
+    }
+    // The raw status stays: readlink failed.
+    let raw = query_json(
+        data.path(),
+        &[
+            "sql",
+            "SELECT count(*) AS n FROM run_processes WHERE status = 'failed'",
+        ],
+    );
+    assert_eq!(raw[0]["n"], 5, "{raw:#?}");
+
+    let report = command()
+        .args(["report", "--data"])
+        .arg(data.path())
+        .output()
+        .unwrap();
+    assert!(report.status.success(), "{}", stderr(&report));
+    let report = stdout(&report);
+    assert!(report.contains("### Failures (3)"), "{report}");
+    assert!(
+        report.contains("2 non-zero exits absorbed by their parent (not failures of the run)"),
+        "{report}"
+    );
 }

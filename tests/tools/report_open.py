@@ -2,7 +2,8 @@
 uses it as a person would.
 
 Usage: report_open.py [--quick] REPORT_HTML SCREENSHOT_PNG CLICK_TEXT
-Prints one JSON object: what the page shows (title, bars, failures), what a click on the bar of
+Prints one JSON object: the rows of the first screen as the page opens, what the page shows
+expanded (title, bars, failures), what a click on the bar of
 the first process whose command contains CLICK_TEXT shows, what following the deepest link of
 the failure chain selects, what collapsing the first subtree, zooming and finding CLICK_TEXT do,
 how long the page took to be ready, and the browser's console errors. The screenshot shows the clicked process.
@@ -88,7 +89,20 @@ try:
         if time.time() > deadline:
             raise SystemExit("the report did not get ready")
         time.sleep(0.05)
+    # What a person sees first: the rows of the first screen, as the page opens (collapsed to
+    # the steps); then everything is expanded for the rest.
+    opened = driver.execute_script("""
+        return Array.from(document.querySelectorAll('#rows .row')).map(r => ({
+            command: r.title.split('\\n')[0],
+            label: r.querySelector('.label').textContent,
+            top: r.getBoundingClientRect().top,
+        }));""")
+    viewport = driver.execute_script("return window.innerHeight")
+    first_screen = [r for r in sorted(opened, key=lambda r: r["top"]) if r["top"] < viewport]
+    driver.find_element(By.ID, "expand-all").click()
+    time.sleep(0.1)
     out = {
+        "opened": first_screen,
         "title": driver.title,
         "ready_ms": float(driver.execute_script("return document.body.dataset.readyMs")),
         "processes": int(driver.find_element(By.ID, "timeline").get_attribute("data-processes")),

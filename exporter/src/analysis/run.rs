@@ -65,6 +65,9 @@ pub struct Proc {
     pub cpu_user_s: Option<f64>,
     pub cpu_system_s: Option<f64>,
     pub peak_rss_bytes: Option<i64>,
+    /// When it executed its last image (same clock as `start_ns`); `None` when it ran its
+    /// parent's image.
+    pub exec_ns: Option<i64>,
     /// Bytes read from and written to storage, sent and received over the network (None: not
     /// measured).
     pub traffic: Traffic,
@@ -149,6 +152,50 @@ impl RunView {
         }
     }
 
+    /// Whether the failure of `i` was absorbed: the nearest ancestor that did not fail with
+    /// it exited 0 (`probe || true`, a shim's probe). A failure that reaches a root, or an
+    /// ancestor still running or whose exit was lost, was not absorbed.
+    pub fn absorbed(&self, i: usize) -> bool {
+        let mut node = i;
+        for _ in 0..self.procs.len() {
+            let Some(parent) = self.procs[node].parent else {
+                return false;
+            };
+            match self.procs[parent].status {
+                Status::Ok => return true,
+                s if s.is_failure() => node = parent,
+                _ => return false,
+            }
+        }
+        false
+    }
+
+    /// Failures that made the run fail (not absorbed by an ancestor), in start order.
+    pub fn failures(&self) -> Vec<usize> {
+        (0..self.procs.len())
+            .filter(|&i| self.procs[i].status.is_failure() && !self.absorbed(i))
+            .collect()
+    }
+
+    /// Non-zero exits and fatal signals an ancestor absorbed, in start order.
+    pub fn absorbed_failures(&self) -> Vec<usize> {
+        (0..self.procs.len())
+            .filter(|&i| self.procs[i].status.is_failure() && self.absorbed(i))
+            .collect()
+    }
+
+    /// Children of `i` that count when choosing steps: those it started after its last exec.
+    /// A version-manager shim (pyenv, asdf, rbenv) forks helpers, then executes the real
+    /// program: the helpers belong to the shim, the process is the program's step.
+    pub fn work_children(&self, i: usize) -> Vec<usize> {
+        let exec = self.procs[i].exec_ns;
+        self.children[i]
+            .iter()
+            .copied()
+            .filter(|&c| exec.is_none_or(|at| self.procs[c].start_ns >= at))
+            .collect()
+    }
+
     /// Processes without a parent in the run, in start order.
     pub fn roots(&self) -> &[usize] {
         &self.roots
@@ -230,6 +277,7 @@ impl From<&crate::process::model::Process> for Proc {
             cpu_user_s: usage.map(|u| u.cpu_user_ns as f64 / 1e9),
             cpu_system_s: usage.map(|u| u.cpu_system_ns as f64 / 1e9),
             peak_rss_bytes: usage.map(|u| u.peak_rss_bytes as i64),
+            exec_ns: p.exec_ns.filter(|_| !p.exec_inherited).map(|n| n as i64),
             traffic: exit.map_or_else(Traffic::default, |x| {
                 let a = x.activity;
                 let n = |v: Option<u64>| v.map(|v| v as i64);

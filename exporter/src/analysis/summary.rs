@@ -13,7 +13,10 @@ pub struct Peak {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Summary {
     pub processes: usize,
+    /// Failures that made the run fail (see [`RunView::absorbed`]).
     pub failed: usize,
+    /// Non-zero exits an ancestor absorbed.
+    pub absorbed: usize,
     pub still_running: usize,
     pub exits_lost: usize,
     pub cpu_user_s: f64,
@@ -33,6 +36,9 @@ impl Summary {
         };
         for (i, p) in run.procs.iter().enumerate() {
             match p.status {
+                Status::Failed | Status::Killed | Status::OomKilled if run.absorbed(i) => {
+                    s.absorbed += 1
+                }
                 Status::Failed | Status::Killed | Status::OomKilled => s.failed += 1,
                 Status::StillRunning => s.still_running += 1,
                 Status::ExitLost => s.exits_lost += 1,
@@ -57,17 +63,21 @@ impl Summary {
 
 /// The steps of the run: below each root, past wrappers with a single child (`bash -c`,
 /// `env`, `timeout`), the processes that the first level with several children ran. A root
-/// without children is its own step.
+/// without children is its own step. Children started before a process's last exec do not
+/// count ([`RunView::work_children`]): a shim's helpers make no step of their own.
 pub fn steps(run: &RunView) -> Vec<usize> {
     let mut out = Vec::new();
     for &root in run.roots() {
         let mut node = root;
-        while let [only] = run.children(node) {
-            node = *only;
+        let mut children = run.work_children(node);
+        while let [only] = children[..] {
+            node = only;
+            children = run.work_children(node);
         }
-        match run.children(node) {
-            [] => out.push(node),
-            children => out.extend_from_slice(children),
+        if children.is_empty() {
+            out.push(node);
+        } else {
+            out.extend(children);
         }
     }
     out

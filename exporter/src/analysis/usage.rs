@@ -126,6 +126,7 @@ mod tests {
             cpu_user_s: Some(cpu_s),
             cpu_system_s: None,
             peak_rss_bytes: Some(peak),
+            exec_ns: None,
             traffic: Default::default(),
         }
     }

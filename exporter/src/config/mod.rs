@@ -346,7 +346,7 @@ pub struct ObjectStoreSection {
     /// Empty: `AWS_REGION` / `AWS_DEFAULT_REGION`, else us-east-1.
     pub region: String,
     /// `http://endpoint/bucket/key` instead of `http://bucket.endpoint/key` (most self-hosted
-    /// servers want this).
+    /// servers want this). An IP-address or `localhost` endpoint is always path-style.
     pub path_style: bool,
     /// The profile read from the shared credentials file when `AWS_ACCESS_KEY_ID` is not set;
     /// empty: `AWS_PROFILE`, else `default`.

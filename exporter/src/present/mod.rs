@@ -1,6 +1,7 @@
 //! How answers are shown to people: units, tables fitted to the terminal, the end-of-run
 //! summary. Machines get raw numbers (CSV, JSON); this is only for text.
 
+pub mod fit;
 pub mod summary;
 pub mod table;
 pub mod units;

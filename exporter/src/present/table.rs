@@ -1,5 +1,5 @@
 //! Query results as a table for people: durations and sizes in units, numbers right-aligned,
-//! the tree indented with a timeline bar, and the widest text column cut to the terminal.
+//! the tree indented with a timeline bar, fitted to the terminal (see `fit`).
 //! Column names say the kind: `*_s` are seconds, `*_bytes` bytes, `*_percent` a share.
 
 use arrow::{
@@ -7,11 +7,9 @@ use arrow::{
     datatypes::DataType,
     util::display::{ArrayFormatter, FormatOptions},
 };
-use comfy_table::{
-    CellAlignment, ColumnConstraint, ContentArrangement, Table, presets::UTF8_FULL_CONDENSED,
-};
+use comfy_table::{CellAlignment, ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 
-use super::units;
+use super::{fit, units};
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TableOptions {
@@ -322,36 +320,14 @@ pub fn render(batches: &[RecordBatch], options: TableOptions) -> String {
             row.insert(at, bar);
         }
     }
+    let note = fit_columns(&mut prepared, options);
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED);
     table.set_header(prepared.headers.clone());
-    let cut = !options.wide && options.terminal_width.is_some();
-    if let (true, Some(width)) = (cut, options.terminal_width) {
-        table
-            .set_content_arrangement(ContentArrangement::Dynamic)
-            .set_width(width)
-            .set_truncation_indicator("…");
-        // Every column but one keeps its width: the command (or step), else the last text
-        // column, is cut.
-        let flexible = prepared
-            .headers
-            .iter()
-            .position(|h| h == "command" || h == "step")
-            .or_else(|| prepared.kinds.iter().rposition(|k| *k == Kind::Text));
-        for (i, column) in table.column_iter_mut().enumerate() {
-            if Some(i) != flexible {
-                column.set_constraint(ColumnConstraint::ContentWidth);
-            }
-        }
-    } else {
-        table.set_content_arrangement(ContentArrangement::Disabled);
-    }
+    // The cells are fitted already (`fit_columns`): comfy-table only draws them.
+    table.set_content_arrangement(ContentArrangement::Disabled);
     for row in prepared.rows {
-        let mut cells: comfy_table::Row = row.into();
-        if cut {
-            cells.max_height(1);
-        }
-        table.add_row(cells);
+        table.add_row(row);
     }
     for (i, kind) in prepared.kinds.iter().enumerate() {
         if *kind != Kind::Text
@@ -360,8 +336,113 @@ pub fn render(batches: &[RecordBatch], options: TableOptions) -> String {
             column.set_cell_alignment(CellAlignment::Right);
         }
     }
-    format!(
+    let mut out = format!(
         "{table}\n({row_count} row{})\n",
         if row_count == 1 { "" } else { "s" }
-    )
+    );
+    if !note.is_empty() {
+        out += &fit::wrap(
+            &note,
+            options.terminal_width.map_or(usize::MAX, usize::from),
+        );
+        out.push('\n');
+    }
+    out
+}
+
+/// Fits the table to the terminal (columns left out in a fixed order, the command or step
+/// column abbreviated, never below a readable width) or, outside a terminal, cuts long text
+/// cells at a fixed width; `--wide` leaves everything whole. What was left out, for the
+/// closing line.
+fn fit_columns(prepared: &mut Prepared, options: TableOptions) -> String {
+    if options.wide {
+        return String::new();
+    }
+    let text_column = |name: &str| {
+        prepared
+            .headers
+            .iter()
+            .zip(&prepared.kinds)
+            .position(|(h, k)| h == name && *k == Kind::Text)
+    };
+    let flexible = text_column("command")
+        .or_else(|| text_column("step"))
+        .or_else(|| prepared.kinds.iter().rposition(|k| *k == Kind::Text));
+    let Some(width) = options.terminal_width else {
+        for row in &mut prepared.rows {
+            for (cell, kind) in row.iter_mut().zip(&prepared.kinds) {
+                if *kind == Kind::Text {
+                    *cell = fit::abbreviate(cell, fit::OFF_TERMINAL_TEXT);
+                }
+            }
+        }
+        return String::new();
+    };
+    let chars = |s: &String| s.chars().count();
+    let natural: Vec<usize> = (0..prepared.headers.len())
+        .map(|c| {
+            prepared
+                .rows
+                .iter()
+                .map(|r| chars(&r[c]))
+                .chain(std::iter::once(chars(&prepared.headers[c])))
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let text: Vec<bool> = prepared.kinds.iter().map(|k| *k == Kind::Text).collect();
+    let mut plan = fit::plan(&prepared.headers, &natural, &text, flexible, width.into());
+    // A tree whose `process` column must go keeps its shape: the indentation (and the
+    // "(+N shorter)" rows) move to the command.
+    if let (Some(process), Some(command)) = (text_column("process"), flexible)
+        && plan.dropped.iter().any(|d| d == "process")
+    {
+        for row in &mut prepared.rows {
+            let cell = std::mem::take(&mut row[process]);
+            let indent = &cell[..cell.len() - cell.trim_start_matches(' ').len()];
+            row[command] = if row[command].is_empty() {
+                cell.clone()
+            } else {
+                format!("{indent}{}", row[command])
+            };
+        }
+        let mut natural = natural;
+        natural[command] = prepared
+            .rows
+            .iter()
+            .map(|r| chars(&r[command]))
+            .chain(std::iter::once(chars(&prepared.headers[command])))
+            .max()
+            .unwrap_or(0);
+        natural[process] = 0;
+        plan = fit::plan(&prepared.headers, &natural, &text, flexible, width.into());
+        if !plan.dropped.iter().any(|d| d == "process") {
+            // Empty now: it goes all the same.
+            let at = plan.keep.iter().position(|&c| c == process).unwrap_or(0);
+            plan.keep.remove(at);
+            plan.widths.remove(at);
+            plan.dropped.push("process".into());
+        }
+    }
+    let pick = |values: &[String]| -> Vec<String> {
+        plan.keep.iter().map(|&c| values[c].clone()).collect()
+    };
+    prepared.headers = pick(&prepared.headers);
+    prepared.kinds = plan.keep.iter().map(|&c| prepared.kinds[c]).collect();
+    for row in &mut prepared.rows {
+        let kept = pick(row);
+        *row = kept
+            .into_iter()
+            .zip(&plan.widths)
+            .map(|(cell, &w)| fit::abbreviate(&cell, w))
+            .collect();
+    }
+    if plan.dropped.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "Left out to fit {width} columns: {} (--wide shows every column).",
+            plan.dropped.join(", ")
+        )
+    }
 }

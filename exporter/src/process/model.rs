@@ -75,6 +75,9 @@ pub struct Process {
     /// Some of its records were lost (its fork; its exit when it ended as lost): what is known
     /// of it is partial.
     pub incomplete: bool,
+    /// Failures below it (its failed children, with the failures they passed on) whose fate
+    /// its own ending decides: passed on when it fails too, absorbed when it exits 0.
+    pub failed_below: u64,
 }
 
 impl Process {

@@ -70,7 +70,10 @@ pub struct RunSpan {
     pub exit_code: Option<i32>,
     pub signal: Option<i32>,
     pub processes: u64,
+    /// Failures that were not absorbed by an ancestor (see `TrackerTotals::failed`).
     pub failed: u64,
+    /// Non-zero exits an ancestor absorbed.
+    pub absorbed: u64,
     pub still_running: u64,
     /// Why the command could not start (it never ran).
     pub start_error: Option<String>,
@@ -130,6 +133,7 @@ mod tests {
             signal,
             processes: 1,
             failed: 0,
+            absorbed: 0,
             still_running: 0,
             start_error: None,
             interrupted: false,

@@ -42,7 +42,12 @@ pub struct TrackerTotals {
     /// Distinct visible processes seen.
     pub processes: u64,
     pub ended: u64,
+    /// Failures that reached a root, an ancestor that was not traced or is still running:
+    /// what made the run (or a tree) fail.
     pub failed: u64,
+    /// Non-zero exits and fatal signals that a traced ancestor absorbed by exiting 0 (a
+    /// probe's `readlink` failing, `cmd || true`): not failures of the run.
+    pub absorbed: u64,
     /// Processes dropped from the tree because they ran a deny-listed executable.
     pub hidden: u64,
     /// A pid was reused before its previous process's exit arrived (exit lost).
@@ -136,8 +141,30 @@ impl Tracker {
         }
     }
 
+    /// The totals; failures still waiting on a live ancestor's ending count as failures.
     pub fn totals(&self) -> TrackerTotals {
-        self.totals
+        let mut totals = self.totals;
+        totals.failed += self.live.values().map(|p| p.failed_below).sum::<u64>();
+        totals
+    }
+
+    /// A process ended (`failed`: non-zero or by a fatal signal): its failure and those it
+    /// carried pass up to its live tree parent, whose own ending decides them, or count as
+    /// failures where no traced parent is left to decide; an exit 0 absorbs what it carried.
+    fn settle_failures(&mut self, p: &Process, failed: bool) {
+        if !failed {
+            self.totals.absorbed += p.failed_below;
+            return;
+        }
+        let carried = 1 + p.failed_below;
+        let parent = p
+            .parent
+            .filter(|_| !p.root)
+            .and_then(|k| self.live.get_mut(&k.tgid).filter(|q| q.key == k));
+        match parent {
+            Some(parent) => parent.failed_below += carried,
+            None => self.totals.failed += carried,
+        }
     }
 
     pub fn live(&self) -> impl Iterator<Item = &Process> {
@@ -233,6 +260,7 @@ impl Tracker {
             last_sample: None,
             connections: Vec::new(),
             incomplete: false,
+            failed_below: 0,
         }
     }
 
@@ -244,6 +272,8 @@ impl Tracker {
             .is_some_and(|p| !self.same(p, c.start_ns));
         if stale && let Some(old) = self.live.remove(&c.tgid) {
             self.totals.missing_exits += 1;
+            // Its ending is unknown: what it carried stays a failure.
+            self.totals.failed += old.failed_below;
             self.remember(&old, c.ktime_ns);
         }
         if !self.live.contains_key(&c.tgid) {
@@ -435,9 +465,7 @@ impl Tracker {
                 p.ending = Some(Ending::Exited(exit));
                 p.end_ns = Some(common.ktime_ns);
                 self.totals.ended += 1;
-                if exit.failed() {
-                    self.totals.failed += 1;
-                }
+                self.settle_failures(&p, exit.failed());
                 self.remember(&p, common.ktime_ns);
                 Some(p)
             }
@@ -580,6 +608,7 @@ impl Tracker {
         p.ending = Some(Ending::Lost);
         p.end_ns = Some(now_ns);
         p.incomplete = true;
+        self.totals.failed += p.failed_below;
         self.totals.lost_exits += 1;
         self.totals.ended += 1;
         self.remember(&p, now_ns);
@@ -605,6 +634,7 @@ impl Tracker {
 
     /// Takes every live process out of the table, marked still running at `now_ns`.
     pub fn drain_running(&mut self, now_ns: u64) -> Vec<Process> {
+        self.totals = self.totals();
         let mut out: Vec<Process> = self
             .live
             .drain()
@@ -672,6 +702,36 @@ mod tests {
 
     fn key(tgid: u32, start_ns: u64) -> ProcessKey {
         ProcessKey { tgid, start_ns }
+    }
+
+    /// A probe's non-zero exit that its shell ignores is absorbed; a failure that its
+    /// ancestors pass on to the root is the run's failure, and so is every failure it carried.
+    #[test]
+    fn failures_a_parent_absorbs_are_counted_apart() {
+        let mut t = Tracker::default();
+        let root = key(10, 100);
+        t.apply(ev(10, 100, 1, Body::Fork, flags::ROOT));
+        // A shim (exits 0) whose probe failed, and whose probe's own child failed first.
+        let shim = key(11, 110);
+        t.apply(child_of(11, 110, root, Body::Fork));
+        t.apply(child_of(12, 120, shim, Body::Fork));
+        t.apply(child_of(13, 130, key(12, 120), Body::Fork));
+        t.apply(child_of(13, 130, key(12, 120), exit(1 << 8)));
+        t.apply(child_of(12, 120, shim, exit(1 << 8)));
+        assert_eq!((t.totals().failed, t.totals().absorbed), (2, 0), "pending");
+        t.apply(child_of(11, 110, root, exit(0)));
+        assert_eq!((t.totals().failed, t.totals().absorbed), (0, 2));
+        // A step that fails, and the root that fails with it.
+        t.apply(child_of(14, 140, root, Body::Fork));
+        t.apply(child_of(14, 140, root, exit(3 << 8)));
+        t.apply(ev(10, 100, 1, exit(3 << 8), flags::ROOT));
+        assert_eq!((t.totals().failed, t.totals().absorbed), (2, 2));
+        // A failure whose parent is still running when tracing stops stays a failure.
+        t.apply(ev(20, 200, 1, Body::Fork, flags::ROOT));
+        t.apply(child_of(21, 210, key(20, 200), Body::Fork));
+        t.apply(child_of(21, 210, key(20, 200), exit(9)));
+        t.drain_running(300);
+        assert_eq!((t.totals().failed, t.totals().absorbed), (3, 2));
     }
 
     #[test]

@@ -83,6 +83,7 @@ pub fn load_views(conn: &Connection) -> Result<LoadedRun, QueryError> {
                     cpu_user_s: r.get(15)?,
                     cpu_system_s: r.get(16)?,
                     peak_rss_bytes: r.get(17)?,
+                    exec_ns: r.get(22)?,
                     traffic: crate::analysis::run::Traffic {
                         read_bytes: r.get(18)?,
                         write_bytes: r.get(19)?,

@@ -9,7 +9,7 @@ use duckdb::Connection;
 use super::{QueryError, quote, reason_only};
 use crate::{
     config::{ObjectStoreSection, store_url_parts},
-    upload::store::{credentials, env_nonempty, region},
+    upload::store::{credentials, endpoint, region, url_style},
 };
 
 /// DuckDB threads for queries over a bucket.
@@ -73,11 +73,7 @@ pub fn setup_sql(
         }
     }
     options.push(("REGION", region(store)));
-    let endpoint = if store.endpoint.trim().is_empty() {
-        env_nonempty("AWS_ENDPOINT_URL").unwrap_or_default()
-    } else {
-        store.endpoint.trim().to_owned()
-    };
+    let endpoint = endpoint(store);
     if !endpoint.is_empty() {
         let (ssl, host) = match endpoint.split_once("://") {
             Some(("http", host)) => ("false", host),
@@ -87,11 +83,12 @@ pub fn setup_sql(
         options.push(("ENDPOINT", host.trim_end_matches('/').to_owned()));
         options.push(("USE_SSL", ssl.to_owned()));
     }
-    // As configured for the uploads; an endpoint from the environment alone is a self-hosted
-    // server, which wants path-style URLs.
-    if store.path_style || (store.endpoint.trim().is_empty() && !endpoint.is_empty()) {
-        options.push(("URL_STYLE", "path".to_owned()));
-    }
+    // The uploads' rule, so that what was written is read where it was written.
+    let style = url_style(store);
+    options.push((
+        "URL_STYLE",
+        if style.is_path() { "path" } else { "vhost" }.to_owned(),
+    ));
     options.push(("SCOPE", format!("s3://{bucket}")));
     let render = |masked: bool| {
         let secret = options
@@ -106,7 +103,8 @@ pub fn setup_sql(
         // Reading objects waits on the network, not the CPU: more threads keep more requests
         // in flight (measured: 2 → 16 threads, 7.7 s → 5.9 s over 2,400 objects on 2 cores).
         format!(
-            "SET extension_directory = {};\nSET autoinstall_known_extensions = false;\nLOAD httpfs;\nSET threads = {S3_THREADS};\nSET parquet_metadata_cache = true;\nSET enable_http_metadata_cache = true;\nCREATE OR REPLACE SECRET pipetrace_s3 ({secret});\n",
+            "-- URL style: {}\nSET extension_directory = {};\nSET autoinstall_known_extensions = false;\nLOAD httpfs;\nSET threads = {S3_THREADS};\nSET parquet_metadata_cache = true;\nSET enable_http_metadata_cache = true;\nCREATE OR REPLACE SECRET pipetrace_s3 ({secret});\n",
+            style.describe(),
             quote(&dir.to_string_lossy())
         )
     };

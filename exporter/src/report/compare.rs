@@ -61,6 +61,8 @@ fn per_step(run: &RunView) -> BTreeMap<String, StepStats> {
         if let Some(b) = p.traffic.network() {
             *s.network_bytes.get_or_insert(0) += b;
         }
+        // The step's own ending, absorbed by its parent or not: a step that starts to exit
+        // non-zero is news between runs even where the pipeline ignores it.
         if p.status.is_failure() {
             s.failed += 1;
         }

@@ -102,6 +102,8 @@ struct Data {
     procs: Columns,
     /// Tree order: a parent, then each child's subtree in start order.
     order: Vec<usize>,
+    /// The steps (as the run's summary chooses them): the page opens collapsed to them.
+    steps: Vec<usize>,
     /// Critical path segments, flat: process, start µs, end µs.
     critical: Vec<i64>,
     curves: CurveData,
@@ -233,6 +235,7 @@ fn data(loaded: &LoadedRun, segments: &[crate::analysis::critical_path::Segment]
         strings: strings.list,
         procs: c,
         order: run.tree_order(),
+        steps: crate::analysis::summary::steps(run),
         critical: segments
             .iter()
             .flat_map(|s| {
@@ -386,6 +389,7 @@ pub fn report(loaded: &LoadedRun) -> Result<String, HtmlError> {
         ),
         ("processes", summary.processes.to_string()),
         ("failed", summary.failed.to_string()),
+        ("absorbed non-zero exits", summary.absorbed.to_string()),
         ("still running", summary.still_running.to_string()),
         ("exits lost", summary.exits_lost.to_string()),
     ];
@@ -395,9 +399,7 @@ pub fn report(loaded: &LoadedRun) -> Result<String, HtmlError> {
         .iter()
         .map(|&i| link(run, i, ending(&run.procs[i])))
         .collect();
-    let failed: Vec<usize> = (0..run.procs.len())
-        .filter(|&i| run.procs[i].status.is_failure())
-        .collect();
+    let failed = run.failures();
     let failures = failed
         .iter()
         .take(FAILURES_LISTED)
@@ -494,6 +496,7 @@ mod tests {
             cpu_user_s: None,
             cpu_system_s: None,
             peak_rss_bytes: None,
+            exec_ns: None,
             traffic: Default::default(),
         };
         assert_eq!(short_command(&p), "python3 steps/load.py 'a b'");

@@ -132,7 +132,7 @@ pub fn report(run: &RunView) -> String {
     }
     out.push('\n');
 
-    let failures: Vec<&Proc> = run.procs.iter().filter(|p| p.status.is_failure()).collect();
+    let failures: Vec<&Proc> = run.failures().into_iter().map(|i| &run.procs[i]).collect();
     if !failures.is_empty() {
         let _ = writeln!(out, "### Failures ({})\n", failures.len());
         let _ = writeln!(out, "| ended | pid | chain | command |");
@@ -156,6 +156,20 @@ pub fn report(run: &RunView) -> String {
             );
         }
         out.push('\n');
+    }
+    if summary.absorbed > 0 {
+        let _ = writeln!(
+            out,
+            "{} non-zero exit{} absorbed by {} parent (not failures of the run): `otel-pipetrace query failures --run {}`\n",
+            summary.absorbed,
+            if summary.absorbed == 1 { "" } else { "s" },
+            if summary.absorbed == 1 {
+                "its"
+            } else {
+                "their"
+            },
+            run.run_id
+        );
     }
 
     top_table(&mut out, run, "Most CPU", "CPU", |p| {

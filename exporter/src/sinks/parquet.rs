@@ -101,7 +101,8 @@ fn activity_fields() -> impl Iterator<Item = Field> {
 
 /// Columns added after the first release of a dataset: older files lack them and read as
 /// NULL there (`union_by_name`), so they are not required of every file.
-const LATER_BASE_COLUMNS: [&str; 8] = [
+const LATER_BASE_COLUMNS: [&str; 9] = [
+    "exec_time",
     "host",
     "incomplete",
     "exit_code",
@@ -161,6 +162,9 @@ pub fn processes_schema() -> SchemaRef {
         Field::new("signal", DataType::Int32, true),
         Field::new("status", DataType::Utf8, false),
         Field::new("exec_count", DataType::UInt32, false),
+        // When it executed its last image (null: it ran its parent's): children started
+        // before it are its own helpers (a version-manager shim's), not steps.
+        Field::new("exec_time", timestamp(), true),
         Field::new("incomplete", DataType::Boolean, true),
         Field::new("cpu_user_s", DataType::Float64, true),
         Field::new("cpu_system_s", DataType::Float64, true),
@@ -409,6 +413,7 @@ struct ProcessColumns {
     signal: Int32Builder,
     status: StringBuilder,
     exec_count: UInt32Builder,
+    exec_time: TimestampNanosecondBuilder,
     incomplete: BooleanBuilder,
     cpu_user_s: Float64Builder,
     cpu_system_s: Float64Builder,
@@ -467,6 +472,11 @@ impl ProcessColumns {
         self.signal.append_option(exit.and_then(|x| x.signal()));
         self.status.append_value(p.status());
         self.exec_count.append_value(p.exec_count);
+        self.exec_time.append_option(
+            p.exec_ns
+                .filter(|_| !p.exec_inherited)
+                .map(|ns| clock.unix_ns(ns) as i64),
+        );
         self.incomplete.append_value(p.incomplete);
         // Measured by the kernel at exit; unknown for processes that did not exit.
         let usage = exit.map(|x| x.usage);
@@ -513,6 +523,7 @@ impl ProcessColumns {
             Arc::new(self.signal.finish()),
             Arc::new(self.status.finish()),
             Arc::new(self.exec_count.finish()),
+            Arc::new(self.exec_time.finish().with_timezone("UTC")),
             Arc::new(self.incomplete.finish()),
             Arc::new(self.cpu_user_s.finish()),
             Arc::new(self.cpu_system_s.finish()),

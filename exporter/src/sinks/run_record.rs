@@ -36,6 +36,7 @@ impl Sink for RunRecordSink {
             let mut proc = Proc::from(*p);
             proc.start_ns = self.wall_us(proc.start_ns);
             proc.end_ns = self.wall_us(proc.end_ns);
+            proc.exec_ns = proc.exec_ns.map(|ns| self.wall_us(ns));
             self.recorded
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())

@@ -46,6 +46,67 @@ pub fn env_nonempty(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
+/// The S3-compatible server's URL: the configuration's, else `AWS_ENDPOINT_URL`; empty for AWS.
+pub fn endpoint(section: &ObjectStoreSection) -> String {
+    let configured = section.endpoint.trim();
+    if configured.is_empty() {
+        env_nonempty("AWS_ENDPOINT_URL").unwrap_or_default()
+    } else {
+        configured.to_owned()
+    }
+}
+
+/// How object URLs are formed, and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UrlStyle {
+    /// `http://endpoint/bucket/key`.
+    Path(&'static str),
+    /// `http://bucket.endpoint/key` (AWS's default).
+    VirtualHosted,
+}
+
+impl UrlStyle {
+    pub fn is_path(self) -> bool {
+        matches!(self, Self::Path(_))
+    }
+
+    /// One line for people: the style and the reason it was chosen.
+    pub fn describe(self) -> String {
+        match self {
+            Self::Path(why) => format!("path-style ({why})"),
+            Self::VirtualHosted => "virtual-hosted (bucket name in the host name)".to_owned(),
+        }
+    }
+}
+
+/// Path-style where it is asked for or where a bucket's host name could not resolve: an IP
+/// literal or `localhost` endpoint (`pipetrace.127.0.0.1` is no name), or a server named only
+/// by `AWS_ENDPOINT_URL` (self-hosted servers want path-style).
+pub fn url_style(section: &ObjectStoreSection) -> UrlStyle {
+    if section.path_style {
+        return UrlStyle::Path("path_style = true");
+    }
+    let endpoint = endpoint(section);
+    if endpoint.is_empty() {
+        return UrlStyle::VirtualHosted;
+    }
+    let authority = endpoint
+        .split_once("://")
+        .map_or(endpoint.as_str(), |(_, rest)| rest);
+    let authority = authority.split(['/', '?']).next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    if host.parse::<std::net::IpAddr>().is_ok() || host.eq_ignore_ascii_case("localhost") {
+        UrlStyle::Path("the endpoint is an IP address or localhost")
+    } else if section.endpoint.trim().is_empty() {
+        UrlStyle::Path("an endpoint from AWS_ENDPOINT_URL")
+    } else {
+        UrlStyle::VirtualHosted
+    }
+}
+
 /// The credentials file and profile the configuration (or the AWS variables) name.
 pub fn credentials_source(section: &ObjectStoreSection) -> (std::path::PathBuf, String) {
     let file = if section.credentials_file.is_empty() {
@@ -133,11 +194,11 @@ impl Bucket {
             .map_err(|m| StoreError::Config(format!("output.object_store.url: {m}")))?;
         let mut builder = AmazonS3Builder::from_env().with_bucket_name(&bucket);
         builder = builder.with_region(region(section));
-        let endpoint = section.endpoint.trim();
+        let endpoint = endpoint(section);
         if !endpoint.is_empty() {
-            builder = builder.with_endpoint(endpoint);
+            builder = builder.with_endpoint(&endpoint);
         }
-        builder = builder.with_virtual_hosted_style_request(!section.path_style);
+        builder = builder.with_virtual_hosted_style_request(!url_style(section).is_path());
         // The AWS variables are read by `from_env`; the credentials file here.
         if env_nonempty("AWS_ACCESS_KEY_ID").is_none() {
             match credentials(section)? {
@@ -363,6 +424,44 @@ mod tests {
             read_credentials_file(&dir.path().join("none"), "default")
                 .unwrap()
                 .is_none()
+        );
+    }
+
+    #[test]
+    fn ip_and_localhost_endpoints_are_path_style_named_hosts_are_not() {
+        let style = |endpoint: &str, path_style: bool| {
+            url_style(&ObjectStoreSection {
+                endpoint: endpoint.into(),
+                path_style,
+                ..Default::default()
+            })
+        };
+        for endpoint in [
+            "http://127.0.0.1:8333",
+            "http://127.0.0.1",
+            "https://[::1]:9000/",
+            "localhost:9000",
+            "http://LOCALHOST",
+            "http://10.1.2.3:80/base",
+        ] {
+            assert_eq!(
+                style(endpoint, false),
+                UrlStyle::Path("the endpoint is an IP address or localhost"),
+                "{endpoint}"
+            );
+        }
+        assert_eq!(
+            style("https://minio.ci.internal", false),
+            UrlStyle::VirtualHosted
+        );
+        assert_eq!(
+            style("https://minio.ci.internal", true),
+            UrlStyle::Path("path_style = true")
+        );
+        assert!(
+            style("https://minio.ci.internal", true)
+                .describe()
+                .starts_with("path-style")
         );
     }
 }

@@ -1,15 +1,16 @@
 -- I/O per step (processes with the same step key together): bytes read from and written to
--- storage, bytes through read/write calls, major page faults (reads that waited for the disk)
+-- storage, bytes passed through read and write system calls (page cache, pipes and sockets
+-- included; the names say bytes, not calls), major page faults (reads that waited for the disk)
 -- and context switches. Empty I/O columns: the kernel has no task I/O accounting, or the data
 -- predates these columns.
 SELECT
     any_value(command_line) AS command,
     count(*) AS processes,
-    sum(read_bytes) AS read_bytes,
-    sum(write_bytes) AS write_bytes,
+    sum(read_bytes) AS storage_read_bytes,
+    sum(write_bytes) AS storage_write_bytes,
     sum(cancelled_write_bytes) AS cancelled_write_bytes,
-    sum(read_chars) AS read_call_bytes,
-    sum(write_chars) AS write_call_bytes,
+    sum(read_chars) AS syscall_read_bytes,
+    sum(write_chars) AS syscall_write_bytes,
     sum(major_faults) AS major_faults,
     sum(minor_faults) AS minor_faults,
     sum(voluntary_switches) AS voluntary_switches,

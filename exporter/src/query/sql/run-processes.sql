@@ -21,5 +21,6 @@ SELECT
     read_bytes,
     write_bytes,
     network_sent_bytes,
-    network_received_bytes
+    network_received_bytes,
+    epoch_ns(exec_time) AS exec_ns
 FROM run_processes

@@ -94,13 +94,34 @@
   var samplesOf = {};
   D.samples.forEach(function (s) { samplesOf[s.proc] = s; });
 
-  // What is shown: rows in tree order without the insides of collapsed subtrees.
+  // What is shown: rows in tree order without the insides of collapsed subtrees. The page
+  // opens collapsed to the steps (D.steps, as the run's summary chooses them: a shim's helpers
+  // are no steps), with processes shorter than SHORT_US that lead to no step folded into a
+  // count on their parent, so the heavy steps are what a person sees first.
+  var SHORT_US = 1000;
   var collapsed = new Uint8Array(N), visible = [], rowOf = new Int32Array(N);
+  var isStep = new Uint8Array(N), towardStep = new Uint8Array(N), shortBelow = new Int32Array(N);
+  D.steps.forEach(function (s) {
+    isStep[s] = 1;
+    for (var a = s; a >= 0 && !towardStep[a]; a = P.parent[a]) towardStep[a] = 1;
+  });
+  var foldShort = true;
+  function folded(i) { return foldShort && !towardStep[i] && P.parent[i] >= 0 && P.dur[i] < SHORT_US; }
+  function collapseToSteps() {
+    for (var i = 0; i < N; i++) collapsed[i] = children[i].length && (isStep[i] || !towardStep[i]) ? 1 : 0;
+    foldShort = true;
+  }
   function rebuild() {
     visible = [];
     rowOf.fill(-1);
+    shortBelow.fill(0);
     for (var k = 0; k < N; k++) {
       var i = order[k];
+      if (folded(i)) {
+        shortBelow[P.parent[i]] += size[i];
+        k += size[i] - 1;
+        continue;
+      }
       rowOf[i] = visible.length;
       visible.push(i);
       if (collapsed[i]) k += size[i] - 1;
@@ -189,6 +210,7 @@
       label.appendChild(tog);
       label.appendChild(el("span", "mono", labelOf(i)));
       if (collapsed[i]) label.appendChild(el("span", "hidden-n", "+" + (size[i] - 1)));
+      else if (shortBelow[i]) label.appendChild(el("span", "hidden-n", "+" + shortBelow[i] + " under 1 ms"));
       row.appendChild(label);
       var lane = el("div", "lane");
       lane.style.width = w + "px";
@@ -247,6 +269,7 @@
 
   function reveal(i) {
     for (var a = P.parent[i]; a >= 0; a = P.parent[a]) collapsed[a] = 0;
+    for (a = i; a >= 0; a = P.parent[a]) if (folded(a)) foldShort = false;
     rebuild();
     var y = rowsEl.offsetTop + rowOf[i] * ROW;
     if (y < scroller.scrollTop + rowsEl.offsetTop || y > scroller.scrollTop + scroller.clientHeight - ROW) {
@@ -422,9 +445,14 @@
   document.getElementById("zoom-in").onclick = function () { var c = centre(); setZoom(zoom * 2, c[0], c[1]); };
   document.getElementById("zoom-out").onclick = function () { var c = centre(); setZoom(zoom / 2, c[0], c[1]); };
   document.getElementById("zoom-fit").onclick = function () { setZoom(1, 0, 0); };
-  document.getElementById("expand-all").onclick = function () { collapsed.fill(0); rebuild(); drawRows(); };
+  document.getElementById("expand-all").onclick = function () {
+    collapsed.fill(0);
+    foldShort = false;
+    rebuild();
+    drawRows();
+  };
   document.getElementById("collapse-steps").onclick = function () {
-    for (var i = 0; i < N; i++) collapsed[i] = depth[i] >= 1 && children[i].length ? 1 : 0;
+    collapseToSteps();
     rebuild();
     drawRows();
   };
@@ -437,6 +465,7 @@
   });
   findBox.addEventListener("search", function () { if (!findBox.value) find("", false); });
 
+  collapseToSteps();
   rebuild();
   layout();
   // When the page was ready, in ms from the start of navigation (read by the benchmark).

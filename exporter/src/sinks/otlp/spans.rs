@@ -302,6 +302,7 @@ impl SpanFactory {
             KeyValue::new("process.command_args", string_array(&run.command)),
             KeyValue::new("pipetrace.run.processes", run.processes as i64),
             KeyValue::new("pipetrace.run.failed", run.failed as i64),
+            KeyValue::new("pipetrace.run.absorbed_failures", run.absorbed as i64),
             KeyValue::new("pipetrace.run.still_running", run.still_running as i64),
         ];
         let mut status = Status::Unset;
