@@ -23,6 +23,24 @@ fn a_bad_duration_names_the_flag_or_variable_and_shows_a_good_one() {
         stderr.contains("5s") && stderr.contains("500ms"),
         "{stderr}"
     );
+    // A negative duration is a bad duration, not an unknown flag `-5`.
+    for (args, flag) in [
+        (&["run", "--grace", "-5s", "--", "true"][..], "--grace"),
+        (
+            &["query", "tree", "--min-duration", "-1s"][..],
+            "--min-duration",
+        ),
+    ] {
+        let out = agent(args);
+        assert_one_line_error(&out, flag);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("-")
+                && stderr.contains("duration")
+                && !stderr.contains("unexpected argument"),
+            "{stderr}"
+        );
+    }
     assert_plain(&stderr);
 
     let out = config_with("PIPETRACE_RUN__GRACE_PERIOD", "2");

@@ -142,7 +142,8 @@ fn compose_file_follows_the_compose_specification() {
     // The files the image copies from the build context exist.
     for line in dockerfile.lines().filter(|l| l.starts_with("COPY ")) {
         let words: Vec<&str> = line.split_whitespace().collect();
-        if words[1].starts_with("--from") || words[1] == "." {
+        // Another stage's files, the whole context, or a build argument's (the archive).
+        if words[1].starts_with("--from") || words[1] == "." || words[1].starts_with('$') {
             continue;
         }
         assert!(repo().join(words[1]).exists(), "Dockerfile: {line}");
@@ -559,6 +560,15 @@ fn every_dashboard_query_returns_data_from_a_real_prometheus() {
     assert_eq!(daemon.wait().unwrap().code(), Some(0));
 }
 
+/// A file removed when the test ends, however it ends.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 /// The host's network as a test could change it: firewall rules and interfaces.
 fn host_network() -> (String, BTreeSet<String>) {
     let rules = Command::new("iptables-save")
@@ -610,12 +620,21 @@ fn the_compose_stack_comes_up_traces_the_host_and_keeps_its_parquet() {
     );
     let network_before = host_network();
     let cgroups_before = pipetrace_tests::docker::docker_cgroups();
-    let engine = Engine::start();
     let id = std::process::id() % 100_000;
+    // The agent image from the release archive the suite builds (how release images are
+    // made): nothing compiles in the image. scripts/check-image builds it from source.
+    let (archive, _) = pipetrace_tests::release_artifacts();
+    let in_context = format!("dist/compose-test-{id}.tar.gz");
+    std::fs::create_dir_all(repo().join("dist")).unwrap();
+    std::fs::copy(archive, repo().join(&in_context)).unwrap();
+    let _archive_copy = RemoveOnDrop(repo().join(&in_context));
+    let engine = Engine::start();
     let project = format!("ptc{id}");
     let compose = |args: &[&str]| {
         let mut cmd = engine.command("docker-compose");
         cmd.current_dir(compose_dir())
+            .env("PIPETRACE_IMAGE", "from-archive")
+            .env("PIPETRACE_ARCHIVE", &in_context)
             .env("EXTRA_CA_CERTS", extra_ca_certs())
             .args(["-p", &project, "-f", "docker-compose.yml"])
             .args(["-f", "local/docker-compose.local.yml"])
