@@ -946,13 +946,13 @@ fn tables_fit_every_terminal_width_and_stay_narrow_in_a_pipe() {
             step = step.display()
         ),
     );
-    let out = command()
-        .args(["run", "--argv-max", "32768", "--parquet"])
-        .arg(&data)
-        .arg("--")
-        .arg(&pipeline)
-        .output()
-        .unwrap();
+    // The 18 KB argument whole in the data.
+    let argv_max = std::ffi::OsStr::new("32768");
+    let out = run_into(
+        &data,
+        &[("PIPETRACE_CAPTURE__ARGV_MAX_BYTES", argv_max)],
+        &pipeline,
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -996,6 +996,13 @@ fn tables_fit_every_terminal_width_and_stay_narrow_in_a_pipe() {
             }
         }
     }
+    // `io` says what its byte columns count: the disk's bytes and those through read and
+    // write calls (not a number of calls).
+    let io = on_terminal(200, &data, &["io"]);
+    for header in ["storage read", "storage write", "syscall read", "syscall write"] {
+        assert!(io.contains(header), "{header}: {io}");
+    }
+    assert!(!io.contains("read call"), "{io}");
     // At 80 columns `durations` keeps the step readable and says what it left out.
     let durations = on_terminal(80, &data, &["durations"]);
     let row = durations
