@@ -110,10 +110,7 @@ pub fn plan(
     let others: usize = keep
         .iter()
         .filter(|&&i| Some(i) != flexible)
-        .map(|&i| capped[i])
-        .collect::<Vec<_>>()
-        .into_iter()
-        .map(|w| w + 3)
+        .map(|&i| capped[i] + 3)
         .sum();
     let widths = keep
         .iter()

@@ -350,6 +350,18 @@ pub fn render(batches: &[RecordBatch], options: TableOptions) -> String {
     out
 }
 
+/// Characters of column `c`'s widest cell, its header included.
+fn natural_width(prepared: &Prepared, c: usize) -> usize {
+    prepared
+        .rows
+        .iter()
+        .map(|r| &r[c])
+        .chain(std::iter::once(&prepared.headers[c]))
+        .map(|s| s.chars().count())
+        .max()
+        .unwrap_or(0)
+}
+
 /// Fits the table to the terminal (columns left out in a fixed order, the command or step
 /// column abbreviated, never below a readable width) or, outside a terminal, cuts long text
 /// cells at a fixed width; `--wide` leaves everything whole. What was left out, for the
@@ -378,17 +390,8 @@ fn fit_columns(prepared: &mut Prepared, options: TableOptions) -> String {
         }
         return String::new();
     };
-    let chars = |s: &String| s.chars().count();
     let natural: Vec<usize> = (0..prepared.headers.len())
-        .map(|c| {
-            prepared
-                .rows
-                .iter()
-                .map(|r| chars(&r[c]))
-                .chain(std::iter::once(chars(&prepared.headers[c])))
-                .max()
-                .unwrap_or(0)
-        })
+        .map(|c| natural_width(prepared, c))
         .collect();
     let text: Vec<bool> = prepared.kinds.iter().map(|k| *k == Kind::Text).collect();
     let mut plan = fit::plan(&prepared.headers, &natural, &text, flexible, width.into());
@@ -407,13 +410,7 @@ fn fit_columns(prepared: &mut Prepared, options: TableOptions) -> String {
             };
         }
         let mut natural = natural;
-        natural[command] = prepared
-            .rows
-            .iter()
-            .map(|r| chars(&r[command]))
-            .chain(std::iter::once(chars(&prepared.headers[command])))
-            .max()
-            .unwrap_or(0);
+        natural[command] = natural_width(prepared, command);
         natural[process] = 0;
         plan = fit::plan(&prepared.headers, &natural, &text, flexible, width.into());
         if !plan.dropped.iter().any(|d| d == "process") {
