@@ -999,7 +999,12 @@ fn tables_fit_every_terminal_width_and_stay_narrow_in_a_pipe() {
     // `io` says what its byte columns count: the disk's bytes and those through read and
     // write calls (not a number of calls).
     let io = on_terminal(200, &data, &["io"]);
-    for header in ["storage read", "storage write", "syscall read", "syscall write"] {
+    for header in [
+        "storage read",
+        "storage write",
+        "syscall read",
+        "syscall write",
+    ] {
         assert!(io.contains(header), "{header}: {io}");
     }
     assert!(!io.contains("read call"), "{io}");
