@@ -70,6 +70,9 @@ fn build_current_agent() -> PathBuf {
             "otel-pipetrace-query",
         ])
         .args(["--profile", &profile])
+        // Set by scripts/test-runner for libtest's --report-time alone: cargo would take it
+        // as a change and rebuild everything.
+        .env_remove("RUSTC_BOOTSTRAP")
         .env("CARGO_TARGET_DIR", profile_dir.parent().unwrap())
         .current_dir(workspace)
         .output()
@@ -628,6 +631,7 @@ pub fn release_artifacts() -> &'static (PathBuf, PathBuf) {
         let out = Path::new(&target).join(format!("release-artifacts-{binary}"));
         let _ = std::fs::remove_dir_all(&out);
         let run = Command::new(workspace().join("scripts/release"))
+            .env_remove("RUSTC_BOOTSTRAP")
             .arg("--out")
             .arg(&out)
             .output()
