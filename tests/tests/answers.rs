@@ -201,6 +201,23 @@ fn on_terminal(columns: u16, data: &Path, args: &[&str]) -> String {
     text
 }
 
+/// `query ARGS --data DATA` with stdout a pipe (not a terminal), which must succeed: stdout.
+fn through_a_pipe(data: &Path, args: &[&str]) -> String {
+    let out = command()
+        .arg("query")
+        .args(args)
+        .arg("--data")
+        .arg(data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn width(line: &str) -> usize {
     line.chars().count()
 }
@@ -261,15 +278,7 @@ fn tables_read_in_units_fit_the_terminal_and_fold_short_processes() {
     assert!(wide.contains(&long_arg), "{wide}");
     // Not a terminal: no timeline, text cut at a fixed width, whole with --wide, in CSV and
     // in JSON.
-    let piped = |args: &[&str]| {
-        let out = command()
-            .args(["query", "slowest", "--data"])
-            .arg(&data)
-            .args(args)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let piped = |args: &[&str]| through_a_pipe(&data, &[&["slowest"], args].concat());
     let cut = piped(&[]);
     assert!(!cut.contains(&long_arg) && cut.contains("xxx…"), "{cut}");
     assert!(!cut.contains('█'), "{cut}");
@@ -1038,16 +1047,7 @@ fn tables_fit_every_terminal_width_and_stay_narrow_in_a_pipe() {
     );
 
     // A pipe: rows of `runs` stay short; --wide and CSV keep all of it.
-    let runs = |args: &[&str]| {
-        let out = command()
-            .args(["query", "processes", "--data"])
-            .arg(&data)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(out.status.success());
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let runs = |args: &[&str]| through_a_pipe(&data, &[&["processes"], args].concat());
     let piped = runs(&[]);
     assert!(
         piped.lines().all(|l| width(l) < 1_000),
