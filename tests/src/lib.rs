@@ -9,7 +9,7 @@ use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
     process::{Command, Output},
-    sync::OnceLock,
+    sync::{OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard},
     time::{Duration, Instant},
 };
 
@@ -20,6 +20,24 @@ pub mod phoenix;
 pub mod prometheus;
 pub mod rotel;
 pub mod s3;
+
+/// The suite is one binary run with more test threads than cores (scripts/test): most tests
+/// wait on processes and receivers. Tests that load every core (image builds, lintian,
+/// process storms) and tests whose assertions need the CPU when they ask for it (a sample
+/// every interval, a step under 20 ms, a storm traced without loss) must not overlap: the
+/// second would measure the first. Writers are preferred, so a waiting calm test holds back
+/// new heavy ones.
+static CORES: RwLock<()> = RwLock::new(());
+
+/// Held by a test that loads every core; such tests may overlap each other.
+pub fn loads_every_core() -> RwLockReadGuard<'static, ()> {
+    CORES.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Held by a test that needs the cores on time: no core-loading test runs meanwhile.
+pub fn needs_idle_cores() -> RwLockWriteGuard<'static, ()> {
+    CORES.write().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// The agent binary under test: `$PIPETRACE_BIN` as given, else the workspace's own agent,
 /// built from the current sources once per test process (a no-op when up to date), so an old
@@ -619,8 +637,9 @@ pub fn output_text(out: &Output) -> String {
     )
 }
 
-/// The artifacts of one `scripts/release` run per test binary (archive, Debian package), in
-/// the target directory (one directory per test binary, replaced on each run).
+/// The artifacts of one `scripts/release` run per test process (archive, Debian package),
+/// shared by the tests that install or deploy them, in the target directory (replaced on each
+/// run).
 pub fn release_artifacts() -> &'static (PathBuf, PathBuf) {
     static BUILT: std::sync::OnceLock<(PathBuf, PathBuf)> = std::sync::OnceLock::new();
     BUILT.get_or_init(|| {

@@ -26,6 +26,7 @@ fn within(measured: f64, expected: f64, share: f64, what: &str) {
 #[test]
 fn bytes_written_and_read_at_the_storage_layer_are_the_files() {
     require_root!();
+    let _cores = pipetrace_tests::loads_every_core();
     // On disk (the target directory), not tmpfs: O_DIRECT and writeback need a block device.
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let direct = dir.path().join("direct");
@@ -88,6 +89,7 @@ fn time_v(report: &str, label: &str) -> f64 {
 #[test]
 fn faults_and_switches_agree_with_getrusage_and_count_every_thread() {
     require_root!();
+    let _cores = pipetrace_tests::loads_every_core();
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let report = dir.path().join("time.txt");
     let out = dir.path().join("thread.out");
@@ -152,6 +154,7 @@ fn faults_and_switches_agree_with_getrusage_and_count_every_thread() {
 #[test]
 fn live_samples_carry_io_so_far_including_exited_threads() {
     require_root!();
+    let _cores = pipetrace_tests::needs_idle_cores();
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let out = dir.path().join("live.out");
     let python = real_python();

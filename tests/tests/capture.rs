@@ -246,6 +246,7 @@ fn descendants_still_running_after_the_grace_period_are_reported() {
 #[test]
 fn two_thousand_short_processes_two_at_a_time_lose_nothing() {
     require_root!();
+    let _cores = pipetrace_tests::needs_idle_cores();
     let t = trace(
         &[],
         &[

@@ -146,6 +146,7 @@ fn job_cgroup(job: &str) -> JobCgroup {
 #[test]
 fn a_job_traced_by_the_ci_script_reports_its_steps_and_joins_the_job_trace() {
     require_root!();
+    let _cores = pipetrace_tests::loads_every_core();
     let (archive, _) = release_artifacts();
     let rotel = Rotel::start();
     let cgroup = job_cgroup("root-job");
@@ -319,6 +320,7 @@ impl Drop for SudoUser {
 #[test]
 fn a_job_of_an_unprivileged_user_is_traced_through_sudo() {
     require_root!();
+    let _cores = pipetrace_tests::loads_every_core();
     let (archive, _) = release_artifacts();
     let user = SudoUser::create();
     let cgroup = job_cgroup("user-job");

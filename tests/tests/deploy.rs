@@ -607,6 +607,7 @@ fn extra_ca_certs() -> String {
 
 #[test]
 fn the_compose_stack_comes_up_traces_the_host_and_keeps_its_parquet() {
+    let _cores = pipetrace_tests::loads_every_core();
     use pipetrace_tests::{
         docker::{DATA_ROOT, Engine, mounts_under},
         require, rotel, wait_until,

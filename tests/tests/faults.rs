@@ -262,6 +262,7 @@ fn shutdown_is_bounded_and_a_restart_continues_in_new_files() {
 #[test]
 fn a_spawn_storm_is_counted_marked_and_survived() {
     require_root!();
+    let _cores = pipetrace_tests::loads_every_core();
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let root = format!("ptf{}c.sh", std::process::id() % 100_000);

@@ -33,6 +33,7 @@ fn without_build_tree(home: &Path, argv: &[&str]) -> Output {
 #[test]
 fn the_archive_traces_and_answers_unpacked_into_an_empty_directory() {
     require_root!();
+    let _cores = pipetrace_tests::loads_every_core();
     let (archive, _) = release_artifacts();
     let dir = tempfile::tempdir().unwrap();
     let unpacked = Command::new("tar")
@@ -157,6 +158,7 @@ fn sh(script: &str) -> Output {
 #[test]
 fn the_debian_package_passes_lintian_installs_runs_and_goes_away() {
     require_root!();
+    let _cores = pipetrace_tests::loads_every_core();
     let (_, deb) = release_artifacts();
     let lintian = Command::new("lintian")
         .args(["--tag-display-limit", "0"])

@@ -254,6 +254,7 @@ fn trace_sampled(interval: &str, cmd: &[&str]) -> (pipetrace_tests::Traced, Stri
 #[test]
 fn live_processes_are_sampled_from_the_kernel() {
     require_root!();
+    let _cores = pipetrace_tests::needs_idle_cores();
     // 200 MiB resident; two threads burn 0.4 s of CPU each, then all three threads idle for
     // 1.5 s while the program reports when the idle time began and its CPU time then.
     let script = "import threading, time\n\
@@ -330,6 +331,7 @@ fn live_processes_are_sampled_from_the_kernel() {
 #[test]
 fn sampling_can_be_turned_off() {
     require_root!();
+    let _cores = pipetrace_tests::needs_idle_cores();
     let (t, _) = trace_sampled("0s", &["/bin/sleep", "0.7"]);
     assert_eq!(t.status, 0, "{}", t.stderr);
     assert!(!t.events.iter().any(|e| e["kind"] == "sample"));
@@ -397,6 +399,7 @@ fn memory_step_percent_sets_the_relative_step() {
 #[test]
 fn every_process_reports_its_memory_while_untraced_ones_churn() {
     require_root!();
+    let _cores = pipetrace_tests::loads_every_core();
     let python = real_python();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let churn: Vec<_> = ["/bin/true", "/bin/ls"]

@@ -9,6 +9,7 @@ const SPAWNS: usize = 30;
 #[test]
 fn fifty_concurrent_runs_each_trace_their_own_tree_without_loss() {
     require_root!();
+    let _cores = pipetrace_tests::needs_idle_cores();
     let dir = tempfile::tempdir().unwrap();
     // Each run's command spawns /bin/true with its own marker, so a process seen by the wrong
     // run shows by its argv.
