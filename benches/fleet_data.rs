@@ -59,6 +59,7 @@ fn main() {
             flush_rows: 1_000_000,
             flush_bytes: usize::MAX,
             flush_interval: std::time::Duration::from_secs(7 * 24 * 3600),
+            unwritten_bytes: 64 << 20,
         };
         let mut sink =
             ParquetSink::create(settings, clock, &format!("{h:016x}")).expect("parquet sink");

@@ -50,7 +50,7 @@ fn main() {
     let mut templates: Vec<Template> = (0..64).map(template).collect();
     let clock = Clock::new();
 
-    let mut jsonl = JsonlSink::create("/dev/null", clock).expect("jsonl sink");
+    let mut jsonl = JsonlSink::create("/dev/null", clock, 64 << 20).expect("jsonl sink");
     let jsonl_s = feed(&mut jsonl, events, &mut templates);
 
     let _ = std::fs::remove_dir_all(&dir);
@@ -60,6 +60,7 @@ fn main() {
         flush_rows: 1_000_000,
         flush_bytes: usize::MAX,
         flush_interval: std::time::Duration::from_secs(3600),
+        unwritten_bytes: 64 << 20,
     };
     let mut parquet =
         ParquetSink::create(settings, clock, "benchrun00000001").expect("parquet sink");

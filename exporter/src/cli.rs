@@ -156,6 +156,11 @@ pub enum Command {
         /// How long to wait for CMD's remaining descendants after it exits (e.g. 5s, 500ms).
         #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
         grace: Option<String>,
+        /// Exit with status 75 when CMD succeeded but the record is incomplete: an event,
+        /// exit, span, Parquet or JSONL row, or upload was lost (CMD's own failure status
+        /// still wins). Config: run.fail_on_loss.
+        #[arg(long)]
+        fail_on_loss: bool,
         /// What to print on stderr at the end: full (totals, wall and CPU time, peak memory,
         /// slowest steps, the failure chain) or line (the totals line alone).
         #[arg(long, value_name = "WHAT", default_value = "full", value_parser = ["full", "line"])]
@@ -324,13 +329,19 @@ pub struct ExportArgs {
 
 impl Cli {
     pub fn overrides(&self) -> Overrides {
-        let (trace, grace) = match &self.command {
-            Some(Command::Run { trace, grace, .. }) => (self.trace.then(trace), grace.clone()),
-            _ => (self.trace.clone(), None),
+        let (trace, grace, fail_on_loss) = match &self.command {
+            Some(Command::Run {
+                trace,
+                grace,
+                fail_on_loss,
+                ..
+            }) => (self.trace.then(trace), grace.clone(), *fail_on_loss),
+            _ => (self.trace.clone(), None, false),
         };
         Overrides {
             jsonl: trace.jsonl,
             grace_period: grace,
+            fail_on_loss,
             argv_max_bytes: trace.argv_max,
             hide: trace.hide,
             btf_path: trace.btf,

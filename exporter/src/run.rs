@@ -13,7 +13,7 @@ use crate::{
         decode::signal_name,
         loader::{KernelScope, register_self, run_root_state},
     },
-    config::Config,
+    config::{Config, LOSS_EXIT_STATUS},
     present::{
         self,
         summary::{RunFacts, details},
@@ -262,6 +262,7 @@ pub async fn run(
     }
     finished.report(&Report::RunEnded(&run));
     let losses = describe_losses(&finished.losses);
+    let events_lost = finished.losses.total();
     let closed = finished
         .close(
             config.otlp.shutdown_timeout,
@@ -290,6 +291,15 @@ pub async fn run(
         closed.describe(),
         describe_status(&status),
     );
+    let incomplete = events_lost > 0 || !lost.is_empty() || closed.lost_anything();
+    let exit_code = if config.run.fail_on_loss && exit_code == 0 && incomplete {
+        eprintln!(
+            "otel-pipetrace: the record of this run is incomplete (run.fail_on_loss): exiting with status {LOSS_EXIT_STATUS}"
+        );
+        LOSS_EXIT_STATUS
+    } else {
+        exit_code
+    };
     for p in &still_running {
         eprintln!(
             "otel-pipetrace: still running after {:?}: pid {} {}",

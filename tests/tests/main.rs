@@ -19,6 +19,7 @@ mod metrics;
 mod network;
 mod oom;
 mod otlp;
+mod outputs;
 mod packaging;
 mod query;
 mod resources;

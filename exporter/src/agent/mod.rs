@@ -34,6 +34,7 @@ use crate::{
     },
     sinks::{
         Report, Sink, SinkError,
+        health::{OutputHealth, OutputSnapshot},
         metrics::{
             aggregates::{SelfCounters, SharedAggregates},
             otlp::OtlpMetrics,
@@ -69,6 +70,8 @@ pub struct Agent {
     metrics: Option<SharedAggregates>,
     otlp_metrics: Option<OtlpMetrics>,
     upload: Option<UploadTask>,
+    /// What each file output wrote and lost.
+    outputs: Vec<Arc<OutputHealth>>,
     pub started_ns: u64,
 }
 
@@ -99,6 +102,8 @@ pub struct Finished {
     export: Option<ExportTask>,
     otlp_metrics: Option<OtlpMetrics>,
     upload: Option<UploadTask>,
+    outputs: Vec<Arc<OutputHealth>>,
+    metrics: Option<SharedAggregates>,
 }
 
 /// What the exports did, for the last line of a run or a daemon.
@@ -108,12 +113,31 @@ pub struct Closed {
     pub spans: Option<Arc<SpanStats>>,
     /// With `[output.object_store]`: the counters, the bucket's URL and the spool.
     pub upload: Option<(UploadCounters, String, std::path::PathBuf)>,
+    /// The file outputs after their last write.
+    pub outputs: Vec<OutputSnapshot>,
 }
 
 impl Closed {
-    /// `, 12 spans exported, uploaded 3 objects (1.20 MiB) to s3://…`, or nothing.
+    /// A span, a row or an upload that never got where it was going.
+    pub fn lost_anything(&self) -> bool {
+        self.spans.as_ref().is_some_and(|s| s.dropped() > 0)
+            || self
+                .upload
+                .as_ref()
+                .is_some_and(|(u, _, _)| u.dropped_objects > 0)
+            || self
+                .outputs
+                .iter()
+                .any(|o| o.dropped > 0 || o.written < o.received)
+    }
+
+    /// `, 12 spans exported, uploaded 3 objects (1.20 MiB) to s3://…`, and any file output
+    /// that did not write everything (`, parquet: 0 of 402 processes written, …`), or nothing.
     pub fn describe(&self) -> String {
         let mut text = String::new();
+        for short in self.outputs.iter().filter_map(OutputSnapshot::describe) {
+            text.push_str(&format!(", {short}"));
+        }
         if let Some(s) = &self.spans {
             text.push_str(&format!(", {}", s.describe()));
         }
@@ -129,8 +153,9 @@ impl Finished {
     /// every sink.
     pub fn report(&mut self, report: &Report) {
         for sink in self.sinks.iter_mut() {
+            // Counted (and said once) by the output's health where it has one.
             if let Err(e) = sink.report(report) {
-                tracing::warn!("sink {}: {e}", sink.name());
+                tracing::debug!("sink {}: {e}", sink.name());
             }
         }
     }
@@ -140,8 +165,15 @@ impl Finished {
     pub async fn close(mut self, deadline: Duration, upload_deadline: Duration) -> Closed {
         for sink in self.sinks.iter_mut() {
             if let Err(e) = sink.close() {
-                tracing::warn!("sink {}: {e}", sink.name());
+                tracing::debug!("sink {}: {e}", sink.name());
             }
+        }
+        let outputs: Vec<OutputSnapshot> = self.outputs.iter().map(|o| o.snapshot()).collect();
+        // The final metrics say what the last writes did.
+        if let Some(metrics) = &self.metrics
+            && let Ok(mut m) = metrics.lock()
+        {
+            m.agent.outputs = outputs.clone();
         }
         // Dropping the sinks closes the span queue: the export task drains it and ends.
         drop(self.sinks);
@@ -161,7 +193,11 @@ impl Finished {
             }
             None => None,
         };
-        Closed { spans, upload }
+        Closed {
+            spans,
+            upload,
+            outputs,
+        }
     }
 }
 
@@ -236,6 +272,7 @@ impl Agent {
             otlp_metrics,
             upload,
         } = configured_sinks(config, clock, &options)?;
+        let outputs: Vec<Arc<OutputHealth>> = sinks.iter().filter_map(|s| s.health()).collect();
         let started_ns = crate::capture::clock::monotonic_ns();
         tracing::debug!(ms = begun.elapsed().as_millis(), "start-up: sinks");
         let mut capture = Capture::load(
@@ -302,6 +339,7 @@ impl Agent {
             metrics,
             otlp_metrics,
             upload,
+            outputs,
             started_ns,
         })
     }
@@ -313,7 +351,13 @@ impl Agent {
             &self.stats,
             self.losses(),
             self.upload.as_ref(),
+            &self.outputs,
         );
+    }
+
+    /// What each file output wrote and lost so far.
+    pub fn outputs(&self) -> Vec<OutputSnapshot> {
+        self.outputs.iter().map(|o| o.snapshot()).collect()
     }
 
     /// Every loss so far, kernel and user space.
@@ -341,7 +385,7 @@ impl Agent {
         for sink in sinks.iter_mut() {
             if let Err(e) = sink.flush() {
                 Stats::add(&self.stats.sink_errors, 1);
-                tracing::warn!("sink {}: {e}", sink.name());
+                tracing::debug!("sink {}: {e}", sink.name());
             }
         }
         let kernel = self.capture.kernel_counters();
@@ -352,6 +396,7 @@ impl Agent {
             &self.stats,
             losses,
             self.upload.as_ref(),
+            &self.outputs,
         );
         Finished {
             tracker,
@@ -361,6 +406,8 @@ impl Agent {
             export: self.export,
             otlp_metrics: self.otlp_metrics,
             upload: self.upload,
+            outputs: self.outputs,
+            metrics: self.metrics,
         }
     }
 }
@@ -371,6 +418,7 @@ fn publish_self_metrics(
     stats: &Stats,
     losses: Losses,
     upload: Option<&UploadTask>,
+    outputs: &[Arc<OutputHealth>],
 ) {
     if let Some(metrics) = metrics
         && let Ok(mut m) = metrics.lock()
@@ -379,6 +427,7 @@ fn publish_self_metrics(
             events_read: Stats::get(&stats.records_read),
             losses,
             upload: upload.map(|u| u.stats().snapshot()),
+            outputs: outputs.iter().map(|o| o.snapshot()).collect(),
         };
     }
 }

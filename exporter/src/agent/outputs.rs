@@ -42,7 +42,11 @@ pub fn configured_sinks(
 ) -> Result<ConfiguredSinks, SinkError> {
     let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
     if let Some(path) = &config.output.jsonl {
-        sinks.push(Box::new(JsonlSink::create(path, clock)?));
+        sinks.push(Box::new(JsonlSink::create(
+            path,
+            clock,
+            config.output.unwritten_bytes,
+        )?));
     }
     let out = &config.output;
     if out.parquet {
@@ -52,6 +56,7 @@ pub fn configured_sinks(
             flush_rows: out.flush_rows,
             flush_bytes: out.flush_bytes,
             flush_interval: out.flush_interval,
+            unwritten_bytes: out.unwritten_bytes,
         };
         sinks.push(Box::new(ParquetSink::create(
             settings,
@@ -76,7 +81,8 @@ pub fn configured_sinks(
         .enabled()
         .then(|| otlp::resource(&config.otlp, cicd));
     if let Some(resource) = &resource {
-        let (sink, task) = OtlpSink::from_config(&config.otlp, resource.clone(), clock)?;
+        let (mut sink, task) = OtlpSink::from_config(&config.otlp, resource.clone(), clock)?;
+        sink.watch_outputs(sinks.iter().filter_map(|s| s.health()).collect());
         sinks.push(Box::new(sink));
         export = Some(task);
     }

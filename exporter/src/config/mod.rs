@@ -306,7 +306,14 @@ pub struct RunSection {
     /// Append the run's Markdown report to the file named by `$GITHUB_STEP_SUMMARY` (the job
     /// summary of GitHub Actions) when that variable is set.
     pub job_summary: bool,
+    /// Exit with [`LOSS_EXIT_STATUS`] when the command succeeded but the record is incomplete:
+    /// an event, an exit, a span, a row or an upload lost.
+    pub fail_on_loss: bool,
 }
+
+/// `run`'s status when the command succeeded and `run.fail_on_loss` found something lost
+/// (EX_TEMPFAIL: the record is incomplete, the run may be repeated).
+pub const LOSS_EXIT_STATUS: i32 = 75;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -326,6 +333,9 @@ pub struct OutputSection {
     /// Longest time a row waits before it is written (what a SIGKILL can lose).
     #[serde(with = "humantime_serde")]
     pub flush_interval: Duration,
+    /// Bytes of output (encoded Parquet files, JSONL lines) kept in memory per file output
+    /// while its disk refuses writes; beyond it the oldest are dropped, and counted.
+    pub unwritten_bytes: usize,
     /// The `host` column of every Parquet row (default: this machine's host name): what tells
     /// hosts apart when their data is read together.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -462,6 +472,7 @@ impl Default for OutputSection {
             flush_rows: 100_000,
             flush_bytes: 8 << 20,
             flush_interval: Duration::from_secs(10),
+            unwritten_bytes: 64 << 20,
             host: None,
             object_store: None,
         }
@@ -504,6 +515,7 @@ impl Default for RunSection {
         Self {
             grace_period: Duration::from_secs(5),
             job_summary: true,
+            fail_on_loss: false,
         }
     }
 }
@@ -523,6 +535,9 @@ pub struct Overrides {
     pub jsonl: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub grace_period: Option<String>,
+    /// `--fail-on-loss` (given: true; absent: the lower layers decide).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub fail_on_loss: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub argv_max_bytes: Option<usize>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -578,6 +593,13 @@ impl Overrides {
         }
         if let Some(v) = &self.grace_period {
             set("--grace", "run.grace_period", serde_json::json!(v));
+        }
+        if self.fail_on_loss {
+            set(
+                "--fail-on-loss",
+                "run.fail_on_loss",
+                serde_json::json!(true),
+            );
         }
         if let Some(v) = &self.argv_max_bytes {
             set("--argv-max", "capture.argv_max_bytes", serde_json::json!(v));
@@ -919,6 +941,15 @@ impl Config {
             return bad(
                 "output.flush_bytes",
                 format!("at least 65536 (64 KiB), not {}", self.output.flush_bytes),
+            );
+        }
+        if self.output.unwritten_bytes < 64 * 1024 {
+            return bad(
+                "output.unwritten_bytes",
+                format!(
+                    "at least 65536 (64 KiB), not {}",
+                    self.output.unwritten_bytes
+                ),
             );
         }
         if self.output.flush_interval.is_zero() {

@@ -1,10 +1,24 @@
 //! One JSON object per event, one per line, to a file or stdout.
+//!
+//! Lines are gathered in memory and written once per burst. A file only ever ends with a
+//! whole line: a write the disk refuses halfway is cut back to the last whole line, and its
+//! lines wait for a retry (after 1 s, doubling to 30 s) within `output.unwritten_bytes`,
+//! beyond which the oldest are dropped; all of it is counted in the sink's [`OutputHealth`].
+//! On stdout, a reader that went away (EPIPE) ends the output: the rest is counted as dropped
+//! and the run goes on.
 
-use std::io::{BufWriter, Write};
+use std::{
+    fs::File,
+    io::{Seek, SeekFrom, Write},
+    sync::Arc,
+};
 
 use serde::Serialize;
 
-use super::{Report, Sink, SinkError};
+use super::{
+    Report, Sink, SinkError,
+    health::{Backoff, OutputHealth},
+};
 use crate::{
     capture::{
         clock::{Clock, rfc3339},
@@ -14,8 +28,28 @@ use crate::{
 };
 use exporter_common::flags;
 
+/// Lines gathered before a write even within a burst.
+const WRITE_AT: usize = 256 * 1024;
+
+enum Output {
+    /// `committed`: the length of the file's whole lines.
+    File {
+        file: File,
+        committed: u64,
+    },
+    Stdout,
+    /// Its reader went away: nothing more is written.
+    Gone,
+}
+
 pub struct JsonlSink {
-    out: BufWriter<Box<dyn Write + Send>>,
+    out: Output,
+    /// Whole lines not written yet, and how many.
+    lines: Vec<u8>,
+    waiting: u64,
+    max_unwritten: usize,
+    retry: Backoff,
+    health: Arc<OutputHealth>,
     path: String,
     clock: Clock,
 }
@@ -119,31 +153,121 @@ struct StillRunning<'a> {
 
 impl JsonlSink {
     /// `"-"` writes to stdout.
-    pub fn create(path: &str, clock: Clock) -> Result<Self, SinkError> {
-        let out: Box<dyn Write + Send> = if path == "-" {
-            Box::new(std::io::stdout())
+    pub fn create(path: &str, clock: Clock, max_unwritten: usize) -> Result<Self, SinkError> {
+        let out = if path == "-" {
+            Output::Stdout
         } else {
-            Box::new(
+            let file =
                 super::create_private_file(path.as_ref()).map_err(|source| SinkError::Io {
                     path: path.to_owned(),
                     source,
-                })?,
-            )
+                })?;
+            Output::File { file, committed: 0 }
         };
+        let target = if path == "-" { "stdout" } else { path };
         Ok(Self {
-            out: BufWriter::with_capacity(256 * 1024, out),
-            path: path.to_owned(),
+            out,
+            lines: Vec::with_capacity(WRITE_AT),
+            waiting: 0,
+            max_unwritten,
+            retry: Backoff::default(),
+            health: Arc::new(OutputHealth::new("jsonl", target, "lines")),
+            path: target.to_owned(),
             clock,
         })
     }
 
     fn write_json(&mut self, value: &impl Serialize) -> Result<(), SinkError> {
-        let io = |source| SinkError::Io {
-            path: self.path.clone(),
-            source,
-        };
-        serde_json::to_writer(&mut self.out, value).map_err(|e| io(e.into()))?;
-        self.out.write_all(b"\n").map_err(io)
+        let start = self.lines.len();
+        if let Err(e) = serde_json::to_writer(&mut self.lines, value) {
+            // A value that cannot be encoded leaves no half line behind.
+            self.lines.truncate(start);
+            return Err(SinkError::Io {
+                path: self.path.clone(),
+                source: e.into(),
+            });
+        }
+        self.lines.push(b'\n');
+        self.waiting += 1;
+        self.health.received(1);
+        if self.lines.len() >= WRITE_AT {
+            return self.write_lines(false);
+        }
+        Ok(())
+    }
+
+    /// Writes the waiting lines unless a retry is not due yet, then keeps what still waits
+    /// within the budget.
+    fn write_lines(&mut self, now_or_never: bool) -> Result<(), SinkError> {
+        let mut result = Ok(());
+        if self.waiting > 0 && (now_or_never || self.retry.due()) {
+            let outcome = match &mut self.out {
+                Output::File { file, committed } => match file.write_all(&self.lines) {
+                    Ok(()) => {
+                        *committed += self.lines.len() as u64;
+                        Ok(())
+                    }
+                    Err(e) => {
+                        // Back to the last whole line: the lines are written again later.
+                        let _ = file
+                            .set_len(*committed)
+                            .and_then(|()| file.seek(SeekFrom::Start(*committed)));
+                        Err(e)
+                    }
+                },
+                Output::Stdout => std::io::stdout()
+                    .lock()
+                    .write_all(&self.lines)
+                    .and_then(|()| std::io::stdout().lock().flush()),
+                Output::Gone => Ok(()),
+            };
+            match outcome {
+                Ok(()) if matches!(self.out, Output::Gone) => self.drop_waiting(),
+                Ok(()) => {
+                    self.health.written(self.waiting, self.waiting);
+                    self.lines.clear();
+                    self.waiting = 0;
+                    self.retry.succeeded();
+                }
+                Err(source) => {
+                    self.health.failed(&source, &self.path);
+                    if source.kind() == std::io::ErrorKind::BrokenPipe {
+                        self.out = Output::Gone;
+                        self.drop_waiting();
+                    } else {
+                        self.retry.failed();
+                    }
+                    result = Err(SinkError::Io {
+                        path: self.path.clone(),
+                        source,
+                    });
+                }
+            }
+        }
+        self.keep_within_budget();
+        result
+    }
+
+    fn drop_waiting(&mut self) {
+        self.health.dropped(self.waiting, self.waiting);
+        self.lines.clear();
+        self.waiting = 0;
+    }
+
+    /// Drops the oldest whole lines until the rest fit `max_unwritten`.
+    fn keep_within_budget(&mut self) {
+        if self.lines.len() <= self.max_unwritten {
+            return;
+        }
+        let excess = self.lines.len() - self.max_unwritten;
+        let cut = self.lines[excess - 1..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(self.lines.len(), |i| excess + i);
+        let dropped = self.lines[..cut].iter().filter(|&&b| b == b'\n').count() as u64;
+        self.lines.drain(..cut);
+        self.waiting -= dropped;
+        self.health.dropped(dropped, dropped);
     }
 }
 
@@ -161,10 +285,20 @@ impl Sink for JsonlSink {
     }
 
     fn flush(&mut self) -> Result<(), SinkError> {
-        self.out.flush().map_err(|source| SinkError::Io {
-            path: self.path.clone(),
-            source,
-        })
+        self.write_lines(false)
+    }
+
+    /// A last try, due or not; what is still refused is dropped.
+    fn close(&mut self) -> Result<(), SinkError> {
+        let result = self.write_lines(true);
+        if self.waiting > 0 {
+            self.drop_waiting();
+        }
+        result
+    }
+
+    fn health(&self) -> Option<Arc<OutputHealth>> {
+        Some(self.health.clone())
     }
 }
 

@@ -1,6 +1,7 @@
 //! Outputs of the agent. Every sink gets every [`Report`] of the tracker in stream order and
 //! keeps what it needs: a new sink is one `report` with a `match`, and a `flush`.
 
+pub mod health;
 pub mod jsonl;
 pub mod metrics;
 pub mod otlp;
@@ -32,6 +33,10 @@ pub trait Sink: Send {
     /// The agent stops: write out everything.
     fn close(&mut self) -> Result<(), SinkError> {
         self.flush()
+    }
+    /// What a file output kept and lost, shared with the summary and the metrics.
+    fn health(&self) -> Option<std::sync::Arc<health::OutputHealth>> {
+        None
     }
 }
 

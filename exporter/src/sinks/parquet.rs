@@ -8,8 +8,15 @@
 //! `output.flush_interval` has passed. Every flush writes one complete Parquet file next to its
 //! final name and renames it into place: a reader never sees a partial file, and an agent
 //! killed with SIGKILL loses at most the rows of one flush interval.
+//!
+//! A file is encoded in memory first, then written: when the disk refuses it (full, read-only,
+//! the directory gone), the encoded file waits and is tried again with backoff, within
+//! `output.unwritten_bytes`; beyond that the oldest are dropped, and all of it is counted in
+//! the sink's [`OutputHealth`]. Unfinished files an earlier agent left (`.NAME.PID.tmp`) are
+//! removed at start and counted.
 
 use std::{
+    collections::VecDeque,
     path::{Path, PathBuf},
     sync::Arc,
     time::{Duration, Instant},
@@ -29,7 +36,10 @@ use parquet::{
     file::properties::{WriterProperties, WriterVersion},
 };
 
-use super::{Report, Sink, SinkError};
+use super::{
+    Report, Sink, SinkError,
+    health::{Backoff, OutputHealth},
+};
 use crate::{
     analysis::step_key::step_key,
     capture::{
@@ -555,6 +565,8 @@ pub struct ParquetSettings {
     /// Estimated bytes of buffered rows (all datasets) that trigger a write.
     pub flush_bytes: usize,
     pub flush_interval: Duration,
+    /// Encoded files kept in memory while the disk refuses them.
+    pub unwritten_bytes: usize,
 }
 
 /// What the sink wrote, for the summary and the tests.
@@ -581,6 +593,30 @@ pub struct ParquetSink {
     pending_since: Option<Instant>,
     seq: u64,
     totals: ParquetTotals,
+    /// Encoded files the disk refused so far, oldest first.
+    unwritten: VecDeque<EncodedFile>,
+    unwritten_bytes: usize,
+    retry: Backoff,
+    health: Arc<OutputHealth>,
+}
+
+/// One complete Parquet file, encoded and waiting to be written.
+struct EncodedFile {
+    dataset: &'static str,
+    name: String,
+    bytes: Vec<u8>,
+    rows: u64,
+}
+
+impl EncodedFile {
+    /// Rows of the `processes` dataset: the sink's headline count.
+    fn processes(&self) -> u64 {
+        if self.dataset == PROCESSES {
+            self.rows
+        } else {
+            0
+        }
+    }
 }
 
 fn io_error(path: &Path, e: impl std::fmt::Display) -> SinkError {
@@ -590,18 +626,60 @@ fn io_error(path: &Path, e: impl std::fmt::Display) -> SinkError {
     }
 }
 
+/// `.NAME.PID.tmp` files whose writer is gone: an agent killed mid-write left them. Removed,
+/// and their number returned.
+fn remove_unfinished(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(stem) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".tmp")) else {
+            continue;
+        };
+        // A writer that still runs (another agent on the same directory) keeps its file.
+        let writer = stem
+            .rsplit_once('.')
+            .and_then(|(_, pid)| pid.parse::<u32>().ok());
+        let alive = writer.is_some_and(|pid| {
+            pid != std::process::id() && Path::new(&format!("/proc/{pid}")).exists()
+        });
+        if !alive && std::fs::remove_file(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
 impl ParquetSink {
     pub fn create(
         settings: ParquetSettings,
         clock: Clock,
         run_id: &str,
     ) -> Result<Self, SinkError> {
+        let health = Arc::new(OutputHealth::new(
+            "parquet",
+            settings.dir.display().to_string(),
+            "processes",
+        ));
+        let mut stale = 0;
         for dataset in [EVENTS, PROCESSES, CONNECTIONS] {
             let dir = settings.dir.join(dataset);
             super::create_private_dir(&dir).map_err(|source| SinkError::Io {
                 path: dir.display().to_string(),
                 source,
             })?;
+            stale += remove_unfinished(&dir);
+        }
+        if stale > 0 {
+            tracing::warn!(
+                "removed {stale} unfinished Parquet files an earlier agent left in {}",
+                settings.dir.display()
+            );
+            health
+                .stale_removed
+                .fetch_add(stale, std::sync::atomic::Ordering::Relaxed);
         }
         let props = WriterProperties::builder()
             .set_writer_version(WriterVersion::PARQUET_2_0)
@@ -622,6 +700,10 @@ impl ParquetSink {
             pending_since: None,
             seq: 0,
             totals: ParquetTotals::default(),
+            unwritten: VecDeque::new(),
+            unwritten_bytes: 0,
+            retry: Backoff::default(),
+            health,
         })
     }
 
@@ -641,70 +723,126 @@ impl ParquetSink {
         format!("{now:020}-{}-{:06}.parquet", self.run_id, self.seq)
     }
 
-    fn write(&mut self, dataset: &str, batch: RecordBatch) -> Result<(), SinkError> {
+    /// One complete file of `batch`, in memory.
+    fn encode(&mut self, dataset: &'static str, batch: RecordBatch) -> Result<(), SinkError> {
+        let rows = batch.num_rows() as u64;
+        let mut writer = ArrowWriter::try_new(Vec::new(), batch.schema(), Some(self.props.clone()))
+            .map_err(|e| io_error(&self.settings.dir, e))?;
+        writer
+            .write(&batch)
+            .map_err(|e| io_error(&self.settings.dir, e))?;
+        let bytes = writer
+            .into_inner()
+            .map_err(|e| io_error(&self.settings.dir, e))?;
         let name = self.file_name();
-        let dir = self.settings.dir.join(dataset);
-        let tmp = dir.join(format!(".{name}.tmp"));
-        let done = dir.join(&name);
-        let file = super::create_private_file(&tmp).map_err(|source| SinkError::Io {
-            path: tmp.display().to_string(),
-            source,
-        })?;
-        let result = (|| {
-            let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(self.props.clone()))?;
-            writer.write(&batch)?;
-            writer.close().map(|_| ())
-        })();
-        if let Err(e) = result {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(io_error(&tmp, e));
-        }
-        std::fs::rename(&tmp, &done).map_err(|source| SinkError::Io {
-            path: done.display().to_string(),
-            source,
-        })?;
-        self.totals.files += 1;
+        self.unwritten_bytes += bytes.len();
+        self.unwritten.push_back(EncodedFile {
+            dataset,
+            name,
+            bytes,
+            rows,
+        });
         Ok(())
     }
 
-    /// Writes every buffered row now.
+    /// Writes `file` next to its final name, then renames it into place.
+    fn write_file(&self, file: &EncodedFile) -> Result<(), (std::io::Error, PathBuf)> {
+        use std::io::Write;
+        let dir = self.settings.dir.join(file.dataset);
+        let tmp = dir.join(format!(".{}.{}.tmp", file.name, std::process::id()));
+        let done = dir.join(&file.name);
+        let create = || match super::create_private_file(&tmp) {
+            // The directory was removed under the agent: made again, as at start.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                super::create_private_dir(&dir)?;
+                super::create_private_file(&tmp)
+            }
+            other => other,
+        };
+        // Failures name the dataset's directory: the temporary name means nothing to a reader.
+        let written = create()
+            .and_then(|mut f| f.write_all(&file.bytes))
+            .map_err(|e| (e, dir.clone()));
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        written?;
+        std::fs::rename(&tmp, &done).map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            (e, dir)
+        })
+    }
+
+    /// Writes the waiting files in order, unless a retry is not due yet; stops at the first
+    /// the disk refuses. Then keeps what waits within the budget, dropping the oldest.
+    fn write_unwritten(&mut self, now_or_never: bool) -> Result<(), SinkError> {
+        let mut result = Ok(());
+        if now_or_never || self.retry.due() {
+            while let Some(file) = self.unwritten.front() {
+                match self.write_file(file) {
+                    Ok(()) => {
+                        let file = self.unwritten.pop_front().expect("front exists");
+                        self.unwritten_bytes -= file.bytes.len();
+                        self.health.written(file.processes(), file.rows);
+                        self.totals.files += 1;
+                        match file.dataset {
+                            EVENTS => self.totals.event_rows += file.rows,
+                            PROCESSES => self.totals.process_rows += file.rows,
+                            _ => self.totals.connection_rows += file.rows,
+                        }
+                        self.retry.succeeded();
+                    }
+                    Err((source, path)) => {
+                        self.health.failed(&source, &path.display().to_string());
+                        self.retry.failed();
+                        result = Err(SinkError::Io {
+                            path: path.display().to_string(),
+                            source,
+                        });
+                        break;
+                    }
+                }
+            }
+        }
+        while self.unwritten_bytes > self.settings.unwritten_bytes {
+            let Some(file) = self.unwritten.pop_front() else {
+                break;
+            };
+            self.unwritten_bytes -= file.bytes.len();
+            self.health.dropped(file.processes(), file.rows);
+        }
+        result
+    }
+
+    /// Encodes every buffered row into files and writes them (and any that waited).
     pub fn write_all(&mut self) -> Result<(), SinkError> {
+        self.write_buffered(false)
+    }
+
+    fn write_buffered(&mut self, now_or_never: bool) -> Result<(), SinkError> {
         self.pending_since = None;
-        let mut first_error = None;
         if self.events.rows > 0 {
-            let rows = self.events.rows as u64;
             let batch = self
                 .events
                 .finish(&self.events_schema, &self.settings.host)
                 .map_err(|e| io_error(&self.settings.dir, e))?;
-            match self.write(EVENTS, batch) {
-                Ok(()) => self.totals.event_rows += rows,
-                Err(e) => first_error = Some(e),
-            }
+            self.encode(EVENTS, batch)?;
         }
         if self.processes.rows > 0 {
-            let rows = self.processes.rows as u64;
             let batch = self
                 .processes
                 .finish(&self.processes_schema, &self.settings.host)
                 .map_err(|e| io_error(&self.settings.dir, e))?;
-            match self.write(PROCESSES, batch) {
-                Ok(()) => self.totals.process_rows += rows,
-                Err(e) => first_error = first_error.or(Some(e)),
-            }
+            self.encode(PROCESSES, batch)?;
         }
         if self.connections.rows > 0 {
-            let rows = self.connections.rows as u64;
             let batch = self
                 .connections
                 .finish(&self.connections_schema, &self.settings.host)
                 .map_err(|e| io_error(&self.settings.dir, e))?;
-            match self.write(CONNECTIONS, batch) {
-                Ok(()) => self.totals.connection_rows += rows,
-                Err(e) => first_error = first_error.or(Some(e)),
-            }
+            self.encode(CONNECTIONS, batch)?;
         }
-        first_error.map_or(Ok(()), Err)
+        self.write_unwritten(now_or_never)
     }
 
     fn buffered_bytes(&self) -> usize {
@@ -712,7 +850,8 @@ impl ParquetSink {
     }
 
     fn due(&self) -> bool {
-        self.events.rows >= self.settings.flush_rows
+        (!self.unwritten.is_empty() && self.retry.due())
+            || self.events.rows >= self.settings.flush_rows
             || self.processes.rows >= self.settings.flush_rows
             || self.buffered_bytes() >= self.settings.flush_bytes
             || self
@@ -742,6 +881,7 @@ impl Sink for ParquetSink {
                 }
             }
             Report::Ended(process) => {
+                self.health.received(1);
                 self.processes.push(process, &self.clock, &self.run_id);
                 self.mark_pending();
                 if self.buffered_bytes() >= self.settings.flush_bytes {
@@ -760,8 +900,18 @@ impl Sink for ParquetSink {
         if self.due() { self.write_all() } else { Ok(()) }
     }
 
+    /// A last try for everything, due or not; what the disk still refuses is dropped.
     fn close(&mut self) -> Result<(), SinkError> {
-        self.write_all()
+        let result = self.write_buffered(true);
+        while let Some(file) = self.unwritten.pop_front() {
+            self.health.dropped(file.processes(), file.rows);
+        }
+        self.unwritten_bytes = 0;
+        result
+    }
+
+    fn health(&self) -> Option<Arc<OutputHealth>> {
+        Some(self.health.clone())
     }
 }
 
@@ -811,6 +961,7 @@ mod tests {
             flush_rows: 4,
             flush_bytes: usize::MAX,
             flush_interval: Duration::from_secs(3600),
+            unwritten_bytes: 64 << 20,
         };
         let mut sink = ParquetSink::create(settings, Clock::new(), "r1").unwrap();
         let mut tracker = Tracker::new(TrackerOptions::default());
@@ -842,6 +993,7 @@ mod tests {
             flush_rows: 1_000_000,
             flush_bytes: 64 * 1024,
             flush_interval: Duration::from_secs(3600),
+            unwritten_bytes: 64 << 20,
         };
         let mut sink = ParquetSink::create(settings, Clock::new(), "r1").unwrap();
         // Execs with 4 KiB of arguments each: about 15 fit in 64 KiB.

@@ -195,6 +195,8 @@ pub struct SelfCounters {
     pub losses: Losses,
     /// With `[output.object_store]`.
     pub upload: Option<UploadCounters>,
+    /// The file outputs (Parquet, JSONL): written, dropped, failed writes.
+    pub outputs: Vec<crate::sinks::health::OutputSnapshot>,
 }
 
 /// A live process's latest sample.

@@ -420,6 +420,56 @@ pub const FAMILIES: &[Family] = &[
         },
     },
     Family {
+        otlp: Some("pipetrace.sink.errors"),
+        prometheus: Some("pipetrace_sink_errors_total"),
+        unit: "{write}",
+        help: "Writes a file output (Parquet, JSONL) failed, by output and reason (disk full, read-only file system, …); their rows wait for a retry.",
+        kind: Kind::Counter,
+        needs: Needs::Nothing,
+        points: |s| {
+            s.aggregates
+                .agent
+                .outputs
+                .iter()
+                .flat_map(|o| {
+                    o.failures.iter().map(|(reason, n)| Point {
+                        labels: vec![
+                            ("sink", LabelValue::Str(o.sink)),
+                            ("reason", LabelValue::Str(reason)),
+                        ],
+                        value: Value::Int(*n),
+                    })
+                })
+                .collect()
+        },
+    },
+    Family {
+        otlp: Some("pipetrace.sink.rows"),
+        prometheus: Some("pipetrace_sink_rows_total"),
+        unit: "{row}",
+        help: "Rows a file output (Parquet, JSONL) wrote, or dropped after its disk refused them beyond output.unwritten_bytes.",
+        kind: Kind::Counter,
+        needs: Needs::Nothing,
+        points: |s| {
+            s.aggregates
+                .agent
+                .outputs
+                .iter()
+                .flat_map(|o| {
+                    [("written", o.rows_written), ("dropped", o.rows_dropped)]
+                        .into_iter()
+                        .map(|(result, n)| Point {
+                            labels: vec![
+                                ("sink", LabelValue::Str(o.sink)),
+                                ("result", LabelValue::Str(result)),
+                            ],
+                            value: Value::Int(n),
+                        })
+                })
+                .collect()
+        },
+    },
+    Family {
         otlp: Some("pipetrace.upload.bytes"),
         prometheus: Some("pipetrace_upload_bytes_total"),
         unit: "By",
@@ -541,6 +591,11 @@ mod tests {
             waiting_bytes: 1024,
             ..Default::default()
         });
+        let parquet = crate::sinks::health::OutputHealth::new("parquet", "/d", "processes");
+        parquet.received(3);
+        parquet.written(2, 10);
+        parquet.failed(&std::io::Error::from_raw_os_error(libc::ENOSPC), "/d");
+        a.agent.outputs = vec![parquet.snapshot()];
         let spans = SpanStats::default();
         let sources = Sources {
             aggregates: &a,

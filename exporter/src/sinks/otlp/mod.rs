@@ -128,6 +128,8 @@ pub struct OtlpSink {
     tx: mpsc::Sender<SpanData>,
     factory: SpanFactory,
     stats: Arc<SpanStats>,
+    /// The file outputs whose state the run span carries.
+    outputs: Vec<Arc<crate::sinks::health::OutputHealth>>,
 }
 
 impl OtlpSink {
@@ -146,6 +148,7 @@ impl OtlpSink {
                 tx,
                 factory: SpanFactory::new(clock),
                 stats: stats.clone(),
+                outputs: Vec::new(),
             },
             ExportTask { handle, stats },
         )
@@ -179,6 +182,36 @@ impl OtlpSink {
     }
 }
 
+/// `pipetrace.output.parquet.written` = 402, `.received`, `.dropped`, `.failed_writes` and
+/// `.failure` (`disk full: /data/processes`) per file output, as the run ends.
+fn output_attributes(
+    outputs: &[Arc<crate::sinks::health::OutputHealth>],
+) -> Vec<opentelemetry::KeyValue> {
+    use opentelemetry::KeyValue;
+    let mut attrs = Vec::new();
+    for o in outputs.iter().map(|o| o.snapshot()) {
+        let key = |name: &str| format!("pipetrace.output.{}.{name}", o.sink);
+        attrs.push(KeyValue::new(key("received"), o.received as i64));
+        attrs.push(KeyValue::new(key("written"), o.written as i64));
+        attrs.push(KeyValue::new(key("dropped"), o.dropped as i64));
+        attrs.push(KeyValue::new(
+            key("failed_writes"),
+            o.failures_total() as i64,
+        ));
+        if let Some(first) = o.first_failure {
+            attrs.push(KeyValue::new(key("failure"), first));
+        }
+    }
+    attrs
+}
+
+impl OtlpSink {
+    /// The run span will say what these outputs wrote and lost.
+    pub fn watch_outputs(&mut self, outputs: Vec<Arc<crate::sinks::health::OutputHealth>>) {
+        self.outputs = outputs;
+    }
+}
+
 impl Sink for OtlpSink {
     fn name(&self) -> &'static str {
         "otlp"
@@ -187,7 +220,11 @@ impl Sink for OtlpSink {
     fn report(&mut self, report: &Report) -> Result<(), SinkError> {
         let span = match report {
             Report::Ended(process) => self.factory.process(process),
-            Report::RunEnded(run) => Some(self.factory.run(run)),
+            Report::RunEnded(run) => {
+                let mut span = self.factory.run(run);
+                span.attributes.extend(output_attributes(&self.outputs));
+                Some(span)
+            }
             _ => None,
         };
         if let Some(span) = span {

@@ -1,0 +1,268 @@
+//! Outputs that fail, on real file systems: a data directory on a disk that is full from the
+//! start or fills and frees during the run, and a JSONL reader that goes away. Nothing is lost
+//! silently: what was written is read back by an independent reader (the DuckDB CLI) and
+//! matches the summary line's counts; rows the disk refused are written once space returns;
+//! a JSONL file never ends mid-line (root: the tests mount their own tmpfs).
+
+use std::{
+    io::Read,
+    path::{Path, PathBuf},
+    process::{Command, Output, Stdio},
+};
+
+use pipetrace_tests::{command, require_root, rotel::TOOLS_VENV, script};
+
+/// A tmpfs of `size` mounted on a fresh directory, filled to the last byte by `filler`, and
+/// unmounted on drop.
+struct FullDisk {
+    dir: tempfile::TempDir,
+}
+
+impl FullDisk {
+    fn new(size: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "mount: {out:?}");
+        // dd stops at ENOSPC: the disk is then full.
+        let _ = Command::new("dd")
+            .args(["if=/dev/zero", "bs=4k", "status=none"])
+            .arg(format!("of={}", dir.path().join("filler").display()))
+            .stderr(Stdio::null())
+            .status();
+        let disk = Self { dir };
+        assert_eq!(disk.free_bytes(), 0, "the disk is full");
+        disk
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn free_bytes(&self) -> u64 {
+        let out = Command::new("stat")
+            .args(["-f", "-c", "%a %S"])
+            .arg(self.path())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let n: Vec<u64> = text
+            .split_whitespace()
+            .map(|v| v.parse().unwrap())
+            .collect();
+        n[0] * n[1]
+    }
+}
+
+impl Drop for FullDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+/// `(written, received, dropped)` of one output in the summary line: `parquet: 3 of 52
+/// processes written, 49 dropped, …`.
+fn output_counts(summary: &str, sink: &str) -> Option<(u64, u64, u64)> {
+    let clause = summary.split(&format!("{sink}: ")).nth(1)?;
+    let words: Vec<&str> = clause.split([' ', ',']).filter(|w| !w.is_empty()).collect();
+    let written = words[0].parse().ok()?;
+    let received = words[2].parse().ok()?;
+    let dropped = words
+        .windows(2)
+        .find(|w| w[1] == "dropped")
+        .map_or(0, |w| w[0].parse().unwrap());
+    Some((written, received, dropped))
+}
+
+fn summary_line(out: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    stderr
+        .lines()
+        .find(|l| l.starts_with("otel-pipetrace: ") && l.contains(" processes, "))
+        .unwrap_or_else(|| panic!("no summary line: {stderr}"))
+        .to_owned()
+}
+
+/// The processes the summary line counts: `otel-pipetrace: 52 processes, …`.
+fn processes(summary: &str) -> u64 {
+    summary
+        .trim_start_matches("otel-pipetrace: ")
+        .split(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no process count in {summary}"))
+}
+
+/// Rows of a dataset, read by the DuckDB CLI (0 when no file was written).
+fn parquet_rows(dir: &Path) -> u64 {
+    let files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    for f in &files {
+        let name = f.file_name().unwrap().to_string_lossy();
+        assert!(
+            name.ends_with(".parquet") && !name.starts_with('.'),
+            "only complete files under their final names: {name}"
+        );
+    }
+    if files.is_empty() {
+        return 0;
+    }
+    let out = Command::new(Path::new(TOOLS_VENV).join("bin/duckdb"))
+        .args(["-csv", "-noheader", "-c"])
+        .arg(format!(
+            "SELECT count(*) FROM read_parquet('{}/*.parquet')",
+            dir.display()
+        ))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "duckdb: {out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+/// Every line of a JSONL file, each parsed; the file ends with a whole line.
+fn jsonl_lines(path: &Path) -> u64 {
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(text.is_empty() || text.ends_with('\n'), "ends mid-line");
+    for line in text.lines() {
+        serde_json::from_str::<serde_json::Value>(line)
+            .unwrap_or_else(|e| panic!("bad line {line:?}: {e}"));
+    }
+    text.lines().count() as u64
+}
+
+fn run_on(disk: &Path, flags: &[&str], cmd: &[&str]) -> Output {
+    command()
+        // Parquet files every 50 rows, so that some are written while the disk is full.
+        .env("PIPETRACE_OUTPUT__FLUSH_ROWS", "50")
+        .args(["run", "--summary", "line", "--grace", "0s", "--parquet"])
+        .arg(disk.join("pq"))
+        .arg("--jsonl")
+        .arg(disk.join("events.jsonl"))
+        .args(flags)
+        .arg("--")
+        .args(cmd)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_disk_full_from_the_start_is_said_counted_and_fails_the_run_on_request() {
+    require_root!();
+    let disk = FullDisk::new("256k");
+    let work = ["sh", "-c", "for i in $(seq 50); do /bin/true; done"];
+    let out = run_on(disk.path(), &["--fail-on-loss"], &work);
+    let summary = summary_line(&out);
+    assert_eq!(out.status.code(), Some(75), "{summary}");
+    let n = processes(&summary);
+    assert_eq!(n, 52, "{summary}");
+    // Said on the line scripts parse, with the reason and where.
+    assert_eq!(
+        output_counts(&summary, "parquet"),
+        Some((0, n, n)),
+        "{summary}"
+    );
+    let pq = disk.path().join("pq");
+    assert!(
+        summary.contains(&format!("(disk full: {}/", pq.display())),
+        "{summary}"
+    );
+    let (written, received, dropped) = output_counts(&summary, "jsonl").unwrap();
+    assert_eq!((written, dropped), (0, received), "{summary}");
+    assert!(
+        received >= 2 * n,
+        "an exec and an exit per process: {summary}"
+    );
+    assert!(summary.contains("disk full"), "{summary}");
+    // Nothing under a final name, no half-written file left.
+    for dataset in ["events", "processes", "connections"] {
+        assert_eq!(parquet_rows(&pq.join(dataset)), 0);
+    }
+    assert_eq!(jsonl_lines(&disk.path().join("events.jsonl")), 0);
+    // The control: without the flag the command's own status is the run's.
+    let out = run_on(disk.path(), &[], &work);
+    assert_eq!(out.status.code(), Some(0), "{}", summary_line(&out));
+}
+
+#[test]
+fn rows_the_disk_refused_are_written_once_space_returns() {
+    require_root!();
+    let disk = FullDisk::new("2m");
+    let filler = disk.path().join("filler");
+    let dir = tempfile::tempdir().unwrap();
+    // A hundred processes while the disk is full, then space returns, then a hundred more;
+    // the pause lets a retry happen while the run goes on.
+    let pipeline = script(
+        dir.path(),
+        "pipeline.sh",
+        &format!(
+            "for i in $(seq 100); do /bin/true; done\nsleep 1.2\nrm {}\nsleep 2.5\nfor i in $(seq 100); do /bin/true; done\n",
+            filler.display()
+        ),
+    );
+    let out = run_on(
+        disk.path(),
+        &["--fail-on-loss"],
+        &[pipeline.to_str().unwrap()],
+    );
+    let summary = summary_line(&out);
+    // Nothing was lost, so --fail-on-loss keeps the command's status.
+    assert_eq!(out.status.code(), Some(0), "{summary}");
+    let n = processes(&summary);
+    assert!(n >= 204, "{summary}");
+    assert_eq!(
+        output_counts(&summary, "parquet"),
+        Some((n, n, 0)),
+        "{summary}"
+    );
+    assert!(summary.contains("failed (disk full: "), "{summary}");
+    let pq = disk.path().join("pq");
+    assert_eq!(parquet_rows(&pq.join("processes")), n, "{summary}");
+    let (written, received, dropped) = output_counts(&summary, "jsonl").unwrap();
+    assert_eq!((written, dropped), (received, 0), "{summary}");
+    assert_eq!(jsonl_lines(&disk.path().join("events.jsonl")), written);
+    assert_eq!(
+        parquet_rows(&pq.join("events")),
+        written,
+        "one row per line"
+    );
+}
+
+#[test]
+fn a_jsonl_reader_that_goes_away_costs_counted_lines_not_the_run() {
+    require_root!();
+    let data = tempfile::tempdir().unwrap();
+    let mut agent = command()
+        .args(["run", "--summary", "line", "--jsonl", "-", "--parquet"])
+        .arg(data.path())
+        .args([
+            "--",
+            "sh",
+            "-c",
+            "/bin/true; sleep 1; for i in $(seq 100); do /bin/true; done; exit 3",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader takes the first lines, then goes away.
+    let mut stdout = agent.stdout.take().unwrap();
+    let mut first = [0u8; 64];
+    stdout.read_exact(&mut first).unwrap();
+    drop(stdout);
+    let out = agent.wait_with_output().unwrap();
+    let summary = summary_line(&out);
+    // The run goes on: the command's own status, every process in the other output.
+    assert_eq!(out.status.code(), Some(3), "{summary}");
+    let n = processes(&summary);
+    assert!(n >= 103, "{summary}");
+    assert_eq!(parquet_rows(&data.path().join("processes")), n);
+    let (written, received, dropped) = output_counts(&summary, "jsonl").unwrap();
+    assert!(written > 0 && dropped > 0, "{summary}");
+    assert_eq!(written + dropped, received, "{summary}");
+    assert!(summary.contains("(reader gone: stdout)"), "{summary}");
+}
