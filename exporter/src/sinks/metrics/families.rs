@@ -91,6 +91,29 @@ fn upload_points<'a>(
         .unwrap_or_default()
 }
 
+/// One point per file output and value `pick` returns for it: labels `sink` and `label`
+/// (the failure's reason, the rows' result).
+fn output_points<'a>(
+    s: &Sources<'a>,
+    label: &'static str,
+    pick: impl Fn(&'a crate::sinks::health::OutputSnapshot) -> Vec<(&'static str, u64)>,
+) -> Vec<Point<'a>> {
+    s.aggregates
+        .agent
+        .outputs
+        .iter()
+        .flat_map(|o| {
+            pick(o).into_iter().map(|(value, n)| Point {
+                labels: vec![
+                    ("sink", LabelValue::Str(o.sink)),
+                    (label, LabelValue::Str(value)),
+                ],
+                value: Value::Int(n),
+            })
+        })
+        .collect()
+}
+
 const EXE: &str = "process.executable.name";
 
 fn exe(name: &str) -> (&'static str, LabelValue<'_>) {
@@ -427,20 +450,9 @@ pub const FAMILIES: &[Family] = &[
         kind: Kind::Counter,
         needs: Needs::Nothing,
         points: |s| {
-            s.aggregates
-                .agent
-                .outputs
-                .iter()
-                .flat_map(|o| {
-                    o.failures.iter().map(|(reason, n)| Point {
-                        labels: vec![
-                            ("sink", LabelValue::Str(o.sink)),
-                            ("reason", LabelValue::Str(reason)),
-                        ],
-                        value: Value::Int(*n),
-                    })
-                })
-                .collect()
+            output_points(s, "reason", |o| {
+                o.failures.iter().map(|(reason, n)| (*reason, *n)).collect()
+            })
         },
     },
     Family {
@@ -451,22 +463,9 @@ pub const FAMILIES: &[Family] = &[
         kind: Kind::Counter,
         needs: Needs::Nothing,
         points: |s| {
-            s.aggregates
-                .agent
-                .outputs
-                .iter()
-                .flat_map(|o| {
-                    [("written", o.rows_written), ("dropped", o.rows_dropped)]
-                        .into_iter()
-                        .map(|(result, n)| Point {
-                            labels: vec![
-                                ("sink", LabelValue::Str(o.sink)),
-                                ("result", LabelValue::Str(result)),
-                            ],
-                            value: Value::Int(n),
-                        })
-                })
-                .collect()
+            output_points(s, "result", |o| {
+                vec![("written", o.rows_written), ("dropped", o.rows_dropped)]
+            })
         },
     },
     Family {
