@@ -20,7 +20,6 @@ use crate::{
     },
     process::{
         ids::IdGenerator,
-        redact::Redactor,
         trace_context::{RemoteParent, RunSpan, SpanRef, traceparent},
     },
     report::markdown,
@@ -130,10 +129,7 @@ pub async fn run(
         .iter()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    // Validated with the configuration.
-    Redactor::from_config(&config.redact)
-        .unwrap_or_default()
-        .argv(&mut argv);
+    agent.redactor.argv(&mut argv);
     // The run as it starts; completed when it ends.
     let started = RunSpan {
         span: run_span,

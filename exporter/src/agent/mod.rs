@@ -56,10 +56,14 @@ pub enum AgentError {
     Sink(#[from] SinkError),
     #[error("ring buffer reader: {0}")]
     Reader(std::io::Error),
+    #[error(transparent)]
+    Redact(#[from] crate::config::PatternError),
 }
 
 pub struct Agent {
     pub capture: Capture,
+    /// The configuration's redaction, compiled once: what the tracker and `run` mask with.
+    pub redactor: Arc<Redactor>,
     pub stats: Arc<Stats>,
     pub clock: Clock,
     stop: watch::Sender<bool>,
@@ -291,15 +295,16 @@ impl Agent {
             "start-up: programs loaded and attached"
         );
         let t = &config.tracker;
-        // Validated with the configuration.
-        let redact = Arc::new(Redactor::from_config(&config.redact).unwrap_or_default());
+        // Checked with the configuration already; an error here is still an error, never a
+        // redactor without the user's patterns.
+        let redact = Arc::new(Redactor::from_config(&config.redact)?);
         let mut tracker = Tracker::new(TrackerOptions {
             run_span: options.run_span,
             job_span: options.job_span,
             retain_ended_ns: t.retain_ended.as_nanos() as u64,
             max_ended: t.max_ended,
             started_ns,
-            redact,
+            redact: redact.clone(),
         });
         // After attaching, so that nothing started in between is missed; before the consumer
         // starts, so that the tracker knows them before their events.
@@ -329,6 +334,7 @@ impl Agent {
         };
         Ok(Self {
             capture,
+            redactor: redact,
             stats,
             clock,
             stop,
