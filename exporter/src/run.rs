@@ -309,7 +309,10 @@ pub async fn run(
     if config.run.job_summary
         && let Some(path) = std::env::var_os(GITHUB_STEP_SUMMARY).filter(|p| !p.is_empty())
     {
-        append_job_summary(std::path::Path::new(&path), &markdown::report(&view));
+        append_job_summary(
+            std::path::Path::new(&path),
+            &markdown::with_output_warnings(markdown::report(&view), &closed.outputs),
+        );
     }
     if full_summary {
         let summary = Summary::of(&view, SLOWEST_SHOWN);

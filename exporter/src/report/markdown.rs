@@ -60,6 +60,26 @@ fn status_word(p: &Proc) -> String {
 }
 
 /// The report; `title` names the run (its root command and id).
+/// The report with a warning under its title for each file output that did not write
+/// everything (known to `run` only: the data read back cannot say what is missing from it).
+pub fn with_output_warnings(
+    report: String,
+    outputs: &[crate::sinks::health::OutputSnapshot],
+) -> String {
+    let warnings: Vec<String> = outputs
+        .iter()
+        .filter_map(crate::sinks::health::OutputSnapshot::describe)
+        .map(|w| format!("> ⚠️ Incomplete record: {w}\n"))
+        .collect();
+    if warnings.is_empty() {
+        return report;
+    }
+    match report.split_once("\n\n") {
+        Some((title, rest)) => format!("{title}\n\n{}\n{rest}", warnings.concat()),
+        None => format!("{}\n{report}", warnings.concat()),
+    }
+}
+
 pub fn report(run: &RunView) -> String {
     let summary = Summary::of(run, TOP);
     let mut out = String::new();
@@ -281,4 +301,32 @@ fn gantt(out: &mut String, run: &RunView, start: i64) {
         let _ = writeln!(out, "\nThe {} longest of {total} steps.", shown.len());
     }
     out.push('\n');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sinks::health::OutputHealth;
+
+    #[test]
+    fn an_incomplete_output_is_warned_under_the_title() {
+        let report = "## otel-pipetrace: `make` ✅ succeeded\n\n| run | wall |\n".to_owned();
+        let ok = OutputHealth::new("jsonl", "/x", "lines");
+        assert_eq!(
+            with_output_warnings(report.clone(), &[ok.snapshot()]),
+            report
+        );
+        let full = OutputHealth::new("parquet", "/d", "processes");
+        full.received(3);
+        full.dropped(3, 9);
+        full.failed(
+            &std::io::Error::from_raw_os_error(libc::ENOSPC),
+            "/d/processes",
+        );
+        let warned = with_output_warnings(report, &[full.snapshot()]);
+        assert_eq!(
+            warned,
+            "## otel-pipetrace: `make` ✅ succeeded\n\n> ⚠️ Incomplete record: parquet: 0 of 3 processes written, 3 dropped, 1 write failed (disk full: /d/processes)\n\n| run | wall |\n"
+        );
+    }
 }
