@@ -38,6 +38,16 @@ impl FullDisk {
         disk
     }
 
+    /// Gives `bytes` back (the filler shrinks): room for part of the output.
+    fn free(&self, bytes: u64) {
+        let filler = std::fs::OpenOptions::new()
+            .write(true)
+            .open(self.path().join("filler"))
+            .unwrap();
+        let len = filler.metadata().unwrap().len();
+        filler.set_len(len - bytes).unwrap();
+    }
+
     fn path(&self) -> &Path {
         self.dir.path()
     }
@@ -265,4 +275,24 @@ fn a_jsonl_reader_that_goes_away_costs_counted_lines_not_the_run() {
     assert!(written > 0 && dropped > 0, "{summary}");
     assert_eq!(written + dropped, received, "{summary}");
     assert!(summary.contains("(reader gone: stdout)"), "{summary}");
+}
+
+#[test]
+fn a_disk_that_fills_mid_write_keeps_whole_lines_and_counts_the_rest() {
+    require_root!();
+    let disk = FullDisk::new("1m");
+    // Room for part of the JSON lines (each ≈ 300 bytes) and none of the Parquet files.
+    disk.free(48 * 1024);
+    let out = run_on(
+        disk.path(),
+        &[],
+        &["sh", "-c", "for i in $(seq 300); do /bin/true; done"],
+    );
+    let summary = summary_line(&out);
+    assert_eq!(out.status.code(), Some(0), "{summary}");
+    let (written, received, dropped) = output_counts(&summary, "jsonl").unwrap();
+    assert!(written > 0 && written < received, "{summary}");
+    assert_eq!(written + dropped, received, "{summary}");
+    // The file holds exactly the lines said written, the last one whole.
+    assert_eq!(jsonl_lines(&disk.path().join("events.jsonl")), written);
 }
