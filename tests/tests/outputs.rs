@@ -296,3 +296,65 @@ fn a_disk_that_fills_mid_write_keeps_whole_lines_and_counts_the_rest() {
     // The file holds exactly the lines said written, the last one whole.
     assert_eq!(jsonl_lines(&disk.path().join("events.jsonl")), written);
 }
+
+/// `run` with Parquet on `disk` (files every 50 rows) and the JSONL elsewhere.
+fn run_parquet_on(disk: &Path, pipeline: &Path) -> Output {
+    command()
+        .env("PIPETRACE_OUTPUT__FLUSH_ROWS", "50")
+        .args(["run", "--summary", "line", "--grace", "0s", "--parquet"])
+        .arg(disk.join("pq"))
+        .arg("--")
+        .arg(pipeline)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_read_only_remount_mid_run_holds_the_rows_until_it_is_writable_again() {
+    require_root!();
+    let disk = FullDisk::new("4m");
+    std::fs::remove_file(disk.path().join("filler")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = disk.path().display();
+    let pipeline = script(
+        dir.path(),
+        "pipeline.sh",
+        &format!(
+            "mount -o remount,ro {d}\nfor i in $(seq 100); do /bin/true; done\nsleep 1.5\nmount -o remount,rw {d}\nfor i in $(seq 100); do /bin/true; done\n"
+        ),
+    );
+    let out = run_parquet_on(disk.path(), &pipeline);
+    let summary = summary_line(&out);
+    assert_eq!(out.status.code(), Some(0), "{summary}");
+    let n = processes(&summary);
+    assert_eq!(
+        output_counts(&summary, "parquet"),
+        Some((n, n, 0)),
+        "{summary}"
+    );
+    assert!(summary.contains("(read-only file system: "), "{summary}");
+    assert_eq!(parquet_rows(&disk.path().join("pq/processes")), n);
+}
+
+#[test]
+fn a_data_directory_removed_mid_run_is_made_again_and_written() {
+    require_root!();
+    let data = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let pq = data.path().join("pq");
+    let pipeline = script(
+        dir.path(),
+        "pipeline.sh",
+        &format!(
+            "for i in $(seq 100); do /bin/true; done\nsleep 0.5\nrm -rf {}\nfor i in $(seq 100); do /bin/true; done\n",
+            pq.display()
+        ),
+    );
+    let out = run_parquet_on(data.path(), &pipeline);
+    let summary = summary_line(&out);
+    assert_eq!(out.status.code(), Some(0), "{summary}");
+    // Nothing the agent could not write: the directory came back with the rows after it.
+    assert_eq!(output_counts(&summary, "parquet"), None, "{summary}");
+    let rows = parquet_rows(&pq.join("processes"));
+    assert!(rows >= 100, "{rows} rows after the removal: {summary}");
+}
