@@ -18,6 +18,8 @@ const LOSS_REPORT_EVERY: std::time::Duration = std::time::Duration::from_secs(60
 struct Reported {
     events: u64,
     spans: u64,
+    /// Per file output: failed writes and dropped rows at the last report.
+    outputs: std::collections::BTreeMap<&'static str, (u64, u64)>,
 }
 
 impl Reported {
@@ -43,6 +45,21 @@ impl Reported {
                 spans.describe()
             );
             self.spans = spans.dropped();
+        }
+        for o in agent.outputs() {
+            let now = (o.failures_total(), o.dropped);
+            let before = self.outputs.insert(o.sink, now).unwrap_or_default();
+            if now != before
+                && let Some(state) = o.describe()
+            {
+                tracing::warn!(
+                    "{} more failed writes and {} more {} dropped in the last {:?} ({state})",
+                    now.0 - before.0,
+                    now.1 - before.1,
+                    o.unit,
+                    LOSS_REPORT_EVERY
+                );
+            }
         }
     }
 }

@@ -358,3 +358,61 @@ fn a_data_directory_removed_mid_run_is_made_again_and_written() {
     let rows = parquet_rows(&pq.join("processes"));
     assert!(rows >= 100, "{rows} rows after the removal: {summary}");
 }
+
+/// The sum of a Prometheus counter's series whose line contains every one of `labels`.
+fn counter(port: u16, name: &str, labels: &[&str]) -> u64 {
+    pipetrace_tests::prometheus::get(port, "/metrics")
+        .expect("the metrics endpoint answers")
+        .lines()
+        .filter(|l| l.starts_with(name) && labels.iter().all(|x| l.contains(x)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[test]
+fn a_daemon_on_a_full_disk_says_it_in_its_metrics_and_its_stop_line() {
+    require_root!();
+    let disk = FullDisk::new("256k");
+    let dir = tempfile::tempdir().unwrap();
+    let name = format!("ptout{}.sh", std::process::id());
+    let config = dir.path().join("p.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[scope]\nmode = \"descendants\"\nroot_names = [\"{name}\"]\n[output]\nparquet_dir = \"{}\"\nflush_rows = 50\n[metrics]\nprometheus_listen = \"127.0.0.1:0\"\n",
+            disk.path().join("pq").display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = command();
+    cmd.arg("--config")
+        .arg(&config)
+        .env_remove("PIPETRACE_OUTPUT__PARQUET_DIR");
+    let mut daemon = pipetrace_tests::start_daemon(cmd);
+    let port = daemon.metrics_port.expect("a metrics endpoint");
+    let work = script(
+        dir.path(),
+        &name,
+        "for i in $(seq 60); do /bin/true; done\n",
+    );
+    assert!(Command::new(&work).status().unwrap().success());
+    let errors = |labels: &[&str]| counter(port, "pipetrace_sink_errors_total", labels);
+    pipetrace_tests::wait_until(
+        "a failed write in the metrics",
+        std::time::Duration::from_secs(30),
+        || errors(&["sink=\"parquet\"", "reason=\"disk full\""]) > 0,
+    );
+    // SAFETY: kill has no memory preconditions.
+    unsafe { libc::kill(daemon.child.id() as i32, libc::SIGTERM) };
+    let mut rest = String::new();
+    daemon.stderr.read_to_string(&mut rest).unwrap();
+    assert!(daemon.child.wait().unwrap().success(), "{rest}");
+    let stop = rest
+        .lines()
+        .find(|l| l.starts_with("otel-pipetrace: stopped;"))
+        .unwrap_or_else(|| panic!("no stop line: {rest}"));
+    let (written, received, dropped) = output_counts(stop, "parquet").unwrap();
+    assert!(received >= 61, "{stop}");
+    assert_eq!((written, dropped), (0, received), "{stop}");
+    assert!(stop.contains("(disk full: "), "{stop}");
+}
