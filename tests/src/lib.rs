@@ -237,10 +237,17 @@ pub fn config_daemon(config: &Path) -> Daemon {
 
 /// `otel-pipetrace query ARGS --format json --data DATA`, which must succeed: its rows.
 pub fn query_json(data: &Path, args: &[&str]) -> Vec<serde_json::Value> {
+    let text = query_stdout(data, &[args, &["--format", "json"]].concat());
+    serde_json::from_str(&text).unwrap()
+}
+
+/// `otel-pipetrace query ARGS --data DATA` with stdout a pipe (not a terminal), which must
+/// succeed: its stdout.
+pub fn query_stdout(data: &Path, args: &[&str]) -> String {
     let out = command()
         .arg("query")
         .args(args)
-        .args(["--format", "json", "--data"])
+        .arg("--data")
         .arg(data)
         .output()
         .unwrap();
@@ -249,7 +256,7 @@ pub fn query_json(data: &Path, args: &[&str]) -> Vec<serde_json::Value> {
         "{args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).unwrap()
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// `otel-pipetrace query --run all --format FORMAT sql SQL` over `data`: its output (the query

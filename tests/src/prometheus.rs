@@ -27,6 +27,17 @@ pub fn get(port: u16, path: &str) -> Option<String> {
     }
 }
 
+/// The sum of a counter's series on an agent's `/metrics` whose line has every one of
+/// `labels` (`sink="parquet"`); the endpoint must answer.
+pub fn counter(port: u16, name: &str, labels: &[&str]) -> u64 {
+    get(port, "/metrics")
+        .expect("the metrics endpoint answers")
+        .lines()
+        .filter(|l| l.starts_with(name) && labels.iter().all(|x| l.contains(x)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
 fn get_once(port: u16, path: &str) -> Option<String> {
     let mut conn = TcpStream::connect(("127.0.0.1", port)).ok()?;
     conn.set_read_timeout(Some(Duration::from_secs(10))).ok()?;

@@ -3,7 +3,9 @@
 
 use std::path::Path;
 
-use pipetrace_tests::{command, query_json, real_python, require_root, script, traced};
+use pipetrace_tests::{
+    command, query_json, query_stdout, real_python, require_root, script, traced,
+};
 
 /// A pipeline with a known shape: the slowest step, a memory-hungry one, and a failing last
 /// step whose status becomes the script's.
@@ -201,23 +203,6 @@ fn on_terminal(columns: u16, data: &Path, args: &[&str]) -> String {
     text
 }
 
-/// `query ARGS --data DATA` with stdout a pipe (not a terminal), which must succeed: stdout.
-fn through_a_pipe(data: &Path, args: &[&str]) -> String {
-    let out = command()
-        .arg("query")
-        .args(args)
-        .arg("--data")
-        .arg(data)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn width(line: &str) -> usize {
     line.chars().count()
 }
@@ -279,7 +264,7 @@ fn tables_read_in_units_fit_the_terminal_and_fold_short_processes() {
     assert!(wide.contains(&long_arg), "{wide}");
     // Not a terminal: no timeline, text cut at a fixed width, whole with --wide, in CSV and
     // in JSON.
-    let piped = |args: &[&str]| through_a_pipe(&data, &[&["slowest"], args].concat());
+    let piped = |args: &[&str]| query_stdout(&data, &[&["slowest"], args].concat());
     let cut = piped(&[]);
     assert!(!cut.contains(&long_arg) && cut.contains("xxx…"), "{cut}");
     assert!(!cut.contains('█'), "{cut}");
@@ -1056,7 +1041,7 @@ fn tables_fit_every_terminal_width_and_stay_narrow_in_a_pipe() {
     );
 
     // A pipe: rows of `runs` stay short; --wide and CSV keep all of it.
-    let runs = |args: &[&str]| through_a_pipe(&data, &[&["processes"], args].concat());
+    let runs = |args: &[&str]| query_stdout(&data, &[&["processes"], args].concat());
     let piped = runs(&[]);
     assert!(
         piped.lines().all(|l| width(l) < 1_000),

@@ -11,7 +11,7 @@ use std::{
 
 use pipetrace_tests::{
     Daemon, command,
-    prometheus::get,
+    prometheus::counter,
     query_sql, require_root,
     rotel::{Rotel, free_port},
     start_daemon, status_of, wait_until,
@@ -100,16 +100,6 @@ fn peak_rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// A counter's value on the agent's Prometheus endpoint (the endpoint must answer).
-fn counter(port: u16, name: &str) -> u64 {
-    let metrics = get(port, "/metrics").expect("the metrics endpoint answers");
-    metrics
-        .lines()
-        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
-}
-
 /// `spans: N exported, M dropped` of a summary line.
 fn span_counts(summary: &str) -> (u64, u64) {
     let after = summary
@@ -166,7 +156,7 @@ fn a_receiver_that_crashes_and_comes_back() {
     wait_until(
         "the outage's spans given up",
         Duration::from_secs(30),
-        || counter(metrics_port, "pipetrace_spans_dropped_total") >= 404 - QUEUE - BATCH,
+        || counter(metrics_port, "pipetrace_spans_dropped_total", &[]) >= 404 - QUEUE - BATCH,
     );
     let peak_kib = peak_rss_kib(pid);
 
@@ -287,18 +277,18 @@ fn a_spawn_storm_is_counted_marked_and_survived() {
     wait_until(
         "losses in the self-metrics",
         Duration::from_secs(30),
-        || counter(metrics_port, "pipetrace_events_lost_total") > 0,
+        || counter(metrics_port, "pipetrace_events_lost_total", &[]) > 0,
     );
     // The storm is over once the agent has caught up: its loss count stays put over two
     // refreshes of the self-metrics (a calm run started while the ring still overflows would
     // lose records of its own).
-    let mut lost = counter(metrics_port, "pipetrace_events_lost_total");
+    let mut lost = counter(metrics_port, "pipetrace_events_lost_total", &[]);
     wait_until(
         "the agent to catch up with the storm",
         Duration::from_secs(30),
         || {
             std::thread::sleep(Duration::from_millis(2_100));
-            let now = counter(metrics_port, "pipetrace_events_lost_total");
+            let now = counter(metrics_port, "pipetrace_events_lost_total", &[]);
             std::mem::replace(&mut lost, now) == now
         },
     );

@@ -145,12 +145,19 @@ fn jsonl_lines(path: &Path) -> u64 {
     text.lines().count() as u64
 }
 
-fn run_on(disk: &Path, flags: &[&str], cmd: &[&str]) -> Output {
-    command()
-        // Parquet files every 50 rows, so that some are written while the disk is full.
-        .env("PIPETRACE_OUTPUT__FLUSH_ROWS", "50")
+/// `run` with its Parquet data on `disk`, a file every 50 rows (so that some are written while
+/// the disk is full).
+fn run_with_parquet_on(disk: &Path) -> Command {
+    let mut cmd = command();
+    cmd.env("PIPETRACE_OUTPUT__FLUSH_ROWS", "50")
         .args(["run", "--summary", "line", "--grace", "0s", "--parquet"])
-        .arg(disk.join("pq"))
+        .arg(disk.join("pq"));
+    cmd
+}
+
+/// `run` with Parquet and JSONL on `disk`.
+fn run_on(disk: &Path, flags: &[&str], cmd: &[&str]) -> Output {
+    run_with_parquet_on(disk)
         .arg("--jsonl")
         .arg(disk.join("events.jsonl"))
         .args(flags)
@@ -297,12 +304,9 @@ fn a_disk_that_fills_mid_write_keeps_whole_lines_and_counts_the_rest() {
     assert_eq!(jsonl_lines(&disk.path().join("events.jsonl")), written);
 }
 
-/// `run` with Parquet on `disk` (files every 50 rows) and the JSONL elsewhere.
+/// `run` with Parquet (alone) on `disk`.
 fn run_parquet_on(disk: &Path, pipeline: &Path) -> Output {
-    command()
-        .env("PIPETRACE_OUTPUT__FLUSH_ROWS", "50")
-        .args(["run", "--summary", "line", "--grace", "0s", "--parquet"])
-        .arg(disk.join("pq"))
+    run_with_parquet_on(disk)
         .arg("--")
         .arg(pipeline)
         .output()
@@ -359,16 +363,6 @@ fn a_data_directory_removed_mid_run_is_made_again_and_written() {
     assert!(rows >= 100, "{rows} rows after the removal: {summary}");
 }
 
-/// The sum of a Prometheus counter's series whose line contains every one of `labels`.
-fn counter(port: u16, name: &str, labels: &[&str]) -> u64 {
-    pipetrace_tests::prometheus::get(port, "/metrics")
-        .expect("the metrics endpoint answers")
-        .lines()
-        .filter(|l| l.starts_with(name) && labels.iter().all(|x| l.contains(x)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
-}
-
 #[test]
 fn a_daemon_on_a_full_disk_says_it_in_its_metrics_and_its_stop_line() {
     require_root!();
@@ -396,7 +390,9 @@ fn a_daemon_on_a_full_disk_says_it_in_its_metrics_and_its_stop_line() {
         "for i in $(seq 60); do /bin/true; done\n",
     );
     assert!(Command::new(&work).status().unwrap().success());
-    let errors = |labels: &[&str]| counter(port, "pipetrace_sink_errors_total", labels);
+    let errors = |labels: &[&str]| {
+        pipetrace_tests::prometheus::counter(port, "pipetrace_sink_errors_total", labels)
+    };
     pipetrace_tests::wait_until(
         "a failed write in the metrics",
         std::time::Duration::from_secs(30),

@@ -129,10 +129,7 @@ impl Closed {
                 .upload
                 .as_ref()
                 .is_some_and(|(u, _, _)| u.dropped_objects > 0)
-            || self
-                .outputs
-                .iter()
-                .any(|o| o.dropped > 0 || o.written < o.received)
+            || self.outputs.iter().any(OutputSnapshot::lost)
     }
 
     /// `, 12 spans exported, uploaded 3 objects (1.20 MiB) to s3://…`, and any file output
@@ -388,12 +385,7 @@ impl Agent {
             .consumer
             .await
             .unwrap_or_else(|_| (Tracker::default(), Vec::new()));
-        for sink in sinks.iter_mut() {
-            if let Err(e) = sink.flush() {
-                Stats::add(&self.stats.sink_errors, 1);
-                tracing::debug!("sink {}: {e}", sink.name());
-            }
-        }
+        route::flush_all(&mut sinks);
         let kernel = self.capture.kernel_counters();
         let losses = Losses::new(kernel, &self.stats);
         // Everything was read: the final metrics export carries the final counts.

@@ -11,20 +11,19 @@ use crate::{
     sinks::{Report, Sink},
 };
 
-/// Hands one report to every sink; a sink's error is counted, not fatal.
-pub fn deliver(sinks: &mut [Box<dyn Sink>], stats: &Stats, report: &Report) {
+/// Hands one report to every sink; a sink's error is not fatal (a file output counts it in
+/// its health, which the summary and the metrics say).
+pub fn deliver(sinks: &mut [Box<dyn Sink>], report: &Report) {
     for sink in sinks.iter_mut() {
         if let Err(e) = sink.report(report) {
-            Stats::add(&stats.sink_errors, 1);
             tracing::debug!("sink {}: {e}", sink.name());
         }
     }
 }
 
-pub fn flush_all(sinks: &mut [Box<dyn Sink>], stats: &Stats) {
+pub fn flush_all(sinks: &mut [Box<dyn Sink>]) {
     for sink in sinks.iter_mut() {
         if let Err(e) = sink.flush() {
-            Stats::add(&stats.sink_errors, 1);
             tracing::debug!("sink {}: {e}", sink.name());
         }
     }
@@ -52,15 +51,15 @@ pub async fn route(
                 None => break,
             },
             _ = quiet.tick() => {
-                flush_all(&mut sinks, &stats);
+                flush_all(&mut sinks);
                 continue;
             }
             _ = sweep.tick(), if sweep_every.is_some() => {
                 let now = monotonic_ns();
                 for ended in tracker.sweep_lost(now, |k| procfs::is_alive(k.tgid, k.start_ns)) {
-                    deliver(&mut sinks, &stats, &Report::Ended(&ended));
+                    deliver(&mut sinks, &Report::Ended(&ended));
                 }
-                flush_all(&mut sinks, &stats);
+                flush_all(&mut sinks);
                 // Give freed memory back after a burst, so RSS follows what is in use.
                 // SAFETY: malloc_trim has no preconditions.
                 unsafe { libc::malloc_trim(0) };
@@ -73,11 +72,11 @@ pub async fn route(
         let mut next = Some(first);
         // Handle everything queued, then flush once: one write per burst, not per event.
         while let Some(ev) = next {
-            tracker.handle(ev, |report| deliver(&mut sinks, &stats, &report));
+            tracker.handle(ev, |report| deliver(&mut sinks, &report));
             Stats::add(&stats.records_routed, 1);
             next = rx.try_recv().ok();
         }
-        flush_all(&mut sinks, &stats);
+        flush_all(&mut sinks);
     }
     (tracker, sinks)
 }

@@ -20,8 +20,6 @@ pub struct Stats {
     pub decode_errors: AtomicU64,
     /// Events dropped because the tracker queue was full.
     pub queue_dropped: AtomicU64,
-    /// Sink write failures.
-    pub sink_errors: AtomicU64,
     /// Sampling rounds run, and rounds that failed to run.
     pub sample_rounds: AtomicU64,
     pub sample_failures: AtomicU64,

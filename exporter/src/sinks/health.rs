@@ -47,8 +47,6 @@ pub struct OutputHealth {
     failures: Mutex<BTreeMap<&'static str, u64>>,
     /// `disk full: /data/pq/processes`: the first failure, said once.
     first_failure: Mutex<Option<String>>,
-    /// Files an earlier agent left unfinished, removed at start.
-    pub stale_removed: AtomicU64,
 }
 
 /// A copy of the counters at one moment.
@@ -64,7 +62,6 @@ pub struct OutputSnapshot {
     pub rows_dropped: u64,
     pub failures: BTreeMap<&'static str, u64>,
     pub first_failure: Option<String>,
-    pub stale_removed: u64,
 }
 
 impl OutputHealth {
@@ -80,7 +77,6 @@ impl OutputHealth {
             rows_dropped: AtomicU64::new(0),
             failures: Mutex::new(BTreeMap::new()),
             first_failure: Mutex::new(None),
-            stale_removed: AtomicU64::new(0),
         }
     }
 
@@ -125,7 +121,6 @@ impl OutputHealth {
             rows_dropped: self.rows_dropped.load(Ordering::Relaxed),
             failures: self.failures.lock().map(|f| f.clone()).unwrap_or_default(),
             first_failure: self.first_failure.lock().ok().and_then(|f| f.clone()),
-            stale_removed: self.stale_removed.load(Ordering::Relaxed),
         }
     }
 }
@@ -135,9 +130,14 @@ impl OutputSnapshot {
         self.failures.values().sum()
     }
 
-    /// Something was not written (yet): a failed write, a dropped row, or rows still waiting.
+    /// Rows dropped, or not written (yet).
+    pub fn lost(&self) -> bool {
+        self.dropped > 0 || self.written < self.received
+    }
+
+    /// Something to say: rows lost, or writes that failed (even if retried in the end).
     pub fn is_short(&self) -> bool {
-        self.dropped > 0 || self.written < self.received || self.failures_total() > 0
+        self.lost() || self.failures_total() > 0
     }
 
     /// `parquet: 0 of 402 processes written, 402 dropped, 3 writes failed (disk full:

@@ -199,6 +199,10 @@ impl JsonlSink {
     /// Writes the waiting lines unless a retry is not due yet, then keeps what still waits
     /// within the budget.
     fn write_lines(&mut self, now_or_never: bool) -> Result<(), SinkError> {
+        if matches!(self.out, Output::Gone) {
+            self.drop_waiting();
+            return Ok(());
+        }
         let mut result = Ok(());
         if self.waiting > 0 && (now_or_never || self.retry.due()) {
             let outcome = match &mut self.out {
@@ -219,10 +223,10 @@ impl JsonlSink {
                     .lock()
                     .write_all(&self.lines)
                     .and_then(|()| std::io::stdout().lock().flush()),
-                Output::Gone => Ok(()),
+                // Handled above.
+                Output::Gone => return Ok(()),
             };
             match outcome {
-                Ok(()) if matches!(self.out, Output::Gone) => self.drop_waiting(),
                 Ok(()) => {
                     self.health.written(self.waiting, self.waiting);
                     self.lines.clear();

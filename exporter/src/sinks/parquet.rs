@@ -677,9 +677,6 @@ impl ParquetSink {
                 "removed {stale} unfinished Parquet files an earlier agent left in {}",
                 settings.dir.display()
             );
-            health
-                .stale_removed
-                .fetch_add(stale, std::sync::atomic::Ordering::Relaxed);
         }
         let props = WriterProperties::builder()
             .set_writer_version(WriterVersion::PARQUET_2_0)
@@ -982,6 +979,28 @@ mod tests {
         assert_eq!(rows(&dir.path().join(PROCESSES)).1, 3);
         assert_eq!(sink.totals().event_rows, 6);
         assert_eq!(sink.totals().process_rows, 3);
+    }
+
+    #[test]
+    fn unfinished_files_of_gone_writers_are_removed_and_a_live_writers_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let me = std::process::id();
+        for name in [
+            "a.parquet".to_owned(),
+            ".b.parquet.4194304999.tmp".to_owned(), // no such pid
+            format!(".c.parquet.{me}.tmp"),         // this agent's, from before a restart
+            ".d.parquet.1.tmp".to_owned(),          // pid 1 is alive: another writer's
+            ".e.parquet.tmp".to_owned(),            // an older agent's name
+        ] {
+            std::fs::write(dir.path().join(name), b"x").unwrap();
+        }
+        assert_eq!(remove_unfinished(dir.path()), 3);
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, [".d.parquet.1.tmp", "a.parquet"]);
     }
 
     #[test]
