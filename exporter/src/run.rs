@@ -319,7 +319,12 @@ pub async fn run(
         let facts = RunFacts {
             run_id: &run.run_id,
             wall_s: (run.end_ns - run.start_ns) as f64 / 1e9,
-            parquet: config.output.parquet,
+            // `report --run` only helps when the run's processes reached the Parquet data.
+            parquet: config.output.parquet
+                && closed
+                    .outputs
+                    .iter()
+                    .any(|o| o.sink == "parquet" && o.written > 0),
         };
         let width = present::terminal_width(libc::STDERR_FILENO).unwrap_or(LOG_WIDTH);
         eprint!("{}", details(&view, &summary, &facts, width.into()));
