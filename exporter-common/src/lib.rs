@@ -477,7 +477,18 @@ pub struct KernelOffsets {
     pub task_fs: u32,
     pub task_signal: u32,
     pub task_exit_code: u32,
+    /// `task_struct.exit_state`: non-zero once the task passed `exit_notify` (a zombie).
+    pub task_exit_state: u32,
+    /// `task_struct.ptrace`: non-zero while a tracer is attached.
+    pub task_ptrace: u32,
     pub signal_live: u32,
+    /// `signal_struct.nr_threads`: threads not yet released into `signal`'s totals.
+    pub signal_nr_threads: u32,
+    /// `signal_struct.stats_lock`, whose first word is its sequence count.
+    pub signal_stats_lock: u32,
+    /// `signal_struct.flags` and `group_exit_code`: the wait status of a group exit.
+    pub signal_flags: u32,
+    pub signal_group_exit_code: u32,
     pub mm_arg_start: u32,
     pub mm_arg_end: u32,
     pub mm_exe_file: u32,
@@ -559,7 +570,7 @@ const _: () = {
     assert!(core::mem::size_of::<MemoryRecord>() == 96);
     assert!(core::mem::size_of::<SampleRecord>() == 384);
     assert!(core::mem::size_of::<SampleEndRecord>() == 88);
-    assert!(core::mem::size_of::<KernelOffsets>() == 64 * 4);
+    assert!(core::mem::size_of::<KernelOffsets>() == 70 * 4);
     assert!(3 * PATH_MAX <= EXEC_DATA_SPAN);
     assert!(NAME_MAX <= ARGV_MAX && PATH_MAX <= ARGV_MAX);
     assert!(EXEC_DATA_SPAN.is_power_of_two());

@@ -18,12 +18,12 @@ use exporter_common::{
 
 use crate::{
     kernel::{
-        ExitPending, activity_present, add_dead_thread_io, add_task_activity, exit_code,
-        exit_pending, group_cpu, live_threads, oom_victim, process_start, ptr, real_parent,
-        set_dead_activity, task_comm, task_flags, task_pid, task_tgid,
+        ExitPending, activity_present, exit_code, exit_pending, group_released, live_threads,
+        oom_victim, process_start, ptr, real_parent, set_group_totals, task_comm, task_flags,
+        task_pid, task_tgid, thread_exit_begins, thread_exit_ends,
     },
     maps::{
-        DEAD_THREAD_IO, DENY_COMMS, EVENTS, EXEC_SCRATCH, EXITING, MEMORY, NET_IO, ROOT_COMMS,
+        DEAD_THREADS, DENY_COMMS, EVENTS, EXEC_SCRATCH, EXITING, MEMORY, NET_IO, ROOT_COMMS,
         TRACKED, conf, count, off, wakeup_flags,
     },
     path,
@@ -444,30 +444,28 @@ fn emit_exec<const LOOPED: bool>(
 }
 
 // sched_process_exit(struct task_struct *p[, bool group_dead]): fires for every thread.
-// The last thread of a group is marked here; its exit record is written at its final context
-// switch (below), when its CPU time is complete: a short process that never left the CPU has
-// not had its runtime accounted yet at this point.
+// A process's exit record is written at the last context switch of one of its threads, once
+// all of them have exited and been counted into the group's totals (see `group_released`):
+// the thread that ends the group is not always the last to finish exiting, and a short
+// process that never left the CPU has not had its runtime accounted yet at this point.
 #[raw_tracepoint(tracepoint = "sched_process_exit")]
 pub fn sched_process_exit(ctx: RawTracePointContext) -> i32 {
     let task: u64 = ctx.arg(0);
     let tgid = task_tgid(task);
-    if live_threads(task) != 0 {
-        // A thread of a process that goes on: keep its I/O for the process's total.
-        if unsafe { TRACKED.get(tgid) }.is_some() {
-            add_dead_thread_io(task, tgid);
-        }
-        return 0;
-    }
     if unsafe { TRACKED.get(tgid) }.is_none() && !in_untracked_scope(task, tgid) {
         return 0;
     }
-    let tid = task_pid(task);
-    // The mm is still there now, not at the final switch.
+    thread_exit_begins(tgid);
+    if live_threads(task) != 0 {
+        // A thread of a process that goes on.
+        return 0;
+    }
+    // The group is dead. The mm is still there now, not at the final switch.
     let pending = exit_pending(task);
     // The mm is about to go: stop watching it.
     let _ = MEMORY.remove(ptr(task, off!(task_mm)));
-    if EXITING.insert(tid, pending, 0).is_err() {
-        // Map full (never expected): write the record now, with the runtime accounted so far.
+    if EXITING.insert(tgid, pending, 0).is_err() {
+        // Map full (never expected): write the record now, with what is accounted so far.
         finish_exit(task, &pending);
     }
     0
@@ -490,15 +488,22 @@ pub fn sched_switch(ctx: RawTracePointContext) -> i32 {
         return 0;
     }
     let prev: u64 = ctx.arg(1);
-    let tid = task_pid(prev);
-    if let Some(pending) = unsafe { EXITING.get(tid) }.copied() {
-        let _ = EXITING.remove(tid);
+    let tgid = task_tgid(prev);
+    if thread_exit_ends(prev, tgid) != Some(true) {
+        return 0;
+    }
+    let Some(pending) = unsafe { EXITING.get(tgid) }.copied() else {
+        return 0;
+    };
+    // The removal decides which of two threads ending at once on two CPUs writes the record.
+    if group_released(prev) && EXITING.remove(tgid).is_ok() {
         finish_exit(prev, &pending);
     }
     0
 }
 
-/// Writes the exit record of the group whose last thread is `task` (the current task).
+/// Writes the exit record of `task`'s process, whose threads have all exited (`task`, one of
+/// them, is the current task).
 #[inline(always)]
 fn finish_exit(task: u64, pending: &ExitPending) {
     let tgid = task_tgid(task);
@@ -561,9 +566,11 @@ fn emit_exit(
         return;
     };
     let mut header = base_header(kind::EXIT, core::mem::size_of::<ExitRecord>());
-    fill_process(&mut header, task, tgid, ppid, state, current_comm());
+    // The leader's name, as `ps` shows the process: the thread that writes the record may
+    // have been named otherwise.
+    let leader = ptr(task, off!(task_group_leader));
+    fill_process(&mut header, task, tgid, ppid, state, task_comm(leader));
     header.flags = record_flags;
-    let (utime_ns, stime_ns, runtime_ns) = group_cpu(task, pending);
     let maxrss_pages = if pending.peak_pages > 0 {
         pending.peak_pages
     } else {
@@ -581,16 +588,11 @@ fn emit_exit(
             } else {
                 0
             };
-        (*rec).tail.utime_ns = utime_ns;
-        (*rec).tail.stime_ns = stime_ns;
-        (*rec).tail.runtime_ns = runtime_ns;
         (*rec).tail.maxrss_pages = maxrss_pages;
-        let activity = &mut (*rec).tail.activity;
-        set_dead_activity(activity, task, tgid);
-        add_task_activity(activity, task);
+        set_group_totals(&raw mut (*rec).tail, task, tgid);
         (*rec).tail.network = crate::network::totals(tgid);
     }
-    let _ = DEAD_THREAD_IO.remove(tgid);
+    let _ = DEAD_THREADS.remove(tgid);
     entry.submit(wakeup_flags());
     count(counter::EMITTED);
 }

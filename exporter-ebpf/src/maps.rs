@@ -17,19 +17,19 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(16 * 1024 * 1024, 0);
 #[map]
 pub static TRACKED: HashMap<u32, TrackState> = HashMap::with_max_entries(65536, 0);
 
-/// Threads that ended their thread group and whose exit record waits for their last context
-/// switch, when the scheduler has added their final slice to `sum_exec_runtime`. By tid, with
-/// what was read while the mm and the group's totals were still as they were; entries live
-/// for microseconds.
+/// Dead thread groups whose exit record waits for their counters to be final (see
+/// `kernel::group_released`), by tgid, with what was read while the mm was still there;
+/// entries live for microseconds.
 #[map]
 pub static EXITING: HashMap<u32, crate::kernel::ExitPending> = HashMap::with_max_entries(8192, 0);
 
-/// I/O of a traced process's threads that already exited, by tgid. The kernel adds them to
+/// The exited threads of a traced process, by tgid: their I/O, and how many threads are
+/// between `sched_process_exit` and their last context switch. The kernel adds threads' I/O to
 /// `signal->ioac` together with every child the process reaped, so that sum would count a
-/// child's I/O in its parent too; summed here instead, at each thread's exit. LRU: the entry of
-/// a process whose exit was missed ages out.
+/// child's I/O in its parent too; summed here instead, at each thread's last switch, when it
+/// is final. LRU: the entry of a process whose exit was missed ages out.
 #[map]
-pub static DEAD_THREAD_IO: LruHashMap<u32, exporter_common::Activity> =
+pub static DEAD_THREADS: LruHashMap<u32, crate::kernel::DeadThreads> =
     LruHashMap::with_max_entries(16384, 0);
 
 /// Where each traced process's RSS was last reported (see `memory.rs`), by mm. LRU: an entry
@@ -165,7 +165,13 @@ pub static OFFSETS: KernelOffsets = KernelOffsets {
     task_fs: 0,
     task_signal: 0,
     task_exit_code: 0,
+    task_exit_state: 0,
+    task_ptrace: 0,
     signal_live: 0,
+    signal_nr_threads: 0,
+    signal_stats_lock: 0,
+    signal_flags: 0,
+    signal_group_exit_code: 0,
     mm_arg_start: 0,
     mm_arg_end: 0,
     mm_exe_file: 0,

@@ -202,3 +202,114 @@ fn live_samples_carry_io_so_far_including_exited_threads() {
     let exit = t.processes()[0].exit.clone().unwrap();
     assert!(exit["write_chars"].as_u64() >= last["write_chars"].as_u64());
 }
+
+/// Threads that end in an order other than "leader last": the leader leaves first (with
+/// `pthread_exit`) and a worker ends the process with `exit` (a group exit) or with its own
+/// thread `exit`; or eight threads are killed at once by the leader's `exit` while they run.
+const THREADS_C: &str = r#"
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+
+static char mode;
+static atomic_int ready;
+
+static void touch(size_t mib) {
+    volatile char *p = malloc(mib << 20);
+    for (size_t i = 0; i < mib << 20; i += 4096) p[i] = 1;
+}
+
+static void *last_worker(void *arg) {
+    (void)arg;
+    usleep(100000); /* the leader is gone by now */
+    touch(32);
+    for (int i = 0; i < 20; i++) usleep(1000);
+    if (mode == 'g') exit(3);
+    syscall(SYS_exit, 7); /* this thread's exit only, yet the last: 7 since Linux 5.19, 0 before */
+    return 0;
+}
+
+static void *busy_worker(void *arg) {
+    (void)arg;
+    touch(4);
+    atomic_fetch_add(&ready, 1);
+    for (;;) for (volatile int i = 0; i < 1000; i++) {}
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    pthread_t t;
+    mode = argv[1][0];
+    if (mode == 'a') {
+        for (int i = 0; i < 8; i++) pthread_create(&t, 0, busy_worker, 0);
+        while (atomic_load(&ready) < 8) usleep(1000);
+        exit(0);
+    }
+    pthread_create(&t, 0, last_worker, 0);
+    pthread_exit(0);
+}
+"#;
+
+#[test]
+fn threads_that_outlive_the_leader_or_die_together_are_counted_once() {
+    require_root!();
+    let _cores = pipetrace_tests::loads_every_core();
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("threads.c");
+    std::fs::write(&source, THREADS_C).unwrap();
+    let program = dir.path().join("threads");
+    let cc = std::process::Command::new("cc")
+        .args(["-O1", "-pthread", "-o"])
+        .arg(&program)
+        .arg(&source)
+        .output()
+        .expect("cc (build-essential) is needed by this test");
+    assert!(cc.status.success(), "cc: {cc:?}");
+    for mode in ["group", "thread", "all"] {
+        for _ in 0..3 {
+            let report = dir.path().join("time.txt");
+            let t = trace_with(
+                &[],
+                &[],
+                &[
+                    "/usr/bin/time",
+                    "-v",
+                    "-o",
+                    report.to_str().unwrap(),
+                    program.to_str().unwrap(),
+                    mode,
+                ],
+            );
+            let report = std::fs::read_to_string(&report).unwrap();
+            let p = &t.by_comm("threads")[0];
+            // The status the parent was given.
+            let status = time_v(&report, "Exit status") as i64;
+            assert_eq!(p.exit_code(), Some(status), "{mode}: {:?}", p.exit);
+            if mode == "group" {
+                assert_eq!(status, 3);
+            }
+            // Faults are exact; each thread's last switch, after the kernel summed its
+            // counters, is the only switch getrusage may see and a record may not.
+            for (key, label, slack) in [
+                (
+                    "minor_faults",
+                    "Minor (reclaiming a frame) page faults",
+                    0.0,
+                ),
+                ("major_faults", "Major (requiring I/O) page faults", 0.0),
+                ("voluntary_switches", "Voluntary context switches", 10.0),
+                ("involuntary_switches", "Involuntary context switches", 10.0),
+            ] {
+                let (ours, theirs) = (counter(p, key), time_v(&report, label));
+                assert!(
+                    (ours - theirs).abs() <= slack,
+                    "{mode} {key}: ours {ours}, /usr/bin/time {theirs}\n{report}"
+                );
+            }
+            // 8 × 4 MiB or 32 MiB touched page by page.
+            assert!(counter(p, "minor_faults") >= 8192.0, "{mode}");
+        }
+    }
+}

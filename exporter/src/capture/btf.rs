@@ -421,7 +421,15 @@ impl Btf {
             task_fs: o("task_struct", "fs")?,
             task_signal: o("task_struct", "signal")?,
             task_exit_code: o("task_struct", "exit_code")?,
+            task_exit_state: o("task_struct", "exit_state")?,
+            task_ptrace: o("task_struct", "ptrace")?,
             signal_live: o("signal_struct", "live")?,
+            signal_nr_threads: o("signal_struct", "nr_threads")?,
+            // `seqlock_t` begins with its `seqcount_t`, which begins with `sequence`, in every
+            // configuration.
+            signal_stats_lock: o("signal_struct", "stats_lock")?,
+            signal_flags: o("signal_struct", "flags")?,
+            signal_group_exit_code: o("signal_struct", "group_exit_code")?,
             mm_arg_start: o("mm_struct", "arg_start")?,
             mm_arg_end: o("mm_struct", "arg_end")?,
             mm_exe_file: o("mm_struct", "exe_file")?,
