@@ -501,9 +501,10 @@ fn sigkill_during_uploads_leaves_no_partial_and_no_duplicate_object() {
     );
     let rows_before = all_processes(&config, data.to_str().unwrap()).len();
 
-    // Kill the agent at several moments of its start-up upload.
+    // Kill the agent at several moments of its start-up upload (later ones for a loaded
+    // machine, where the agent takes longer to reach its first roll).
     let mut killed_while_waiting = 0;
-    for delay_ms in [50u64, 150, 300, 600, 1000] {
+    for delay_ms in [50u64, 150, 300, 600, 1000, 1600, 2400] {
         let mut child = agent(&config)
             .args(["run", "--summary", "line", "--", "sleep", "3"])
             .stderr(std::process::Stdio::null())
@@ -593,4 +594,84 @@ fn walk(dir: &Path) -> Vec<String> {
         }
     }
     out
+}
+
+/// Unmounts a test's tmpfs, whatever the test's outcome.
+struct Mounted(PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_roll_refused_by_a_read_only_disk_keeps_the_files_says_so_and_ships_them_next_start() {
+    require_root!();
+    let (weed, dir, data, config) = one_agent("runner-ro", "ro", "local_retention = \"0s\"");
+    std::fs::create_dir_all(&data).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64m", "tmpfs"])
+        .arg(&data)
+        .status()
+        .unwrap();
+    assert!(mounted.success());
+    let _mount = Mounted(data.clone());
+    // Files every 10 rows reach the disk while it is writable; then it turns read-only, so
+    // the last rows and the roll at the end are refused.
+    let pipeline = script(
+        dir.path(),
+        "pipeline.sh",
+        &format!(
+            "for i in $(seq 30); do /bin/true; done\nsleep 1.5\nmount -o remount,ro {}\n",
+            data.display()
+        ),
+    );
+    let out = agent(&config)
+        .env("PIPETRACE_OUTPUT__FLUSH_ROWS", "10")
+        .args(["run", "--summary", "line", "--"])
+        .arg(&pipeline)
+        .output()
+        .unwrap();
+    let text = stderr(&out);
+    assert!(out.status.success(), "{text}");
+    let summary = text
+        .lines()
+        .find(|l| l.contains(" processes, "))
+        .unwrap_or_else(|| panic!("{text}"));
+    // Said once, with the reason: nothing was rolled, the files stay for the next start.
+    assert!(summary.contains("uploaded 0 objects"), "{summary}");
+    assert!(
+        summary.contains("roll failed") || summary.contains("rolls failed"),
+        "{summary}"
+    );
+    assert!(summary.contains("not rolled, kept in"), "{summary}");
+    assert!(summary.contains("(read-only file system: "), "{summary}");
+    let roll_warnings = text
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("cannot roll"))
+        .count();
+    assert_eq!(roll_warnings, 1, "one line, not one per attempt: {text}");
+    assert!(weed.objects("ro").is_empty());
+    // The rows the sink wrote before the disk turned read-only.
+    let kept = all_processes(&config, data.to_str().unwrap()).len();
+    assert!(kept >= 20, "{kept} rows kept: {summary}");
+
+    // Writable again: the next start rolls and ships them, once, with its own run.
+    let remounted = Command::new("mount")
+        .args(["-o", "remount,rw"])
+        .arg(&data)
+        .status()
+        .unwrap();
+    assert!(remounted.success());
+    let out = run(&config, &["true"]);
+    let text = stderr(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(!text.contains("roll failed"), "{text}");
+    let fleet = all_processes(&config, &format!("s3://{BUCKET}/ro"));
+    assert_eq!(fleet.len(), kept + 1, "{text}");
+    let keys = keyed(&fleet, PROCESS_COLUMNS);
+    let mut unique = keys.clone();
+    unique.dedup();
+    assert_eq!(keys, unique, "no row twice");
 }

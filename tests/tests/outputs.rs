@@ -288,20 +288,25 @@ fn a_jsonl_reader_that_goes_away_costs_counted_lines_not_the_run() {
 fn a_disk_that_fills_mid_write_keeps_whole_lines_and_counts_the_rest() {
     require_root!();
     let disk = FullDisk::new("1m");
-    // Room for part of the JSON lines (each ≈ 300 bytes) and none of the Parquet files.
+    // Room for part of the JSON lines (each ≈ 300 bytes); JSONL alone, so no other output
+    // takes the room first.
     disk.free(48 * 1024);
-    let out = run_on(
-        disk.path(),
-        &[],
-        &["sh", "-c", "for i in $(seq 300); do /bin/true; done"],
-    );
+    let out = command()
+        .args(["run", "--summary", "line", "--grace", "0s", "--jsonl"])
+        .arg(disk.path().join("events.jsonl"))
+        .args(["--", "sh", "-c", "for i in $(seq 300); do /bin/true; done"])
+        .output()
+        .unwrap();
     let summary = summary_line(&out);
     assert_eq!(out.status.code(), Some(0), "{summary}");
     let (written, received, dropped) = output_counts(&summary, "jsonl").unwrap();
     assert!(written > 0 && written < received, "{summary}");
     assert_eq!(written + dropped, received, "{summary}");
-    // The file holds exactly the lines said written, the last one whole.
-    assert_eq!(jsonl_lines(&disk.path().join("events.jsonl")), written);
+    // The file holds exactly the lines said written, the last one whole, and they fill the
+    // room to within a line.
+    let file = disk.path().join("events.jsonl");
+    assert_eq!(jsonl_lines(&file), written);
+    assert!(disk.free_bytes() < 4096, "{} bytes left", disk.free_bytes());
 }
 
 /// `run` with Parquet (alone) on `disk`.
@@ -411,4 +416,79 @@ fn a_daemon_on_a_full_disk_says_it_in_its_metrics_and_its_stop_line() {
     assert!(received >= 61, "{stop}");
     assert_eq!((written, dropped), (0, received), "{stop}");
     assert!(stop.contains("(disk full: "), "{stop}");
+}
+
+/// Waits for `child` up to `limit`; kills it and fails past that.
+fn output_within(mut child: std::process::Child, limit: std::time::Duration, what: &str) -> Output {
+    let deadline = std::time::Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!("{what}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn a_stuck_jsonl_reader_holds_up_neither_the_tracing_nor_the_parquet_data() {
+    require_root!();
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("events.fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    // A reader that holds the pipe open and never reads: once the pipe's 64 KiB are full,
+    // every JSONL write blocks, for good.
+    let mut reader = Command::new("sh")
+        .args(["-c", "exec sleep 300 < \"$0\""])
+        .arg(&fifo)
+        .spawn()
+        .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let pq = data.path().join("pq");
+    let child = command()
+        .env("PIPETRACE_OUTPUT__CLOSE_TIMEOUT", "2s")
+        .args([
+            "run",
+            "--summary",
+            "line",
+            "--grace",
+            "0s",
+            "--fail-on-loss",
+        ])
+        .arg("--parquet")
+        .arg(&pq)
+        .arg("--jsonl")
+        .arg(&fifo)
+        .args(["--", "sh", "-c", "for i in $(seq 1000); do /bin/true; done"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = output_within(
+        child,
+        std::time::Duration::from_secs(90),
+        "the run hung behind its JSONL reader",
+    );
+    let _ = reader.kill();
+    let _ = reader.wait();
+    let summary = summary_line(&out);
+    // The record is incomplete, and the run says so.
+    assert_eq!(out.status.code(), Some(75), "{summary}");
+    let n = processes(&summary);
+    assert!(n > 1000, "{summary}");
+    // The tracing and the other output went on as if nothing happened.
+    assert!(summary.contains(", 0 events lost"), "{summary}");
+    assert_eq!(output_counts(&summary, "parquet"), None, "{summary}");
+    assert_eq!(parquet_rows(&pq.join("processes")), n);
+    // The lines the reader never took are counted, and the wait for them was bounded.
+    let (written, received, _) = output_counts(&summary, "jsonl").unwrap();
+    // Fork, exec and exit of each process (the command's own fork is `run`'s).
+    assert!(received >= 3 * (n - 1) && written < received, "{summary}");
+    assert!(
+        summary.contains("unwritten when the agent stopped waiting after 2s"),
+        "{summary}"
+    );
 }

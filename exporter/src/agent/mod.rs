@@ -165,6 +165,9 @@ impl Finished {
     /// up to `object_store.finish_timeout` for the last uploads.
     pub async fn close(mut self, deadline: Duration, upload_deadline: Duration) -> Closed {
         for sink in self.sinks.iter_mut() {
+            sink.closing();
+        }
+        for sink in self.sinks.iter_mut() {
             if let Err(e) = sink.close() {
                 tracing::debug!("sink {}: {e}", sink.name());
             }
@@ -423,6 +426,7 @@ fn publish_self_metrics(
     {
         m.agent = SelfCounters {
             events_read: Stats::get(&stats.records_read),
+            route_lag_max_ns: Stats::get(&stats.route_lag_max_ns),
             losses,
             upload: upload.map(|u| u.stats().snapshot()),
             outputs: outputs.iter().map(|o| o.snapshot()).collect(),

@@ -9,6 +9,7 @@ use crate::{
     config::Config,
     sinks::{
         Sink, SinkError,
+        detached::Detached,
         jsonl::JsonlSink,
         metrics::{
             MetricsSink,
@@ -41,14 +42,11 @@ pub fn configured_sinks(
     options: &StartOptions,
 ) -> Result<ConfiguredSinks, SinkError> {
     let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
-    if let Some(path) = &config.output.jsonl {
-        sinks.push(Box::new(JsonlSink::create(
-            path,
-            clock,
-            config.output.unwritten_bytes,
-        )?));
-    }
     let out = &config.output;
+    if let Some(path) = &out.jsonl {
+        let jsonl = JsonlSink::create(path, clock, out.unwritten_bytes)?;
+        sinks.push(Box::new(Detached::spawn(jsonl, out.close_timeout)?));
+    }
     if out.parquet {
         let settings = ParquetSettings {
             dir: out.parquet_dir.clone(),
@@ -58,11 +56,8 @@ pub fn configured_sinks(
             flush_interval: out.flush_interval,
             unwritten_bytes: out.unwritten_bytes,
         };
-        sinks.push(Box::new(ParquetSink::create(
-            settings,
-            clock,
-            &options.run_id,
-        )?));
+        let parquet = ParquetSink::create(settings, clock, &options.run_id)?;
+        sinks.push(Box::new(Detached::spawn(parquet, out.close_timeout)?));
     }
     let upload = match (&out.object_store, out.parquet) {
         (Some(store), true) => Some(

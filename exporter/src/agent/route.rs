@@ -1,7 +1,10 @@
 //! The routing loop: records from the reader's queue go to the tracker, and everything the
 //! tracker reports goes to every sink; sinks are flushed once per burst and once a second.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, atomic::Ordering},
+    time::Duration,
+};
 
 use tokio::sync::mpsc;
 
@@ -72,6 +75,8 @@ pub async fn route(
         let mut next = Some(first);
         // Handle everything queued, then flush once: one write per burst, not per event.
         while let Some(ev) = next {
+            let lag = monotonic_ns().saturating_sub(ev.common.ktime_ns);
+            stats.route_lag_max_ns.fetch_max(lag, Ordering::Relaxed);
             tracker.handle(ev, |report| deliver(&mut sinks, &report));
             Stats::add(&stats.records_routed, 1);
             next = rx.try_recv().ok();

@@ -16,6 +16,9 @@ pub struct Stats {
     pub records_read: AtomicU64,
     /// Events the tracker and the sinks are done with (what sampling rounds are paced to).
     pub records_routed: AtomicU64,
+    /// The longest an event waited between the kernel and the tracker, ns: what a stalled
+    /// tracker (or output in its path) shows first.
+    pub route_lag_max_ns: AtomicU64,
     /// Records that failed to decode (a bug or a version skew: never expected).
     pub decode_errors: AtomicU64,
     /// Events dropped because the tracker queue was full.

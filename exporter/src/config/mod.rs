@@ -336,6 +336,10 @@ pub struct OutputSection {
     /// Bytes of output (encoded Parquet files, JSONL lines) kept in memory per file output
     /// while its disk refuses writes; beyond it the oldest are dropped, and counted.
     pub unwritten_bytes: usize,
+    /// How long the agent, when it stops, waits for a file output's last writes; what the disk
+    /// has not taken by then is counted as lost.
+    #[serde(with = "humantime_serde")]
+    pub close_timeout: Duration,
     /// The `host` column of every Parquet row (default: this machine's host name): what tells
     /// hosts apart when their data is read together.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -473,6 +477,7 @@ impl Default for OutputSection {
             flush_bytes: 8 << 20,
             flush_interval: Duration::from_secs(10),
             unwritten_bytes: 64 << 20,
+            close_timeout: Duration::from_secs(30),
             host: None,
             object_store: None,
         }
@@ -954,6 +959,9 @@ impl Config {
         }
         if self.output.flush_interval.is_zero() {
             return bad("output.flush_interval", "must be more than 0".into());
+        }
+        if self.output.close_timeout.is_zero() {
+            return bad("output.close_timeout", "must be more than 0".into());
         }
         if let Some(store) = &self.output.object_store {
             let key = |k: &str| format!("output.object_store.{k}");

@@ -22,8 +22,16 @@ pub fn reason(e: &std::io::Error) -> &'static str {
         Some(libc::ENOENT | libc::ENOTDIR) => "directory missing",
         Some(libc::EPIPE) => "reader gone",
         Some(libc::EIO) => "I/O error",
-        _ if e.kind() == std::io::ErrorKind::BrokenPipe => "reader gone",
-        _ => "write error",
+        // Errors that carry only their kind (wrapped by a library).
+        _ => match e.kind() {
+            std::io::ErrorKind::BrokenPipe => "reader gone",
+            std::io::ErrorKind::StorageFull => "disk full",
+            std::io::ErrorKind::QuotaExceeded => "quota exceeded",
+            std::io::ErrorKind::ReadOnlyFilesystem => "read-only file system",
+            std::io::ErrorKind::PermissionDenied => "permission denied",
+            std::io::ErrorKind::NotFound => "directory missing",
+            _ => "write error",
+        },
     }
 }
 
@@ -47,6 +55,12 @@ pub struct OutputHealth {
     failures: Mutex<BTreeMap<&'static str, u64>>,
     /// `disk full: /data/pq/processes`: the first failure, said once.
     first_failure: Mutex<Option<String>>,
+    /// Reports waiting in the queue to the output's thread.
+    queued: AtomicU64,
+    /// Headline rows dropped because that queue was full.
+    overflowed: AtomicU64,
+    /// How long the agent waited, when it stopped, before it gave up on the last writes.
+    gave_up_after: Mutex<Option<Duration>>,
 }
 
 /// A copy of the counters at one moment.
@@ -62,6 +76,9 @@ pub struct OutputSnapshot {
     pub rows_dropped: u64,
     pub failures: BTreeMap<&'static str, u64>,
     pub first_failure: Option<String>,
+    pub queued: u64,
+    pub overflowed: u64,
+    pub gave_up_after: Option<Duration>,
 }
 
 impl OutputHealth {
@@ -77,7 +94,31 @@ impl OutputHealth {
             rows_dropped: AtomicU64::new(0),
             failures: Mutex::new(BTreeMap::new()),
             first_failure: Mutex::new(None),
+            queued: AtomicU64::new(0),
+            overflowed: AtomicU64::new(0),
+            gave_up_after: Mutex::new(None),
         }
+    }
+
+    pub fn set_queued(&self, reports: u64) {
+        self.queued.store(reports, Ordering::Relaxed);
+    }
+
+    /// Headline rows (also counted as dropped) the full queue turned away.
+    pub fn overflowed(&self, headline: u64) {
+        self.overflowed.fetch_add(headline, Ordering::Relaxed);
+    }
+
+    /// The agent stopped before the output's last writes were done.
+    pub fn gave_up(&self, after: Duration) {
+        if let Ok(mut g) = self.gave_up_after.lock() {
+            *g = Some(after);
+        }
+        tracing::warn!(
+            "{} output: its last writes did not finish within output.close_timeout ({})",
+            self.sink,
+            humantime_serde::re::humantime::format_duration(after)
+        );
     }
 
     pub fn received(&self, headline: u64) {
@@ -121,6 +162,9 @@ impl OutputHealth {
             rows_dropped: self.rows_dropped.load(Ordering::Relaxed),
             failures: self.failures.lock().map(|f| f.clone()).unwrap_or_default(),
             first_failure: self.first_failure.lock().ok().and_then(|f| f.clone()),
+            queued: self.queued.load(Ordering::Relaxed),
+            overflowed: self.overflowed.load(Ordering::Relaxed),
+            gave_up_after: self.gave_up_after.lock().ok().and_then(|g| *g),
         }
     }
 }
@@ -132,7 +176,7 @@ impl OutputSnapshot {
 
     /// Rows dropped, or not written (yet).
     pub fn lost(&self) -> bool {
-        self.dropped > 0 || self.written < self.received
+        self.dropped > 0 || self.rows_dropped > 0 || self.written < self.received
     }
 
     /// Something to say: rows lost, or writes that failed (even if retried in the end).
@@ -152,10 +196,21 @@ impl OutputSnapshot {
         );
         if self.dropped > 0 {
             text.push_str(&format!(", {} dropped", self.dropped));
+            if self.overflowed > 0 {
+                text.push_str(&format!(" ({} when its queue was full)", self.overflowed));
+            }
+        } else if self.rows_dropped > 0 {
+            // Rows of other datasets (Parquet's events) without their headline's.
+            text.push_str(&format!(", {} rows dropped", self.rows_dropped));
         }
         let waiting = self.received.saturating_sub(self.written + self.dropped);
-        if waiting > 0 {
-            text.push_str(&format!(", {waiting} waiting"));
+        match self.gave_up_after {
+            Some(after) => text.push_str(&format!(
+                ", {waiting} unwritten when the agent stopped waiting after {}",
+                humantime_serde::re::humantime::format_duration(after)
+            )),
+            None if waiting > 0 => text.push_str(&format!(", {waiting} waiting")),
+            None => {}
         }
         match self.failures_total() {
             0 => {}
@@ -228,6 +283,39 @@ mod tests {
         ok.received(3);
         ok.written(3, 3);
         assert_eq!(ok.snapshot().describe(), None);
+    }
+
+    #[test]
+    fn a_full_queue_and_a_stop_that_could_not_wait_are_said() {
+        let h = OutputHealth::new("jsonl", "/x/events.fifo", "lines");
+        h.received(3000);
+        h.written(100, 100);
+        h.dropped(2800, 2800);
+        h.overflowed(300);
+        h.gave_up(Duration::from_secs(2));
+        let s = h.snapshot();
+        assert!(s.lost());
+        assert_eq!(
+            s.describe().unwrap(),
+            "jsonl: 100 of 3000 lines written, 2800 dropped (300 when its queue was full), 100 unwritten when the agent stopped waiting after 2s"
+        );
+        // Rows of another dataset lost without a headline row are said too.
+        let p = OutputHealth::new("parquet", "/d", "processes");
+        p.received(5);
+        p.written(5, 5);
+        p.dropped(0, 40);
+        assert_eq!(
+            p.snapshot().describe().unwrap(),
+            "parquet: 5 of 5 processes written, 40 rows dropped"
+        );
+    }
+
+    #[test]
+    fn errors_that_carry_only_their_kind_keep_their_reason() {
+        let wrapped = std::io::Error::new(std::io::ErrorKind::StorageFull, "/d/.x.tmp: …");
+        assert_eq!(reason(&wrapped), "disk full");
+        let ro = std::io::Error::new(std::io::ErrorKind::ReadOnlyFilesystem, "…");
+        assert_eq!(reason(&ro), "read-only file system");
     }
 
     #[test]

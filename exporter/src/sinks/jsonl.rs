@@ -1,8 +1,8 @@
 //! One JSON object per event, one per line, to a file or stdout.
 //!
 //! Lines are gathered in memory and written once per burst. A file only ever ends with a
-//! whole line: a write the disk refuses halfway is cut back to the last whole line, and its
-//! lines wait for a retry (after 1 s, doubling to 30 s) within `output.unwritten_bytes`,
+//! whole line: a write the disk refuses halfway keeps the whole lines it took and is cut back
+//! to the last of them; the other lines wait for a retry (after 1 s, doubling to 30 s) within `output.unwritten_bytes`,
 //! beyond which the oldest are dropped; all of it is counted in the sink's [`OutputHealth`].
 //! On stdout, a reader that went away (EPIPE) ends the output: the rest is counted as dropped
 //! and the run goes on.
@@ -206,23 +206,12 @@ impl JsonlSink {
         let mut result = Ok(());
         if self.waiting > 0 && (now_or_never || self.retry.due()) {
             let outcome = match &mut self.out {
-                Output::File { file, committed } => match file.write_all(&self.lines) {
-                    Ok(()) => {
-                        *committed += self.lines.len() as u64;
-                        Ok(())
-                    }
-                    Err(e) => {
-                        // Back to the last whole line: the lines are written again later.
-                        let _ = file
-                            .set_len(*committed)
-                            .and_then(|()| file.seek(SeekFrom::Start(*committed)));
-                        Err(e)
-                    }
-                },
+                Output::File { file, committed } => write_whole_lines(file, committed, &self.lines),
                 Output::Stdout => std::io::stdout()
                     .lock()
                     .write_all(&self.lines)
-                    .and_then(|()| std::io::stdout().lock().flush()),
+                    .and_then(|()| std::io::stdout().lock().flush())
+                    .map_err(|e| (0, e)),
                 // Handled above.
                 Output::Gone => return Ok(()),
             };
@@ -233,7 +222,12 @@ impl JsonlSink {
                     self.waiting = 0;
                     self.retry.succeeded();
                 }
-                Err(source) => {
+                Err((kept, source)) => {
+                    // The whole lines the disk took before it refused are written.
+                    let done = self.lines[..kept].iter().filter(|&&b| b == b'\n').count() as u64;
+                    self.lines.drain(..kept);
+                    self.waiting -= done;
+                    self.health.written(done, done);
                     self.health.failed(&source, &self.path);
                     if source.kind() == std::io::ErrorKind::BrokenPipe {
                         self.out = Output::Gone;
@@ -272,6 +266,63 @@ impl JsonlSink {
         self.lines.drain(..cut);
         self.waiting -= dropped;
         self.health.dropped(dropped, dropped);
+    }
+}
+
+/// Writes `lines` at the end of the file's whole lines. On failure, the file is cut back to
+/// its last whole line and the error comes with how many bytes of `lines` (whole lines only)
+/// it now holds.
+fn write_whole_lines(
+    file: &mut File,
+    committed: &mut u64,
+    lines: &[u8],
+) -> Result<(), (usize, std::io::Error)> {
+    let mut at = 0;
+    let error = loop {
+        if at == lines.len() {
+            *committed += at as u64;
+            return Ok(());
+        }
+        match file.write(&lines[at..]) {
+            Ok(0) => break std::io::Error::from(std::io::ErrorKind::WriteZero),
+            Ok(n) => at += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => break e,
+        }
+    };
+    let kept = lines[..at]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
+    let end = *committed + kept as u64;
+    match file
+        .set_len(end)
+        .and_then(|()| file.seek(SeekFrom::Start(end)))
+    {
+        Ok(_) => {
+            *committed = end;
+            Err((kept, error))
+        }
+        // The file could not be cut back: it is rewritten from the last known whole line.
+        Err(_) => {
+            let _ = file.seek(SeekFrom::Start(*committed));
+            Err((0, error))
+        }
+    }
+}
+
+impl super::detached::FileOutput for JsonlSink {
+    /// A line per event, and per process still running at the end.
+    fn units(report: &Report) -> Option<(u64, u64)> {
+        match report {
+            Report::Event(_) => Some((1, 1)),
+            Report::Ended(p) if p.ending == Some(Ending::StillRunning) => Some((1, 1)),
+            _ => None,
+        }
+    }
+
+    fn output_health(&self) -> Arc<OutputHealth> {
+        self.health.clone()
     }
 }
 

@@ -1,6 +1,7 @@
 //! Outputs of the agent. Every sink gets every [`Report`] of the tracker in stream order and
 //! keeps what it needs: a new sink is one `report` with a `match`, and a `flush`.
 
+pub mod detached;
 pub mod health;
 pub mod jsonl;
 pub mod metrics;
@@ -30,6 +31,9 @@ pub trait Sink: Send {
     fn flush(&mut self) -> Result<(), SinkError> {
         Ok(())
     }
+    /// The agent is about to stop: called on every sink before any is closed, so that the
+    /// ones on threads of their own finish their last writes at the same time.
+    fn closing(&mut self) {}
     /// The agent stops: write out everything.
     fn close(&mut self) -> Result<(), SinkError> {
         self.flush()

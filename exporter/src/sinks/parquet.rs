@@ -857,6 +857,24 @@ impl ParquetSink {
     }
 }
 
+impl super::detached::FileOutput for ParquetSink {
+    /// A `processes` row per ended process; an `events` row per event, and a `connections`
+    /// row too for a connection.
+    fn units(report: &Report) -> Option<(u64, u64)> {
+        match report {
+            Report::Event(e) if matches!(e.body, Body::Connection(_)) => Some((0, 2)),
+            Report::Event(_) => Some((0, 1)),
+            Report::Ended(_) => Some((1, 1)),
+            Report::RunEnded(_) => Some((0, 0)),
+            _ => None,
+        }
+    }
+
+    fn output_health(&self) -> Arc<OutputHealth> {
+        self.health.clone()
+    }
+}
+
 impl Sink for ParquetSink {
     fn name(&self) -> &'static str {
         "parquet"

@@ -36,7 +36,13 @@ pub struct UploadStats {
     /// Waiting in the spool after the latest pass.
     pub waiting_objects: AtomicU64,
     pub waiting_bytes: AtomicU64,
+    /// Rolls that failed (the disk full, read-only…): the sink's files stay where they are.
+    pub roll_failures: AtomicU64,
+    /// Sink files a failed roll left unrolled, after the latest pass.
+    pub unrolled_files: AtomicU64,
+    pub unrolled_bytes: AtomicU64,
     last_error: Mutex<Option<String>>,
+    roll_error: Mutex<Option<String>>,
 }
 
 impl UploadStats {
@@ -51,6 +57,24 @@ impl UploadStats {
             waiting_objects: get(&self.waiting_objects),
             waiting_bytes: get(&self.waiting_bytes),
             last_error: self.last_error.lock().map(|e| e.clone()).unwrap_or(None),
+            roll_failures: get(&self.roll_failures),
+            unrolled_files: get(&self.unrolled_files),
+            unrolled_bytes: get(&self.unrolled_bytes),
+            roll_error: self.roll_error.lock().map(|e| e.clone()).unwrap_or(None),
+        }
+    }
+
+    /// A roll failed: counted; said in the log when it differs from the last one.
+    fn roll_failed(&self, error: &std::io::Error) {
+        self.roll_failures.fetch_add(1, Ordering::Relaxed);
+        let text = format!("{}: {error}", crate::sinks::health::reason(error));
+        if let Ok(mut last) = self.roll_error.lock() {
+            if last.as_deref() != Some(&text) {
+                tracing::warn!(
+                    "upload: cannot roll the Parquet files ({text}); they stay where they are and the roll is retried"
+                );
+            }
+            *last = Some(text);
         }
     }
 
@@ -97,18 +121,26 @@ struct SpoolLock {
 }
 
 impl SpoolLock {
-    fn try_take(dir: &Path) -> Option<Self> {
+    /// `None` while another agent holds it; an error when the lock file cannot be made (a
+    /// full or read-only disk).
+    fn try_take(dir: &Path) -> std::io::Result<Option<Self>> {
         use std::os::unix::fs::OpenOptionsExt;
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(dir.join(".upload.lock"))
-            .ok()?;
+        let path = dir.join(".upload.lock");
+        // Read-only when it exists: flock needs no write access, and a disk that turned
+        // read-only still lets the pass run (and say what it could not roll).
+        let file = match std::fs::File::open(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .open(&path),
+            other => other,
+        }
+        .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
         // SAFETY: flock on a descriptor this function owns.
         let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
-        locked.then_some(Self { _file: file })
+        Ok(locked.then_some(Self { _file: file }))
     }
 }
 
@@ -116,8 +148,17 @@ impl Shipper {
     /// Rolls (when `roll`), bounds and expires the spool, then uploads what waits, oldest first.
     /// Returns false when an upload failed (the rest waits for the next attempt).
     async fn pass(&self, roll: bool) -> bool {
-        let Some(_lock) = SpoolLock::try_take(&self.dir) else {
-            return true;
+        let _lock = match SpoolLock::try_take(&self.dir) {
+            Ok(Some(lock)) => lock,
+            // Another agent's pass.
+            Ok(None) => return true,
+            Err(e) => {
+                self.stats.roll_failed(&e);
+                if roll {
+                    self.note_unrolled().await;
+                }
+                return false;
+            }
         };
         let spool = Arc::clone(&self.spool);
         let (retention, max) = (self.retention, self.max_spool_bytes);
@@ -136,8 +177,23 @@ impl Shipper {
         let Ok((rolled, dropped, waiting)) = prepared else {
             return false;
         };
-        if let Err(e) = rolled {
-            tracing::warn!("upload: cannot roll the Parquet files: {e}");
+        // Whether every sink file was rolled (when a roll was due).
+        let all_rolled = match rolled {
+            Err(e) => {
+                self.stats.roll_failed(&e);
+                self.note_unrolled().await;
+                false
+            }
+            Ok(_) => {
+                if let Ok(mut e) = self.stats.roll_error.lock() {
+                    *e = None;
+                }
+                true
+            }
+        };
+        if roll && all_rolled {
+            self.stats.unrolled_files.store(0, Ordering::Relaxed);
+            self.stats.unrolled_bytes.store(0, Ordering::Relaxed);
         }
         self.stats
             .dropped_objects
@@ -166,6 +222,16 @@ impl Shipper {
             *last = None;
         }
         true
+    }
+
+    /// Counts the sink files a failed roll left where they are, for the summary.
+    async fn note_unrolled(&self) {
+        let spool = Arc::clone(&self.spool);
+        let (files, bytes) = tokio::task::spawn_blocking(move || spool.unrolled())
+            .await
+            .unwrap_or_default();
+        self.stats.unrolled_files.store(files, Ordering::Relaxed);
+        self.stats.unrolled_bytes.store(bytes, Ordering::Relaxed);
     }
 
     fn set_waiting(&self, waiting: &[spool::Waiting]) {
@@ -280,6 +346,17 @@ mod tests {
         assert_eq!(
             bad.describe("s3://b/p", Path::new("/d")),
             "uploaded 0 objects (0 B) to s3://b/p, 1 dropped (2.00 KiB, spool full), 2 failed attempts, 1 waiting (512 B) in /d for the next start (s3://b/p: access denied)"
+        );
+        let unrolled = UploadCounters {
+            roll_failures: 1,
+            unrolled_files: 4,
+            unrolled_bytes: 4096,
+            roll_error: Some("disk full: /d/processes/outbox/.x.tmp: …".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            unrolled.describe("s3://b/p", Path::new("/d")),
+            "uploaded 0 objects (0 B) to s3://b/p, 1 roll failed, 4 files (4.00 KiB) not rolled, kept in /d for the next start (disk full: /d/processes/outbox/.x.tmp: …)"
         );
     }
 }

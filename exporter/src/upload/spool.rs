@@ -349,7 +349,14 @@ impl Spool {
         };
         if let Err(e) = write() {
             let _ = std::fs::remove_file(&tmp);
-            return Err(std::io::Error::other(format!("{}: {e}", tmp.display())));
+            // The OS error's kind survives (a full disk stays "disk full" in the summary).
+            let kind = match &e {
+                parquet::errors::ParquetError::External(inner) => inner
+                    .downcast_ref::<std::io::Error>()
+                    .map_or(std::io::ErrorKind::Other, std::io::Error::kind),
+                _ => std::io::ErrorKind::Other,
+            };
+            return Err(std::io::Error::new(kind, format!("{}: {e}", tmp.display())));
         }
         std::fs::rename(&tmp, dir.join(&name))?;
         sync_dir(&dir);
@@ -357,6 +364,18 @@ impl Spool {
             std::fs::remove_file(&source.path)?;
         }
         Ok(())
+    }
+
+    /// The sink's files not rolled yet (a roll failed, or they came after it): files and bytes.
+    pub fn unrolled(&self) -> (u64, u64) {
+        let mut out = (0, 0);
+        for dataset in DATASETS {
+            for path in files_in(&self.dir.join(dataset)).unwrap_or_default() {
+                out.0 += 1;
+                out.1 += std::fs::metadata(&path).map_or(0, |m| m.len());
+            }
+        }
+        out
     }
 
     /// Rolled files waiting for upload, oldest first.

@@ -148,6 +148,11 @@ pub struct UploadCounters {
     pub waiting_bytes: u64,
     /// Why the latest attempt failed, while objects wait.
     pub last_error: Option<String>,
+    /// Rolls that failed; the sink files the latest one left unrolled, and why.
+    pub roll_failures: u64,
+    pub unrolled_files: u64,
+    pub unrolled_bytes: u64,
+    pub roll_error: Option<String>,
 }
 
 impl UploadCounters {
@@ -184,6 +189,25 @@ impl UploadCounters {
                 text.push_str(&format!(" ({e})"));
             }
         }
+        if self.roll_failures > 0 {
+            text.push_str(&format!(
+                ", {} roll{} failed",
+                self.roll_failures,
+                if self.roll_failures == 1 { "" } else { "s" }
+            ));
+            if self.unrolled_files > 0 {
+                text.push_str(&format!(
+                    ", {} file{} ({}) not rolled, kept in {} for the next start",
+                    self.unrolled_files,
+                    if self.unrolled_files == 1 { "" } else { "s" },
+                    crate::present::units::bytes(self.unrolled_bytes as i64),
+                    dir.display()
+                ));
+            }
+            if let Some(e) = &self.roll_error {
+                text.push_str(&format!(" ({e})"));
+            }
+        }
         text
     }
 }
@@ -192,6 +216,8 @@ impl UploadCounters {
 #[derive(Debug, Default, Clone)]
 pub struct SelfCounters {
     pub events_read: u64,
+    /// The longest an event waited between the kernel and the tracker, ns.
+    pub route_lag_max_ns: u64,
     pub losses: Losses,
     /// With `[output.object_store]`.
     pub upload: Option<UploadCounters>,

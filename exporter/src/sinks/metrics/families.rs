@@ -469,6 +469,38 @@ pub const FAMILIES: &[Family] = &[
         },
     },
     Family {
+        otlp: Some("pipetrace.event.lag.max"),
+        prometheus: Some("pipetrace_event_lag_max_seconds"),
+        unit: "s",
+        help: "The longest an event waited between the kernel and the process tracker since the agent started (the ring buffer's batching included): a tracker held up by its outputs shows here first.",
+        kind: Kind::Gauge,
+        needs: Needs::Nothing,
+        points: |s| {
+            unlabelled(Value::Float(
+                s.aggregates.agent.route_lag_max_ns as f64 / 1e9,
+            ))
+        },
+    },
+    Family {
+        otlp: Some("pipetrace.sink.queued"),
+        prometheus: Some("pipetrace_sink_queued"),
+        unit: "{report}",
+        help: "Reports waiting in a file output's queue for its thread: a backlog that grows is a disk slower than the events (beyond 65,536 they are dropped).",
+        kind: Kind::Gauge,
+        needs: Needs::Nothing,
+        points: |s| {
+            s.aggregates
+                .agent
+                .outputs
+                .iter()
+                .map(|o| Point {
+                    labels: vec![("sink", LabelValue::Str(o.sink))],
+                    value: Value::Int(o.queued),
+                })
+                .collect()
+        },
+    },
+    Family {
         otlp: Some("pipetrace.upload.bytes"),
         prometheus: Some("pipetrace_upload_bytes_total"),
         unit: "By",
@@ -495,6 +527,15 @@ pub const FAMILIES: &[Family] = &[
         kind: Kind::Counter,
         needs: Needs::Upload,
         points: |s| upload_points(s, |u| unlabelled(Value::Int(u.failures))),
+    },
+    Family {
+        otlp: Some("pipetrace.upload.roll_failures"),
+        prometheus: Some("pipetrace_upload_roll_failures_total"),
+        unit: "{attempt}",
+        help: "Rolls of the Parquet files into upload objects that failed (a full or read-only disk): the files stay where they are and the roll is retried.",
+        kind: Kind::Counter,
+        needs: Needs::Upload,
+        points: |s| upload_points(s, |u| unlabelled(Value::Int(u.roll_failures))),
     },
     Family {
         otlp: Some("pipetrace.upload.waiting"),
