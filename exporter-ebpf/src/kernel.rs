@@ -163,6 +163,12 @@ pub fn set_dead_activity(a: &mut Activity, task: u64, tgid: u32) {
     a.maj_flt = get(off!(signal_maj_flt));
     a.nvcsw = get(off!(signal_nvcsw));
     a.nivcsw = get(off!(signal_nivcsw));
+    set_dead_io(a, tgid);
+}
+
+/// Sets `a`'s I/O fields to those of the process's exited threads ([`DEAD_THREADS`]).
+#[inline(always)]
+fn set_dead_io(a: &mut Activity, tgid: u32) {
     let dead = unsafe { DEAD_THREADS.get(tgid) };
     let io = |f: fn(&Activity) -> u64| dead.map(|d| f(&d.io)).unwrap_or(0);
     a.rchar = io(|d| d.rchar);
@@ -333,18 +339,7 @@ pub unsafe fn set_group_totals(tail: *mut ExitTail, task: u64, tgid: u32) {
             break;
         }
     }
-    let dead = unsafe { DEAD_THREADS.get(tgid) };
-    let io = |f: fn(&Activity) -> u64| dead.map(|d| f(&d.io)).unwrap_or(0);
-    unsafe {
-        let a = &mut (*tail).activity;
-        a.rchar = io(|d| d.rchar);
-        a.wchar = io(|d| d.wchar);
-        a.syscr = io(|d| d.syscr);
-        a.syscw = io(|d| d.syscw);
-        a.read_bytes = io(|d| d.read_bytes);
-        a.write_bytes = io(|d| d.write_bytes);
-        a.cancelled_write_bytes = io(|d| d.cancelled_write_bytes);
-    }
+    set_dead_io(unsafe { &mut (*tail).activity }, tgid);
 }
 
 /// Adds to a counter that several CPUs may update at once: BPF's atomic add, written out

@@ -86,6 +86,16 @@ fn time_v(report: &str, label: &str) -> f64 {
         .unwrap_or_else(|| panic!("{label} in {report}"))
 }
 
+/// `cmd` traced under `/usr/bin/time -v`, whose report (the getrusage of `cmd`) is written to
+/// `report`: the trace and the report's text.
+fn traced_under_time(report: &std::path::Path, cmd: &[&str]) -> (pipetrace_tests::Traced, String) {
+    let mut argv = vec!["/usr/bin/time", "-v", "-o", report.to_str().unwrap()];
+    argv.extend_from_slice(cmd);
+    let t = trace_with(&[], &[], &argv);
+    let text = std::fs::read_to_string(report).unwrap();
+    (t, text)
+}
+
 #[test]
 fn faults_and_switches_agree_with_getrusage_and_count_every_thread() {
     require_root!();
@@ -105,21 +115,8 @@ fn faults_and_switches_agree_with_getrusage_and_count_every_thread() {
          t = threading.Thread(target=write); t.start(); t.join()\n",
         out.display()
     );
-    let t = trace_with(
-        &[],
-        &[],
-        &[
-            "/usr/bin/time",
-            "-v",
-            "-o",
-            report.to_str().unwrap(),
-            python.as_str(),
-            "-c",
-            &body,
-        ],
-    );
+    let (t, report) = traced_under_time(&report, &[python.as_str(), "-c", &body]);
     assert_eq!(t.status, 0, "{}", t.stderr);
-    let report = std::fs::read_to_string(&report).unwrap();
     let procs = t.processes();
     let py = procs
         .iter()
@@ -269,20 +266,10 @@ fn threads_that_outlive_the_leader_or_die_together_are_counted_once() {
     assert!(cc.status.success(), "cc: {cc:?}");
     for mode in ["group", "thread", "all"] {
         for _ in 0..3 {
-            let report = dir.path().join("time.txt");
-            let t = trace_with(
-                &[],
-                &[],
-                &[
-                    "/usr/bin/time",
-                    "-v",
-                    "-o",
-                    report.to_str().unwrap(),
-                    program.to_str().unwrap(),
-                    mode,
-                ],
+            let (t, report) = traced_under_time(
+                &dir.path().join("time.txt"),
+                &[program.to_str().unwrap(), mode],
             );
-            let report = std::fs::read_to_string(&report).unwrap();
             let p = &t.by_comm("threads")[0];
             // The status the parent was given.
             let status = time_v(&report, "Exit status") as i64;
