@@ -63,8 +63,14 @@ impl Owned {
     }
 }
 
-/// What is queued for the thread, in the output's units; shared so that a report is counted
-/// either by the thread (handled) or, once the agent gave up waiting, as dropped — never both.
+/// What is queued for the thread, in the output's units; one account, so that a report is
+/// counted either by the thread (taken) or, once the agent gave up waiting, as dropped — never
+/// both. Its report count is the output's `queued` gauge.
+struct Backlog {
+    queued: Mutex<Queued>,
+    health: Arc<OutputHealth>,
+}
+
 #[derive(Default)]
 struct Queued {
     reports: u64,
@@ -73,12 +79,68 @@ struct Queued {
     abandoned: bool,
 }
 
+impl Queued {
+    fn count(&mut self, headline: u64, rows: u64, on: bool) {
+        if on {
+            self.reports += 1;
+            self.headline += headline;
+            self.rows += rows;
+        } else {
+            self.reports -= 1;
+            self.headline -= headline;
+            self.rows -= rows;
+        }
+    }
+}
+
+impl Backlog {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queued> {
+        self.queued.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A report goes on the queue (`true`) or comes off it unsent (`false`).
+    fn put(&self, headline: u64, rows: u64, on: bool) {
+        let mut q = self.lock();
+        q.count(headline, rows, on);
+        self.health.set_queued(q.reports);
+    }
+
+    /// The thread takes a report; `false` once the agent gave up on the queue (in the same
+    /// lock, so the report is not also counted by `abandon`).
+    fn take(&self, headline: u64, rows: u64) -> bool {
+        let mut q = self.lock();
+        if q.abandoned {
+            return false;
+        }
+        q.count(headline, rows, false);
+        self.health.set_queued(q.reports);
+        true
+    }
+
+    /// Gives up on what is still queued: counted as received and dropped.
+    fn abandon(&self) {
+        let (headline, rows) = {
+            let mut q = self.lock();
+            q.abandoned = true;
+            q.reports = 0;
+            self.health.set_queued(0);
+            (q.headline, q.rows)
+        };
+        drop_report(&self.health, headline, rows);
+    }
+}
+
+/// Counts a report the thread will never see as received and dropped.
+fn drop_report(health: &OutputHealth, headline: u64, rows: u64) {
+    health.received(headline);
+    health.dropped(headline, rows);
+}
+
 pub struct Detached {
     name: &'static str,
-    health: Arc<OutputHealth>,
     units: fn(&Report) -> Option<(u64, u64)>,
     queue: Option<SyncSender<(Owned, u64, u64)>>,
-    queued: Arc<Mutex<Queued>>,
+    backlog: Arc<Backlog>,
     /// Says when the thread has closed the output.
     closed: Receiver<()>,
     close_timeout: Duration,
@@ -88,15 +150,17 @@ impl Detached {
     /// Starts `output`'s thread.
     pub fn spawn<S: FileOutput>(output: S, close_timeout: Duration) -> Result<Self, SinkError> {
         let name = output.name();
-        let health = output.output_health();
+        let backlog = Arc::new(Backlog {
+            queued: Mutex::new(Queued::default()),
+            health: output.output_health(),
+        });
         let (queue, reports) = mpsc::sync_channel(QUEUE_REPORTS);
         let (closed_tx, closed) = mpsc::sync_channel(1);
-        let queued = Arc::new(Mutex::new(Queued::default()));
-        let thread_queued = queued.clone();
+        let thread_backlog = backlog.clone();
         std::thread::Builder::new()
             .name(format!("{name} output"))
             .spawn(move || {
-                run(Box::new(output), &reports, &thread_queued);
+                run(Box::new(output), &reports, &thread_backlog);
                 let _ = closed_tx.send(());
             })
             .map_err(|source| SinkError::Io {
@@ -105,61 +169,24 @@ impl Detached {
             })?;
         Ok(Self {
             name,
-            health,
             units: S::units,
             queue: Some(queue),
-            queued,
+            backlog,
             closed,
             close_timeout,
         })
-    }
-
-    fn queued(&self) -> std::sync::MutexGuard<'_, Queued> {
-        self.queued.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Counts a report the thread will never see as received and dropped.
-    fn drop_report(&self, headline: u64, rows: u64) {
-        self.health.received(headline);
-        self.health.dropped(headline, rows);
-    }
-
-    /// Gives up on what is still queued: counted as dropped.
-    fn abandon(&self) {
-        let (headline, rows) = {
-            let mut q = self.queued();
-            q.abandoned = true;
-            q.reports = 0;
-            self.health.set_queued(0);
-            (q.headline, q.rows)
-        };
-        self.drop_report(headline, rows);
     }
 }
 
 /// The output's thread: hands it every queued report, flushes after each burst and once a
 /// second when none comes, and closes it when the agent lets go of the queue.
-fn run(mut output: Box<dyn Sink>, reports: &Receiver<(Owned, u64, u64)>, queued: &Mutex<Queued>) {
-    let health = output.health();
-    let take = |headline: u64, rows: u64| {
-        let mut q = queued.lock().unwrap_or_else(|e| e.into_inner());
-        if q.abandoned {
-            return false;
-        }
-        q.reports -= 1;
-        q.headline -= headline;
-        q.rows -= rows;
-        if let Some(h) = &health {
-            h.set_queued(q.reports);
-        }
-        true
-    };
+fn run(mut output: Box<dyn Sink>, reports: &Receiver<(Owned, u64, u64)>, backlog: &Backlog) {
     loop {
         match reports.recv_timeout(IDLE_FLUSH) {
             Ok(first) => {
                 let mut next = Some(first);
                 while let Some((report, headline, rows)) = next {
-                    if !take(headline, rows) {
+                    if !backlog.take(headline, rows) {
                         return;
                     }
                     // Failures are counted in the output's health.
@@ -189,28 +216,17 @@ impl Sink for Detached {
         let Some(owned) = Owned::of(report) else {
             return Ok(());
         };
+        let health = &self.backlog.health;
         let Some(queue) = &self.queue else {
-            self.drop_report(headline, rows);
+            drop_report(health, headline, rows);
             return Ok(());
         };
         // Counted before the send: the thread may take it at once.
-        {
-            let mut q = self.queued();
-            q.reports += 1;
-            q.headline += headline;
-            q.rows += rows;
-            self.health.set_queued(q.reports);
-        }
+        self.backlog.put(headline, rows, true);
         if let Err(e) = queue.try_send((owned, headline, rows)) {
-            {
-                let mut q = self.queued();
-                q.reports -= 1;
-                q.headline -= headline;
-                q.rows -= rows;
-                self.health.set_queued(q.reports);
-            }
-            self.drop_report(headline, rows);
-            self.health.overflowed(headline);
+            self.backlog.put(headline, rows, false);
+            drop_report(health, headline, rows);
+            health.overflowed(headline);
             if let TrySendError::Disconnected(_) = e {
                 // The thread is gone (it panicked): nothing more reaches the output.
                 self.queue = None;
@@ -235,16 +251,16 @@ impl Sink for Detached {
         match self.closed.recv_timeout(self.close_timeout) {
             Ok(()) => {}
             // The thread panicked: what it had not taken is lost.
-            Err(RecvTimeoutError::Disconnected) => self.abandon(),
+            Err(RecvTimeoutError::Disconnected) => self.backlog.abandon(),
             Err(RecvTimeoutError::Timeout) => {
-                self.abandon();
-                self.health.gave_up(self.close_timeout);
+                self.backlog.abandon();
+                self.backlog.health.gave_up(self.close_timeout);
             }
         }
         Ok(())
     }
 
     fn health(&self) -> Option<Arc<OutputHealth>> {
-        Some(self.health.clone())
+        Some(self.backlog.health.clone())
     }
 }
