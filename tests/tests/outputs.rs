@@ -492,3 +492,207 @@ fn a_stuck_jsonl_reader_holds_up_neither_the_tracing_nor_the_parquet_data() {
         "{summary}"
     );
 }
+
+/// A disk whose writes can be held: slowfs (`tests/src/bin/slowfs.rs`, FUSE) over a fresh
+/// directory, every write waiting while the hold file exists. Unmounted on drop.
+struct HeldDisk {
+    backing: tempfile::TempDir,
+    mount: tempfile::TempDir,
+    hold: PathBuf,
+    slowfs: std::process::Child,
+    said: std::sync::mpsc::Receiver<String>,
+}
+
+impl HeldDisk {
+    fn new() -> Self {
+        use std::io::BufRead;
+        let backing = tempfile::tempdir().unwrap();
+        let mount = tempfile::tempdir().unwrap();
+        let hold = backing.path().with_extension("hold");
+        let mut slowfs = Command::new(env!("CARGO_BIN_EXE_slowfs"))
+            .arg(backing.path())
+            .arg(mount.path())
+            .arg("--hold")
+            .arg(&hold)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tell, said) = std::sync::mpsc::channel();
+        let stdout = std::io::BufReader::new(slowfs.stdout.take().unwrap());
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                let _ = tell.send(line);
+            }
+        });
+        let disk = Self {
+            backing,
+            mount,
+            hold,
+            slowfs,
+            said,
+        };
+        assert_eq!(disk.next_line(), "mounted");
+        disk
+    }
+
+    fn next_line(&self) -> String {
+        self.said
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("slowfs said nothing for 60 s")
+    }
+}
+
+impl Drop for HeldDisk {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.hold);
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.mount.path())
+            .status();
+        let _ = self.slowfs.kill();
+        let _ = self.slowfs.wait();
+    }
+}
+
+/// The `.NAME.PID.tmp` files under the three datasets of a Parquet directory.
+fn unfinished_files(pq: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    for dataset in ["events", "processes", "connections"] {
+        for entry in std::fs::read_dir(pq.join(dataset)).unwrap() {
+            let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') && name.ends_with(".tmp") {
+                found.push(format!("{dataset}/{name}"));
+            }
+        }
+    }
+    found
+}
+
+/// Rows of every file under its final name in a dataset, by the DuckDB CLI.
+fn finished_rows(dir: &Path) -> u64 {
+    let out = Command::new(Path::new(TOOLS_VENV).join("bin/duckdb"))
+        .args(["-csv", "-noheader", "-c"])
+        .arg(format!(
+            "SELECT count(*) FROM read_parquet('{}/[!.]*.parquet')",
+            dir.display()
+        ))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "duckdb: {out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+#[test]
+fn an_agent_killed_mid_write_leaves_no_partial_file_and_the_next_start_clears_what_it_left() {
+    require_root!();
+    let disk = HeldDisk::new();
+    let pq = disk.mount.path().join("pq");
+    let dir = tempfile::tempdir().unwrap();
+    // Files every 50 rows: the first are written (seen in the backing directory), then the
+    // disk holds every write.
+    let pipeline = script(
+        dir.path(),
+        "pipeline.sh",
+        &format!(
+            "for i in $(seq 100); do /bin/true; done\n\
+             for i in $(seq 600); do ls {pq}/processes/*.parquet >/dev/null 2>&1 && break; sleep 0.1; done\n\
+             touch {hold}\nfor i in $(seq 100); do /bin/true; done\n",
+            pq = disk.backing.path().join("pq").display(),
+            hold = disk.hold.display()
+        ),
+    );
+    let mut agent = run_with_parquet_on(disk.mount.path())
+        .arg("--")
+        .arg(&pipeline)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let held = disk.next_line();
+    assert!(held.starts_with("held pq/"), "{held}");
+    // SIGKILL while the write is in the file system; the write returns once the hold ends, and
+    // the agent dies before it can finish the file.
+    agent.kill().unwrap();
+    std::fs::remove_file(&disk.hold).unwrap();
+    let killed = output_within(
+        agent,
+        std::time::Duration::from_secs(30),
+        "the killed agent did not end",
+    );
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(killed.status.signal(), Some(libc::SIGKILL));
+    let backing = disk.backing.path().join("pq");
+    let left = unfinished_files(&backing);
+    assert!(
+        left.iter().any(|f| held.ends_with(f.as_str())),
+        "the held file stays unfinished, under a hidden name: {left:?} ({held})"
+    );
+    // Every file under a final name is whole (DuckDB reads them all): those written before
+    // the hold.
+    let before = finished_rows(&backing.join("processes"));
+    assert!(before > 0, "no processes in finished files");
+
+    // The next start removes what the killed agent left, says so, and writes next to it.
+    let out = run_with_parquet_on(disk.mount.path())
+        .args(["--", "/bin/true"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let said = format!(
+        "removed {} unfinished Parquet file{} an earlier agent left in {}",
+        left.len(),
+        if left.len() == 1 { "" } else { "s" },
+        pq.display()
+    );
+    assert!(stderr.contains(&said), "'{said}' not in: {stderr}");
+    assert_eq!(unfinished_files(&backing), Vec::<String>::new());
+    assert_eq!(parquet_rows(&backing.join("processes")), before + 1);
+}
+
+#[test]
+fn a_data_directory_made_unwritable_mid_run_holds_the_rows_until_its_permission_returns() {
+    require_root!();
+    // The agent as a user with only its two capabilities: no CAP_DAC_OVERRIDE, so the
+    // directory's mode binds it as it binds any user. The pipeline runs as that user too.
+    let data = tempfile::tempdir().unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(data.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let pq = data.path().join("pq");
+    let processes_dir = pq.join("processes");
+    let pipeline = script(
+        data.path(),
+        "pipeline.sh",
+        &format!(
+            "chmod 0500 {d}\nfor i in $(seq 100); do /bin/true; done\nsleep 1.5\nchmod 0750 {d}\nfor i in $(seq 100); do /bin/true; done\n",
+            d = processes_dir.display()
+        ),
+    );
+    let out = pipetrace_tests::as_nobody(&["bpf", "perfmon"])
+        .env("PIPETRACE_OUTPUT__FLUSH_ROWS", "50")
+        .args([
+            "run",
+            "--summary",
+            "line",
+            "--grace",
+            "0s",
+            "--fail-on-loss",
+            "--parquet",
+        ])
+        .arg(&pq)
+        .arg("--")
+        .arg(&pipeline)
+        .output()
+        .unwrap();
+    let summary = summary_line(&out);
+    assert_eq!(out.status.code(), Some(0), "{summary}");
+    let n = processes(&summary);
+    assert!(n > 200, "{summary}");
+    // The refused writes are said, and every row was written once the mode allowed it.
+    assert_eq!(
+        output_counts(&summary, "parquet"),
+        Some((n, n, 0)),
+        "{summary}"
+    );
+    assert!(summary.contains("(permission denied: "), "{summary}");
+    assert_eq!(parquet_rows(&processes_dir), n);
+}

@@ -674,7 +674,8 @@ impl ParquetSink {
         }
         if stale > 0 {
             tracing::warn!(
-                "removed {stale} unfinished Parquet files an earlier agent left in {}",
+                "removed {stale} unfinished Parquet file{} an earlier agent left in {}",
+                if stale == 1 { "" } else { "s" },
                 settings.dir.display()
             );
         }
