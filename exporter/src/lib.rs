@@ -3,7 +3,9 @@
 //! The folders follow the data: [`capture`] (kernel programs, ring buffer, decoding) →
 //! [`process`] (the process table and what it reports) → [`sinks`] (JSONL, Parquet, OTLP spans,
 //! metrics); [`analysis`] computes answers (the critical path, the run summary, step keys) from
-//! recorded processes and [`present`] shows them to people; [`agent`] routes the reports from
+//! recorded processes and [`present`] shows them to people; [`datasets`] defines the Parquet
+//! datasets' columns once, for the sink that writes them and the queries that read them;
+//! [`agent`] routes the reports from
 //! the tracker to the sinks; [`run`] and [`daemon`]
 //! drive an agent, [`query`] reads the Parquet it wrote and [`answer`] runs the commands that
 //! read it (in the binary `otel-pipetrace-query`); [`config`] is read by all of them.
@@ -16,6 +18,7 @@ pub mod capture;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod datasets;
 pub mod present;
 pub mod process;
 pub mod query;

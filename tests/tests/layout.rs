@@ -14,6 +14,7 @@ const STAGES: &[&[&str]] = &[
     &["capture"],
     &["process"],
     &["analysis"],
+    &["datasets"],
     &["present"],
     &["sinks"],
     &["upload"],

@@ -477,6 +477,9 @@ fn share_of(path: &[(String, String, f64)], command: &str) -> Option<f64> {
 #[test]
 fn the_critical_path_names_the_steps_that_took_the_time() {
     require_root!();
+    // Shares of the wall time: a step kept waiting for a core (a 20 ms `rm` taking 80 ms on a
+    // loaded runner) would take a share it does not have on its own.
+    let _cores = pipetrace_tests::needs_idle_cores();
     let dir = tempfile::tempdir().unwrap();
 
     // A sequential script: every step is on the path, with its share of the wall time.

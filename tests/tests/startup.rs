@@ -536,7 +536,8 @@ fn agent_maps_no_duckdb_and_hands_queries_over() {
         .unwrap();
     let maps = format!("/proc/{}/maps", daemon.id());
     let mut loaded = String::new();
-    for _ in 0..100 {
+    // Up to 30 s: a loaded runner may take seconds to load the programs.
+    for _ in 0..600 {
         std::thread::sleep(std::time::Duration::from_millis(50));
         loaded = std::fs::read_to_string(&maps).unwrap_or_default();
         if loaded.contains("anon_inode:bpf-map") {

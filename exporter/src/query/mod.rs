@@ -17,11 +17,8 @@ use duckdb::Connection;
 
 use crate::{
     capture::decode::signal_name,
+    datasets::{self, CONNECTIONS, EVENTS, PROCESSES, Table},
     present::table::{self, TableOptions},
-    sinks::parquet::{
-        CONNECTIONS, EVENTS, PROCESSES, connections_schema, events_schema, is_later_column,
-        processes_schema,
-    },
 };
 
 /// Named queries: `(name, SQL)`.
@@ -285,12 +282,13 @@ fn column_names(conn: &Connection, source: &str) -> Result<Vec<String>, QueryErr
 }
 
 /// Required columns the file lacks (columns added in later versions are not required).
-fn missing_columns(have: &[String], schema: &arrow_schema::Schema) -> Vec<String> {
-    schema
+fn missing_columns(have: &[String], table: &dyn Table) -> Vec<String> {
+    table
+        .schema()
         .fields()
         .iter()
         .map(|f| f.name().clone())
-        .filter(|name| !have.contains(name) && !is_later_column(name))
+        .filter(|name| !have.contains(name) && !table.is_later(name))
         .collect()
 }
 
@@ -336,9 +334,9 @@ fn find_sources(conn: &Connection, data: &Path) -> Result<Sources, QueryError> {
     if data.is_file() {
         let file = data.to_string_lossy().into_owned();
         let have = column_names(conn, &file)?;
-        if missing_columns(&have, &processes_schema()).is_empty() {
+        if missing_columns(&have, datasets::processes()).is_empty() {
             sources.processes = Some(file);
-        } else if missing_columns(&have, &events_schema()).is_empty() {
+        } else if missing_columns(&have, datasets::events()).is_empty() {
             sources.events = Some(file);
         } else {
             return Err(QueryError::Input(format!(
@@ -348,10 +346,18 @@ fn find_sources(conn: &Connection, data: &Path) -> Result<Sources, QueryError> {
         }
         return Ok(sources);
     }
-    for (dataset, slot, schema) in [
-        (EVENTS, &mut sources.events, events_schema()),
-        (PROCESSES, &mut sources.processes, processes_schema()),
-        (CONNECTIONS, &mut sources.connections, connections_schema()),
+    for (dataset, slot, table) in [
+        (
+            EVENTS,
+            &mut sources.events,
+            datasets::events() as &dyn Table,
+        ),
+        (PROCESSES, &mut sources.processes, datasets::processes()),
+        (
+            CONNECTIONS,
+            &mut sources.connections,
+            datasets::connections(),
+        ),
     ] {
         let dir = data.join(dataset);
         let files = parquet_files(&dir)?;
@@ -362,7 +368,7 @@ fn find_sources(conn: &Connection, data: &Path) -> Result<Sources, QueryError> {
         for file in &files {
             let name = file.to_string_lossy().into_owned();
             let have = column_names(conn, &name)?;
-            let missing = missing_columns(&have, &schema);
+            let missing = missing_columns(&have, table);
             if !missing.is_empty() {
                 return Err(QueryError::Input(format!(
                     "{name}: not an otel-pipetrace {dataset} file (missing columns: {})",
@@ -383,14 +389,10 @@ fn find_sources(conn: &Connection, data: &Path) -> Result<Sources, QueryError> {
 /// The view over a dataset. Files written before a column existed lack it: an empty typed
 /// row set joined by name adds every later column, NULL where a file has none, so the queries
 /// run on old data too. `condition` keeps the rows in scope.
-fn view(
-    name: &str,
-    source: Option<&str>,
-    schema: &arrow_schema::Schema,
-    hive: bool,
-    condition: &str,
-) -> Option<String> {
-    let later = null_columns(schema.fields().iter().filter(|f| is_later_column(f.name())));
+fn view(table: &dyn Table, source: Option<&str>, hive: bool, condition: &str) -> Option<String> {
+    let name = table.name();
+    let schema = table.schema();
+    let later = null_columns(schema.fields().iter().filter(|f| table.is_later(f.name())));
     source.map(|s| {
         let read = format!(
             "SELECT * FROM read_parquet({}, union_by_name = true, hive_partitioning = {hive})",
@@ -410,8 +412,9 @@ fn view(
 }
 
 /// A view with `schema`'s columns and no rows.
-fn empty_view(name: &str, schema: &arrow_schema::Schema) -> String {
-    let columns = null_columns(schema.fields().iter());
+fn empty_view(table: &dyn Table) -> String {
+    let name = table.name();
+    let columns = null_columns(table.schema().fields().iter());
     format!("CREATE OR REPLACE VIEW {name} AS SELECT {columns} WHERE false;\n")
 }
 
@@ -501,16 +504,14 @@ fn views(conn: &Connection, request: &Request, uses: &str) -> Result<String, Que
     let connections = mentions(uses, CONNECTIONS);
     let mut sql = signal_name_macro();
     sql.extend(view(
-        "events",
+        datasets::events(),
         sources.events.as_deref(),
-        &events_schema(),
         hive,
         &scope.condition("time", hive),
     ));
     sql.extend(view(
-        "processes",
+        datasets::processes(),
         sources.processes.as_deref(),
-        &processes_schema(),
         hive,
         &scope.condition("end", hive),
     ));
@@ -519,13 +520,12 @@ fn views(conn: &Connection, request: &Request, uses: &str) -> Result<String, Que
     if connections {
         sql.push_str(
             &view(
-                CONNECTIONS,
+                datasets::connections(),
                 sources.connections.as_deref(),
-                &connections_schema(),
                 hive,
                 &scope.condition("time", hive),
             )
-            .unwrap_or_else(|| empty_view(CONNECTIONS, &connections_schema())),
+            .unwrap_or_else(|| empty_view(datasets::connections())),
         );
     }
     conn.execute_batch(&sql).map_err(sql_error)?;

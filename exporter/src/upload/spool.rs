@@ -31,9 +31,9 @@ use parquet::{
     },
 };
 
-use crate::sinks::{
-    create_private_dir, create_private_file,
-    parquet::{CONNECTIONS, EVENTS, PROCESSES},
+use crate::{
+    datasets::{CONNECTIONS, EVENTS, PROCESSES},
+    sinks::{create_private_dir, create_private_file},
 };
 
 pub const OUTBOX: &str = "outbox";

@@ -1,0 +1,180 @@
+//! The datasets of the offline record, each defined once as a table of columns: the Parquet
+//! sink builds its schema and rows from it, and the query side reads the same table to know
+//! which columns a file must have and which older files may lack.
+//!
+//! `events/` has a row per event (stream order), `processes/` a row per process lifetime (with
+//! the trace and span ids of its span), `connections/` a row per listed TCP connection. A
+//! column added later gets the next `since` version; readers take it as NULL in older files.
+
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use arrow_schema::{ArrowError, Schema, SchemaRef};
+
+pub mod column;
+pub mod connections;
+pub mod events;
+pub mod processes;
+
+pub use column::RowContext;
+use column::{Builder, Column, Fill, Kind, Value};
+pub use connections::connections;
+pub use events::events;
+pub use processes::processes;
+
+pub const EVENTS: &str = "events";
+pub const PROCESSES: &str = "processes";
+/// One row per listed TCP connection (a process's first to each peer).
+pub const CONNECTIONS: &str = "connections";
+
+/// The version of the first files of every dataset.
+const FIRST: u32 = 1;
+/// Columns added after the first files (exit status, CPU, memory, I/O, host, step key …).
+const SECOND: u32 = 2;
+
+/// A dataset as the query side sees it: its name, its schema, which columns older files lack.
+pub trait Table: Sync {
+    fn name(&self) -> &'static str;
+    fn schema(&self) -> SchemaRef;
+    /// Added after the first files: not required of a file, NULL where it lacks it.
+    fn is_later(&self, column: &str) -> bool;
+}
+
+/// A dataset of rows `R`; `D` is what is derived from a row once for all its columns.
+pub struct Dataset<R: 'static, D: 'static> {
+    name: &'static str,
+    derive: fn(&R) -> D,
+    columns: Vec<Column<R, D>>,
+    schema: SchemaRef,
+}
+
+impl<R, D> Dataset<R, D> {
+    fn new(name: &'static str, derive: fn(&R) -> D, columns: Vec<Column<R, D>>) -> Self {
+        let schema = Arc::new(Schema::new(
+            columns.iter().map(Column::field).collect::<Vec<_>>(),
+        ));
+        Self {
+            name,
+            derive,
+            columns,
+            schema,
+        }
+    }
+
+    pub fn columns(&self) -> &[Column<R, D>] {
+        &self.columns
+    }
+
+    /// An empty buffer of rows.
+    pub fn rows(&'static self) -> Rows<R, D> {
+        Rows {
+            builders: self.columns.iter().map(|c| Builder::new(c.kind)).collect(),
+            dataset: self,
+            rows: 0,
+            bytes: 0,
+        }
+    }
+}
+
+impl<R, D> Table for Dataset<R, D> {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn is_later(&self, column: &str) -> bool {
+        self.columns
+            .iter()
+            .any(|c| c.name == column && c.since > FIRST)
+    }
+}
+
+/// Rows buffered in Arrow builders until a file is written.
+pub struct Rows<R: 'static, D: 'static> {
+    dataset: &'static Dataset<R, D>,
+    builders: Vec<Builder>,
+    rows: usize,
+    bytes: usize,
+}
+
+impl<R, D> Rows<R, D> {
+    pub fn push(&mut self, row: &R, context: &RowContext) {
+        let derived = (self.dataset.derive)(row);
+        for (column, builder) in self.dataset.columns.iter().zip(&mut self.builders) {
+            self.bytes += builder.append((column.fill)(row, &derived, context));
+        }
+        self.rows += 1;
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// The buffered rows' memory, about.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// The buffered rows as one batch; the buffer is empty after.
+    pub fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
+        let columns = self.builders.iter_mut().map(Builder::finish).collect();
+        self.rows = 0;
+        self.bytes = 0;
+        RecordBatch::try_new(self.dataset.schema.clone(), columns)
+    }
+}
+
+/// A column in a table: `fill` gives its cell of a row.
+fn column<R, D>(
+    name: &'static str,
+    kind: Kind,
+    nullable: bool,
+    since: u32,
+    fill: impl for<'r> Fn(&'r R, &'r D, &'r RowContext) -> Value<'r> + Send + Sync + 'static,
+) -> Column<R, D> {
+    let fill: Fill<R, D> = Box::new(fill);
+    Column {
+        name,
+        kind,
+        nullable,
+        since,
+        fill,
+    }
+}
+
+/// The host the rows come from (`output.host`): the last column of every dataset.
+fn host<R, D>() -> Column<R, D> {
+    column("host", Kind::Text, true, SECOND, |_, _, cx| {
+        cx.host.as_str().into()
+    })
+}
+
+/// I/O, faults, switches and network use, one column each (null where not measured, and in
+/// older files), from the values derived for the row.
+fn activity<R: 'static, D: 'static>(values: fn(&D) -> &[Option<u64>]) -> Vec<Column<R, D>> {
+    use crate::capture::decode::Activity;
+    Activity::FIELDS
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            column(name, Kind::Int64, true, SECOND, move |_, d: &D, _| {
+                values(d)[i].map(|v| v as i64).into()
+            })
+        })
+        .collect()
+}
+
+/// The three datasets, for the query side.
+pub fn all() -> [&'static dyn Table; 3] {
+    [events(), processes(), connections()]
+}
+
+#[cfg(test)]
+pub(crate) mod tests;
