@@ -122,12 +122,14 @@ fn parquet_rows(dir: &Path) -> u64 {
     if files.is_empty() {
         return 0;
     }
+    duckdb_count(&format!("{}/*.parquet", dir.display()))
+}
+
+/// Rows of the Parquet files `glob` matches, counted by the DuckDB CLI.
+fn duckdb_count(glob: &str) -> u64 {
     let out = Command::new(Path::new(TOOLS_VENV).join("bin/duckdb"))
         .args(["-csv", "-noheader", "-c"])
-        .arg(format!(
-            "SELECT count(*) FROM read_parquet('{}/*.parquet')",
-            dir.display()
-        ))
+        .arg(format!("SELECT count(*) FROM read_parquet('{glob}')"))
         .output()
         .unwrap();
     assert!(out.status.success(), "duckdb: {out:?}");
@@ -570,16 +572,7 @@ fn unfinished_files(pq: &Path) -> Vec<String> {
 
 /// Rows of every file under its final name in a dataset, by the DuckDB CLI.
 fn finished_rows(dir: &Path) -> u64 {
-    let out = Command::new(Path::new(TOOLS_VENV).join("bin/duckdb"))
-        .args(["-csv", "-noheader", "-c"])
-        .arg(format!(
-            "SELECT count(*) FROM read_parquet('{}/[!.]*.parquet')",
-            dir.display()
-        ))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "duckdb: {out:?}");
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    duckdb_count(&format!("{}/[!.]*.parquet", dir.display()))
 }
 
 #[test]

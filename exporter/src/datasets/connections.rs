@@ -2,7 +2,10 @@
 
 use std::sync::LazyLock;
 
-use super::{CONNECTIONS, Dataset, FIRST, Kind, column, host};
+use super::{
+    CONNECTIONS, Dataset, FIRST, Kind, column, event_comm, event_pid, event_start_time, event_time,
+    host, run_id,
+};
 use crate::capture::decode::{Body, Connection, Event};
 
 /// The connection of a `connection` event (the sink adds no other events here).
@@ -26,26 +29,11 @@ pub(super) fn derive(ev: &Event) -> Derived {
 
 static TABLE: LazyLock<Dataset<Event, Derived>> = LazyLock::new(|| {
     let columns = vec![
-        column("run_id", Kind::Text, false, FIRST, |_: &Event, _, cx| {
-            cx.run_id.as_str().into()
-        }),
-        column("time", Kind::Time, false, FIRST, |e: &Event, _, cx| {
-            cx.time(e.common.ktime_ns)
-        }),
-        column("pid", Kind::UInt32, false, FIRST, |e: &Event, _, _| {
-            e.common.tgid.into()
-        }),
-        // With pid, the process (its `processes` row has the same `start`).
-        column(
-            "start_time",
-            Kind::Time,
-            false,
-            FIRST,
-            |e: &Event, _, cx| cx.time(e.common.start_ns),
-        ),
-        column("comm", Kind::Text, false, FIRST, |e: &Event, _, _| {
-            e.common.comm.as_str().into()
-        }),
+        run_id(),
+        event_time(),
+        event_pid(),
+        event_start_time(),
+        event_comm(),
         // outbound (connect) or inbound (accepted).
         column(
             "direction",

@@ -2,7 +2,10 @@
 
 use std::sync::LazyLock;
 
-use super::{Dataset, EVENTS, FIRST, Kind, SECOND, Value, activity, column, host};
+use super::{
+    Dataset, EVENTS, FIRST, Kind, SECOND, Value, activity, column, event_comm, event_pid,
+    event_start_time, event_time, host, run_id,
+};
 use crate::capture::decode::{Activity, Body, Event, Exit, Memory, Sample, Usage};
 
 /// What the columns of an event's row share.
@@ -29,15 +32,11 @@ pub(super) fn derive(ev: &Event) -> Derived {
 
 static TABLE: LazyLock<Dataset<Event, Derived>> = LazyLock::new(|| {
     let mut columns = vec![
-        column("time", Kind::Time, false, FIRST, |e: &Event, _, cx| {
-            cx.time(e.common.ktime_ns)
-        }),
+        event_time(),
         column("kind", Kind::Text, false, FIRST, |e: &Event, _, _| {
             e.kind_name().into()
         }),
-        column("pid", Kind::UInt32, false, FIRST, |e: &Event, _, _| {
-            e.common.tgid.into()
-        }),
+        event_pid(),
         column("tid", Kind::UInt32, false, FIRST, |e: &Event, _, _| {
             e.common.tid.into()
         }),
@@ -51,16 +50,8 @@ static TABLE: LazyLock<Dataset<Event, Derived>> = LazyLock::new(|| {
             FIRST,
             |e: &Event, _, _| e.common.tree_ppid.into(),
         ),
-        column(
-            "start_time",
-            Kind::Time,
-            false,
-            FIRST,
-            |e: &Event, _, cx| cx.time(e.common.start_ns),
-        ),
-        column("comm", Kind::Text, false, FIRST, |e: &Event, _, _| {
-            e.common.comm.as_str().into()
-        }),
+        event_start_time(),
+        event_comm(),
         column(
             "executable",
             Kind::Text,
@@ -108,9 +99,7 @@ static TABLE: LazyLock<Dataset<Event, Derived>> = LazyLock::new(|| {
             FIRST,
             |e: &Event, _, _| e.common.cgroup_id.into(),
         ),
-        column("run_id", Kind::Text, false, FIRST, |_: &Event, _, cx| {
-            cx.run_id.as_str().into()
-        }),
+        run_id(),
         column(
             "exit_code",
             Kind::Int32,

@@ -11,6 +11,8 @@ use std::sync::Arc;
 use arrow_array::RecordBatch;
 use arrow_schema::{ArrowError, Schema, SchemaRef};
 
+use crate::capture::decode::Event;
+
 pub mod column;
 pub mod connections;
 pub mod events;
@@ -147,6 +149,44 @@ fn column<R, D>(
         since,
         fill,
     }
+}
+
+/// The run the rows belong to: in every dataset.
+fn run_id<R: 'static, D: 'static>() -> Column<R, D> {
+    column("run_id", Kind::Text, false, FIRST, |_, _, cx| {
+        cx.run_id.as_str().into()
+    })
+}
+
+// The columns of an event's header that the datasets of events share: when it happened, and
+// the process it belongs to (`pid` with `start_time`; its `processes` row has the same `start`).
+
+fn event_time<D: 'static>() -> Column<Event, D> {
+    column("time", Kind::Time, false, FIRST, |e: &Event, _, cx| {
+        cx.time(e.common.ktime_ns)
+    })
+}
+
+fn event_pid<D: 'static>() -> Column<Event, D> {
+    column("pid", Kind::UInt32, false, FIRST, |e: &Event, _, _| {
+        e.common.tgid.into()
+    })
+}
+
+fn event_start_time<D: 'static>() -> Column<Event, D> {
+    column(
+        "start_time",
+        Kind::Time,
+        false,
+        FIRST,
+        |e: &Event, _, cx| cx.time(e.common.start_ns),
+    )
+}
+
+fn event_comm<D: 'static>() -> Column<Event, D> {
+    column("comm", Kind::Text, false, FIRST, |e: &Event, _, _| {
+        e.common.comm.as_str().into()
+    })
 }
 
 /// The host the rows come from (`output.host`): the last column of every dataset.

@@ -2,7 +2,7 @@
 
 use std::sync::LazyLock;
 
-use super::{Dataset, FIRST, Kind, PROCESSES, SECOND, Value, activity, column, host};
+use super::{Dataset, FIRST, Kind, PROCESSES, SECOND, Value, activity, column, host, run_id};
 use crate::{
     analysis::step_key::step_key,
     capture::decode::{Activity, Exit},
@@ -33,9 +33,7 @@ pub(super) fn derive(p: &Process) -> Derived {
 
 static TABLE: LazyLock<Dataset<Process, Derived>> = LazyLock::new(|| {
     let mut columns = vec![
-        column("run_id", Kind::Text, false, FIRST, |_: &Process, _, cx| {
-            cx.run_id.as_str().into()
-        }),
+        run_id(),
         column("pid", Kind::UInt32, false, FIRST, |p: &Process, _, _| {
             p.key.tgid.into()
         }),
