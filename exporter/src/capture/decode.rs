@@ -1,7 +1,7 @@
 //! Ring-buffer bytes to typed events. Pure and length-checked: any byte string either decodes
 //! or yields a [`DecodeError`]; nothing here panics or trusts a length field.
 
-use exporter_common::{COMM_LEN, ExecTail, ExitTail, RecordHeader, flags, kind};
+use exporter_common::{ExecTail, ExitTail, RecordHeader, flags, kind};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
@@ -450,21 +450,35 @@ impl Event {
 
 const HEADER: usize = std::mem::size_of::<RecordHeader>();
 const EXEC_TAIL: usize = std::mem::size_of::<ExecTail>();
+#[cfg(test)]
 const EXIT_TAIL: usize = std::mem::size_of::<ExitTail>();
+#[cfg(test)]
 const MEMORY_TAIL: usize = std::mem::size_of::<exporter_common::MemoryTail>();
-const SAMPLE_TAIL: usize = std::mem::size_of::<exporter_common::SampleTail>();
-const CONNECTION_TAIL: usize = std::mem::size_of::<exporter_common::ConnectionTail>();
 
-fn u16_at(b: &[u8], at: usize) -> u16 {
-    u16::from_ne_bytes([b[at], b[at + 1]])
-}
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_ne_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    let mut x = [0u8; 8];
-    x.copy_from_slice(&b[at..at + 8]);
-    u64::from_ne_bytes(x)
+/// The shared `#[repr(C)]` record parts: integers and byte arrays only, so every bit pattern
+/// is a valid value.
+trait Plain: Copy {}
+impl Plain for u64 {}
+impl Plain for RecordHeader {}
+impl Plain for ExecTail {}
+impl Plain for ExitTail {}
+impl Plain for exporter_common::MemoryTail {}
+impl Plain for exporter_common::SampleTail {}
+impl Plain for exporter_common::ConnectionTail {}
+
+/// The record part `T` at byte `at`, read whole as the kernel program wrote it: every field at
+/// the offset the compiler gave it in `exporter-common`, none at an offset written by hand.
+fn read_at<T: Plain>(record: &[u8], at: usize) -> Result<T, DecodeError> {
+    let need = at + std::mem::size_of::<T>();
+    if record.len() < need {
+        return Err(DecodeError::Short {
+            need,
+            got: record.len(),
+        });
+    }
+    // SAFETY: `at..need` is inside `record` (checked above); `read_unaligned` needs no
+    // alignment; `T: Plain` has no invalid bit patterns.
+    Ok(unsafe { std::ptr::read_unaligned(record.as_ptr().add(at).cast::<T>()) })
 }
 
 /// Bytes up to the first NUL, as text (invalid UTF-8 replaced).
@@ -502,151 +516,75 @@ fn split_argv(bytes: &[u8]) -> Vec<String> {
         .collect()
 }
 
-/// The 11 counters of an [`exporter_common::Activity`] at byte `at` (bounds checked by the
-/// caller's length check).
-fn kernel_activity(record: &[u8], at: usize) -> exporter_common::Activity {
-    let c = |i: usize| u64_at(record, at + 8 * i);
-    exporter_common::Activity {
-        rchar: c(0),
-        wchar: c(1),
-        syscr: c(2),
-        syscw: c(3),
-        read_bytes: c(4),
-        write_bytes: c(5),
-        cancelled_write_bytes: c(6),
-        min_flt: c(7),
-        maj_flt: c(8),
-        nvcsw: c(9),
-        nivcsw: c(10),
-    }
-}
-
-/// The 7 counters of an [`exporter_common::Network`] at byte `at` (bounds checked by the
-/// caller's length check).
-fn kernel_network(record: &[u8], at: usize) -> exporter_common::Network {
-    let c = |i: usize| u64_at(record, at + 8 * i);
-    exporter_common::Network {
-        sent_bytes: c(0),
-        received_bytes: c(1),
-        send_calls: c(2),
-        receive_calls: c(3),
-        connections: c(4),
-        accepted: c(5),
-        unlisted: c(6),
-    }
-}
-
 pub fn decode(record: &[u8]) -> Result<Event, DecodeError> {
-    if record.len() < HEADER {
-        return Err(DecodeError::Short {
-            need: HEADER,
-            got: record.len(),
-        });
-    }
-    let kind_id = u16_at(record, 0);
-    let declared = u32_at(record, 4) as usize;
+    let h: RecordHeader = read_at(record, 0)?;
+    let declared = h.len as usize;
     if declared != record.len() {
         return Err(DecodeError::LengthMismatch {
             declared,
             got: record.len(),
         });
     }
-    let comm_at = HEADER - COMM_LEN;
     let common = Common {
-        flags: u16_at(record, 2),
-        ktime_ns: u64_at(record, 8),
-        start_ns: u64_at(record, 16),
-        parent_start_ns: u64_at(record, 24),
-        cgroup_id: u64_at(record, 32),
-        tgid: u32_at(record, 40),
-        tid: u32_at(record, 44),
-        ppid: u32_at(record, 48),
-        tree_ppid: u32_at(record, 52),
-        uid: u32_at(record, 56),
-        comm: c_string(&record[comm_at..HEADER]),
+        flags: h.flags,
+        ktime_ns: h.ktime_ns,
+        start_ns: h.start_ns,
+        parent_start_ns: h.parent_start_ns,
+        cgroup_id: h.cgroup_id,
+        tgid: h.tgid,
+        tid: h.pid,
+        ppid: h.ppid,
+        tree_ppid: h.tree_ppid,
+        uid: h.uid,
+        comm: c_string(&h.comm),
     };
-    let need = |n: usize| {
-        if record.len() < n {
-            Err(DecodeError::Short {
-                need: n,
-                got: record.len(),
-            })
-        } else {
-            Ok(())
-        }
-    };
-    let body = match kind_id {
+    let body = match h.kind {
         kind::FORK => Body::Fork,
         kind::MEMORY => {
-            need(HEADER + MEMORY_TAIL)?;
+            let t: exporter_common::MemoryTail = read_at(record, HEADER)?;
             Body::Memory(Memory {
-                rss_bytes: u64_at(record, HEADER),
-                previous_bytes: u64_at(record, HEADER + 8),
+                rss_bytes: t.rss_bytes,
+                previous_bytes: t.previous_bytes,
             })
         }
-        kind::SAMPLE => {
-            need(HEADER + SAMPLE_TAIL)?;
-            let at = |i: usize| u64_at(record, HEADER + 8 * i);
-            Body::ThreadSample(ThreadSample {
-                session: at(0),
-                utime_ns: at(1),
-                stime_ns: at(2),
-                runtime_ns: at(3),
-                dead_utime_ns: at(4),
-                dead_stime_ns: at(5),
-                dead_runtime_ns: at(6),
-                rss_pages: at(7),
-                present: u32_at(record, HEADER + 64),
-                _pad0: 0,
-                activity: kernel_activity(record, HEADER + 72),
-                dead_activity: kernel_activity(record, HEADER + 72 + 88),
-                network: kernel_network(record, HEADER + 72 + 2 * 88),
-            })
-        }
+        kind::SAMPLE => Body::ThreadSample(ThreadSample {
+            _pad0: 0,
+            ..read_at(record, HEADER)?
+        }),
         kind::CONNECTION => {
-            need(HEADER + CONNECTION_TAIL)?;
-            let t = HEADER;
-            let family = u16_at(record, t);
-            let local_port = u16_at(record, t + 4);
+            let t: exporter_common::ConnectionTail = read_at(record, HEADER)?;
             Body::Connection(Connection {
-                outbound: record[t + 8] == exporter_common::direction::OUTBOUND,
-                protocol: u16_at(record, t + 2),
-                peer: address(family, &record[t + 32..t + 48]),
-                peer_port: u16_at(record, t + 6),
-                local: address(family, &record[t + 16..t + 32]),
-                local_port: (local_port != 0).then_some(local_port),
-                established: record[t + 9] == exporter_common::outcome::ESTABLISHED,
+                outbound: t.direction == exporter_common::direction::OUTBOUND,
+                protocol: t.protocol,
+                peer: address(t.family, &t.peer_addr),
+                peer_port: t.peer_port,
+                local: address(t.family, &t.local_addr),
+                local_port: (t.local_port != 0).then_some(t.local_port),
+                established: t.outcome == exporter_common::outcome::ESTABLISHED,
             })
         }
-        kind::SAMPLE_END => {
-            need(HEADER + 8)?;
-            Body::SampleEnd(u64_at(record, HEADER))
-        }
+        kind::SAMPLE_END => Body::SampleEnd(read_at(record, HEADER)?),
         kind::EXIT => {
-            need(HEADER + EXIT_TAIL)?;
-            let t = HEADER;
-            let kernel = kernel_activity(record, t + 40);
-            let network = kernel_network(record, t + 40 + 88);
+            let t: ExitTail = read_at(record, HEADER)?;
             Body::Exit(Exit {
-                status: u32_at(record, t),
+                status: t.exit_status,
                 usage: Usage::from_kernel(
-                    u64_at(record, t + 8),
-                    u64_at(record, t + 16),
-                    u64_at(record, t + 24),
-                    u64_at(record, t + 32).saturating_mul(page_size()),
+                    t.utime_ns,
+                    t.stime_ns,
+                    t.runtime_ns,
+                    t.maxrss_pages.saturating_mul(page_size()),
                 ),
-                activity: Activity::from_kernel(&kernel, &network, u32_at(record, t + 4)),
-                oom_killed: u32_at(record, t + 4) & exporter_common::present::OOM_VICTIM != 0,
+                activity: Activity::from_kernel(&t.activity, &t.network, t.present),
+                oom_killed: t.present & exporter_common::present::OOM_VICTIM != 0,
             })
         }
         kind::EXEC => {
-            need(HEADER + EXEC_TAIL)?;
-            let t = HEADER;
-            let exe_len = u16_at(record, t) as usize;
-            let cwd_len = u16_at(record, t + 2) as usize;
-            let filename_len = u16_at(record, t + 4) as usize;
-            let argv_len = u32_at(record, t + 8) as usize;
-            let argv_total = u32_at(record, t + 12);
+            let t: ExecTail = read_at(record, HEADER)?;
+            let exe_len = usize::from(t.exe_len);
+            let cwd_len = usize::from(t.cwd_len);
+            let filename_len = usize::from(t.filename_len);
+            let argv_len = t.argv_len as usize;
+            let argv_total = t.argv_total;
             let data = &record[HEADER + EXEC_TAIL..];
             let declared = exe_len + cwd_len + filename_len + argv_len;
             if declared > data.len() {
@@ -733,7 +671,7 @@ pub fn signal_name(sig: i32) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use exporter_common::{ExecTail, ExitTail, RecordHeader};
+    use exporter_common::{COMM_LEN, ExecTail, ExitTail, RecordHeader};
 
     fn header(kind: u16, flags: u16, len: usize) -> RecordHeader {
         let mut comm = [0u8; COMM_LEN];
@@ -779,6 +717,58 @@ mod tests {
             out.extend_from_slice(part);
         }
         out
+    }
+
+    /// Every header field set to a value no other field has: each lands in its own place.
+    #[test]
+    fn every_header_field_is_read_from_its_own_place() {
+        let mut comm = [0u8; COMM_LEN];
+        comm[..7].copy_from_slice(b"distinc");
+        let h = RecordHeader {
+            kind: kind::MEMORY,
+            flags: 0x0a0b,
+            len: (HEADER + MEMORY_TAIL) as u32,
+            ktime_ns: 1_000_000_011,
+            start_ns: 1_000_000_012,
+            parent_start_ns: 1_000_000_013,
+            cgroup_id: 1_000_000_014,
+            tgid: 15,
+            pid: 16,
+            ppid: 17,
+            tree_ppid: 18,
+            uid: 19,
+            _pad0: 0xffff_ffff,
+            comm,
+        };
+        let mut rec = bytes_of(&h);
+        rec.extend(bytes_of(&exporter_common::MemoryTail {
+            rss_bytes: 21,
+            previous_bytes: 22,
+        }));
+        let ev = decode(&rec).unwrap();
+        assert_eq!(
+            ev.common,
+            Common {
+                flags: 0x0a0b,
+                ktime_ns: 1_000_000_011,
+                start_ns: 1_000_000_012,
+                parent_start_ns: 1_000_000_013,
+                cgroup_id: 1_000_000_014,
+                tgid: 15,
+                tid: 16,
+                ppid: 17,
+                tree_ppid: 18,
+                uid: 19,
+                comm: "distinc".into(),
+            }
+        );
+        assert_eq!(
+            ev.body,
+            Body::Memory(Memory {
+                rss_bytes: 21,
+                previous_bytes: 22
+            })
+        );
     }
 
     #[test]
