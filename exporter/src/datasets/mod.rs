@@ -211,10 +211,5 @@ fn activity<R: 'static, D: 'static>(values: fn(&D) -> &[Option<u64>]) -> Vec<Col
         .collect()
 }
 
-/// The three datasets, for the query side.
-pub fn all() -> [&'static dyn Table; 3] {
-    [events(), processes(), connections()]
-}
-
 #[cfg(test)]
 pub(crate) mod tests;

@@ -66,9 +66,7 @@ pub struct ParquetTotals {
 
 pub struct ParquetSink {
     settings: ParquetSettings,
-    clock: Clock,
-    run_id: String,
-    /// The run id, host and clock every row shares.
+    /// The run id, host and clock every row (and every file name) shares.
     context: RowContext,
     events: Rows<Event, datasets::events::Derived>,
     processes: Rows<Process, datasets::processes::Derived>,
@@ -176,8 +174,6 @@ impl ParquetSink {
                 host: settings.host.clone(),
             },
             settings,
-            clock,
-            run_id: run_id.to_owned(),
             events: events().rows(),
             processes: processes().rows(),
             connections: connections().rows(),
@@ -204,8 +200,11 @@ impl ParquetSink {
     /// between agents writing to the same directory.
     fn file_name(&mut self) -> String {
         self.seq += 1;
-        let now = self.clock.unix_ns(crate::capture::clock::monotonic_ns());
-        format!("{now:020}-{}-{:06}.parquet", self.run_id, self.seq)
+        let now = self
+            .context
+            .clock
+            .unix_ns(crate::capture::clock::monotonic_ns());
+        format!("{now:020}-{}-{:06}.parquet", self.context.run_id, self.seq)
     }
 
     /// One complete file of `batch`, in memory.

@@ -171,6 +171,23 @@ impl SlowFs {
         FileHandle(fh)
     }
 
+    /// `unlink` and `rmdir`: `remove` on the backing path of `name` in `parent`.
+    fn remove(
+        &self,
+        parent: INodeNo,
+        name: &OsStr,
+        remove: fn(PathBuf) -> std::io::Result<()>,
+        reply: ReplyEmpty,
+    ) {
+        match self
+            .child(parent, name)
+            .and_then(|relative| remove(self.real(&relative)).map_err(errno))
+        {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
     /// The device's slowness: held while the hold file exists, then the write's transfer time.
     fn delay(&self, relative: &Path, len: usize) {
         if let Some(hold) = &self.hold {
@@ -287,23 +304,11 @@ impl Filesystem for SlowFs {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self
-            .child(parent, name)
-            .and_then(|relative| std::fs::remove_file(self.real(&relative)).map_err(errno))
-        {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        self.remove(parent, name, std::fs::remove_file, reply);
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self
-            .child(parent, name)
-            .and_then(|relative| std::fs::remove_dir(self.real(&relative)).map_err(errno))
-        {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        self.remove(parent, name, std::fs::remove_dir, reply);
     }
 
     fn rename(
