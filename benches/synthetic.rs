@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use pipetrace::{
-    capture::decode::{Body, Common, Event, Exec, Exit},
+    event::{Body, Common, Event, Exec, Exit},
     process::{
         model::{Ending, Process, ProcessKey},
         trace_context::SpanRef,

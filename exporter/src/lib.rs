@@ -19,6 +19,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod datasets;
+pub mod event;
 pub mod present;
 pub mod process;
 pub mod query;

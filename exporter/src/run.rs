@@ -10,10 +10,10 @@ use crate::{
     analysis::{run::RunView, summary::Summary},
     capture::{
         clock::monotonic_ns,
-        decode::signal_name,
         loader::{KernelScope, register_self, run_root_state},
     },
     config::{Config, LOSS_EXIT_STATUS},
+    event::signal_name,
     present::{
         self,
         summary::{RunFacts, details},

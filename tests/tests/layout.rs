@@ -11,6 +11,7 @@ use std::{
 /// Stages in data-flow order; a module may use its own stage and earlier ones only.
 const STAGES: &[&[&str]] = &[
     &["config"],
+    &["event"],
     &["capture"],
     &["process"],
     &["analysis"],

@@ -9,7 +9,8 @@ use std::{
 use tokio::sync::mpsc;
 
 use crate::{
-    capture::{clock::monotonic_ns, decode::Event, stats::Stats},
+    capture::{clock::monotonic_ns, stats::Stats},
+    event::Event,
     process::{procfs, tracker::Tracker},
     sinks::{Report, Sink},
 };

@@ -11,9 +11,9 @@ use tokio::{
     sync::{mpsc, watch},
 };
 
-use crate::capture::{
-    decode::{Event, decode},
-    stats::Stats,
+use crate::{
+    capture::{decode::decode, stats::Stats},
+    event::Event,
 };
 
 /// Longest a record waits in the ring when no wakeup came.

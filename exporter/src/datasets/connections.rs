@@ -6,7 +6,7 @@ use super::{
     CONNECTIONS, Dataset, FIRST, Kind, column, event_comm, event_pid, event_start_time, event_time,
     host, run_id,
 };
-use crate::capture::decode::{Body, Connection, Event};
+use crate::event::{Body, Connection, Event};
 
 /// The connection of a `connection` event (the sink adds no other events here).
 pub struct Derived(Connection);

@@ -6,7 +6,7 @@ use super::{
     Dataset, EVENTS, FIRST, Kind, SECOND, Value, activity, column, event_comm, event_pid,
     event_start_time, event_time, host, run_id,
 };
-use crate::capture::decode::{Activity, Body, Event, Exit, Memory, Sample, Usage};
+use crate::event::{Activity, Body, Event, Exit, Memory, Sample, Usage};
 
 /// What the columns of an event's row share.
 pub struct Derived {

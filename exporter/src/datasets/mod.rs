@@ -11,7 +11,7 @@ use std::sync::Arc;
 use arrow_array::RecordBatch;
 use arrow_schema::{ArrowError, Schema, SchemaRef};
 
-use crate::capture::decode::Event;
+use crate::event::Event;
 
 pub mod column;
 pub mod connections;
@@ -199,7 +199,7 @@ fn host<R, D>() -> Column<R, D> {
 /// I/O, faults, switches and network use, one column each (null where not measured, and in
 /// older files), from the values derived for the row.
 fn activity<R: 'static, D: 'static>(values: fn(&D) -> &[Option<u64>]) -> Vec<Column<R, D>> {
-    use crate::capture::decode::Activity;
+    use crate::event::Activity;
     Activity::FIELDS
         .iter()
         .enumerate()

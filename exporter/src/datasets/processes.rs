@@ -5,7 +5,7 @@ use std::sync::LazyLock;
 use super::{Dataset, FIRST, Kind, PROCESSES, SECOND, Value, activity, column, host, run_id};
 use crate::{
     analysis::step_key::step_key,
-    capture::decode::{Activity, Exit},
+    event::{Activity, Exit},
     process::model::Process,
 };
 

@@ -4,11 +4,9 @@
 
 use super::{Kind, Table, Value, column::Column};
 use crate::{
-    capture::{
-        clock::Clock,
-        decode::{Activity, Body, Common, Connection, Event, Exec, Exit, Memory, Sample, Usage},
-    },
+    capture::clock::Clock,
     datasets::{RowContext, connections, events, processes},
+    event::{Activity, Body, Common, Connection, Event, Exec, Exit, Memory, Sample, Usage},
     process::{
         model::Process,
         tracker::{Tracker, TrackerOptions},

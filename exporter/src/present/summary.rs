@@ -25,8 +25,9 @@ pub fn ending(p: &Proc) -> String {
     }
     match (p.exit_code, p.signal) {
         (Some(code), _) => format!("status {code}"),
-        (None, Some(sig)) => crate::capture::decode::signal_name(sig)
-            .map_or_else(|| format!("signal {sig}"), str::to_owned),
+        (None, Some(sig)) => {
+            crate::event::signal_name(sig).map_or_else(|| format!("signal {sig}"), str::to_owned)
+        }
         _ => p.status.as_str().replace('_', " "),
     }
 }

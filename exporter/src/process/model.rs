@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::trace_context::SpanRef;
-use crate::capture::decode::{Connection, Exec, Exit, Sample};
+use crate::event::{Connection, Exec, Exit, Sample};
 
 /// A pid is reused; a pid with its start time is not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

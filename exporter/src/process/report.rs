@@ -2,7 +2,7 @@
 //! sink; a sink matches the kinds it uses and ignores the rest.
 
 use super::{model::Process, trace_context::RunSpan};
-use crate::capture::decode::{Event, Memory, Sample};
+use crate::event::{Event, Memory, Sample};
 
 #[derive(Debug, Clone, Copy)]
 pub enum Report<'a> {

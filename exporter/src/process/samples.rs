@@ -4,7 +4,10 @@
 
 use std::collections::HashMap;
 
-use crate::capture::decode::{Activity, ThreadSample, Usage, page_size};
+use crate::{
+    capture::decode::page_size,
+    event::{Activity, ThreadSample, Usage},
+};
 
 /// One process's threads in a round.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -26,7 +26,7 @@ use super::{
     trace_context::SpanRef,
 };
 use crate::{
-    capture::decode::{Body, Common, Event, Exec, Sample},
+    event::{Body, Common, Event, Exec, Sample},
     process::{
         ids::IdGenerator,
         procfs::{self, ProcEntry},
@@ -648,7 +648,7 @@ impl Tracker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::capture::decode::Exit;
+    use crate::event::Exit;
 
     fn common(tgid: u32, start: u64, tree_ppid: u32, parent_start: u64, flags: u16) -> Common {
         Common {
@@ -1028,7 +1028,7 @@ mod tests {
 
     #[test]
     fn sampling_rounds_sum_threads_and_the_exit_continues_the_counters() {
-        use crate::capture::decode::ThreadSample;
+        use crate::event::ThreadSample;
         let mut t = Tracker::default();
         t.apply(ev(10, 100, 1, Body::Fork, 0));
         let thread = |tgid: u32, utime_ns: u64, runtime_ns: u64| Event {

@@ -16,8 +16,8 @@ use arrow::{array::RecordBatch, util::pretty::pretty_format_batches};
 use duckdb::Connection;
 
 use crate::{
-    capture::decode::signal_name,
     datasets::{self, CONNECTIONS, EVENTS, PROCESSES, Table},
+    event::signal_name,
     present::table::{self, TableOptions},
 };
 

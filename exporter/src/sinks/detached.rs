@@ -14,7 +14,7 @@ use std::{
 
 use super::{Report, Sink, SinkError, health::OutputHealth};
 use crate::{
-    capture::decode::Event,
+    event::Event,
     process::{model::Process, trace_context::RunSpan},
 };
 

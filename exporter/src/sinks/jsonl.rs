@@ -20,10 +20,8 @@ use super::{
     health::{Backoff, OutputHealth},
 };
 use crate::{
-    capture::{
-        clock::{Clock, rfc3339},
-        decode::{Body, Event, signal_name},
-    },
+    capture::clock::{Clock, rfc3339},
+    event::{Body, Event, signal_name},
     process::model::{Ending, Process},
 };
 use exporter_common::flags;
@@ -90,7 +88,7 @@ enum BodyLine<'a> {
         rss_bytes: u64,
         threads: u32,
         #[serde(flatten)]
-        activity: crate::capture::decode::Activity,
+        activity: crate::event::Activity,
     },
     Memory {
         rss_bytes: u64,
@@ -132,7 +130,7 @@ enum BodyLine<'a> {
         cpu_system_ns: u64,
         peak_rss_bytes: u64,
         #[serde(flatten)]
-        activity: crate::capture::decode::Activity,
+        activity: crate::event::Activity,
     },
 }
 

@@ -32,13 +32,11 @@ use super::{
     health::{Backoff, OutputHealth},
 };
 use crate::{
-    capture::{
-        clock::Clock,
-        decode::{Body, Event},
-    },
+    capture::clock::Clock,
     datasets::{
         self, CONNECTIONS, EVENTS, PROCESSES, RowContext, Rows, connections, events, processes,
     },
+    event::{Body, Event},
     process::model::Process,
 };
 
@@ -420,7 +418,7 @@ impl Sink for ParquetSink {
 mod tests {
     use super::*;
     use crate::{
-        capture::decode::{Common, Exit},
+        event::{Common, Exit},
         process::tracker::{Tracker, TrackerOptions},
     };
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -522,7 +520,7 @@ mod tests {
         // Execs with 4 KiB of arguments each: about 15 fit in 64 KiB.
         let long = "x".repeat(4096);
         for pid in 10..30 {
-            let exec = Body::Exec(Box::new(crate::capture::decode::Exec {
+            let exec = Body::Exec(Box::new(crate::event::Exec {
                 exe: None,
                 cwd: None,
                 filename: "/usr/bin/cc".into(),
@@ -592,7 +590,7 @@ mod by_name {
 
     /// The activity columns: 101 … 118 in order.
     fn activity() -> Vec<(&'static str, String)> {
-        crate::capture::decode::Activity::FIELDS
+        crate::event::Activity::FIELDS
             .iter()
             .zip(101..)
             .map(|(name, v)| (*name, v.to_string()))

@@ -12,10 +12,8 @@ use std::{
 };
 
 use crate::{
-    capture::{
-        decode::{Activity, Memory, Sample},
-        stats::Losses,
-    },
+    capture::stats::Losses,
+    event::{Activity, Memory, Sample},
     process::model::Process,
 };
 
@@ -439,7 +437,7 @@ impl Aggregates {
         e.duration_max_s = e.duration_max_s.max(duration);
         if let Some(sig) = p.exit().and_then(|x| x.signal()) {
             *e.signals
-                .entry(crate::capture::decode::signal_name(sig).unwrap_or("other"))
+                .entry(crate::event::signal_name(sig).unwrap_or("other"))
                 .or_default() += 1;
         }
         if p.spanned && (p.root || p.parent_span.is_none()) {
@@ -564,7 +562,7 @@ impl Aggregates {
 mod tests {
     use super::*;
     use crate::{
-        capture::decode::{Body, Event, Exit},
+        event::{Body, Event, Exit},
         process::tracker::Tracker,
     };
 

@@ -587,7 +587,7 @@ pub const FAMILIES: &[Family] = &[
 mod tests {
     use super::*;
     use crate::{
-        capture::decode::{Body, Event, Exit, Memory, Sample},
+        event::{Body, Event, Exit, Memory, Sample},
         process::tracker::Tracker,
     };
 
@@ -611,7 +611,7 @@ mod tests {
         };
         a.memory_changed(&p, &memory);
         let mut exit = Exit::from_status(9);
-        exit.activity = crate::capture::decode::Activity {
+        exit.activity = crate::event::Activity {
             read_bytes: Some(4096),
             write_bytes: Some(8192),
             minor_faults: Some(30),

@@ -178,7 +178,7 @@ mod tests {
         *,
     };
     use crate::{
-        capture::decode::{Body, Event, Exit},
+        event::{Body, Event, Exit},
         process::tracker::Tracker,
     };
     use std::sync::Mutex;

@@ -311,7 +311,7 @@ pub fn resource(c: &OtlpSection, cicd: &[(&'static str, String)]) -> Resource {
 mod tests {
     use super::*;
     use crate::{
-        capture::decode::{Body, Common, Event, Exec, Exit},
+        event::{Body, Common, Event, Exec, Exit},
         process::{
             trace_context::SpanRef,
             tracker::{Tracker, TrackerOptions},

@@ -17,10 +17,8 @@ use opentelemetry::{
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 
 use crate::{
-    capture::{
-        clock::{Clock, rfc3339},
-        decode::{Exec, signal_name},
-    },
+    capture::clock::{Clock, rfc3339},
+    event::{Exec, signal_name},
     process::{
         cgroups::CgroupNames,
         model::{Ending, Process, command_line},
@@ -61,7 +59,7 @@ fn string_array(items: &[String]) -> Value {
 }
 
 /// A connection as a span event: the semantic-convention `network.*` attributes.
-fn connection_attributes(c: &crate::capture::decode::Connection) -> Vec<KeyValue> {
+fn connection_attributes(c: &crate::event::Connection) -> Vec<KeyValue> {
     let mut a = vec![
         KeyValue::new("network.peer.address", c.peer.to_string()),
         KeyValue::new("network.peer.port", i64::from(c.peer_port)),
@@ -203,7 +201,7 @@ impl SpanFactory {
                     usage.peak_rss_bytes as i64,
                 ));
                 // I/O, faults and switches: only what the kernel measured (no made-up zeros).
-                for (field, value) in crate::capture::decode::Activity::FIELDS
+                for (field, value) in crate::event::Activity::FIELDS
                     .iter()
                     .zip(exit.activity.values())
                 {
