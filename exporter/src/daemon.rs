@@ -3,8 +3,8 @@
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
-    agent::{Agent, AgentError, StartOptions, describe_losses},
-    capture::{clock::monotonic_ns, loader::KernelScope},
+    agent::{Agent, AgentError, Shutdown, StartOptions, describe_losses},
+    capture::loader::KernelScope,
     config::Config,
     process::trace_context::{RemoteParent, SpanRef},
     sinks::{Report, otlp::cicd},
@@ -114,22 +114,21 @@ pub async fn daemon(config: &Config) -> Result<(), AgentError> {
             _ = refresh.tick() => agent.refresh_self_metrics(),
         }
     }
-    let mut finished = agent.stop().await;
     // Processes still alive get their spans now, marked still running: a restart of the
     // daemon must not lose the trees it was watching.
-    let now = monotonic_ns();
-    let running = finished.tracker.drain_running(now);
-    for p in &running {
-        finished.report(&Report::Ended(p));
-    }
-    let totals = finished.tracker.totals();
-    let losses = describe_losses(&finished.losses);
-    let closed = finished
-        .close(
-            config.otlp.shutdown_timeout,
-            config.output.upload_deadline(),
-        )
+    let Shutdown {
+        totals,
+        losses,
+        closed,
+        ..
+    } = agent
+        .shutdown(|finished, now| {
+            for p in &finished.tracker.drain_running(now) {
+                finished.report(&Report::Ended(p));
+            }
+        })
         .await;
+    let losses = describe_losses(&losses);
     eprintln!(
         "otel-pipetrace: stopped; {} processes, {} failed, {} absorbed non-zero exits, {}{}",
         totals.processes,

@@ -6,7 +6,7 @@ use std::{ffi::OsString, os::unix::process::ExitStatusExt, time::Duration};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
-    agent::{Agent, AgentError, StartOptions, describe_losses},
+    agent::{Agent, AgentError, Shutdown, StartOptions, describe_losses},
     analysis::{run::RunView, summary::Summary},
     capture::{
         clock::monotonic_ns,
@@ -154,19 +154,16 @@ pub async fn run(
             // The kernel reports nothing of a command whose exec failed; the run span says
             // why it never ran.
             let error = RunError::Spawn { program, source };
-            let mut finished = agent.stop().await;
-            let run = RunSpan {
-                end_ns: monotonic_ns(),
-                exit_code: Some(error.exit_code()),
-                start_error: Some(error.to_string()),
-                ..started
-            };
-            finished.report(&Report::RunEnded(&run));
-            finished
-                .close(
-                    config.otlp.shutdown_timeout,
-                    config.output.upload_deadline(),
-                )
+            agent
+                .shutdown(|finished, now| {
+                    let run = RunSpan {
+                        end_ns: now,
+                        exit_code: Some(error.exit_code()),
+                        start_error: Some(error.to_string()),
+                        ..started
+                    };
+                    finished.report(&Report::RunEnded(&run));
+                })
                 .await;
             return Err(error);
         }
@@ -220,51 +217,49 @@ pub async fn run(
         ms = ended.elapsed().as_millis(),
         "end: descendants gone or waited for"
     );
-    let mut finished = agent.stop().await;
-    tracing::debug!(
-        ms = ended.elapsed().as_millis(),
-        "end: agent stopped, sinks flushed"
-    );
-    let now = monotonic_ns();
-
-    // Live in the table but no longer in the kernel's: their exit records were lost.
-    let lost = finished
-        .tracker
-        .end_gone(now, |k| !still_alive.contains(&k.tgid));
-    let mut still_running: Vec<_> = finished
-        .tracker
-        .live()
-        .filter(|p| still_alive.contains(&p.key.tgid))
-        .collect();
-    still_running.sort_by_key(|p| p.key.start_ns);
-    let still_running: Vec<_> = still_running
-        .into_iter()
-        .map(|p| p.still_running_at(now))
-        .collect();
-    let totals = finished.tracker.totals();
-    let run = RunSpan {
-        end_ns: now,
-        exit_code: status.code(),
-        signal: status.signal(),
-        processes: totals.processes,
-        failed: totals.failed,
-        absorbed: totals.absorbed,
-        still_running: still_running.len() as u64,
-        interrupted,
-        ..started
-    };
-    for p in lost.iter().chain(&still_running) {
-        finished.report(&Report::Ended(p));
-    }
-    finished.report(&Report::RunEnded(&run));
-    let losses = describe_losses(&finished.losses);
-    let events_lost = finished.losses.total();
-    let closed = finished
-        .close(
-            config.otlp.shutdown_timeout,
-            config.output.upload_deadline(),
-        )
+    // Live in the table but no longer in the kernel's: their exit records were lost. Those
+    // still in it are still running; then the run itself ends.
+    let Shutdown {
+        ended: (lost, still_running, run),
+        totals,
+        losses,
+        closed,
+    } = agent
+        .shutdown(|finished, now| {
+            let lost = finished
+                .tracker
+                .end_gone(now, |k| !still_alive.contains(&k.tgid));
+            let mut still_running: Vec<_> = finished
+                .tracker
+                .live()
+                .filter(|p| still_alive.contains(&p.key.tgid))
+                .collect();
+            still_running.sort_by_key(|p| p.key.start_ns);
+            let still_running: Vec<_> = still_running
+                .into_iter()
+                .map(|p| p.still_running_at(now))
+                .collect();
+            let totals = finished.tracker.totals();
+            let run = RunSpan {
+                end_ns: now,
+                exit_code: status.code(),
+                signal: status.signal(),
+                processes: totals.processes,
+                failed: totals.failed,
+                absorbed: totals.absorbed,
+                still_running: still_running.len() as u64,
+                interrupted,
+                ..started
+            };
+            for p in lost.iter().chain(&still_running) {
+                finished.report(&Report::Ended(p));
+            }
+            finished.report(&Report::RunEnded(&run));
+            (lost, still_running, run)
+        })
         .await;
+    let events_lost = losses.total();
+    let losses = describe_losses(&losses);
     tracing::debug!(ms = ended.elapsed().as_millis(), "end: outputs closed");
 
     let exits_lost = if lost.is_empty() {

@@ -18,7 +18,7 @@ use exporter_common::{TrackState, track};
 use crate::{
     capture::{
         btf::{Btf, BtfError},
-        clock::Clock,
+        clock::{Clock, monotonic_ns},
         loader::{Capture, KernelScope, KernelSupport, LoadError, LoaderStart},
         preflight::{self, PreflightError},
         reader::Reader,
@@ -30,7 +30,7 @@ use crate::{
         procfs::{self, ProcEntry},
         redact::Redactor,
         trace_context::SpanRef,
-        tracker::{Tracker, TrackerOptions},
+        tracker::{Tracker, TrackerOptions, TrackerTotals},
     },
     sinks::{
         Report, Sink, SinkError,
@@ -76,7 +76,25 @@ pub struct Agent {
     upload: Option<UploadTask>,
     /// What each file output wrote and lost.
     outputs: Vec<Arc<OutputHealth>>,
+    deadlines: CloseDeadlines,
     pub started_ns: u64,
+}
+
+/// How long closing may wait: for queued spans and metrics to be sent, then for the last
+/// uploads (`otlp.shutdown_timeout`, `output.object_store.finish_timeout`).
+#[derive(Debug, Clone, Copy)]
+struct CloseDeadlines {
+    exports: Duration,
+    uploads: Duration,
+}
+
+/// What the agent's last moments gave: what the caller's last reports returned, the tracker's
+/// totals after them, every loss, and what the outputs did.
+pub struct Shutdown<T> {
+    pub ended: T,
+    pub totals: TrackerTotals,
+    pub losses: Losses,
+    pub closed: Closed,
 }
 
 /// How the agent is driven.
@@ -97,7 +115,7 @@ pub struct StartOptions {
     pub record: Option<crate::sinks::run_record::Recorded>,
 }
 
-/// What is left after the agent stopped.
+/// What is left after the agent stopped, for the caller's last reports.
 pub struct Finished {
     pub tracker: Tracker,
     pub sinks: Vec<Box<dyn Sink>>,
@@ -161,9 +179,10 @@ impl Finished {
         }
     }
 
-    /// Flushes and closes every sink; waits up to `deadline` for queued spans to be sent, and
-    /// up to `object_store.finish_timeout` for the last uploads.
-    pub async fn close(mut self, deadline: Duration, upload_deadline: Duration) -> Closed {
+    /// Flushes and closes every sink; waits up to the deadlines for queued spans and metrics to
+    /// be sent and for the last uploads.
+    async fn close(mut self, deadlines: CloseDeadlines) -> Closed {
+        let deadline = deadlines.exports;
         for sink in self.sinks.iter_mut() {
             sink.closing();
         }
@@ -193,7 +212,7 @@ impl Finished {
         let upload = match self.upload {
             Some(task) => {
                 let (url, dir) = (task.url.clone(), task.dir.clone());
-                Some((task.finish(upload_deadline).await, url, dir))
+                Some((task.finish(deadlines.uploads).await, url, dir))
             }
             None => None,
         };
@@ -277,7 +296,7 @@ impl Agent {
             upload,
         } = configured_sinks(config, clock, &options)?;
         let outputs: Vec<Arc<OutputHealth>> = sinks.iter().filter_map(|s| s.health()).collect();
-        let started_ns = crate::capture::clock::monotonic_ns();
+        let started_ns = monotonic_ns();
         tracing::debug!(ms = begun.elapsed().as_millis(), "start-up: sinks");
         let mut capture = Capture::load(
             config,
@@ -346,6 +365,10 @@ impl Agent {
             otlp_metrics,
             upload,
             outputs,
+            deadlines: CloseDeadlines {
+                exports: config.otlp.shutdown_timeout,
+                uploads: config.output.upload_deadline(),
+            },
             started_ns,
         })
     }
@@ -376,8 +399,36 @@ impl Agent {
         self.export.as_ref().map(ExportTask::stats)
     }
 
+    /// The one way down, for every mode: stops capture and lets the tracker and sinks finish
+    /// every event read; hands the caller what is left to end what is still open (processes
+    /// still running, the run itself) with reports to every sink, given the time; then closes
+    /// every output within the configured deadlines.
+    pub async fn shutdown<T>(
+        self,
+        last_reports: impl FnOnce(&mut Finished, u64) -> T,
+    ) -> Shutdown<T> {
+        let begun = std::time::Instant::now();
+        let deadlines = self.deadlines;
+        let mut finished = self.stop().await;
+        tracing::debug!(
+            ms = begun.elapsed().as_millis(),
+            "shutdown: capture stopped, sinks flushed"
+        );
+        let ended = last_reports(&mut finished, monotonic_ns());
+        let totals = finished.tracker.totals();
+        let losses = finished.losses;
+        let closed = finished.close(deadlines).await;
+        tracing::debug!(ms = begun.elapsed().as_millis(), "shutdown: outputs closed");
+        Shutdown {
+            ended,
+            totals,
+            losses,
+            closed,
+        }
+    }
+
     /// Drains the ring, lets the tracker and sinks finish every event, and reports losses.
-    pub async fn stop(mut self) -> Finished {
+    async fn stop(mut self) -> Finished {
         // No round may start after the last read of the ring.
         if let Some(sampler) = self.sampler.take() {
             let _ = tokio::task::spawn_blocking(move || sampler.stop()).await;
