@@ -4,75 +4,32 @@ use core::ffi::c_void;
 
 use aya_ebpf::{
     helpers::generated::{
-        bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_get_current_comm,
-        bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_get_smp_processor_id,
-        bpf_ktime_get_ns, bpf_probe_read_kernel_str, bpf_probe_read_user,
+        bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_probe_read_kernel_str,
+        bpf_probe_read_user,
     },
     macros::raw_tracepoint,
     programs::RawTracePointContext,
 };
 use exporter_common::{
     ARGV_MAX, COMM_LEN, EXEC_DATA_SPAN, ExecRecord, ExecTail, ExitRecord, ForkRecord, PATH_MAX,
-    PF_KTHREAD, RecordHeader, TrackState, counter, flags, kind, scope, track,
+    RecordHeader, TrackState, counter, flags, kind, track,
 };
 
 use crate::{
+    exits::{exit_pending, group_released, set_group_totals, thread_exit_begins, thread_exit_ends},
+    globals::{conf, off},
     kernel::{
-        ExitPending, activity_present, exit_code, exit_pending, group_released, live_threads,
-        oom_victim, process_start, ptr, real_parent, set_group_totals, task_comm, task_flags,
-        task_pid, task_tgid, thread_exit_begins, thread_exit_ends,
+        activity_present, exit_code, live_threads, oom_victim, process_start, ptr, real_parent,
+        task_comm, task_pid, task_tgid,
     },
     maps::{
-        DEAD_THREADS, DENY_COMMS, EVENTS, EXEC_SCRATCH, EXITING, MEMORY, NET_IO, ROOT_COMMS,
-        TRACKED, conf, count, off, wakeup_flags,
+        DEAD_THREADS, DENY_COMMS, EVENTS, EXEC_SCRATCH, EXITING, ExitPending, MEMORY, NET_IO,
+        ROOT_COMMS, TRACKED, count, wakeup_flags,
     },
     path,
+    record::{base_header, current_comm, fill_process, mark_lost},
+    scope::in_untracked_scope,
 };
-
-/// Whether a process that is not in `TRACKED` is in scope anyway (host-wide or cgroup scope).
-#[inline(always)]
-pub(crate) fn in_untracked_scope(task: u64, tgid: u32) -> bool {
-    if tgid == conf!(agent_tgid) || task_flags(task) & PF_KTHREAD != 0 {
-        return false;
-    }
-    match conf!(scope_mode) {
-        scope::ALL => true,
-        scope::CGROUP => {
-            let level = conf!(cgroup_level) as i32;
-            unsafe { bpf_get_current_ancestor_cgroup_id(level) == conf!(cgroup_id) }
-        }
-        _ => false,
-    }
-}
-
-#[inline(always)]
-pub(crate) fn current_comm() -> [u8; COMM_LEN] {
-    let mut comm = [0u8; COMM_LEN];
-    unsafe { bpf_get_current_comm(comm.as_mut_ptr().cast::<c_void>(), COMM_LEN as u32) };
-    comm
-}
-
-/// Fills the fields every record shares; the caller sets the process-specific ones.
-#[inline(always)]
-pub(crate) fn base_header(kind: u16, len: usize) -> RecordHeader {
-    let pid_tgid = unsafe { bpf_get_current_pid_tgid() };
-    RecordHeader {
-        kind,
-        flags: 0,
-        len: len as u32,
-        ktime_ns: unsafe { bpf_ktime_get_ns() },
-        start_ns: 0,
-        parent_start_ns: 0,
-        cgroup_id: unsafe { bpf_get_current_cgroup_id() },
-        tgid: (pid_tgid >> 32) as u32,
-        pid: pid_tgid as u32,
-        ppid: 0,
-        tree_ppid: 0,
-        uid: unsafe { bpf_get_current_uid_gid() } as u32,
-        _pad0: 0,
-        comm: [0; COMM_LEN],
-    }
-}
 
 // sched_process_fork(struct task_struct *parent, struct task_struct *child)
 #[raw_tracepoint(tracepoint = "sched_process_fork")]
@@ -220,55 +177,6 @@ fn on_exec<const LOOPED: bool>(ctx: RawTracePointContext) -> i32 {
     0
 }
 
-/// The header of a record about the current task's process `tgid` (`tracked`: its `TRACKED`
-/// entry), or `None` when its events are not sent (hidden, or the `run` command before its
-/// exec). A process user space has not heard of yet is a first sight.
-#[inline(always)]
-pub(crate) fn event_header(
-    kind: u16,
-    len: usize,
-    task: u64,
-    tgid: u32,
-    tracked: Option<TrackState>,
-) -> Option<RecordHeader> {
-    let parent = real_parent(task);
-    let ppid = task_tgid(parent);
-    let mut record_flags = 0u16;
-    let state = match tracked {
-        Some(s) => s,
-        None => {
-            record_flags |= flags::FIRST_SIGHT;
-            TrackState {
-                tree_ppid: ppid,
-                flags: 0,
-                parent_start_ns: process_start(parent),
-            }
-        }
-    };
-    if state.flags & (track::HIDDEN | track::AWAITING_EXEC) != 0 {
-        return None;
-    }
-    if state.flags & track::ANNOUNCED == 0 {
-        record_flags |= flags::FIRST_SIGHT;
-    }
-    if state.flags & track::RECORD_LOST != 0 {
-        record_flags |= flags::RECORDS_LOST;
-    }
-    let mut header = base_header(kind, len);
-    fill_process(&mut header, task, tgid, ppid, &state, current_comm());
-    header.flags = record_flags;
-    Some(header)
-}
-
-/// Remembers that a record of process `tgid` was lost: its later records say so.
-#[inline(always)]
-pub(crate) fn mark_lost(tgid: u32) {
-    if let Some(state) = TRACKED.get_ptr_mut(tgid) {
-        // SAFETY: a pointer to a live map value; a racing update only sets more bits.
-        unsafe { (*state).flags |= track::RECORD_LOST };
-    }
-}
-
 #[inline(always)]
 fn scratch_slot() -> Option<*mut ExecRecord> {
     let cpu = unsafe { bpf_get_smp_processor_id() };
@@ -287,23 +195,6 @@ fn emit_hidden(task: u64, tgid: u32, ppid: u32, state: &TrackState, comm: [u8; C
     rec.header.flags = flags::HIDDEN;
     rec.tail = ExecTail::default();
     output(scratch, LEN);
-}
-
-#[inline(always)]
-pub(crate) fn fill_process(
-    header: &mut RecordHeader,
-    task: u64,
-    tgid: u32,
-    ppid: u32,
-    state: &TrackState,
-    comm: [u8; COMM_LEN],
-) {
-    header.tgid = tgid;
-    header.ppid = ppid;
-    header.tree_ppid = state.tree_ppid;
-    header.parent_start_ns = state.parent_start_ns;
-    header.start_ns = process_start(task);
-    header.comm = comm;
 }
 
 /// Copies a built record into the ring; false when the ring was full.

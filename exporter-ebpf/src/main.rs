@@ -7,9 +7,15 @@
 //! processes. Struct field offsets come from the agent (BTF at start-up).
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
-// BPF inline assembly (the atomic add in `network.rs`).
+// BPF inline assembly (the atomic add in `atomic.rs`).
 #![cfg_attr(target_arch = "bpf", feature(asm_experimental_arch))]
 
+#[cfg(target_arch = "bpf")]
+mod atomic;
+#[cfg(target_arch = "bpf")]
+mod exits;
+#[cfg(target_arch = "bpf")]
+mod globals;
 #[cfg(target_arch = "bpf")]
 mod kernel;
 #[cfg(target_arch = "bpf")]
@@ -23,7 +29,11 @@ mod network;
 #[cfg(target_arch = "bpf")]
 mod path;
 #[cfg(target_arch = "bpf")]
+mod record;
+#[cfg(target_arch = "bpf")]
 mod sample;
+#[cfg(target_arch = "bpf")]
+mod scope;
 
 #[cfg(target_arch = "bpf")]
 #[panic_handler]

@@ -1,13 +1,14 @@
-//! Maps and read-only globals shared with the agent. Names are part of the agent's contract.
+//! The maps shared with the agent, their value types, and the counters and ring helpers every
+//! program uses. Names are part of the agent's contract.
 
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
-use exporter_common::{
-    COMM_LEN, CaptureConfig, ExecRecord, KernelOffsets, MemoryState, TrackState, counter,
-};
+use exporter_common::{Activity, COMM_LEN, ExecRecord, MemoryState, TrackState, counter};
+
+use crate::globals::conf;
 
 /// Every record for user space, in event order. Size set by the agent at load.
 #[map]
@@ -18,10 +19,10 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(16 * 1024 * 1024, 0);
 pub static TRACKED: HashMap<u32, TrackState> = HashMap::with_max_entries(65536, 0);
 
 /// Dead thread groups whose exit record waits for their counters to be final (see
-/// `kernel::group_released`), by tgid, with what was read while the mm was still there;
+/// `exits::group_released`), by tgid, with what was read while the mm was still there;
 /// entries live for microseconds.
 #[map]
-pub static EXITING: HashMap<u32, crate::kernel::ExitPending> = HashMap::with_max_entries(8192, 0);
+pub static EXITING: HashMap<u32, ExitPending> = HashMap::with_max_entries(8192, 0);
 
 /// The exited threads of a traced process, by tgid: their I/O, and how many threads are
 /// between `sched_process_exit` and their last context switch. The kernel adds threads' I/O to
@@ -29,8 +30,28 @@ pub static EXITING: HashMap<u32, crate::kernel::ExitPending> = HashMap::with_max
 /// child's I/O in its parent too; summed here instead, at each thread's last switch, when it
 /// is final. LRU: the entry of a process whose exit was missed ages out.
 #[map]
-pub static DEAD_THREADS: LruHashMap<u32, crate::kernel::DeadThreads> =
-    LruHashMap::with_max_entries(16384, 0);
+pub static DEAD_THREADS: LruHashMap<u32, DeadThreads> = LruHashMap::with_max_entries(16384, 0);
+
+/// The value of [`EXITING`]: what is read of a dead thread group while its mm is still there (at `sched_process_exit`).
+#[derive(Clone, Copy, Default)]
+#[repr(C)]
+pub struct ExitPending {
+    /// Peak RSS of the final image, pages (0: unknown).
+    pub peak_pages: u64,
+    /// `signal->maxrss`, pages.
+    pub group_maxrss: u64,
+}
+
+/// The value of [`DEAD_THREADS`] (see there).
+#[derive(Clone, Copy, Default)]
+#[repr(C)]
+pub struct DeadThreads {
+    /// Only the I/O fields are used.
+    pub io: Activity,
+    /// Threads in do_exit whose last switch is still to come. Read as signed: a thread whose
+    /// `sched_process_exit` came before tracing did takes it below 0.
+    pub exiting: u64,
+}
 
 /// Where each traced process's RSS was last reported (see `memory.rs`), by mm. LRU: an entry
 /// whose mm went away without being removed ages out.
@@ -108,7 +129,7 @@ pub fn scope_generation() -> u64 {
 #[inline(always)]
 pub fn bump_scope_generation() {
     if let Some(g) = SCOPE_GENERATION.get_ptr_mut(0) {
-        crate::kernel::atomic_add(g, 1);
+        crate::atomic::atomic_add(g, 1);
     }
 }
 
@@ -150,118 +171,6 @@ pub static EXEC_SCRATCH: Array<ExecRecord> = Array::with_max_entries(1, 0);
 /// Loss and volume counters, summed over CPUs by the agent.
 #[map]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
-
-/// Overwritten by the agent (`EbpfLoader::override_global`).
-#[unsafe(no_mangle)]
-pub static OFFSETS: KernelOffsets = KernelOffsets {
-    task_pid: 0,
-    task_tgid: 0,
-    task_flags: 0,
-    task_real_parent: 0,
-    task_group_leader: 0,
-    task_start_time: 0,
-    task_comm: 0,
-    task_mm: 0,
-    task_fs: 0,
-    task_signal: 0,
-    task_exit_code: 0,
-    task_exit_state: 0,
-    task_ptrace: 0,
-    signal_live: 0,
-    signal_nr_threads: 0,
-    signal_stats_lock: 0,
-    signal_flags: 0,
-    signal_group_exit_code: 0,
-    mm_arg_start: 0,
-    mm_arg_end: 0,
-    mm_exe_file: 0,
-    file_f_path: 0,
-    path_mnt: 0,
-    path_dentry: 0,
-    dentry_d_parent: 0,
-    dentry_d_name: 0,
-    qstr_name: 0,
-    mount_mnt: 0,
-    mount_mnt_parent: 0,
-    mount_mnt_mountpoint: 0,
-    vfsmount_mnt_root: 0,
-    fs_pwd: 0,
-    bprm_filename: 0,
-    task_utime: 0,
-    task_stime: 0,
-    task_sum_exec_runtime: 0,
-    signal_utime: 0,
-    signal_stime: 0,
-    signal_sum_sched_runtime: 0,
-    signal_maxrss: 0,
-    mm_hiwater_rss: 0,
-    mm_rss_stat: 0,
-    rss_counter_size: 0,
-    rss_counter_count: 0,
-    task_ioac: exporter_common::ABSENT,
-    signal_ioac: exporter_common::ABSENT,
-    ioac_rchar: exporter_common::ABSENT,
-    ioac_wchar: exporter_common::ABSENT,
-    ioac_syscr: exporter_common::ABSENT,
-    ioac_syscw: exporter_common::ABSENT,
-    ioac_read_bytes: exporter_common::ABSENT,
-    ioac_write_bytes: exporter_common::ABSENT,
-    ioac_cancelled_write_bytes: exporter_common::ABSENT,
-    task_min_flt: 0,
-    task_maj_flt: 0,
-    task_nvcsw: 0,
-    task_nivcsw: 0,
-    signal_min_flt: 0,
-    signal_maj_flt: 0,
-    signal_nvcsw: 0,
-    signal_nivcsw: 0,
-    signal_oom_mm: exporter_common::ABSENT,
-    sock_family: 0,
-    sock_daddr: 0,
-    sock_rcv_saddr: 0,
-    sock_dport: 0,
-    sock_num: 0,
-    sock_v6_daddr: exporter_common::ABSENT,
-    sock_v6_rcv_saddr: exporter_common::ABSENT,
-    sock_protocol: exporter_common::ABSENT,
-};
-
-/// Overwritten by the agent.
-#[unsafe(no_mangle)]
-pub static CONFIG: CaptureConfig = CaptureConfig {
-    scope_mode: 0,
-    argv_cap: exporter_common::ARGV_DEFAULT as u32,
-    agent_tgid: 0,
-    cgroup_level: 0,
-    cgroup_id: 0,
-    wakeup_bytes: 0,
-    network_hooks: 0,
-    memory_step_pages: 2048,
-    memory_step_percent: 10,
-    page_shift: 12,
-    network_peers: 64,
-    _pad0: 0,
-};
-
-/// Reads one offset; volatile so the compiler cannot fold the placeholder value.
-macro_rules! off {
-    ($field:ident) => {{
-        #[allow(unused_unsafe)]
-        let value = unsafe { core::ptr::read_volatile(&raw const $crate::maps::OFFSETS.$field) };
-        value as u64
-    }};
-}
-pub(crate) use off;
-
-/// Reads one config field (volatile for the same reason as `off!`).
-macro_rules! conf {
-    ($field:ident) => {{
-        #[allow(unused_unsafe)]
-        let value = unsafe { core::ptr::read_volatile(&raw const $crate::maps::CONFIG.$field) };
-        value
-    }};
-}
-pub(crate) use conf;
 
 #[inline(always)]
 pub fn count(index: u32) {

@@ -18,12 +18,11 @@ use aya_ebpf::{
 use exporter_common::{MemoryRecord, MemoryState, MemoryTail, TrackState, counter, kind};
 
 use crate::{
+    globals::{conf, off},
     kernel::{ptr, read},
-    lifecycle::{event_header, in_untracked_scope, mark_lost},
-    maps::{
-        EVENTS, MEMORY, MEMORY_CPU, MemoryCpu, TRACKED, conf, count, off, scope_generation,
-        wakeup_flags,
-    },
+    maps::{EVENTS, MEMORY, MEMORY_CPU, MemoryCpu, TRACKED, count, scope_generation, wakeup_flags},
+    record::{event_header, mark_lost},
+    scope::in_untracked_scope,
 };
 
 /// One RSS change in this many, per CPU, is looked at.

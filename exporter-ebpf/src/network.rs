@@ -28,12 +28,15 @@ use exporter_common::{
 };
 
 use crate::{
-    kernel::{atomic_add as add, process_start, read},
-    lifecycle::{event_header, in_untracked_scope, mark_lost},
+    atomic::atomic_add as add,
+    globals::{conf, off},
+    kernel::{process_start, read},
     maps::{
         ACCEPTED, CONNECTING, CONNECTION_SCRATCH, EVENTS, NET_CPU, NET_IO, NetCpu, PEERS, TRACKED,
-        conf, count, off, scope_generation, wakeup_flags,
+        count, scope_generation, wakeup_flags,
     },
+    record::{event_header, mark_lost},
+    scope::in_untracked_scope,
 };
 
 const AF_INET: u16 = 2;

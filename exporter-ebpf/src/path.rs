@@ -8,7 +8,7 @@ use core::ffi::c_void;
 use aya_ebpf::helpers::generated::{bpf_loop, bpf_probe_read_kernel_str};
 use exporter_common::{EXEC_DATA_SPAN, NAME_MAX, PATH_DEPTH_MAX, PATH_MAX};
 
-use crate::{kernel::ptr, maps::off};
+use crate::{globals::off, kernel::ptr};
 
 pub struct Walked {
     pub len: usize,

@@ -15,12 +15,14 @@ use exporter_common::{
 };
 
 use crate::{
+    exits::set_dead_activity,
+    globals::{conf, off},
     kernel::{
         activity_present, add_task_activity, process_start, ptr, read, real_parent, resident_pages,
-        set_dead_activity, task_comm, task_flags, task_pid, task_tgid,
+        task_comm, task_flags, task_pid, task_tgid,
     },
-    lifecycle::mark_lost,
-    maps::{EVENTS, TRACKED, conf, count, off, wakeup_flags},
+    maps::{EVENTS, TRACKED, count, wakeup_flags},
+    record::mark_lost,
 };
 
 /// `bpf_iter_meta.session_id` (UAPI layout: `seq` pointer, then the session id).

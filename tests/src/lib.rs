@@ -76,7 +76,26 @@ fn build_current_agent() -> PathBuf {
     };
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let out = Command::new(&cargo)
+    let mut build = Command::new(&cargo);
+    // The variables cargo sets for this test executable (`CARGO_MANIFEST_DIR`, `CARGO_PKG_*`):
+    // build scripts that watch them (ring's) would see a change and rebuild half the agent's
+    // dependencies, and the next `cargo build` rebuild them back.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if [
+            "CARGO_MANIFEST_",
+            "CARGO_PKG_",
+            "CARGO_CRATE_",
+            "CARGO_BIN_EXE_",
+            "CARGO_PRIMARY_",
+        ]
+        .iter()
+        .any(|prefix| name.starts_with(prefix))
+        {
+            build.env_remove(&*name);
+        }
+    }
+    let out = build
         .args([
             "build",
             "--quiet",

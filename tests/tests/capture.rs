@@ -200,6 +200,8 @@ fn orphan_that_outlives_its_parent_belongs_to_the_run() {
 #[test]
 fn descendants_still_running_after_the_grace_period_are_reported() {
     require_root!();
+    // Built before the clock starts: the first test to need the agent builds it.
+    pipetrace_tests::bin();
     let started = std::time::Instant::now();
     let t = trace(
         &["--grace", "300ms"],

@@ -1,7 +1,8 @@
 //! The agent's folders are the stages of its data flow, and dependencies only point to earlier
-//! stages (docs/architecture.md). Read from the sources themselves, so a change that makes a
-//! stage reach back (the tracker calling a sink, the configuration calling a transport) fails
-//! here, not in review.
+//! stages (docs/architecture.md); the kernel programs' modules are layered the same way. Read
+//! from the sources themselves, so a change that makes a stage reach back (the tracker calling a
+//! sink, the configuration calling a transport, a map needing a program's helper) fails here,
+//! not in review.
 
 use std::{
     collections::BTreeSet,
@@ -25,8 +26,23 @@ const STAGES: &[&[&str]] = &[
     &["answer"],
 ];
 
-fn stage_of(top: &str) -> Option<usize> {
-    STAGES.iter().position(|s| s.contains(&top))
+/// The kernel programs' modules (`exporter-ebpf/src`), lowest first: what the agent sets at load,
+/// then reading kernel memory, the maps, what every record shares, and the programs. Modules of
+/// one layer do not use each other either.
+const KERNEL_LAYERS: &[&[&str]] = &[
+    &["globals"],
+    &["atomic"],
+    &["kernel"],
+    &["maps"],
+    &["path", "record", "scope"],
+    &["exits"],
+    &["memory", "network"],
+    &["sample"],
+    &["lifecycle"],
+];
+
+fn stage_of(stages: &[&[&str]], top: &str) -> Option<usize> {
+    stages.iter().position(|s| s.contains(&top))
 }
 
 fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -83,9 +99,10 @@ fn used_tops(text: &str) -> BTreeSet<String> {
     tops
 }
 
-#[test]
-fn stages_only_use_earlier_stages() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../exporter/src");
+/// Every use of `crate::X` in the sources under `dir` that does not point to an earlier stage;
+/// also how many uses were checked. `roots` are the crate roots (no stage of their own).
+fn uses_against_the_order(dir: &str, stages: &[&[&str]], roots: &[&str]) -> (usize, Vec<String>) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(dir);
     let mut files = Vec::new();
     sources(&root, &mut files);
     let mut checked = 0;
@@ -95,20 +112,19 @@ fn stages_only_use_earlier_stages() {
         let first = relative.components().next().unwrap();
         let top = first.as_os_str().to_string_lossy();
         let top = top.trim_end_matches(".rs");
-        // The crate root and the two binaries' roots.
-        if top == "lib" || top == "main" || top == "query_main" {
+        if roots.contains(&top) {
             continue;
         }
-        let stage = stage_of(top).unwrap_or_else(|| {
+        let stage = stage_of(stages, top).unwrap_or_else(|| {
             panic!(
-                "{top}: a folder or module not in STAGES (add it where it sits in the data flow)"
+                "{dir}/{top}: a folder or module not in the list of stages (add it where it sits)"
             )
         });
         let text = std::fs::read_to_string(file).unwrap();
         for used in used_tops(&text) {
-            let Some(used_stage) = stage_of(&used) else {
+            let Some(used_stage) = stage_of(stages, &used) else {
                 panic!(
-                    "{}: uses crate::{used}, which is not a stage",
+                    "{dir}/{}: uses crate::{used}, which is not a stage",
                     relative.display()
                 );
             };
@@ -118,6 +134,14 @@ fn stages_only_use_earlier_stages() {
             }
         }
     }
+    (checked, wrong)
+}
+
+#[test]
+fn stages_only_use_earlier_stages() {
+    // The crate root and the two binaries' roots.
+    let (checked, wrong) =
+        uses_against_the_order("exporter/src", STAGES, &["lib", "main", "query_main"]);
     assert!(
         checked >= 50,
         "only {checked} uses found: is the parser still reading the sources?"
@@ -125,6 +149,20 @@ fn stages_only_use_earlier_stages() {
     assert!(
         wrong.is_empty(),
         "uses against the data flow:\n{}",
+        wrong.join("\n")
+    );
+}
+
+#[test]
+fn kernel_modules_only_use_lower_layers() {
+    let (checked, wrong) = uses_against_the_order("exporter-ebpf/src", KERNEL_LAYERS, &["main"]);
+    assert!(
+        checked >= 25,
+        "only {checked} uses found: is the parser still reading the sources?"
+    );
+    assert!(
+        wrong.is_empty(),
+        "kernel modules using a module of their own layer or above:\n{}",
         wrong.join("\n")
     );
 }
