@@ -120,14 +120,15 @@ pub fn dataset_glob(url: &str, dataset: &str, host: Option<&str>) -> String {
 
 /// Does the glob match any object (one LIST request).
 pub fn has_objects(conn: &Connection, glob: &str) -> Result<bool, QueryError> {
-    let sql = format!("SELECT count(*) FROM glob({})", quote(glob));
-    conn.query_row(&sql, [], |r| r.get::<_, i64>(0))
-        .map(|n| n > 0)
-        .map_err(|e| {
-            QueryError::Input(format!(
-                "{}: {}",
-                glob.split("/*").next().unwrap_or(glob),
-                reason_only(&e.to_string())
-            ))
-        })
+    conn.query_row("SELECT count(*) FROM glob(?)", [glob], |r| {
+        r.get::<_, i64>(0)
+    })
+    .map(|n| n > 0)
+    .map_err(|e| {
+        QueryError::Input(format!(
+            "{}: {}",
+            glob.split("/*").next().unwrap_or(glob),
+            reason_only(&e.to_string())
+        ))
+    })
 }

@@ -440,3 +440,138 @@ pub fn markdown(c: &Comparison) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::run::{Proc, Status};
+
+    /// A run of `make` (span 1, the whole run) and its steps `(step key, seconds, failed)`, one
+    /// after the other.
+    fn run(id: &str, steps: &[(&str, f64, bool)]) -> RunView {
+        let proc =
+            |span: u64, parent: Option<u64>, key: &str, start_s: f64, end_s: f64, failed| Proc {
+                span_id: span,
+                parent_span_id: parent,
+                parent: None,
+                pid: span as u32,
+                ppid: 1,
+                start_ns: (start_s * 1e9) as i64,
+                end_ns: (end_s * 1e9) as i64,
+                binary: key.into(),
+                command: key.into(),
+                step_key: key.into(),
+                argv: vec![key.into()],
+                cwd: None,
+                status: if failed { Status::Failed } else { Status::Ok },
+                exit_code: Some(i32::from(failed)),
+                signal: None,
+                cpu_user_s: Some(end_s - start_s),
+                cpu_system_s: None,
+                peak_rss_bytes: Some(1 << 20),
+                exec_ns: None,
+                traffic: Default::default(),
+            };
+        let total: f64 = steps.iter().map(|s| s.1).sum();
+        let mut procs = vec![proc(1, None, "make", 0.0, total, false)];
+        let mut at = 0.0;
+        for (i, (key, seconds, failed)) in steps.iter().enumerate() {
+            procs.push(proc(i as u64 + 2, Some(1), key, at, at + seconds, *failed));
+            at += seconds;
+        }
+        RunView::new(id.into(), procs)
+    }
+
+    fn change_of(c: &Comparison, step: &str) -> Change {
+        c.rows.iter().find(|r| r.step == step).unwrap().change
+    }
+
+    #[test]
+    fn a_step_is_slower_only_past_both_thresholds() {
+        let before = run(
+            "b",
+            &[
+                ("cc a.c", 1.0, false),
+                ("cc b.c", 0.1, false),
+                ("ld", 2.0, false),
+            ],
+        );
+        // a.c: +50 % and +0.5 s; b.c: +100 % but only +0.1 s (not past 0.1 s); ld: +10 %.
+        let after = run(
+            "a",
+            &[
+                ("cc a.c", 1.5, false),
+                ("cc b.c", 0.2, false),
+                ("ld", 2.2, false),
+            ],
+        );
+        let c = compare(&after, &[&before], Thresholds::default());
+        assert_eq!(change_of(&c, "cc a.c"), Change::Slower);
+        assert_eq!(change_of(&c, "cc b.c"), Change::Same);
+        assert_eq!(change_of(&c, "ld"), Change::Same);
+        assert!(c.regressed());
+        // Slower steps lead, the largest change first: the whole `make` (+0.8 s), then a.c.
+        let slower: Vec<(&str, f64)> = c
+            .rows
+            .iter()
+            .take_while(|r| r.change == Change::Slower)
+            .map(|r| (r.step.as_str(), (r.delta_s() * 10.0).round() / 10.0))
+            .collect();
+        assert_eq!(slower, [("make", 0.8), ("cc a.c", 0.5)]);
+        assert!((c.wall_before_s - 3.1).abs() < 1e-9 && (c.wall_after_s - 3.9).abs() < 1e-9);
+    }
+
+    #[test]
+    fn failures_new_and_missing_steps_are_named() {
+        let before = run(
+            "b",
+            &[
+                ("test", 1.0, true),
+                ("lint", 1.0, false),
+                ("old", 1.0, false),
+            ],
+        );
+        let after = run(
+            "a",
+            &[
+                ("test", 1.0, false),
+                ("lint", 1.0, true),
+                ("new", 1.0, false),
+            ],
+        );
+        let c = compare(&after, &[&before], Thresholds::default());
+        assert_eq!(change_of(&c, "test"), Change::Fixed);
+        assert_eq!(change_of(&c, "lint"), Change::NewFailure);
+        assert_eq!(change_of(&c, "new"), Change::New);
+        assert_eq!(change_of(&c, "old"), Change::Missing);
+        assert_eq!(c.rows[0].change, Change::NewFailure);
+        assert!(c.regressed());
+        assert_eq!(c.other_command, None);
+    }
+
+    #[test]
+    fn the_baseline_of_several_runs_is_their_median() {
+        let runs: Vec<RunView> = [1.0, 1.1, 5.0]
+            .iter()
+            .enumerate()
+            .map(|(i, s)| run(&format!("b{i}"), &[("cc", *s, false)]))
+            .collect();
+        let baseline: Vec<&RunView> = runs.iter().collect();
+        // One slow outlier does not move the median (1.1 s): 1.2 s is not slower.
+        let same = compare(
+            &run("a", &[("cc", 1.2, false)]),
+            &baseline,
+            Thresholds::default(),
+        );
+        assert_eq!(change_of(&same, "cc"), Change::Same);
+        let row = same.rows.iter().find(|r| r.step == "cc").unwrap();
+        assert!((row.before.as_ref().unwrap().duration_s - 1.1).abs() < 1e-9);
+        let slower = compare(
+            &run("a", &[("cc", 2.0, false)]),
+            &baseline,
+            Thresholds::default(),
+        );
+        assert_eq!(change_of(&slower, "cc"), Change::Slower);
+        assert_eq!(slower.baseline_ids, ["b0", "b1", "b2"]);
+    }
+}
