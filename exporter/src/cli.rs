@@ -4,7 +4,7 @@ use std::{ffi::OsString, path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{Config, Overrides};
+use crate::config::{Config, FLAGS, Overrides};
 
 /// Bad input and start-up failures exit with 2 after one line on stderr.
 pub const EXIT_USAGE: u8 = 2;
@@ -16,8 +16,15 @@ pub fn fail(message: impl std::fmt::Display) -> ExitCode {
 
 /// The command line, or the exit code after help, the version or a one-line error.
 pub fn parse() -> Result<Cli, ExitCode> {
-    match Cli::try_parse() {
-        Ok(cli) => Ok(cli),
+    use clap::{CommandFactory, FromArgMatches};
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|matches| Ok((Cli::from_arg_matches(&matches)?, matches)));
+    match parsed {
+        Ok((mut cli, matches)) => {
+            cli.overrides = overrides(&matches);
+            Ok(cli)
+        }
         Err(err) => {
             use clap::error::ErrorKind;
             if matches!(
@@ -56,7 +63,31 @@ pub fn configure(cli: &Cli) -> Result<Config, ExitCode> {
         .with_writer(std::io::stderr)
         .with_ansi(colour)
         .init();
-    Config::load(cli.config.as_deref(), cli.overrides()).map_err(fail)
+    Config::load(cli.config.as_deref(), cli.overrides.clone()).map_err(fail)
+}
+
+/// The configuration flags given ([`FLAGS`]), `run`'s own after the global ones.
+fn overrides(matches: &clap::ArgMatches) -> Overrides {
+    use clap::parser::ValueSource;
+    let levels = [Some(matches), matches.subcommand_matches("run")];
+    let mut given = Vec::new();
+    for m in levels.into_iter().flatten() {
+        for flag in FLAGS {
+            let id = flag.id();
+            // A level without this flag (`--grace` before `run`) has no such argument.
+            let Ok(raw) = m.try_get_raw(&id) else {
+                continue;
+            };
+            if m.value_source(&id) != Some(ValueSource::CommandLine) {
+                continue;
+            }
+            let values = raw
+                .map(|v| v.map(|s| s.to_string_lossy().into_owned()).collect())
+                .unwrap_or_default();
+            given.push((flag.flag, values));
+        }
+    }
+    Overrides::from_flags(given)
 }
 
 #[derive(Debug, Parser)]
@@ -83,6 +114,10 @@ pub struct Cli {
 
     #[command(subcommand)]
     pub command: Option<Command>,
+
+    /// The configuration keys the flags set (from [`FLAGS`]), filled in by [`parse`].
+    #[arg(skip)]
+    pub overrides: Overrides,
 }
 
 /// What to capture and where to send it: the daemon's and `run`'s options, not `query`'s.
@@ -120,31 +155,6 @@ pub struct TraceArgs {
     /// OTLP transport: grpc or http/protobuf.
     #[arg(long, value_name = "PROTOCOL", value_parser = ["grpc", "http/protobuf"])]
     pub otlp_protocol: Option<String>,
-}
-
-impl TraceArgs {
-    /// These options, with `later`'s (given after `run`) taking precedence.
-    fn then(&self, later: &TraceArgs) -> TraceArgs {
-        TraceArgs {
-            jsonl: later.jsonl.clone().or_else(|| self.jsonl.clone()),
-            hide: self.hide.iter().chain(&later.hide).cloned().collect(),
-            argv_max: later.argv_max.or(self.argv_max),
-            btf: later.btf.clone().or_else(|| self.btf.clone()),
-            parquet: later.parquet.clone().or_else(|| self.parquet.clone()),
-            metrics_listen: later
-                .metrics_listen
-                .clone()
-                .or_else(|| self.metrics_listen.clone()),
-            otlp_endpoint: later
-                .otlp_endpoint
-                .clone()
-                .or_else(|| self.otlp_endpoint.clone()),
-            otlp_protocol: later
-                .otlp_protocol
-                .clone()
-                .or_else(|| self.otlp_protocol.clone()),
-        }
-    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -327,32 +337,6 @@ pub struct ExportArgs {
     pub output: Option<PathBuf>,
 }
 
-impl Cli {
-    pub fn overrides(&self) -> Overrides {
-        let (trace, grace, fail_on_loss) = match &self.command {
-            Some(Command::Run {
-                trace,
-                grace,
-                fail_on_loss,
-                ..
-            }) => (self.trace.then(trace), grace.clone(), *fail_on_loss),
-            _ => (self.trace.clone(), None, false),
-        };
-        Overrides {
-            jsonl: trace.jsonl,
-            grace_period: grace,
-            fail_on_loss,
-            argv_max_bytes: trace.argv_max,
-            hide: trace.hide,
-            btf_path: trace.btf,
-            parquet_dir: trace.parquet,
-            metrics_listen: trace.metrics_listen,
-            otlp_endpoint: trace.otlp_endpoint,
-            otlp_protocol: trace.otlp_protocol,
-        }
-    }
-}
-
 /// Writes the completion script for `shell` to `out`, generated from the definition above.
 pub fn completions(shell: clap_complete::Shell, out: &mut dyn std::io::Write) {
     let mut command = <Cli as clap::CommandFactory>::command();
@@ -378,4 +362,78 @@ pub fn manpages(dir: &std::path::Path) -> std::io::Result<Vec<PathBuf>> {
     }
     write("otel-pipetrace".into(), command)?;
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use clap::CommandFactory;
+
+    use super::*;
+
+    /// Options that set no configuration key: where the configuration is, logging, what `run`
+    /// prints at the end and the command it runs.
+    const NOT_CONFIGURATION: &[&str] = &["config", "log", "summary", "command", "help", "version"];
+
+    #[test]
+    fn every_tracing_flag_sets_its_key_through_the_one_table() {
+        let cli = Cli::command();
+        let run = cli.find_subcommand("run").unwrap().clone();
+        let mut defined = BTreeSet::new();
+        for arg in cli.get_arguments().chain(run.get_arguments()) {
+            let id = arg.get_id().as_str();
+            if NOT_CONFIGURATION.contains(&id) {
+                continue;
+            }
+            let flag = FLAGS
+                .iter()
+                .find(|f| f.id() == id)
+                .unwrap_or_else(|| panic!("--{id} is not in config::FLAGS"));
+            assert_eq!(Some(&flag.flag[2..]), arg.get_long(), "{id}");
+            defined.insert(id.to_owned());
+        }
+        let table: BTreeSet<String> = FLAGS.iter().map(|f| f.id()).collect();
+        assert_eq!(
+            defined, table,
+            "config::FLAGS names a flag no command defines"
+        );
+    }
+
+    #[test]
+    fn run_flags_follow_the_global_ones_and_repeats_add_up() {
+        let matches = Cli::command()
+            .try_get_matches_from([
+                "otel-pipetrace",
+                "--hide",
+                "a",
+                "--jsonl",
+                "/x",
+                "--argv-max",
+                "100",
+                "run",
+                "--hide",
+                "b",
+                "--jsonl",
+                "/y",
+                "--grace",
+                "1s",
+                "--fail-on-loss",
+                "--",
+                "true",
+            ])
+            .unwrap();
+        let c = Config::load_with_env(None, overrides(&matches), |_| None).unwrap();
+        assert_eq!(c.scope.hide, ["a", "b"]);
+        assert_eq!(c.output.jsonl.as_deref(), Some("/y"));
+        assert_eq!(c.capture.argv_max_bytes, 100);
+        assert_eq!(c.run.grace_period, std::time::Duration::from_secs(1));
+        assert!(c.run.fail_on_loss);
+        // Nothing given: the lower layers stand.
+        let none = Cli::command()
+            .try_get_matches_from(["otel-pipetrace", "run", "true"])
+            .unwrap();
+        let c = Config::load_with_env(None, overrides(&none), |_| None).unwrap();
+        assert_eq!(c, Config::default());
+    }
 }

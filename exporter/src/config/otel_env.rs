@@ -238,10 +238,7 @@ mod tests {
         let map: HashMap<&str, &str> = [("OTEL_EXPORTER_OTLP_ENDPOINT", "http://env:4317")].into();
         let c = Config::load_with_env(
             None,
-            Overrides {
-                otlp_endpoint: Some("http://flag:4317".into()),
-                ..Default::default()
-            },
+            Overrides::from_flags([("--otlp-endpoint", vec!["http://flag:4317".to_owned()])]),
             |k| map.get(k).map(|v| v.to_string()),
         )
         .unwrap();
