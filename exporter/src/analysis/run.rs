@@ -101,6 +101,34 @@ fn sum(a: Option<i64>, b: Option<i64>) -> Option<i64> {
 }
 
 impl Proc {
+    /// For tests: `command` (its own step) as span `span`, from `start_s` to `end_s`, exit 0,
+    /// its whole lifetime on the CPU in user mode, 1 MiB peak.
+    #[cfg(test)]
+    pub(crate) fn sample(span: u64, command: &str, start_s: f64, end_s: f64) -> Self {
+        Self {
+            span_id: span,
+            parent_span_id: None,
+            parent: None,
+            pid: span as u32,
+            ppid: 1,
+            start_ns: (start_s * 1e9) as i64,
+            end_ns: (end_s * 1e9) as i64,
+            binary: command.into(),
+            command: command.into(),
+            step_key: command.into(),
+            argv: vec![command.into()],
+            cwd: None,
+            status: Status::Ok,
+            exit_code: Some(0),
+            signal: None,
+            cpu_user_s: Some(end_s - start_s),
+            cpu_system_s: None,
+            peak_rss_bytes: Some(1 << 20),
+            exec_ns: None,
+            traffic: Traffic::default(),
+        }
+    }
+
     pub fn duration_ns(&self) -> i64 {
         (self.end_ns - self.start_ns).max(0)
     }

@@ -104,30 +104,13 @@ pub fn curves(run: &RunView, samples: &[Sample], buckets: usize) -> Curves {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::analysis::run::{Proc, Status};
+    use crate::analysis::run::Proc;
 
     fn proc(span: u64, start_s: f64, end_s: f64, cpu_s: f64, peak: i64) -> Proc {
         Proc {
-            span_id: span,
-            parent_span_id: None,
-            parent: None,
-            pid: span as u32,
-            ppid: 1,
-            start_ns: (start_s * 1e9) as i64,
-            end_ns: (end_s * 1e9) as i64,
-            binary: "x".into(),
-            command: "x".into(),
-            step_key: "x".into(),
-            argv: vec![],
-            cwd: None,
-            status: Status::Ok,
-            exit_code: Some(0),
-            signal: None,
             cpu_user_s: Some(cpu_s),
-            cpu_system_s: None,
             peak_rss_bytes: Some(peak),
-            exec_ns: None,
-            traffic: Default::default(),
+            ..Proc::sample(span, "x", start_s, end_s)
         }
     }
 

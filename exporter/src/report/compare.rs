@@ -451,26 +451,10 @@ mod tests {
     fn run(id: &str, steps: &[(&str, f64, bool)]) -> RunView {
         let proc =
             |span: u64, parent: Option<u64>, key: &str, start_s: f64, end_s: f64, failed| Proc {
-                span_id: span,
                 parent_span_id: parent,
-                parent: None,
-                pid: span as u32,
-                ppid: 1,
-                start_ns: (start_s * 1e9) as i64,
-                end_ns: (end_s * 1e9) as i64,
-                binary: key.into(),
-                command: key.into(),
-                step_key: key.into(),
-                argv: vec![key.into()],
-                cwd: None,
                 status: if failed { Status::Failed } else { Status::Ok },
                 exit_code: Some(i32::from(failed)),
-                signal: None,
-                cpu_user_s: Some(end_s - start_s),
-                cpu_system_s: None,
-                peak_rss_bytes: Some(1 << 20),
-                exec_ns: None,
-                traffic: Default::default(),
+                ..Proc::sample(span, key, start_s, end_s)
             };
         let total: f64 = steps.iter().map(|s| s.1).sum();
         let mut procs = vec![proc(1, None, "make", 0.0, total, false)];
