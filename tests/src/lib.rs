@@ -414,6 +414,14 @@ pub fn spawn_retrying(cmd: &mut Command) -> KillOnDrop {
     panic!("{cmd:?}: the program stayed busy");
 }
 
+/// Runs `cmd` to the end with its output captured (see [`spawn_retrying`]): a program copied
+/// or written just before can be "text file busy" for a moment.
+pub fn output_retrying(cmd: &mut Command) -> std::process::Output {
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    spawn_retrying(cmd).into_inner().wait_with_output().unwrap()
+}
+
 /// Runs `cmd` to the end (see [`spawn_retrying`]); its exit status.
 pub fn status_of(cmd: &mut Command) -> std::process::ExitStatus {
     spawn_retrying(cmd).0.wait().unwrap()

@@ -574,12 +574,10 @@ fn agent_maps_no_duckdb_and_hands_queries_over() {
     let lonely = tempfile::tempdir().unwrap();
     let copy = lonely.path().join("otel-pipetrace");
     std::fs::copy(bin(), &copy).unwrap();
-    let out = Command::new(&copy)
-        .args(["query", "runs"])
-        .output()
-        .unwrap();
+    // (Just written: another test thread's fork may still hold it open for a moment.)
+    let out = pipetrace_tests::output_retrying(Command::new(&copy).args(["query", "runs"]));
     assert_one_line_error(&out, "otel-pipetrace-query");
     // The agent's own commands do not need it.
-    let out = Command::new(&copy).arg("config").output().unwrap();
+    let out = pipetrace_tests::output_retrying(Command::new(&copy).arg("config"));
     assert!(out.status.success());
 }
