@@ -3,7 +3,7 @@
 //! spool every hour as `roll_interval = "1h"` does, then uploaded by the real uploader to the
 //! bucket. Prints one JSON object: rows, objects, bytes and the upload's seconds.
 //!
-//! cargo bench -p exporter --bench fleet_data -- HOSTS PROCESSES_PER_HOST DIR S3_URL ENDPOINT
+//! cargo bench -p pipetrace --bench fleet_data -- HOSTS PROCESSES_PER_HOST DIR S3_URL ENDPOINT
 //! (credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)
 
 use std::{path::PathBuf, time::Instant};

@@ -2,7 +2,7 @@
 //! fresh pids and times for every process) written by the real sink, against the JSONL sink on
 //! the same stream as the baseline of the same run. Prints one JSON object.
 //!
-//! cargo bench -p exporter --bench parquet_sink -- EVENTS DATA_DIR
+//! cargo bench -p pipetrace --bench parquet_sink -- EVENTS DATA_DIR
 
 use std::time::Instant;
 

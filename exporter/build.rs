@@ -5,19 +5,19 @@
 //! unstable features allowed for `aya_ebpf` and the programs' crate only (not `-Z build-std`).
 use aya_build::{Package, Toolchain};
 
-/// The prebuilt libduckdb.so is found at run time where it was linked from (no LD_LIBRARY_PATH).
-fn duckdb_rpath() {
+/// The Parquet sink's tests read their files back with DuckDB (a dev-dependency): the unit-test
+/// executable finds the prebuilt libduckdb.so where it was linked from. Only a search path:
+/// the agent's binary needs no DuckDB (cargo has no link argument for a library's unit tests
+/// alone).
+fn duckdb_rpath_for_tests() {
     println!("cargo:rerun-if-env-changed=DUCKDB_LIB_DIR");
-    if std::env::var_os("CARGO_FEATURE_BUNDLED_DUCKDB").is_some() {
-        return;
-    }
     if let Ok(dir) = std::env::var("DUCKDB_LIB_DIR") {
         println!("cargo:rustc-link-arg=-Wl,-rpath,{dir}");
     }
 }
 
 fn main() {
-    duckdb_rpath();
+    duckdb_rpath_for_tests();
     println!("cargo:rerun-if-env-changed=PIPETRACE_EBPF_TOOLCHAIN");
     println!("cargo:rerun-if-changed=../exporter-common/src");
     let toolchain =

@@ -15,14 +15,13 @@ use crate::{
     config::{Config, LOSS_EXIT_STATUS},
     event::signal_name,
     present::{
-        self,
+        self, markdown,
         summary::{RunFacts, details},
     },
     process::{
         ids::IdGenerator,
         trace_context::{RemoteParent, RunSpan, SpanRef, traceparent},
     },
-    report::markdown,
     sinks::run_record::Recorded,
     sinks::{Report, otlp::cicd},
 };

@@ -59,7 +59,8 @@ pub fn bin() -> PathBuf {
     .clone()
 }
 
-/// `cargo build -p exporter` (the agent and `otel-pipetrace-query`, which it runs for `query`,
+/// `cargo build -p pipetrace -p pipetrace-query` (the agent and `otel-pipetrace-query`, which it
+/// runs for `query`,
 /// `report`, `compare` and `export`) into the target directory and profile of this test
 /// executable.
 fn build_current_agent() -> PathBuf {
@@ -100,7 +101,9 @@ fn build_current_agent() -> PathBuf {
             "build",
             "--quiet",
             "-p",
-            "exporter",
+            "pipetrace",
+            "-p",
+            "pipetrace-query",
             "--bin",
             "otel-pipetrace",
             "--bin",

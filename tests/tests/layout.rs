@@ -9,21 +9,37 @@ use std::{
     path::{Path, PathBuf},
 };
 
-/// Stages in data-flow order; a module may use its own stage and earlier ones only.
-const STAGES: &[&[&str]] = &[
-    &["config"],
-    &["event"],
-    &["capture"],
-    &["process"],
+/// The shared crate's modules (`core/src`), lowest first: configuration, what the kernel
+/// reports and the process model, answers computed from it, the datasets' columns, how things
+/// read for people, and the command line.
+const CORE_STAGES: &[&[&str]] = &[
+    &["config", "event", "clock", "files", "health"],
+    &["model"],
     &["analysis"],
     &["datasets"],
     &["present"],
+    &["cli"],
+];
+
+/// The agent's folders (`exporter/src`) in data-flow order. The shared crate's modules, which
+/// the agent re-exports under the same names, come before all of them.
+const AGENT_STAGES: &[&[&str]] = &[
+    CORE_MODULES,
+    &["capture"],
+    &["process"],
     &["sinks"],
     &["upload"],
-    &["query", "agent"],
-    &["report"],
-    &["run", "daemon", "cli"],
-    &["answer"],
+    &["agent"],
+    &["run", "daemon"],
+];
+
+/// The query side's folders (`query/src`), after the shared crate's modules.
+const QUERY_STAGES: &[&[&str]] = &[CORE_MODULES, &["query"], &["report"], &["answer"]];
+
+/// Every module of the shared crate, as the other crates see them (re-exported).
+const CORE_MODULES: &[&str] = &[
+    "config", "event", "clock", "files", "health", "model", "analysis", "datasets", "present",
+    "cli",
 ];
 
 /// The kernel programs' modules (`exporter-ebpf/src`), lowest first: what the agent sets at load,
@@ -46,7 +62,7 @@ fn stage_of(stages: &[&[&str]], top: &str) -> Option<usize> {
 }
 
 fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).expect("exporter/src is readable") {
+    for entry in std::fs::read_dir(dir).expect("the sources are readable") {
         let path = entry.unwrap().path();
         if path.is_dir() {
             sources(&path, out);
@@ -139,17 +155,65 @@ fn uses_against_the_order(dir: &str, stages: &[&[&str]], roots: &[&str]) -> (usi
 
 #[test]
 fn stages_only_use_earlier_stages() {
-    // The crate root and the two binaries' roots.
-    let (checked, wrong) =
-        uses_against_the_order("exporter/src", STAGES, &["lib", "main", "query_main"]);
+    for (dir, stages, least) in [
+        ("core/src", CORE_STAGES, 10),
+        ("exporter/src", AGENT_STAGES, 40),
+        ("query/src", QUERY_STAGES, 10),
+    ] {
+        // The crate roots and the binaries' roots.
+        let (checked, wrong) = uses_against_the_order(dir, stages, &["lib", "main"]);
+        assert!(
+            checked >= least,
+            "{dir}: only {checked} uses found: is the parser still reading the sources?"
+        );
+        assert!(
+            wrong.is_empty(),
+            "{dir}: uses against the data flow:\n{}",
+            wrong.join("\n")
+        );
+    }
+}
+
+/// The agent and the shared crate link no DuckDB and the shared crate no kernel loader, by
+/// their manifests: only the query side depends on them.
+#[test]
+fn only_the_query_side_links_duckdb_and_only_the_agent_loads_programs() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dependencies = |crate_dir: &str| {
+        let text = std::fs::read_to_string(root.join(crate_dir).join("Cargo.toml")).unwrap();
+        let section = text.split("[dependencies]").nth(1).unwrap_or_default();
+        let section = section.split("\n[").next().unwrap_or_default().to_owned();
+        section
+            .lines()
+            .filter_map(|l| l.split_once('=').map(|(name, _)| name.trim().to_owned()))
+            .filter(|name| !name.starts_with('#'))
+            .collect::<Vec<_>>()
+    };
+    let (core, agent, query) = (
+        dependencies("core"),
+        dependencies("exporter"),
+        dependencies("query"),
+    );
+    assert!(query.contains(&"duckdb".to_owned()), "{query:?}");
     assert!(
-        checked >= 50,
-        "only {checked} uses found: is the parser still reading the sources?"
+        !agent.contains(&"duckdb".to_owned()),
+        "the agent depends on DuckDB: {agent:?}"
     );
     assert!(
-        wrong.is_empty(),
-        "uses against the data flow:\n{}",
-        wrong.join("\n")
+        !core.contains(&"duckdb".to_owned()),
+        "the shared crate depends on DuckDB: {core:?}"
+    );
+    assert!(
+        !core.contains(&"aya".to_owned()),
+        "the shared crate depends on aya: {core:?}"
+    );
+    assert!(
+        !query.contains(&"aya".to_owned()),
+        "the query side depends on aya: {query:?}"
+    );
+    assert!(
+        !query.contains(&"pipetrace".to_owned()),
+        "the query side depends on the agent: {query:?}"
     );
 }
 
@@ -179,7 +243,10 @@ fn the_architecture_guide_names_every_folder() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let guide = std::fs::read_to_string(root.join("docs/architecture.md")).unwrap();
     let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
-    for entry in std::fs::read_dir(root.join("exporter/src")).unwrap() {
+    let entries = ["core/src", "exporter/src", "query/src"]
+        .into_iter()
+        .flat_map(|dir| std::fs::read_dir(root.join(dir)).unwrap());
+    for entry in entries {
         let path = entry.unwrap().path();
         if path.is_dir() {
             let name = format!("`{}/`", path.file_name().unwrap().to_string_lossy());

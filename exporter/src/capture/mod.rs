@@ -2,7 +2,8 @@
 //! records decoded, live samples started, and every loss counted.
 
 pub mod btf;
-pub mod clock;
+/// Kernel time to wall time (in `pipetrace-core`: the datasets need it too).
+pub use pipetrace_core::clock;
 pub mod decode;
 pub mod loader;
 pub mod preflight;

@@ -3,7 +3,8 @@
 
 pub mod cgroups;
 pub mod ids;
-pub mod model;
+/// The process model (in `pipetrace-core`: the datasets and the analysis read it too).
+pub use pipetrace_core::model;
 pub mod procfs;
 pub mod redact;
 pub mod report;

@@ -2,12 +2,7 @@
 //! context), the value handed on to the traced command, and the run as a whole (run mode), the
 //! root of the processes' trace.
 
-/// Where a process sits in the distributed trace.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SpanRef {
-    pub trace_id: u128,
-    pub span_id: u64,
-}
+pub use pipetrace_core::model::SpanRef;
 
 /// A remote parent from `TRACEPARENT` (W3C trace context).
 #[derive(Debug, Clone, PartialEq, Eq)]

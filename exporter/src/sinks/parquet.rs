@@ -546,7 +546,7 @@ mod by_name {
     //! filled into each other's places, or a column left out, fail here.
 
     use super::*;
-    use crate::datasets::{Table, tests as rows};
+    use crate::datasets::{Table, examples as rows};
 
     /// `column → value as text` of the row of `table` where `filter` holds.
     fn read_back(dir: &Path, table: &dyn Table, filter: &str) -> Vec<(String, String)> {
@@ -719,7 +719,7 @@ mod by_name {
         process.extend([
             ("trace_id", format!("{:032x}", p.span.trace_id)),
             ("span_id", format!("{:016x}", p.span.span_id)),
-            ("parent_span_id", null()),
+            ("parent_span_id", s("0fedcba987654321")),
             ("host", s("host-distinct")),
         ]);
         let processes = crate::datasets::processes();

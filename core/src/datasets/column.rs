@@ -14,7 +14,7 @@ use arrow_array::{
 };
 use arrow_schema::{DataType, Field, TimeUnit};
 
-use crate::capture::clock::Clock;
+use crate::clock::Clock;
 
 /// A column's type in Parquet (through Arrow).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,11 +5,13 @@
 pub mod chrome_trace;
 pub mod compare;
 pub mod html;
-pub mod markdown;
 
-use crate::query::{
-    Data, QueryError,
-    load::{load_run, runs_by_root},
+use crate::{
+    present::markdown,
+    query::{
+        Data, QueryError,
+        load::{load_run, runs_by_root},
+    },
 };
 
 /// The Markdown report of run `run` (`None`: the latest) in `data`.

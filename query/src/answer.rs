@@ -92,7 +92,7 @@ const EXIT_REGRESSION: u8 = 4;
 fn emit(text: &str, output: Option<&std::path::Path>) -> Result<(), String> {
     use std::io::Write;
     match output {
-        Some(path) => crate::sinks::create_private_file(path)
+        Some(path) => crate::files::create_private_file(path)
             .and_then(|mut f| f.write_all(text.as_bytes()))
             .map_err(|e| format!("--output {}: {e}", path.display())),
         None => {

@@ -103,8 +103,8 @@ fn sum(a: Option<i64>, b: Option<i64>) -> Option<i64> {
 impl Proc {
     /// For tests: `command` (its own step) as span `span`, from `start_s` to `end_s`, exit 0,
     /// its whole lifetime on the CPU in user mode, 1 MiB peak.
-    #[cfg(test)]
-    pub(crate) fn sample(span: u64, command: &str, start_s: f64, end_s: f64) -> Self {
+    #[cfg(any(test, feature = "examples"))]
+    pub fn sample(span: u64, command: &str, start_s: f64, end_s: f64) -> Self {
         Self {
             span_id: span,
             parent_span_id: None,
@@ -278,9 +278,9 @@ impl RunView {
     }
 }
 
-impl From<&crate::process::model::Process> for Proc {
+impl From<&crate::model::Process> for Proc {
     /// A process the tracker has ended, on the monotonic clock.
-    fn from(p: &crate::process::model::Process) -> Self {
+    fn from(p: &crate::model::Process) -> Self {
         let end_ns = p.end_ns.unwrap_or(p.key.start_ns).max(p.key.start_ns);
         let exec = p.exec.as_deref();
         let exit = p.exit();

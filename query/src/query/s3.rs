@@ -9,7 +9,7 @@ use duckdb::Connection;
 use super::{QueryError, quote, reason_only};
 use crate::{
     config::{ObjectStoreSection, store_url_parts},
-    upload::store::{credentials, endpoint, region, url_style},
+    config::{credentials, endpoint, region, url_style},
 };
 
 /// DuckDB threads for queries over a bucket.

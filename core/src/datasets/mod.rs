@@ -211,5 +211,7 @@ fn activity<R: 'static, D: 'static>(values: fn(&D) -> &[Option<u64>]) -> Vec<Col
         .collect()
 }
 
+#[cfg(any(test, feature = "examples"))]
+pub mod examples;
 #[cfg(test)]
-pub(crate) mod tests;
+mod tests;

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use pipetrace::cli;
+use pipetrace_query::cli;
 
 fn main() -> ExitCode {
     let cli = match cli::parse() {
@@ -15,7 +15,7 @@ fn main() -> ExitCode {
         Err(code) => return code,
     };
     match &cli.command {
-        Some(command) => pipetrace::answer::answer(command, &config),
+        Some(command) => pipetrace_query::answer::answer(command, &config),
         None => cli::fail(
             "otel-pipetrace-query answers query, report, compare and export; \
              the daemon is otel-pipetrace",

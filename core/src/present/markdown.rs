@@ -62,13 +62,10 @@ fn status_word(p: &Proc) -> String {
 /// The report; `title` names the run (its root command and id).
 /// The report with a warning under its title for each file output that did not write
 /// everything (known to `run` only: the data read back cannot say what is missing from it).
-pub fn with_output_warnings(
-    report: String,
-    outputs: &[crate::sinks::health::OutputSnapshot],
-) -> String {
+pub fn with_output_warnings(report: String, outputs: &[crate::health::OutputSnapshot]) -> String {
     let warnings: Vec<String> = outputs
         .iter()
-        .filter_map(crate::sinks::health::OutputSnapshot::describe)
+        .filter_map(crate::health::OutputSnapshot::describe)
         .map(|w| format!("> ⚠️ Incomplete record: {w}\n"))
         .collect();
     if warnings.is_empty() {
@@ -306,7 +303,7 @@ fn gantt(out: &mut String, run: &RunView, start: i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sinks::health::OutputHealth;
+    use crate::health::OutputHealth;
 
     #[test]
     fn an_incomplete_output_is_warned_under_the_title() {

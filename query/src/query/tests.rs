@@ -6,9 +6,9 @@ use std::{path::Path, time::Duration};
 use arrow::array::{Array, RecordBatch, StringArray};
 
 use super::{DataScope, Format, QueryError, Request, run, script};
-use crate::{
+use crate::event::{Body, Common, Event, Exec, Exit};
+use pipetrace::{
     capture::clock::Clock,
-    event::{Body, Common, Event, Exec, Exit},
     process::tracker::{Tracker, TrackerOptions},
     sinks::{
         Report, Sink,

@@ -10,6 +10,7 @@ mod errors;
 mod flags;
 mod load;
 mod metrics;
+mod object_store;
 pub mod otel_env;
 mod otlp;
 mod output;
@@ -25,6 +26,10 @@ pub use errors::ConfigError;
 use errors::Invalid;
 pub use flags::{FLAGS, Flag, FlagKind, Overrides};
 pub use metrics::MetricsSection;
+pub use object_store::{
+    FileCredentials, UrlStyle, credentials, credentials_source, endpoint, env_nonempty,
+    read_credentials_file, region, url_style,
+};
 pub use otlp::{OtlpProtocol, OtlpSection, Signal, TlsSection};
 pub use output::{
     DEFAULT_DATA_DIR, MIN_MULTIPART_BYTES, ObjectStoreSection, OutputSection, machine_host_name,

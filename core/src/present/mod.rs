@@ -2,6 +2,7 @@
 //! summary. Machines get raw numbers (CSV, JSON); this is only for text.
 
 pub mod fit;
+pub mod markdown;
 pub mod summary;
 pub mod table;
 pub mod units;

@@ -1,5 +1,5 @@
 -- The processes the critical path is computed from (by otel-pipetrace, not in SQL: see
--- exporter/src/analysis/critical_path.rs): each with its lifetime and its tree parent.
+-- core/src/analysis/critical_path.rs): each with its lifetime and its tree parent.
 SELECT
     span_id,
     parent_span_id,

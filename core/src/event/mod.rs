@@ -36,7 +36,7 @@ impl Common {
     }
 
     /// A process `tgid` (child of pid 1) that started at `start_ns`, at time `ktime_ns`.
-    #[cfg(test)]
+    #[cfg(any(test, feature = "examples"))]
     pub fn sample(tgid: u32, start_ns: u64, ktime_ns: u64, comm: &str) -> Self {
         Self {
             flags: 0,
@@ -92,7 +92,7 @@ pub struct Event {
 
 impl Event {
     /// An event of process `tgid` (see [`Common::sample`]), for tests.
-    #[cfg(test)]
+    #[cfg(any(test, feature = "examples"))]
     pub fn sample(tgid: u32, body: Body) -> Self {
         Self {
             common: Common::sample(tgid, 1_000_000_000, 1_500_000_000, "cc\"x"),

@@ -3,8 +3,14 @@
 
 use std::sync::Arc;
 
-use super::trace_context::SpanRef;
 use crate::event::{Connection, Exec, Exit, Sample};
+
+/// Where a process sits in the distributed trace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpanRef {
+    pub trace_id: u128,
+    pub span_id: u64,
+}
 
 /// A pid is reused; a pid with its start time is not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -6,7 +6,7 @@ use super::{Dataset, FIRST, Kind, PROCESSES, SECOND, Value, activity, column, ho
 use crate::{
     analysis::step_key::step_key,
     event::{Activity, Exit},
-    process::model::Process,
+    model::Process,
 };
 
 /// What the columns of a process's row share.
