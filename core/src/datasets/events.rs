@@ -4,7 +4,7 @@ use std::sync::LazyLock;
 
 use super::{
     Dataset, EVENTS, FIRST, Kind, SECOND, Value, activity, column, event_comm, event_pid,
-    event_start_time, event_time, host, run_id,
+    event_start_time, event_time, host, run_id, usage,
 };
 use crate::event::{Activity, Body, Event, Exit, Memory, Sample, Usage};
 
@@ -114,28 +114,11 @@ static TABLE: LazyLock<Dataset<Event, Derived>> = LazyLock::new(|| {
             SECOND,
             |_: &Event, d: &Derived, _| d.exit.and_then(|x| x.signal()).into(),
         ),
-        column(
-            "cpu_user_s",
-            Kind::Float64,
-            true,
-            SECOND,
-            |_: &Event, d: &Derived, _| d.usage.map(|u| u.cpu_user_ns as f64 / 1e9).into(),
-        ),
-        column(
-            "cpu_system_s",
-            Kind::Float64,
-            true,
-            SECOND,
-            |_: &Event, d: &Derived, _| d.usage.map(|u| u.cpu_system_ns as f64 / 1e9).into(),
-        ),
-        column(
-            "peak_rss_bytes",
-            Kind::Int64,
-            true,
-            SECOND,
-            |_: &Event, d: &Derived, _| d.exit.map(|x| x.usage.peak_rss_bytes as i64).into(),
-        ),
     ];
+    columns.extend(usage(
+        |d: &Derived| d.usage,
+        |d: &Derived| d.exit.map(|x| x.usage.peak_rss_bytes),
+    ));
     columns.extend(activity(|d: &Derived| &d.activity));
     columns.push(host());
     Dataset::new(EVENTS, derive, columns)

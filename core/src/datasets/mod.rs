@@ -196,6 +196,38 @@ fn host<R, D>() -> Column<R, D> {
     })
 }
 
+/// CPU time (user, system) and peak memory, from the values derived for the row (null where
+/// the row has none).
+fn usage<R: 'static, D: 'static>(
+    cpu: fn(&D) -> Option<crate::event::Usage>,
+    peak_rss_bytes: fn(&D) -> Option<u64>,
+) -> Vec<Column<R, D>> {
+    let seconds = |ns: u64| ns as f64 / 1e9;
+    vec![
+        column(
+            "cpu_user_s",
+            Kind::Float64,
+            true,
+            SECOND,
+            move |_, d: &D, _| cpu(d).map(|u| seconds(u.cpu_user_ns)).into(),
+        ),
+        column(
+            "cpu_system_s",
+            Kind::Float64,
+            true,
+            SECOND,
+            move |_, d: &D, _| cpu(d).map(|u| seconds(u.cpu_system_ns)).into(),
+        ),
+        column(
+            "peak_rss_bytes",
+            Kind::Int64,
+            true,
+            SECOND,
+            move |_, d: &D, _| peak_rss_bytes(d).map(|b| b as i64).into(),
+        ),
+    ]
+}
+
 /// I/O, faults, switches and network use, one column each (null where not measured, and in
 /// older files), from the values derived for the row.
 fn activity<R: 'static, D: 'static>(values: fn(&D) -> &[Option<u64>]) -> Vec<Column<R, D>> {

@@ -2,7 +2,9 @@
 
 use std::sync::LazyLock;
 
-use super::{Dataset, FIRST, Kind, PROCESSES, SECOND, Value, activity, column, host, run_id};
+use super::{
+    Dataset, FIRST, Kind, PROCESSES, SECOND, Value, activity, column, host, run_id, usage,
+};
 use crate::{
     analysis::step_key::step_key,
     event::{Activity, Exit},
@@ -146,28 +148,11 @@ static TABLE: LazyLock<Dataset<Process, Derived>> = LazyLock::new(|| {
             SECOND,
             |p: &Process, _, _| p.incomplete.into(),
         ),
-        column(
-            "cpu_user_s",
-            Kind::Float64,
-            true,
-            SECOND,
-            |_: &Process, d: &Derived, _| d.exit.map(|x| x.usage.cpu_user_ns as f64 / 1e9).into(),
-        ),
-        column(
-            "cpu_system_s",
-            Kind::Float64,
-            true,
-            SECOND,
-            |_: &Process, d: &Derived, _| d.exit.map(|x| x.usage.cpu_system_ns as f64 / 1e9).into(),
-        ),
-        column(
-            "peak_rss_bytes",
-            Kind::Int64,
-            true,
-            SECOND,
-            |_: &Process, d: &Derived, _| d.exit.map(|x| x.usage.peak_rss_bytes as i64).into(),
-        ),
     ];
+    columns.extend(usage(
+        |d: &Derived| d.exit.map(|x| x.usage),
+        |d: &Derived| d.exit.map(|x| x.usage.peak_rss_bytes),
+    ));
     columns.extend(activity(|d: &Derived| &d.activity));
     columns.extend([
         column("trace_id", Kind::Text, false, FIRST, |p: &Process, _, _| {
