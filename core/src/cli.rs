@@ -219,12 +219,13 @@ impl Command {
 
 #[derive(Debug, clap::Args)]
 pub struct QueryArgs {
-    /// durations | cpu | memory | io | network | failures | processes | tree | slowest |
-    /// critical-path | runs | hosts | sql
+    /// durations | cpu | memory | io | network | failures | findings | processes | tree |
+    /// slowest | critical-path | runs | hosts | sql
     #[arg(value_name = "NAME")]
     pub name: String,
-    /// With `sql`: the statement, over the views `events` and `processes` (every run) and
-    /// `run_events` and `run_processes` (the selected run).
+    /// With `sql`: the statement, over the views `events`, `processes`, `connections` and
+    /// `findings` (every run) and `run_events`, `run_processes`, `run_connections` and
+    /// `run_findings` (the selected run).
     #[arg(value_name = "SQL")]
     pub sql: Option<String>,
     #[command(flatten)]

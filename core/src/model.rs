@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::event::{Connection, Exec, Exit, Sample};
+use crate::event::{Connection, Exec, Exit, Finding, Sample};
 
 /// Where a process sits in the distributed trace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +78,8 @@ pub struct Process {
     /// Its TCP connections, one per distinct peer it listed (`capture.network_peers`), with
     /// the CLOCK_MONOTONIC ns of each.
     pub connections: Vec<(u64, Connection)>,
+    /// What the diagnosis found about it, with the CLOCK_MONOTONIC ns of each (span events).
+    pub findings: Vec<(u64, Arc<Finding>)>,
     /// Some of its records were lost (its fork; its exit when it ended as lost): what is known
     /// of it is partial.
     pub incomplete: bool,

@@ -272,8 +272,9 @@ pub async fn run(
         1 => "1 non-zero exit absorbed by its parent, ".to_owned(),
         n => format!("{n} non-zero exits absorbed by their parents, "),
     };
+    let findings = describe_findings(&recorded.lock().unwrap_or_else(|e| e.into_inner()).findings);
     eprintln!(
-        "otel-pipetrace: {} processes, {} failed, {absorbed}{} still running, {exits_lost}{}{}; {program} exited with {}",
+        "otel-pipetrace: {} processes, {} failed, {absorbed}{} still running, {findings}{exits_lost}{}{}; {program} exited with {}",
         totals.processes,
         totals.failed,
         still_running.len(),
@@ -298,8 +299,8 @@ pub async fn run(
             p.command_line()
         );
     }
-    let procs = std::mem::take(&mut *recorded.lock().unwrap_or_else(|e| e.into_inner()));
-    let view = RunView::new(run.run_id.clone(), procs);
+    let record = std::mem::take(&mut *recorded.lock().unwrap_or_else(|e| e.into_inner()));
+    let view = RunView::new(run.run_id.clone(), record.procs).with_findings(record.findings);
     if config.run.job_summary
         && let Some(path) = std::env::var_os(GITHUB_STEP_SUMMARY).filter(|p| !p.is_empty())
     {
@@ -362,6 +363,30 @@ fn append_job_summary(path: &std::path::Path, report: &str) {
             path.display()
         );
     }
+}
+
+/// `2 findings (1 deadlock, 1 memory leak), `, or nothing without findings.
+fn describe_findings(findings: &[pipetrace_core::analysis::findings::Noted]) -> String {
+    if findings.is_empty() {
+        return String::new();
+    }
+    let mut kinds: Vec<(&str, usize)> = Vec::new();
+    for f in findings {
+        match kinds.iter_mut().find(|(k, _)| *k == f.kind) {
+            Some((_, n)) => *n += 1,
+            None => kinds.push((&f.kind, 1)),
+        }
+    }
+    let parts: Vec<String> = kinds
+        .iter()
+        .map(|(k, n)| format!("{n} {}", present::summary::kind_words(k)))
+        .collect();
+    let plural = if findings.len() == 1 { "" } else { "s" };
+    format!(
+        "{} finding{plural} ({}), ",
+        findings.len(),
+        parts.join(", ")
+    )
 }
 
 /// Steps named in the summary.

@@ -406,8 +406,8 @@ fn write_script(dir: &Path, name: &str, body: &str) -> PathBuf {
 }
 
 /// A passing run (CPU, a 64 MiB allocation released again, 1 MiB over a loopback TCP
-/// connection to itself) and a failing one (a step killed
-/// by SIGKILL, a failing step, exit 3): between them, data for every dashboard panel. Named
+/// connection to itself) and a failing one (a spinning loop stopped by `timeout`, a step
+/// killed by SIGKILL, a failing step, exit 3): between them, data for every dashboard panel. Named
 /// `{prefix}-ok.sh` and `{prefix}-bad.sh`.
 fn dashboard_pipelines(dir: &Path, prefix: &str) -> (PathBuf, PathBuf) {
     let python = real_python();
@@ -421,7 +421,7 @@ fn dashboard_pipelines(dir: &Path, prefix: &str) -> (PathBuf, PathBuf) {
     let bad = write_script(
         dir,
         &format!("{prefix}-bad.sh"),
-        "/bin/sh -c 'kill -9 $$'\n/bin/false\nexit 3\n",
+        "timeout 2 /bin/sh -c 'while :; do :; done'\n/bin/sh -c 'kill -9 $$'\n/bin/false\nexit 3\n",
     );
     (ok, bad)
 }
@@ -504,7 +504,7 @@ fn every_dashboard_query_returns_data_from_a_real_prometheus() {
     std::fs::write(
         &config,
         format!(
-            "[capture]\nsample_interval = \"200ms\"\n[scope]\nmode = \"descendants\"\nroot_names = [\"ptd{id}-ok.sh\", \"ptd{id}-bad.sh\"]\n[output]\nparquet_dir = \"{}\"\n[otlp]\nendpoint = \"{}\"\nmetrics = false\n[metrics]\nprometheus_listen = \"127.0.0.1:0\"\n",
+            "[capture]\nsample_interval = \"200ms\"\n[diagnosis]\nrunaway_after = \"1s\"\nrunaway_cpu_percent = 50\n[scope]\nmode = \"descendants\"\nroot_names = [\"ptd{id}-ok.sh\", \"ptd{id}-bad.sh\"]\n[output]\nparquet_dir = \"{}\"\n[otlp]\nendpoint = \"{}\"\nmetrics = false\n[metrics]\nprometheus_listen = \"127.0.0.1:0\"\n",
             dir.path().join("data").display(),
             rotel.grpc_endpoint()
         ),
@@ -552,9 +552,14 @@ fn every_dashboard_query_returns_data_from_a_real_prometheus() {
         by_direction["alloc"] >= 2.0 && by_direction["release"] >= 2.0,
         "{by_direction:?}"
     );
-    // Two ok runs (script, python, python over loopback, true) and a failed one (script, sh,
-    // false).
-    assert_eq!(value("sum(pipetrace_spans_exported_total)"), 11.0);
+    // The spinning loop is the run's one finding.
+    assert_eq!(
+        value(r#"sum(pipetrace_findings_total{pipetrace_finding_kind="runaway"})"#),
+        1.0
+    );
+    // Two ok runs (script, python, python over loopback, true) and a failed one (script,
+    // timeout, its spinning sh, sh, false).
+    assert_eq!(value("sum(pipetrace_spans_exported_total)"), 13.0);
 
     unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
     assert_eq!(daemon.wait().unwrap().code(), Some(0));
@@ -714,7 +719,7 @@ fn the_compose_stack_comes_up_traces_the_host_and_keeps_its_parquet() {
         pipetrace_tests::status_of(&mut Command::new(script));
     }
 
-    // The receiver got each run's whole process tree: the failing run's script and its two
+    // The receiver got each run's whole process tree: the failing run's script and its three
     // children (`exit 3` is the shell's own), the failed script marked as an error.
     let receiver = container("jaeger");
     let bad_name = bad.file_name().unwrap().to_string_lossy().into_owned();
@@ -733,7 +738,7 @@ fn the_compose_stack_comes_up_traces_the_host_and_keeps_its_parquet() {
             .filter(|s| s.trace_id == root.trace_id)
             .cloned()
             .collect();
-        tree.iter().filter(|s| s.parent_id == root.id).count() >= 2
+        tree.iter().filter(|s| s.parent_id == root.id).count() >= 3
     });
     let root = tree
         .iter()
@@ -749,7 +754,11 @@ fn the_compose_stack_comes_up_traces_the_host_and_keeps_its_parquet() {
         .collect();
     assert_eq!(
         children,
-        BTreeSet::from(["/bin/sh -c 'kill -9 $$'", "/bin/false"]),
+        BTreeSet::from([
+            "timeout 2 /bin/sh -c 'while :; do :; done'",
+            "/bin/sh -c 'kill -9 $$'",
+            "/bin/false"
+        ]),
         "{tree:#?}"
     );
     assert!(root.is_error());

@@ -27,6 +27,7 @@ const AGENT_STAGES: &[&[&str]] = &[
     CORE_MODULES,
     &["capture"],
     &["process"],
+    &["diagnosis"],
     &["sinks"],
     &["upload"],
     &["agent"],

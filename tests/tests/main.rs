@@ -11,6 +11,7 @@ mod ci_integrations;
 mod cli;
 mod daemon;
 mod deploy;
+mod diagnosis;
 mod faults;
 mod fleet;
 mod gateway;

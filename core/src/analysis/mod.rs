@@ -2,6 +2,7 @@
 //! the Parquet files (`query`, reports) or from memory at the end of `run`.
 
 pub mod critical_path;
+pub mod findings;
 pub mod run;
 pub mod step_key;
 pub mod summary;

@@ -146,6 +146,8 @@ impl Proc {
 pub struct RunView {
     pub run_id: String,
     pub procs: Vec<Proc>,
+    /// What the diagnosis found, most severe first (see [`RunView::with_findings`]).
+    pub findings: Vec<super::findings::Noted>,
     children: Vec<Vec<usize>>,
     roots: Vec<usize>,
 }
@@ -175,9 +177,27 @@ impl RunView {
         Self {
             run_id,
             procs,
+            findings: Vec::new(),
             children,
             roots,
         }
+    }
+
+    /// With the run's findings, sorted most severe first.
+    pub fn with_findings(mut self, mut findings: Vec<super::findings::Noted>) -> Self {
+        super::findings::sort(&mut findings);
+        self.findings = findings;
+        self
+    }
+
+    /// The process a finding is about: its pid, started when the finding says (pids are
+    /// reused), else the pid's only process.
+    pub fn finding_proc(&self, f: &super::findings::Noted) -> Option<usize> {
+        let pid = f.pid?;
+        self.procs
+            .iter()
+            .position(|p| p.pid == pid && Some(p.start_ns) == f.start_ns)
+            .or_else(|| self.procs.iter().position(|p| p.pid == pid))
     }
 
     /// Whether the failure of `i` was absorbed: the nearest ancestor that did not fail with

@@ -75,6 +75,7 @@ impl Config {
             self.metrics.validate(),
             self.tracker.validate(),
             self.otlp.validate(),
+            self.diagnosis.validate(),
         ];
         match checks.into_iter().find_map(Result::err) {
             Some(Invalid { key, message }) => Err(ConfigError::Invalid(format!(

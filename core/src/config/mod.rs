@@ -6,6 +6,7 @@
 //! messages `errors.rs`, and the flags that set keys one table in `flags.rs`.
 
 mod capture;
+mod diagnosis;
 mod errors;
 mod flags;
 mod load;
@@ -22,6 +23,7 @@ mod tracker;
 use serde::{Deserialize, Serialize};
 
 pub use capture::{CaptureSection, MAX_NETWORK_PEERS, VMLINUX_BTF};
+pub use diagnosis::DiagnosisSection;
 pub use errors::ConfigError;
 use errors::Invalid;
 pub use flags::{FLAGS, Flag, FlagKind, Overrides};
@@ -51,6 +53,7 @@ pub struct Config {
     pub otlp: OtlpSection,
     pub metrics: MetricsSection,
     pub redact: RedactSection,
+    pub diagnosis: DiagnosisSection,
 }
 
 impl Config {

@@ -161,6 +161,7 @@ pub fn distinct_process() -> Process {
         end_ns: Some(6_000_006_000),
         last_sample: None,
         connections: vec![(6_000_004_000, connection)],
+        findings: Vec::new(),
         incomplete: false,
         failed_below: 0,
     }

@@ -3,7 +3,8 @@
 //! which columns a file must have and which older files may lack.
 //!
 //! `events/` has a row per event (stream order), `processes/` a row per process lifetime (with
-//! the trace and span ids of its span), `connections/` a row per listed TCP connection. A
+//! the trace and span ids of its span), `connections/` a row per listed TCP connection, `findings/` a row per verdict the diagnosis
+//! reached. A
 //! column added later gets the next `since` version; readers take it as NULL in older files.
 
 use std::sync::Arc;
@@ -16,18 +17,22 @@ use crate::event::Event;
 pub mod column;
 pub mod connections;
 pub mod events;
+pub mod findings;
 pub mod processes;
 
 pub use column::RowContext;
 use column::{Builder, Column, Fill, Kind, Value};
 pub use connections::connections;
 pub use events::events;
+pub use findings::findings;
 pub use processes::processes;
 
 pub const EVENTS: &str = "events";
 pub const PROCESSES: &str = "processes";
 /// One row per listed TCP connection (a process's first to each peer).
 pub const CONNECTIONS: &str = "connections";
+/// One row per finding (a leak, a hang, a deadlock …).
+pub const FINDINGS: &str = "findings";
 
 /// The version of the first files of every dataset.
 const FIRST: u32 = 1;

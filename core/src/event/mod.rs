@@ -5,11 +5,13 @@
 mod activity;
 mod connection;
 mod exit;
+mod finding;
 mod sample;
 
 pub use activity::Activity;
 pub use connection::Connection;
 pub use exit::{Exit, Usage, signal_name};
+pub use finding::{Finding, FindingKind, Involved, Severity};
 pub use sample::{Memory, Sample, ThreadSample};
 
 /// Fields every event carries.
@@ -82,6 +84,8 @@ pub enum Body {
     SampleEnd(u64),
     /// From the tracker: a process's sample, its threads summed.
     Sample(Sample),
+    /// From the diagnosis: a verdict about this process (pid 0: about the run or the host).
+    Finding(std::sync::Arc<Finding>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,6 +115,7 @@ impl Event {
             Body::ThreadSample(_) => "thread_sample",
             Body::SampleEnd(_) => "sample_end",
             Body::Sample(_) => "sample",
+            Body::Finding(_) => "finding",
         }
     }
 }

@@ -34,6 +34,20 @@ fn code(text: &str) -> String {
     format!("`{text}`")
 }
 
+/// Plain text in a table cell: one line, `|` escaped, Markdown and HTML characters shown as
+/// they are.
+fn cell(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect::<String>()
+        .replace('\\', "\\\\")
+        .replace('|', "\\|")
+        .replace('<', "&lt;")
+        .replace('*', "\\*")
+        .replace('_', "\\_")
+        .replace('`', "'")
+}
+
 /// A task name mermaid accepts: no `:` (the separator), `;` or `#` (comments, entities).
 fn gantt_name(p: &Proc) -> String {
     let name: String = cut(&p.command, 48)
@@ -130,6 +144,8 @@ pub fn report(run: &RunView) -> String {
         }
         out.push('\n');
     }
+
+    findings(&mut out, run);
 
     gantt(&mut out, run, start);
 
@@ -296,6 +312,35 @@ fn gantt(out: &mut String, run: &RunView, start: i64) {
     out.push_str("```\n");
     if total > shown.len() {
         let _ = writeln!(out, "\nThe {} longest of {total} steps.", shown.len());
+    }
+    out.push('\n');
+}
+
+/// The findings, most severe first: a table with the process, the number and what is wrong.
+fn findings(out: &mut String, run: &RunView) {
+    if run.findings.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "### Findings\n");
+    let _ = writeln!(out, "| severity | finding | process | value | what |");
+    let _ = writeln!(out, "|---|---|---|--:|---|");
+    for f in &run.findings {
+        let icon = match f.severity {
+            crate::event::Severity::Critical => "🛑 critical",
+            crate::event::Severity::Warning => "⚠️ warning",
+            crate::event::Severity::Info => "ℹ️ info",
+        };
+        let value = f
+            .value
+            .map(|v| format!("{v} {}", f.unit))
+            .unwrap_or_else(|| "-".into());
+        let _ = writeln!(
+            out,
+            "| {icon} | {} | {} | {value} | {} |",
+            super::summary::kind_words(&f.kind),
+            code(&super::summary::finding_subject(run, f)),
+            cell(&f.summary),
+        );
     }
     out.push('\n');
 }

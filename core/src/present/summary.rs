@@ -5,6 +5,7 @@ use std::fmt::Write;
 
 use super::units;
 use crate::analysis::{
+    findings::Noted,
     run::{Proc, RunView},
     summary::Summary,
 };
@@ -43,7 +44,7 @@ pub fn cut(text: &str, width: usize) -> String {
 }
 
 /// Lines after the one-line total: where to look, wall and CPU time, peak memory, the slowest
-/// steps and the failure chain. `width` is where lines are cut.
+/// steps, the failure chain and the findings. `width` is where lines are cut.
 pub fn details(run: &RunView, s: &Summary, facts: &RunFacts, width: usize) -> String {
     let mut out = String::new();
     let label = |out: &mut String, name: &str| {
@@ -103,5 +104,37 @@ pub fn details(run: &RunView, s: &Summary, facts: &RunFacts, width: usize) -> St
         let line = format!("{arrow}{}  {} (pid {})", ending(p), p.command, p.pid);
         let _ = writeln!(out, "{}", cut(&line, width.saturating_sub(11)));
     }
+    findings(&mut out, run, width);
     out
+}
+
+/// `memory_leak` → `memory leak`.
+pub fn kind_words(kind: &str) -> String {
+    kind.replace('_', " ")
+}
+
+/// Who a finding is about: `leak.py (pid 4242)`, or `the run` for one about the run or host.
+pub fn finding_subject(run: &RunView, f: &Noted) -> String {
+    match (run.finding_proc(f), f.pid) {
+        (Some(i), _) => format!("{} (pid {})", run.procs[i].binary, run.procs[i].pid),
+        (None, Some(pid)) => format!("{} (pid {pid})", f.comm),
+        (None, None) => "the run".into(),
+    }
+}
+
+/// The `findings` block: most severe first, one line each — severity, kind, the process and
+/// what is wrong with its number.
+fn findings(out: &mut String, run: &RunView, width: usize) {
+    let kinds: Vec<String> = run.findings.iter().map(|f| kind_words(&f.kind)).collect();
+    let pad = kinds.iter().map(|k| k.chars().count()).max().unwrap_or(0);
+    for (n, (f, kind)) in run.findings.iter().zip(&kinds).enumerate() {
+        let _ = write!(out, "  {:<9}", if n == 0 { "findings" } else { "" });
+        let line = format!(
+            "{:<8}  {kind:<pad$}  {}: {}",
+            f.severity.as_str(),
+            finding_subject(run, f),
+            f.summary
+        );
+        let _ = writeln!(out, "{}", cut(&line, width.saturating_sub(11)));
+    }
 }

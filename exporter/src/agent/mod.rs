@@ -26,6 +26,7 @@ use crate::{
         stats::{KernelCounters, Losses, Stats},
     },
     config::Config,
+    diagnosis::Diagnosis,
     process::{
         procfs::{self, ProcEntry},
         redact::Redactor,
@@ -69,7 +70,7 @@ pub struct Agent {
     stop: watch::Sender<bool>,
     sampler: Option<SamplerHandle>,
     reader: JoinHandle<()>,
-    consumer: JoinHandle<(Tracker, Vec<Box<dyn Sink>>)>,
+    consumer: JoinHandle<route::Routed>,
     export: Option<ExportTask>,
     metrics: Option<SharedAggregates>,
     otlp_metrics: Option<OtlpMetrics>,
@@ -118,6 +119,7 @@ pub struct StartOptions {
 /// What is left after the agent stopped, for the caller's last reports.
 pub struct Finished {
     pub tracker: Tracker,
+    pub diagnosis: Diagnosis,
     pub sinks: Vec<Box<dyn Sink>>,
     pub kernel: KernelCounters,
     pub losses: Losses,
@@ -339,7 +341,15 @@ impl Agent {
         let reader = Reader::new(ring, tx, stats.clone()).map_err(AgentError::Reader)?;
         let (stop, stop_rx) = watch::channel(false);
         let reader = tokio::spawn(reader.run(stop_rx));
-        let consumer = tokio::spawn(route::route(rx, tracker, sinks, stats.clone(), sweep));
+        let diagnosis = Diagnosis::new(config.diagnosis.clone());
+        let consumer = tokio::spawn(route::route(
+            rx,
+            tracker,
+            diagnosis,
+            sinks,
+            stats.clone(),
+            sweep,
+        ));
         // The BTF parses of start-up (ours, aya's) freed tens of MiB in the heaps of the
         // threads that made them: give it back now rather than at the first sweep.
         // SAFETY: malloc_trim has no preconditions.
@@ -435,10 +445,10 @@ impl Agent {
         }
         let _ = self.stop.send(true);
         let _ = self.reader.await;
-        let (tracker, mut sinks) = self
-            .consumer
-            .await
-            .unwrap_or_else(|_| (Tracker::default(), Vec::new()));
+        let (tracker, diagnosis, mut sinks) = self.consumer.await.unwrap_or_else(|_| {
+            let diagnosis = Diagnosis::new(crate::config::DiagnosisSection::default());
+            (Tracker::default(), diagnosis, Vec::new())
+        });
         route::flush_all(&mut sinks);
         let kernel = self.capture.kernel_counters();
         let losses = Losses::new(kernel, &self.stats);
@@ -452,6 +462,7 @@ impl Agent {
         );
         Finished {
             tracker,
+            diagnosis,
             sinks,
             kernel,
             losses,

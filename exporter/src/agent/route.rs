@@ -10,7 +10,8 @@ use tokio::sync::mpsc;
 
 use crate::{
     capture::{clock::monotonic_ns, stats::Stats},
-    event::Event,
+    diagnosis::Diagnosis,
+    event::{Body, Event},
     process::{procfs, tracker::Tracker},
     sinks::{Report, Sink},
 };
@@ -33,15 +34,45 @@ pub fn flush_all(sinks: &mut [Box<dyn Sink>]) {
     }
 }
 
+/// Hands one event to the tracker and what it reports to the diagnosis and every sink; then
+/// the findings that made (after a sampling round, the hangs) the same way, so that they reach
+/// the process's span before it ends.
+pub fn handle(
+    ev: Event,
+    tracker: &mut Tracker,
+    diagnosis: &mut Diagnosis,
+    sinks: &mut [Box<dyn Sink>],
+) {
+    let round_end = matches!(ev.body, Body::SampleEnd(_));
+    tracker.handle(ev, |report| {
+        diagnosis.observe(&report);
+        deliver(sinks, &report)
+    });
+    if round_end {
+        diagnosis.after_round(tracker);
+    }
+    for finding in diagnosis.take_findings() {
+        tracker.handle(finding, |report| {
+            diagnosis.observe(&report);
+            deliver(sinks, &report)
+        });
+    }
+}
+
+/// What the routing loop hands back when the queue closes: the table, the diagnosis and the
+/// sinks, for the last reports.
+pub type Routed = (Tracker, Diagnosis, Vec<Box<dyn Sink>>);
+
 /// Routes records until the reader closes the queue; every `sweep_every`, ends the
 /// processes whose exit record was lost.
 pub async fn route(
     mut rx: mpsc::Receiver<Event>,
     mut tracker: Tracker,
+    mut diagnosis: Diagnosis,
     mut sinks: Vec<Box<dyn Sink>>,
     stats: Arc<Stats>,
     sweep_every: Option<Duration>,
-) -> (Tracker, Vec<Box<dyn Sink>>) {
+) -> Routed {
     let mut sweep = tokio::time::interval(sweep_every.unwrap_or(Duration::from_secs(3600)));
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     sweep.tick().await;
@@ -61,6 +92,7 @@ pub async fn route(
             _ = sweep.tick(), if sweep_every.is_some() => {
                 let now = monotonic_ns();
                 for ended in tracker.sweep_lost(now, |k| procfs::is_alive(k.tgid, k.start_ns)) {
+                    diagnosis.observe(&Report::Ended(&ended));
                     deliver(&mut sinks, &Report::Ended(&ended));
                 }
                 flush_all(&mut sinks);
@@ -78,11 +110,11 @@ pub async fn route(
         while let Some(ev) = next {
             let lag = monotonic_ns().saturating_sub(ev.common.ktime_ns);
             stats.route_lag_max_ns.fetch_max(lag, Ordering::Relaxed);
-            tracker.handle(ev, |report| deliver(&mut sinks, &report));
+            handle(ev, &mut tracker, &mut diagnosis, &mut sinks);
             Stats::add(&stats.records_routed, 1);
             next = rx.try_recv().ok();
         }
         flush_all(&mut sinks);
     }
-    (tracker, sinks)
+    (tracker, diagnosis, sinks)
 }

@@ -116,6 +116,9 @@ pub struct Tracker {
     pending_incomplete: HashSet<ProcessKey>,
 }
 
+/// Findings kept per process (span events): a bound, not a limit a real process reaches.
+const MAX_FINDINGS_PER_PROCESS: usize = 32;
+
 /// Processes remembered in `pending_incomplete` at most.
 const MAX_PENDING_INCOMPLETE: usize = 65_536;
 
@@ -259,6 +262,7 @@ impl Tracker {
             end_ns: None,
             last_sample: None,
             connections: Vec::new(),
+            findings: Vec::new(),
             incomplete: false,
             failed_below: 0,
         }
@@ -426,6 +430,21 @@ impl Tracker {
             }
             Body::ThreadSample(t) => {
                 self.round.add(common.tgid, common.start_ns, &t);
+                None
+            }
+            // A finding never creates a process: it goes on the spans of the live ones it
+            // names (the subject and the others involved), bounded like connections.
+            Body::Finding(f) => {
+                let keys = std::iter::once((common.tgid, common.start_ns))
+                    .chain(f.involved.iter().map(|i| (i.tgid, i.start_ns)));
+                for (tgid, start_ns) in keys {
+                    if let Some(p) = self.live.get_mut(&tgid)
+                        && p.key.start_ns == start_ns
+                        && p.findings.len() < MAX_FINDINGS_PER_PROCESS
+                    {
+                        p.findings.push((common.ktime_ns, f.clone()));
+                    }
+                }
                 None
             }
             // Made by `end_round`, never received.

@@ -95,6 +95,15 @@ enum BodyLine<'a> {
         previous_bytes: u64,
     },
     Fork {},
+    Finding {
+        finding_kind: &'static str,
+        severity: &'static str,
+        summary: &'a str,
+        value: f64,
+        unit: &'static str,
+        evidence: serde_json::Map<String, serde_json::Value>,
+        involved: Vec<serde_json::Value>,
+    },
     Connection {
         direction: &'static str,
         network_transport: &'static str,
@@ -372,6 +381,23 @@ impl JsonlSink {
             Body::Memory(m) => BodyLine::Memory {
                 rss_bytes: m.rss_bytes,
                 previous_bytes: m.previous_bytes,
+            },
+            Body::Finding(f) => BodyLine::Finding {
+                finding_kind: f.kind.as_str(),
+                severity: f.severity.as_str(),
+                summary: &f.summary,
+                value: f.value,
+                unit: f.unit,
+                evidence: f
+                    .evidence
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                    .collect(),
+                involved: f
+                    .involved
+                    .iter()
+                    .map(|i| serde_json::json!({"pid": i.tgid, "comm": i.comm, "waits_on": i.waits_on}))
+                    .collect(),
             },
             Body::Connection(n) => BodyLine::Connection {
                 direction: n.direction(),

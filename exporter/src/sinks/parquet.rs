@@ -1,7 +1,7 @@
 //! Parquet on local disk: the offline record that `otel-pipetrace query` reads with DuckDB.
 //!
 //! Three datasets under the data directory, each defined by its table of columns in
-//! [`crate::datasets`]: `events/`, `processes/` and `connections/`. Rows are buffered in Arrow
+//! [`crate::datasets`]: `events/`, `processes/`, `connections/` and `findings/`. Rows are buffered in Arrow
 //! builders and written when `output.flush_rows` rows or about `output.flush_bytes` of them
 //! are waiting, or `output.flush_interval` has passed. Every flush writes one complete Parquet
 //! file next to its final name and renames it into place: a reader never sees a partial file,
@@ -34,7 +34,8 @@ use super::{
 use crate::{
     capture::clock::Clock,
     datasets::{
-        self, CONNECTIONS, EVENTS, PROCESSES, RowContext, Rows, connections, events, processes,
+        self, CONNECTIONS, EVENTS, FINDINGS, PROCESSES, RowContext, Rows, connections, events,
+        findings, processes,
     },
     event::{Body, Event},
     process::model::Process,
@@ -60,6 +61,7 @@ pub struct ParquetTotals {
     pub event_rows: u64,
     pub process_rows: u64,
     pub connection_rows: u64,
+    pub finding_rows: u64,
 }
 
 pub struct ParquetSink {
@@ -69,6 +71,7 @@ pub struct ParquetSink {
     events: Rows<Event, datasets::events::Derived>,
     processes: Rows<Process, datasets::processes::Derived>,
     connections: Rows<Event, datasets::connections::Derived>,
+    findings: Rows<Event, datasets::findings::Derived>,
     props: WriterProperties,
     /// When the oldest unwritten row arrived.
     pending_since: Option<Instant>,
@@ -145,7 +148,7 @@ impl ParquetSink {
             "processes",
         ));
         let mut stale = 0;
-        for dataset in [EVENTS, PROCESSES, CONNECTIONS] {
+        for dataset in [EVENTS, PROCESSES, CONNECTIONS, FINDINGS] {
             let dir = settings.dir.join(dataset);
             super::create_private_dir(&dir).map_err(|source| SinkError::Io {
                 path: dir.display().to_string(),
@@ -175,6 +178,7 @@ impl ParquetSink {
             events: events().rows(),
             processes: processes().rows(),
             connections: connections().rows(),
+            findings: findings().rows(),
             props,
             pending_since: None,
             seq: 0,
@@ -270,6 +274,7 @@ impl ParquetSink {
                         match file.dataset {
                             EVENTS => self.totals.event_rows += file.rows,
                             PROCESSES => self.totals.process_rows += file.rows,
+                            FINDINGS => self.totals.finding_rows += file.rows,
                             _ => self.totals.connection_rows += file.rows,
                         }
                         self.retry.succeeded();
@@ -324,11 +329,21 @@ impl ParquetSink {
                 .map_err(|e| io_error(&self.settings.dir, e))?;
             self.encode(CONNECTIONS, batch)?;
         }
+        if !self.findings.is_empty() {
+            let batch = self
+                .findings
+                .finish()
+                .map_err(|e| io_error(&self.settings.dir, e))?;
+            self.encode(FINDINGS, batch)?;
+        }
         self.write_unwritten(now_or_never)
     }
 
     fn buffered_bytes(&self) -> usize {
-        self.events.bytes() + self.processes.bytes() + self.connections.bytes()
+        self.events.bytes()
+            + self.processes.bytes()
+            + self.connections.bytes()
+            + self.findings.bytes()
     }
 
     fn due(&self) -> bool {
@@ -344,10 +359,12 @@ impl ParquetSink {
 
 impl super::detached::FileOutput for ParquetSink {
     /// A `processes` row per ended process; an `events` row per event, and a `connections`
-    /// row too for a connection.
+    /// or `findings` row too for a connection or a finding.
     fn units(report: &Report) -> Option<(u64, u64)> {
         match report {
-            Report::Event(e) if matches!(e.body, Body::Connection(_)) => Some((0, 2)),
+            Report::Event(e) if matches!(e.body, Body::Connection(_) | Body::Finding(_)) => {
+                Some((0, 2))
+            }
             Report::Event(_) => Some((0, 1)),
             Report::Ended(_) => Some((1, 1)),
             Report::RunEnded(_) => Some((0, 0)),
@@ -368,8 +385,10 @@ impl Sink for ParquetSink {
     fn report(&mut self, report: &Report) -> Result<(), SinkError> {
         match report {
             Report::Event(event) => {
-                if let Body::Connection(_) = &event.body {
-                    self.connections.push(event, &self.context);
+                match &event.body {
+                    Body::Connection(_) => self.connections.push(event, &self.context),
+                    Body::Finding(_) => self.findings.push(event, &self.context),
+                    _ => {}
                 }
                 self.events.push(event, &self.context);
                 self.mark_pending();

@@ -6,7 +6,13 @@ use std::collections::HashMap;
 use duckdb::Connection;
 
 use super::{Data, QueryError, Request, open, sql_error, views};
-use crate::analysis::run::{Proc, RunView, Status};
+use crate::{
+    analysis::{
+        findings::Noted,
+        run::{Proc, RunView, Status},
+    },
+    event::Severity,
+};
 
 pub use crate::analysis::usage::Sample;
 
@@ -40,7 +46,8 @@ pub fn load_run(data: &Data, run: Option<&str>, flag: &str) -> Result<LoadedRun,
     };
     let uses = concat!(
         include_str!("sql/run-processes.sql"),
-        include_str!("sql/run-samples.sql")
+        include_str!("sql/run-samples.sql"),
+        include_str!("sql/run-findings.sql")
     );
     views(&conn, &request, uses).map_err(|e| match e {
         QueryError::Input(m) => QueryError::Input(m.replacen("--run", flag, 1)),
@@ -102,9 +109,35 @@ pub fn load_views(conn: &Connection) -> Result<LoadedRun, QueryError> {
         })
         .collect::<Result<_, _>>()
         .map_err(sql_error)?;
-    let view = RunView::new(run_id, procs);
+    let view = RunView::new(run_id, procs).with_findings(load_findings(conn)?);
     let samples = load_samples(conn, &view)?;
     Ok(LoadedRun { view, samples })
+}
+
+/// The run's findings (none when the views have no `run_findings`: data from before them).
+fn load_findings(conn: &Connection) -> Result<Vec<Noted>, QueryError> {
+    let Ok(mut stmt) = conn.prepare(include_str!("sql/run-findings.sql")) else {
+        return Ok(Vec::new());
+    };
+    let rows = stmt
+        .query_map([], |r| {
+            Ok(Noted {
+                time_ns: r.get(0)?,
+                pid: r.get(1)?,
+                start_ns: r.get(2)?,
+                comm: r.get(3)?,
+                kind: r.get(4)?,
+                severity: Severity::parse(&r.get::<_, String>(5)?),
+                summary: r.get(6)?,
+                value: r.get(7)?,
+                unit: r.get(8)?,
+                evidence: r.get(9)?,
+            })
+        })
+        .map_err(sql_error)?
+        .collect::<Result<_, _>>()
+        .map_err(sql_error)?;
+    Ok(rows)
 }
 
 fn load_samples(conn: &Connection, view: &RunView) -> Result<Vec<Sample>, QueryError> {

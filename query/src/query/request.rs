@@ -13,6 +13,7 @@ pub const QUERIES: &[(&str, &str)] = &[
     ("io", include_str!("sql/io.sql")),
     ("network", include_str!("sql/network.sql")),
     ("failures", include_str!("sql/failures.sql")),
+    ("findings", include_str!("sql/findings.sql")),
     ("processes", include_str!("sql/processes.sql")),
     ("tree", include_str!("sql/tree.sql")),
     ("slowest", include_str!("sql/slowest.sql")),

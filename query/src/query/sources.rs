@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use duckdb::Connection;
 
 use super::{QueryError, error::permission_denied, reason_only, s3};
-use crate::datasets::{self, CONNECTIONS, EVENTS, PROCESSES, Table};
+use crate::datasets::{self, CONNECTIONS, EVENTS, FINDINGS, PROCESSES, Table};
 
 /// Where each dataset is read from: a glob, a file, or nothing.
 #[derive(Debug, Default)]
@@ -14,6 +14,7 @@ pub(super) struct Sources {
     pub events: Option<String>,
     pub processes: Option<String>,
     pub connections: Option<String>,
+    pub findings: Option<String>,
     /// Objects in a bucket, with `host=`/`date=` partitions.
     pub hive: bool,
 }
@@ -59,6 +60,7 @@ pub(super) fn find_sources(conn: &Connection, data: &Path) -> Result<Sources, Qu
             &mut sources.connections,
             datasets::connections(),
         ),
+        (FINDINGS, &mut sources.findings, datasets::findings()),
     ] {
         let dir = data.join(dataset);
         let files = parquet_files(&dir)?;
@@ -101,6 +103,7 @@ pub(super) fn bucket_sources(
         (EVENTS, &mut sources.events),
         (PROCESSES, &mut sources.processes),
         (CONNECTIONS, &mut sources.connections),
+        (FINDINGS, &mut sources.findings),
     ] {
         let glob = s3::dataset_glob(url, dataset, host);
         if s3::has_objects(conn, &glob)? {

@@ -13,7 +13,7 @@ use super::{
     sources::{bucket_sources, find_sources},
 };
 use crate::{
-    datasets::{self, CONNECTIONS, EVENTS, Table},
+    datasets::{self, CONNECTIONS, EVENTS, FINDINGS, Table},
     event::signal_name,
 };
 
@@ -58,6 +58,7 @@ pub(super) fn views(
         sources.events = None;
     }
     let connections = mentions(uses, CONNECTIONS);
+    let findings = mentions(uses, FINDINGS);
     let mut sql = signal_name_macro();
     sql.extend(view(
         datasets::events(),
@@ -84,6 +85,18 @@ pub(super) fn views(
             .unwrap_or_else(|| empty_view(datasets::connections())),
         );
     }
+    // Always there when asked for: a run without findings has no files.
+    if findings {
+        sql.push_str(
+            &view(
+                datasets::findings(),
+                sources.findings.as_deref(),
+                hive,
+                &scope.condition("time", hive),
+            )
+            .unwrap_or_else(|| empty_view(datasets::findings())),
+        );
+    }
     conn.execute_batch(&sql).map_err(sql_error)?;
 
     let run = match request.run.as_deref() {
@@ -107,6 +120,9 @@ pub(super) fn views(
     }
     if connections {
         filters.push_str(&filter(CONNECTIONS));
+    }
+    if findings {
+        filters.push_str(&filter(FINDINGS));
     }
     conn.execute_batch(&filters).map_err(sql_error)?;
     Ok(printed + &sql + &filters)

@@ -44,6 +44,15 @@ struct Link {
     note: String,
 }
 
+/// A finding, linked to its process's bar (whose panel draws its memory and CPU curves).
+struct FindingLink {
+    proc: Option<usize>,
+    severity: &'static str,
+    kind: String,
+    subject: String,
+    summary: String,
+}
+
 #[derive(Template)]
 #[template(path = "report.html")]
 struct Page {
@@ -52,6 +61,7 @@ struct Page {
     root: Option<Link>,
     facts: Vec<(&'static str, String)>,
     chain: Vec<Link>,
+    findings: Vec<FindingLink>,
     failures: Vec<Link>,
     more_failures: usize,
     slowest: Vec<Link>,
@@ -443,6 +453,17 @@ pub fn report(loaded: &LoadedRun) -> Result<String, HtmlError> {
         root,
         facts,
         chain,
+        findings: run
+            .findings
+            .iter()
+            .map(|f| FindingLink {
+                proc: run.finding_proc(f),
+                severity: f.severity.as_str(),
+                kind: crate::present::summary::kind_words(&f.kind),
+                subject: crate::present::summary::finding_subject(run, f),
+                summary: f.summary.clone(),
+            })
+            .collect(),
         more_failures: failed.len().saturating_sub(FAILURES_LISTED),
         failures,
         slowest,

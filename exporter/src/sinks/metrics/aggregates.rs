@@ -300,6 +300,8 @@ pub struct Aggregates {
     last_prune_ns: u64,
     /// Processes that started while traced.
     pub started: u64,
+    /// Findings by kind.
+    pub findings: BTreeMap<&'static str, u64>,
     pub agent: SelfCounters,
 }
 

@@ -232,6 +232,29 @@ pub const FAMILIES: &[Family] = &[
         points: |s| counts(s.aggregates, "status", |e| &e.by_status),
     },
     Family {
+        otlp: Some("pipetrace.findings"),
+        prometheus: Some("pipetrace_findings_total"),
+        unit: "{finding}",
+        help: "Findings of the diagnosis (memory leaks, hangs, deadlocks, runaway steps), by kind: every kind is exported from the start, at 0 until one is found.",
+        kind: Kind::Counter,
+        needs: Needs::Nothing,
+        points: |s| {
+            crate::event::FindingKind::ALL
+                .iter()
+                .map(|kind| Point {
+                    labels: vec![("pipetrace.finding.kind", LabelValue::Str(kind.as_str()))],
+                    value: Value::Int(
+                        s.aggregates
+                            .findings
+                            .get(kind.as_str())
+                            .copied()
+                            .unwrap_or(0),
+                    ),
+                })
+                .collect()
+        },
+    },
+    Family {
         otlp: Some("pipetrace.processes.started"),
         prometheus: Some("pipetrace_processes_started_total"),
         unit: "{process}",

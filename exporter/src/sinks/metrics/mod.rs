@@ -67,8 +67,13 @@ impl Sink for MetricsSink {
                     h.record(seconds, &[KeyValue::new("process.executable.name", exe)]);
                 }
             }
-            // Records themselves are not counted: no lock for them.
-            Report::Event(_) | Report::RunEnded(_) => {}
+            Report::Event(ev) => {
+                // Findings are counted; other records are not (no lock for them).
+                if let crate::event::Body::Finding(f) = &ev.body {
+                    self.update(|a| *a.findings.entry(f.kind.as_str()).or_default() += 1);
+                }
+            }
+            Report::RunEnded(_) => {}
         }
         Ok(())
     }

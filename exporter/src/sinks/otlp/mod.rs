@@ -130,7 +130,12 @@ pub struct OtlpSink {
     stats: Arc<SpanStats>,
     /// The file outputs whose state the run span carries.
     outputs: Vec<Arc<crate::sinks::health::OutputHealth>>,
+    /// The run's findings so far `(time, pid, finding)`: events of the run span.
+    findings: Vec<(u64, u32, Arc<crate::event::Finding>)>,
 }
+
+/// Findings kept for the run span; more are on their processes' spans and in the dataset.
+const MAX_RUN_FINDINGS: usize = 128;
 
 impl OtlpSink {
     /// A sink over any exporter (the OTLP one, or the SDK's in-memory one in tests).
@@ -147,6 +152,7 @@ impl OtlpSink {
             Self {
                 tx,
                 factory: SpanFactory::new(clock),
+                findings: Vec::new(),
                 stats: stats.clone(),
                 outputs: Vec::new(),
             },
@@ -220,8 +226,17 @@ impl Sink for OtlpSink {
     fn report(&mut self, report: &Report) -> Result<(), SinkError> {
         let span = match report {
             Report::Ended(process) => self.factory.process(process),
+            Report::Event(ev) => {
+                if let crate::event::Body::Finding(f) = &ev.body
+                    && self.findings.len() < MAX_RUN_FINDINGS
+                {
+                    self.findings
+                        .push((ev.common.ktime_ns, ev.common.tgid, f.clone()));
+                }
+                None
+            }
             Report::RunEnded(run) => {
-                let mut span = self.factory.run(run);
+                let mut span = self.factory.run(run, &self.findings);
                 span.attributes.extend(output_attributes(&self.outputs));
                 Some(span)
             }

@@ -7,6 +7,7 @@
 
 use std::{
     borrow::Cow,
+    sync::Arc,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
@@ -71,6 +72,30 @@ fn connection_attributes(c: &crate::event::Connection) -> Vec<KeyValue> {
     ];
     if let Some(port) = c.local_port {
         a.push(KeyValue::new("network.local.port", i64::from(port)));
+    }
+    a
+}
+
+/// A finding as span event attributes: `pipetrace.finding.kind`, `.severity`, `.summary`,
+/// `.value`, `.unit`, and each piece of evidence as `pipetrace.finding.<name>`.
+pub fn finding_attributes(f: &crate::event::Finding) -> Vec<KeyValue> {
+    let mut a = vec![
+        KeyValue::new("pipetrace.finding.kind", f.kind.as_str()),
+        KeyValue::new("pipetrace.finding.severity", f.severity.as_str()),
+        KeyValue::new("pipetrace.finding.summary", f.summary.clone()),
+        KeyValue::new("pipetrace.finding.value", f.value),
+        KeyValue::new("pipetrace.finding.unit", f.unit),
+    ];
+    for (name, value) in &f.evidence {
+        let key = format!("pipetrace.finding.{name}");
+        let value: Value = match value {
+            serde_json::Value::Number(n) if n.is_i64() => n.as_i64().unwrap_or(0).into(),
+            serde_json::Value::Number(n) => n.as_f64().unwrap_or(0.0).into(),
+            serde_json::Value::String(text) => text.clone().into(),
+            serde_json::Value::Bool(b) => (*b).into(),
+            other => other.to_string().into(),
+        };
+        a.push(KeyValue::new(key, value));
     }
     a
 }
@@ -258,6 +283,14 @@ impl SpanFactory {
                 0,
             )
         }));
+        events.extend(p.findings.iter().map(|(at, f)| {
+            Event::new(
+                "pipetrace.finding",
+                time(&self.clock, *at),
+                finding_attributes(f),
+                0,
+            )
+        }));
         events.sort_by_key(|e| e.timestamp);
         let mut span_events = SpanEvents::default();
         span_events.events = events;
@@ -287,8 +320,12 @@ impl SpanFactory {
         })
     }
 
-    /// The run's root span.
-    pub fn run(&self, run: &RunSpan) -> SpanData {
+    /// The run's root span, with the run's findings as its events (each naming its process).
+    pub fn run(
+        &self,
+        run: &RunSpan,
+        findings: &[(u64, u32, Arc<crate::event::Finding>)],
+    ) -> SpanData {
         let program = run
             .command
             .first()
@@ -356,7 +393,20 @@ impl SpanFactory {
             end_time: time(&self.clock, run.end_ns).max(start),
             attributes: attrs,
             dropped_attributes_count: 0,
-            events: SpanEvents::default(),
+            events: {
+                let mut events = SpanEvents::default();
+                events.events = findings
+                    .iter()
+                    .map(|(at, pid, f)| {
+                        let mut a = finding_attributes(f);
+                        if *pid != 0 {
+                            a.push(KeyValue::new("process.pid", i64::from(*pid)));
+                        }
+                        Event::new("pipetrace.finding", time(&self.clock, *at), a, 0)
+                    })
+                    .collect();
+                events
+            },
             links: SpanLinks::default(),
             status,
             instrumentation_scope: self.scope.clone(),

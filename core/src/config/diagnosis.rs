@@ -1,0 +1,86 @@
+//! `[diagnosis]`: which verdicts the agent draws from the samples and `/proc`, and the
+//! thresholds behind each. Every finding can be turned off.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::Invalid;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiagnosisSection {
+    /// Resident memory growing steadily over a process's life.
+    pub memory_leak: bool,
+    /// The growth must span at least this long...
+    #[serde(with = "humantime_serde")]
+    pub leak_min_duration: Duration,
+    /// ...add at least this many bytes...
+    pub leak_min_growth_bytes: u64,
+    /// ...and fit a straight line at least this well (R², 0..1).
+    pub leak_min_fit: f64,
+    /// A live process with no CPU progress, blocked on something that does not move either.
+    pub hang: bool,
+    /// No CPU progress for this long before a process is looked at.
+    #[serde(with = "humantime_serde")]
+    pub hang_after: Duration,
+    /// Traced processes waiting on each other in a cycle (found among the stalled ones).
+    pub deadlock: bool,
+    /// A core kept busy with no I/O at all.
+    pub runaway: bool,
+    /// For this long...
+    #[serde(with = "humantime_serde")]
+    pub runaway_after: Duration,
+    /// ...at or above this share of one core, in percent.
+    pub runaway_cpu_percent: u32,
+}
+
+impl Default for DiagnosisSection {
+    fn default() -> Self {
+        Self {
+            memory_leak: true,
+            leak_min_duration: Duration::from_secs(10),
+            leak_min_growth_bytes: 32 * 1024 * 1024,
+            leak_min_fit: 0.9,
+            hang: true,
+            hang_after: Duration::from_secs(120),
+            deadlock: true,
+            runaway: true,
+            runaway_after: Duration::from_secs(300),
+            runaway_cpu_percent: 90,
+        }
+    }
+}
+
+impl DiagnosisSection {
+    pub(super) fn validate(&self) -> Result<(), Invalid> {
+        if !(0.0..=1.0).contains(&self.leak_min_fit) {
+            return Invalid::key(
+                "diagnosis.leak_min_fit",
+                format!(
+                    "{} is out of range: an R² between 0 and 1",
+                    self.leak_min_fit
+                ),
+            );
+        }
+        if self.leak_min_duration < Duration::from_secs(1) {
+            return Invalid::key("diagnosis.leak_min_duration", "at least 1s".into());
+        }
+        if self.hang_after < Duration::from_secs(1) {
+            return Invalid::key("diagnosis.hang_after", "at least 1s".into());
+        }
+        if self.runaway_after < Duration::from_secs(1) {
+            return Invalid::key("diagnosis.runaway_after", "at least 1s".into());
+        }
+        if !(1..=100).contains(&self.runaway_cpu_percent) {
+            return Invalid::key(
+                "diagnosis.runaway_cpu_percent",
+                format!(
+                    "{} is out of range: 1..=100 (percent of one core)",
+                    self.runaway_cpu_percent
+                ),
+            );
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,108 @@
+//! A verdict the agent reached about a process (or the run): a memory leak, a hang, a deadlock,
+//! a runaway step — with the numbers a person can check. Made by the diagnosis stage from the
+//! samples and `/proc`, then carried like any event: to the process's span, the `findings`
+//! dataset, the metrics and the run's summary.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FindingKind {
+    /// Traced processes wait on each other in a cycle (locks, pipes, a wait for a child).
+    Deadlock,
+    /// Alive, no CPU progress for `diagnosis.hang_after`, blocked on something that does not
+    /// move either.
+    Hang,
+    /// Resident memory grew steadily over the process's life.
+    MemoryLeak,
+    /// A whole core busy for `diagnosis.runaway_after` with no I/O at all.
+    Runaway,
+}
+
+impl FindingKind {
+    pub const ALL: [FindingKind; 4] = [Self::Deadlock, Self::Hang, Self::MemoryLeak, Self::Runaway];
+
+    /// The `kind` column and attribute value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Deadlock => "deadlock",
+            Self::Hang => "hang",
+            Self::MemoryLeak => "memory_leak",
+            Self::Runaway => "runaway",
+        }
+    }
+}
+
+/// Most severe last: findings sort by it, descending, in every listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Severity {
+    Info,
+    Warning,
+    Critical,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Info => "info",
+            Self::Warning => "warning",
+            Self::Critical => "critical",
+        }
+    }
+
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "critical" => Self::Critical,
+            "warning" => Self::Warning,
+            _ => Self::Info,
+        }
+    }
+}
+
+/// Another process a finding is about (a deadlock's cycle), and what it waits on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Involved {
+    pub tgid: u32,
+    /// CLOCK_MONOTONIC ns: with `tgid`, the process.
+    pub start_ns: u64,
+    pub comm: String,
+    /// `lock on /tmp/b held by 4242`, `write to pipe 81234 (read by 4243)`.
+    pub waits_on: String,
+}
+
+/// One finding. The event that carries it names the process it is about (the subject); a
+/// finding about the run or the host has pid 0.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finding {
+    pub kind: FindingKind,
+    pub severity: Severity,
+    /// One line a person reads: what is wrong and the number that shows it.
+    pub summary: String,
+    /// The number the finding rests on, in `unit` (a leak's MiB/s, a hang's seconds).
+    pub value: f64,
+    pub unit: &'static str,
+    /// Named measurements behind it, raw (bytes, seconds, ratios), in a fixed order.
+    pub evidence: Vec<(&'static str, serde_json::Value)>,
+    /// Further processes involved, in order (the rest of a deadlock's cycle).
+    pub involved: Vec<Involved>,
+}
+
+// Findings are compared only in tests of the event stream; a NaN value never occurs.
+impl Eq for Finding {}
+
+impl Finding {
+    /// The evidence as one JSON object (the `evidence` column, the JSONL field).
+    pub fn evidence_json(&self) -> String {
+        let map: serde_json::Map<String, serde_json::Value> = self
+            .evidence
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect();
+        serde_json::Value::Object(map).to_string()
+    }
+
+    /// A number of the evidence.
+    pub fn number(&self, name: &str) -> Option<f64> {
+        self.evidence
+            .iter()
+            .find(|(k, _)| *k == name)
+            .and_then(|(_, v)| v.as_f64())
+    }
+}

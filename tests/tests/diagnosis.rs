@@ -1,0 +1,487 @@
+//! Verdicts on real workloads traced by the real kernel programs, each with a negative control
+//! in the same run: a steady leak (against a step that allocates once and holds, and one that
+//! grows then frees), a spinning shell loop (against a busy step doing I/O), a flock deadlock
+//! and a pipe deadlock killed by `timeout`, a read from a peer that never answers (against a
+//! long `sleep` and a parent waiting for its working child). Each finding is checked in the
+//! end-of-run summary, the `findings` Parquet dataset read by the DuckDB CLI, `query findings`,
+//! and the span events a real collector (rotel) received.
+
+use std::{path::Path, process::Command};
+
+use pipetrace_tests::{
+    command, needs_idle_cores, real_python, require_root,
+    rotel::{ReceivedSpan, Rotel, TOOLS_VENV},
+};
+
+/// One traced run with the diagnosis's thresholds shortened for a test.
+struct Diagnosed {
+    stderr: String,
+    status: Option<i32>,
+    data: std::path::PathBuf,
+    rotel: Rotel,
+    _dir: tempfile::TempDir,
+}
+
+/// Runs `script` under `sh` in a fresh directory (its working directory), sampling every
+/// 250 ms, hangs looked for after 2 s, runaways after 2 s, leaks over 3 s.
+fn diagnose(script: &str, env: &[(&str, &str)]) -> Diagnosed {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let rotel = Rotel::start();
+    let mut cmd = command();
+    cmd.current_dir(dir.path())
+        .env_remove("TRACEPARENT")
+        .env("PIPETRACE_CAPTURE__SAMPLE_INTERVAL", "250ms")
+        .env("PIPETRACE_DIAGNOSIS__HANG_AFTER", "2s")
+        .env("PIPETRACE_DIAGNOSIS__RUNAWAY_AFTER", "2s")
+        .env("PIPETRACE_DIAGNOSIS__LEAK_MIN_DURATION", "3s")
+        .env("PIPETRACE_DIAGNOSIS__LEAK_MIN_GROWTH_BYTES", "16777216");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd
+        .args(["--otlp-endpoint", &rotel.grpc_endpoint(), "--parquet"])
+        .arg(&data)
+        .args(["run", "--summary", "full", "--", "/bin/sh", "-c", script])
+        .output()
+        .unwrap();
+    Diagnosed {
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        status: out.status.code(),
+        data,
+        rotel,
+        _dir: dir,
+    }
+}
+
+impl Diagnosed {
+    /// The findings dataset as an independent reader (the DuckDB CLI) sees it, with each
+    /// finding's process from the processes dataset.
+    fn findings(&self) -> Vec<serde_json::Value> {
+        let written = std::fs::read_dir(self.data.join("findings"))
+            .map(|d| d.count())
+            .unwrap_or(0);
+        if written == 0 {
+            return Vec::new();
+        }
+        let sql = format!(
+            "SELECT f.kind, f.severity, f.pid, f.summary, f.value, f.unit, f.evidence, f.involved, \
+             p.command_line FROM read_parquet('{d}/findings/*.parquet') f \
+             LEFT JOIN read_parquet('{d}/processes/*.parquet') p \
+             ON p.pid = f.pid AND p.start = f.start_time ORDER BY f.time",
+            d = self.data.display()
+        );
+        let out = Command::new(Path::new(TOOLS_VENV).join("bin/duckdb"))
+            .args(["-json", "-c", &sql])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.stderr
+        );
+        if text.trim().is_empty() {
+            return Vec::new();
+        }
+        serde_json::from_str(&text).unwrap()
+    }
+
+    /// The spans the collector received, once the run span is there.
+    fn spans(&self) -> Vec<ReceivedSpan> {
+        self.rotel
+            .wait_for(|s| s.iter().any(|s| s.name.starts_with("run ")))
+    }
+
+    /// The `findings` lines of the summary.
+    fn summary_findings(&self) -> Vec<&str> {
+        let mut lines = Vec::new();
+        let mut inside = false;
+        for line in self.stderr.lines() {
+            if line.starts_with("  findings ") {
+                inside = true;
+            } else if !line.starts_with("           ") {
+                inside = false;
+            }
+            if inside {
+                lines.push(line);
+            }
+        }
+        lines
+    }
+}
+
+/// The `pipetrace.finding` events of a span, by kind.
+fn finding_events<'a>(
+    span: &'a ReceivedSpan,
+    kind: &str,
+) -> Vec<&'a std::collections::HashMap<String, String>> {
+    span.events
+        .iter()
+        .zip(&span.event_attributes)
+        .filter(|(name, a)| {
+            name.as_str() == "pipetrace.finding"
+                && a.get("pipetrace.finding.kind").map(String::as_str) == Some(kind)
+        })
+        .map(|(_, a)| a)
+        .collect()
+}
+
+fn evidence(finding: &serde_json::Value) -> serde_json::Value {
+    serde_json::from_str(finding["evidence"].as_str().unwrap()).unwrap()
+}
+
+#[test]
+fn a_steady_leak_is_found_and_holding_or_freeing_memory_is_not() {
+    require_root!();
+    let python = real_python();
+    // The leaker adds 5 MiB every 200 ms for 6 s; the holder takes 200 MiB at once and
+    // keeps it; the freer grows by 100 MiB, then lets it go and idles.
+    let script = format!(
+        r#"
+{python} -c 'import time
+x = []
+for i in range(30):
+    x.append(b"l" * (5 << 20)); time.sleep(0.2)' leaker &
+{python} -c 'import time
+x = b"h" * (200 << 20)
+time.sleep(6)' holder &
+{python} -c 'import time
+x = []
+for i in range(10):
+    x.append(b"f" * (10 << 20)); time.sleep(0.2)
+x = None
+time.sleep(4)' freer &
+wait"#
+    );
+    let run = diagnose(&script, &[]);
+    assert_eq!(run.status, Some(0), "{}", run.stderr);
+
+    let findings = run.findings();
+    assert_eq!(findings.len(), 1, "{findings:#?}\n{}", run.stderr);
+    let leak = &findings[0];
+    assert_eq!(leak["kind"], "memory_leak");
+    assert_eq!(leak["severity"], "warning");
+    assert!(
+        leak["command_line"].as_str().unwrap().ends_with("leaker"),
+        "{leak}"
+    );
+    // 25 MiB/s in the program; the fit sees about that (the interpreter's own pages aside).
+    let slope = leak["value"].as_f64().unwrap();
+    assert!((15.0..=35.0).contains(&slope), "{leak}");
+    assert_eq!(leak["unit"], "MiB/s");
+    let ev = evidence(leak);
+    assert!(ev["fit_r2"].as_f64().unwrap() >= 0.9, "{ev}");
+    assert!(ev["rss_last_bytes"].as_u64().unwrap() > 60 << 20, "{ev}");
+
+    // The summary says it, naming the process and the rate.
+    let lines = run.summary_findings();
+    assert_eq!(lines.len(), 1, "{}", run.stderr);
+    assert!(lines[0].contains("memory leak"), "{}", lines[0]);
+    assert!(
+        lines[0].contains(&format!("pid {}", leak["pid"])),
+        "{}",
+        lines[0]
+    );
+    assert!(lines[0].contains("MiB/s"), "{}", lines[0]);
+    assert!(
+        run.stderr.contains("1 finding (1 memory leak)"),
+        "{}",
+        run.stderr
+    );
+
+    // `query findings` answers the same.
+    let rows = pipetrace_tests::query_json(&run.data, &["findings"]);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["kind"], "memory_leak");
+    assert_eq!(rows[0]["pid"], leak["pid"]);
+
+    // The Markdown report has it in its findings table; the HTML report in its findings
+    // section, linked to the leaker's bar.
+    let report = |format: &str| {
+        let out = command()
+            .args(["report", "--format", format, "--data"])
+            .arg(&run.data)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let markdown = report("markdown");
+    let table = markdown
+        .split("### Findings")
+        .nth(1)
+        .expect("a findings section");
+    assert!(table.contains("| memory leak |"), "{markdown}");
+    assert!(
+        table.contains(&format!("pid {}", leak["pid"])),
+        "{markdown}"
+    );
+    let html = report("html");
+    let section = html
+        .split("id=\"findings\"")
+        .nth(1)
+        .expect("a findings section");
+    let section = &section[..section.find("</section>").unwrap()];
+    assert!(
+        section.contains("memory leak") && section.contains("data-proc="),
+        "{section}"
+    );
+
+    // On the leaker's span, and on the run span; on no other span.
+    let spans = run.spans();
+    let with: Vec<&ReceivedSpan> = spans
+        .iter()
+        .filter(|s| !finding_events(s, "memory_leak").is_empty())
+        .collect();
+    assert_eq!(
+        with.len(),
+        2,
+        "{:#?}",
+        spans
+            .iter()
+            .map(|s| (&s.name, &s.events))
+            .collect::<Vec<_>>()
+    );
+    let process = with
+        .iter()
+        .find(|s| !s.name.starts_with("run "))
+        .expect("the leaker's span");
+    assert_eq!(
+        process.attr("process.pid"),
+        Some(leak["pid"].to_string().as_str())
+    );
+    let event = finding_events(process, "memory_leak")[0];
+    assert_eq!(event["pipetrace.finding.severity"], "warning");
+    assert!(event["pipetrace.finding.fit_r2"].parse::<f64>().unwrap() >= 0.9);
+}
+
+#[test]
+fn a_spinning_loop_is_a_runaway_and_a_busy_step_doing_io_is_not() {
+    require_root!();
+    // The verdict is about a whole core: no core-loading test may run meanwhile.
+    let _cores = needs_idle_cores();
+    let script = "timeout 5 sh -c 'while :; do :; done' & \
+                  timeout 5 dd if=/dev/zero of=/dev/null bs=512 & wait";
+    let run = diagnose(
+        script,
+        &[("PIPETRACE_DIAGNOSIS__RUNAWAY_CPU_PERCENT", "50")],
+    );
+    let findings = run.findings();
+    assert_eq!(findings.len(), 1, "{findings:#?}\n{}", run.stderr);
+    let runaway = &findings[0];
+    assert_eq!(runaway["kind"], "runaway");
+    assert!(
+        runaway["command_line"]
+            .as_str()
+            .unwrap()
+            .contains("while :"),
+        "{runaway}"
+    );
+    assert!(runaway["value"].as_f64().unwrap() >= 2.0, "{runaway}");
+    let ev = evidence(runaway);
+    assert!(ev["cpu_percent"].as_f64().unwrap() >= 50.0, "{ev}");
+    let lines = run.summary_findings();
+    assert_eq!(lines.len(), 1, "{}", run.stderr);
+    assert!(
+        lines[0].contains("runaway") && lines[0].contains("no I/O"),
+        "{}",
+        lines[0]
+    );
+    let spans = run.spans();
+    let span = spans
+        .iter()
+        .find(|s| s.attr("process.pid") == Some(runaway["pid"].to_string().as_str()))
+        .expect("the loop's span");
+    assert_eq!(finding_events(span, "runaway").len(), 1);
+}
+
+#[test]
+fn a_flock_deadlock_is_found_before_timeout_kills_it() {
+    require_root!();
+    // Each side holds one lock and, a moment later, asks for the other's.
+    let script = "touch a b; \
+                  timeout 8 flock a -c 'sleep 0.5; flock b true' & \
+                  timeout 8 flock b -c 'sleep 0.5; flock a true' & wait";
+    let run = diagnose(script, &[]);
+    let findings = run.findings();
+    assert_eq!(findings.len(), 1, "{findings:#?}\n{}", run.stderr);
+    let deadlock = &findings[0];
+    assert_eq!(deadlock["kind"], "deadlock");
+    assert_eq!(deadlock["severity"], "critical");
+    let summary = deadlock["summary"].as_str().unwrap();
+    // Both locks and the two processes waiting for them are named.
+    assert!(
+        summary.contains("a lock on ") && summary.contains("/a held by flock"),
+        "{summary}"
+    );
+    assert!(summary.contains("/b held by flock"), "{summary}");
+    let ev = evidence(deadlock);
+    let waits: Vec<&str> = ev["waits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    assert_eq!(waits, ["lock", "lock"], "{ev}");
+    let involved: Vec<serde_json::Value> =
+        serde_json::from_str(deadlock["involved"].as_str().unwrap()).unwrap();
+    assert!(
+        involved.len() >= 3,
+        "the other lock waiter and both holders: {involved:?}"
+    );
+    // Found while they were stuck, before `timeout` killed them.
+    assert!(ev["stalled_s"].as_f64().unwrap() < 8.0, "{ev}");
+    let lines = run.summary_findings();
+    assert_eq!(lines.len(), 1, "{}", run.stderr);
+    assert!(
+        lines[0].contains("critical") && lines[0].contains("deadlock"),
+        "{}",
+        lines[0]
+    );
+
+    // On the span of every process of the cycle.
+    let spans = run.spans();
+    let on: Vec<&ReceivedSpan> = spans
+        .iter()
+        .filter(|s| !s.name.starts_with("run ") && !finding_events(s, "deadlock").is_empty())
+        .collect();
+    assert_eq!(
+        on.len(),
+        1 + involved.len(),
+        "{:#?}",
+        on.iter().map(|s| &s.name).collect::<Vec<_>>()
+    );
+    assert!(
+        on.iter().all(|s| s.name == "flock" || s.name == "sh"),
+        "{:?}",
+        on.iter().map(|s| &s.name).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn a_pipe_deadlock_is_found() {
+    require_root!();
+    let python = real_python();
+    // The classic: feed a child all of its input before reading any of its output. `cat`
+    // fills its output pipe and stops reading; the writer then fills cat's input pipe.
+    let script = format!(
+        r#"timeout 8 {python} -c 'import subprocess
+p = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+p.stdin.write(b"x" * (4 << 20))
+p.stdin.close()
+print(len(p.stdout.read()))' feeder"#
+    );
+    let run = diagnose(&script, &[]);
+    let findings = run.findings();
+    assert_eq!(findings.len(), 1, "{findings:#?}\n{}", run.stderr);
+    let deadlock = &findings[0];
+    assert_eq!(deadlock["kind"], "deadlock");
+    let ev = evidence(deadlock);
+    let waits: Vec<&str> = ev["waits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    assert_eq!(waits, ["pipe", "pipe"], "{ev}");
+    let summary = deadlock["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("a write to pipe") && summary.contains("read by cat"),
+        "{summary}"
+    );
+    assert!(summary.contains("cat ("), "{summary}");
+    let spans = run.spans();
+    let on: Vec<&str> = spans
+        .iter()
+        .filter(|s| !s.name.starts_with("run ") && !finding_events(s, "deadlock").is_empty())
+        .map(|s| s.name.as_str())
+        .collect();
+    assert_eq!(on.len(), 2, "{on:?}");
+    assert!(on.contains(&"cat"), "{on:?}");
+}
+
+#[test]
+fn a_read_from_a_silent_peer_hangs_and_sleeping_or_waiting_for_a_working_child_does_not() {
+    require_root!();
+    let python = real_python();
+    // A server on loopback that accepts and never answers; a client that waits for its
+    // reply. Beside them, a long sleep and a shell waiting for its busy child.
+    let script = format!(
+        r#"{python} -c 'import socket, time
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen()
+open("port.tmp", "w").write(str(s.getsockname()[1])); __import__("os").rename("port.tmp", "port")
+c, _ = s.accept(); time.sleep(7)' server &
+while [ ! -e port ]; do sleep 0.05; done
+timeout 6 {python} -c 'import socket
+c = socket.create_connection(("127.0.0.1", int(open("port").read())))
+c.recv(1)' client &
+sleep 5 &
+sh -c 'timeout 5 dd if=/dev/zero of=/dev/null bs=512' &
+wait"#
+    );
+    let run = diagnose(&script, &[]);
+    let findings = run.findings();
+    assert_eq!(findings.len(), 1, "{findings:#?}\n{}", run.stderr);
+    let hang = &findings[0];
+    assert_eq!(hang["kind"], "hang");
+    assert!(
+        hang["command_line"].as_str().unwrap().ends_with("client"),
+        "{hang}"
+    );
+    let ev = evidence(hang);
+    assert_eq!(ev["wait"], "socket", "{ev}");
+    let port = std::fs::read_to_string(run._dir.path().join("port")).unwrap();
+    assert!(
+        ev["waits_on"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("127.0.0.1:{port}")),
+        "the peer by address and port: {ev}"
+    );
+    assert!(ev["stalled_s"].as_f64().unwrap() >= 2.0, "{ev}");
+    let lines = run.summary_findings();
+    assert_eq!(lines.len(), 1, "{}", run.stderr);
+    assert!(
+        lines[0].contains("hang") && lines[0].contains("no CPU progress"),
+        "{}",
+        lines[0]
+    );
+    let spans = run.spans();
+    let span = spans
+        .iter()
+        .find(|s| s.attr("process.pid") == Some(hang["pid"].to_string().as_str()))
+        .expect("the client's span");
+    let events = finding_events(span, "hang");
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["pipetrace.finding.wait"], "socket");
+}
+
+#[test]
+fn each_finding_can_be_turned_off_and_bad_thresholds_are_named() {
+    require_root!();
+    let script = "touch a b; \
+                  timeout 6 flock a -c 'sleep 0.5; flock b true' & \
+                  timeout 6 flock b -c 'sleep 0.5; flock a true' & wait";
+    let run = diagnose(
+        script,
+        &[
+            ("PIPETRACE_DIAGNOSIS__DEADLOCK", "false"),
+            ("PIPETRACE_DIAGNOSIS__HANG", "false"),
+        ],
+    );
+    assert!(run.findings().is_empty(), "{}", run.stderr);
+    assert!(run.summary_findings().is_empty(), "{}", run.stderr);
+
+    let out = command()
+        .env("PIPETRACE_DIAGNOSIS__LEAK_MIN_FIT", "1.5")
+        .args(["run", "--", "true"])
+        .output()
+        .unwrap();
+    pipetrace_tests::assert_one_line_error(&out, "diagnosis.leak_min_fit");
+}
