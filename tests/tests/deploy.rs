@@ -383,11 +383,12 @@ fn substitute(expr: &str, scrape_s: u64) -> String {
 }
 
 /// Label names the dashboards use; every other `pipetrace_*` / `process_*` word is a metric.
-const LABELS: [&str; 4] = [
+const LABELS: [&str; 5] = [
     "process_executable_name",
     "process_pid",
     "process_paging_fault_type",
     "process_context_switch_type",
+    "pipetrace_finding_kind",
 ];
 
 fn metric_names(expr: &str) -> BTreeSet<String> {
