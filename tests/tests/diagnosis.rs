@@ -409,6 +409,8 @@ print(len(p.stdout.read()))' feeder"#
 #[test]
 fn a_read_from_a_silent_peer_hangs_and_sleeping_or_waiting_for_a_working_child_does_not() {
     require_root!();
+    // The working child keeps a core busy.
+    let _cores = pipetrace_tests::loads_every_core();
     let python = real_python();
     // A server on loopback that accepts and never answers; a client that waits for its
     // reply. Beside them, a long sleep and a shell waiting for its busy child.

@@ -346,11 +346,13 @@ fn syscall_name(nr: i64) -> String {
         .map_or_else(|| nr.to_string(), |(_, name)| (*name).to_owned())
 }
 
-/// Looks at live process `tgid`; `None` when it is gone.
+/// Looks at live process `tgid`; `None` when it is gone (a zombie has ended: it only waits
+/// for its parent to collect it).
 pub fn probe(tgid: u32) -> Option<Probe> {
     let threads = threads(tgid);
     let (wait, t) = threads
         .iter()
+        .filter(|t| !matches!(t.state, 'Z' | 'X' | 'x'))
         .map(|t| (thread_wait(tgid, t), t))
         .min_by_key(|(w, _)| rank(w))?;
     Some(Probe {
