@@ -50,6 +50,10 @@ pub struct History {
     pub children: u64,
     /// Since when the CPU time has not moved (set at the first sample without progress).
     pub stalled_since: Option<u64>,
+    /// What `/proc` said it waits on while stalled, and when to look again: a process with no
+    /// CPU progress is in the same wait, so it is looked at again only as its stall doubles.
+    pub probe: Option<super::waits::Probe>,
+    pub next_probe_ns: u64,
     /// Since when (and from what CPU time) it has kept a core busy with no I/O and no child.
     pub busy_since: Option<(u64, u64)>,
     /// Findings already made about it, by kind: each kind once per process.

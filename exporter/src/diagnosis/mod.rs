@@ -150,6 +150,8 @@ impl Diagnosis {
             let moved = now.cpu_ns.saturating_sub(last.cpu_ns) > (dt / 200).max(1_000_000);
             if moved {
                 h.stalled_since = None;
+                h.probe = None;
+                h.next_probe_ns = 0;
             } else {
                 h.stalled_since.get_or_insert(last.at_ns);
             }
@@ -202,9 +204,20 @@ impl Diagnosis {
         self.last_probe_ns = now;
         let mut world = hang::World::default();
         let since: HashMap<u32, u64> = candidates.iter().map(|(k, s)| (k.tgid, *s)).collect();
-        for (k, _) in &candidates {
-            if let Some(probe) = waits::probe(k.tgid) {
-                world.stalled.insert(k.tgid, probe);
+        // Looked at when it becomes a candidate, then each time its stall doubles; in between
+        // the last look stands (no CPU progress: the same wait).
+        let mut looked = HashSet::new();
+        for (k, since) in &candidates {
+            let Some(h) = self.histories.get_mut(k) else {
+                continue;
+            };
+            if h.probe.is_none() || now >= h.next_probe_ns {
+                h.probe = waits::probe(k.tgid);
+                h.next_probe_ns = now + now.saturating_sub(*since).max(after);
+                looked.insert(k.tgid);
+            }
+            if let Some(probe) = &h.probe {
+                world.stalled.insert(k.tgid, probe.clone());
             }
         }
         for p in tracker.live() {
@@ -219,7 +232,13 @@ impl Diagnosis {
                 _ => None,
             })
             .collect();
-        if !pipe_inodes.is_empty() {
+        // Who holds a pipe's other end changes as processes come and go: read again whenever a
+        // pipe's waiter was looked at.
+        let pipe_looked = world
+            .stalled
+            .iter()
+            .any(|(t, p)| looked.contains(t) && matches!(p.wait, waits::Wait::Pipe { .. }));
+        if !pipe_inodes.is_empty() && pipe_looked {
             for p in tracker.live() {
                 for (inode, (reads, writes)) in waits::pipes(p.key.tgid) {
                     if pipe_inodes.contains(&inode) {
@@ -238,6 +257,10 @@ impl Diagnosis {
             .any(|p| matches!(p.wait, waits::Wait::Lock { .. }))
         {
             world.locks = waits::locks();
+        }
+        if looked.is_empty() {
+            // Nothing new: every verdict the cached looks allow was made already.
+            return;
         }
         for verdict in world.decide() {
             match verdict {
