@@ -487,3 +487,73 @@ fn each_finding_can_be_turned_off_and_bad_thresholds_are_named() {
         .unwrap();
     pipetrace_tests::assert_one_line_error(&out, "diagnosis.leak_min_fit");
 }
+
+/// A cgroup v1 memory cgroup of its own (cgroup v2 here has no memory controller), removed when
+/// dropped.
+struct MemoryCgroup(std::path::PathBuf);
+
+impl MemoryCgroup {
+    fn new(name: &str, limit_bytes: u64) -> Self {
+        let dir = Path::new("/sys/fs/cgroup/memory")
+            .join(format!("pt-risk-{name}-{}", std::process::id()));
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("memory.limit_in_bytes"), limit_bytes.to_string()).unwrap();
+        Self(dir)
+    }
+}
+
+impl Drop for MemoryCgroup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+#[test]
+fn a_step_near_its_memory_limit_is_an_oom_risk_and_one_well_below_is_not() {
+    require_root!();
+    pipetrace_tests::require!(
+        Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists(),
+        "a cgroup v1 memory hierarchy at /sys/fs/cgroup/memory"
+    );
+    let near = MemoryCgroup::new("near", 128 << 20);
+    let below = MemoryCgroup::new("below", 128 << 20);
+    let python = real_python();
+    // Each shell joins its cgroup, then becomes Python, which holds its bytes for 2 s: about
+    // 118 MiB of 128 MiB for one, about 50 MiB for the other.
+    let script = format!(
+        r#"sh -c 'echo $$ > {near}/cgroup.procs && exec {python} -c "import time; x = b\"n\" * (108 << 20); time.sleep(2)" near' &
+sh -c 'echo $$ > {below}/cgroup.procs && exec {python} -c "import time; x = b\"b\" * (40 << 20); time.sleep(2)" below' &
+wait"#,
+        near = near.0.display(),
+        below = below.0.display(),
+    );
+    let run = diagnose(&script, &[("PIPETRACE_DIAGNOSIS__OOM_RISK_PERCENT", "85")]);
+    assert_eq!(run.status, Some(0), "{}", run.stderr);
+    let findings = run.findings();
+    assert_eq!(findings.len(), 1, "{findings:#?}\n{}", run.stderr);
+    let risk = &findings[0];
+    assert_eq!(risk["kind"], "oom_risk");
+    assert!(
+        risk["command_line"].as_str().unwrap().ends_with("near"),
+        "{risk}"
+    );
+    let ev = evidence(risk);
+    assert_eq!(ev["limit_bytes"], 128u64 << 20, "{ev}");
+    let cgroup = near.0.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(ev["cgroup"].as_str().unwrap().ends_with(&cgroup), "{ev}");
+    let percent = risk["value"].as_f64().unwrap();
+    assert!((85.0..100.0).contains(&percent), "{risk}");
+    let lines = run.summary_findings();
+    assert_eq!(lines.len(), 1, "{}", run.stderr);
+    assert!(
+        lines[0].contains("oom risk") && lines[0].contains("128 MiB"),
+        "{}",
+        lines[0]
+    );
+    let spans = run.spans();
+    let span = spans
+        .iter()
+        .find(|s| s.attr("process.pid") == Some(risk["pid"].to_string().as_str()))
+        .expect("the step's span");
+    assert_eq!(finding_events(span, "oom_risk").len(), 1);
+}

@@ -33,6 +33,10 @@ pub struct DiagnosisSection {
     pub runaway_after: Duration,
     /// ...at or above this share of one core, in percent.
     pub runaway_cpu_percent: u32,
+    /// Resident memory near the memory limit the process runs under (its cgroup's)...
+    pub oom_risk: bool,
+    /// ...at or above this share of it, in percent.
+    pub oom_risk_percent: u32,
 }
 
 impl Default for DiagnosisSection {
@@ -48,6 +52,8 @@ impl Default for DiagnosisSection {
             runaway: true,
             runaway_after: Duration::from_secs(300),
             runaway_cpu_percent: 90,
+            oom_risk: true,
+            oom_risk_percent: 90,
         }
     }
 }
@@ -78,6 +84,15 @@ impl DiagnosisSection {
                 format!(
                     "{} is out of range: 1..=100 (percent of one core)",
                     self.runaway_cpu_percent
+                ),
+            );
+        }
+        if !(50..=100).contains(&self.oom_risk_percent) {
+            return Invalid::key(
+                "diagnosis.oom_risk_percent",
+                format!(
+                    "{} is out of range: 50..=100 (percent of the memory limit)",
+                    self.oom_risk_percent
                 ),
             );
         }

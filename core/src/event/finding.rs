@@ -14,6 +14,8 @@ pub enum FindingKind {
     MemoryLeak,
     /// A whole core busy for `diagnosis.runaway_after` with no I/O at all.
     Runaway,
+    /// Resident memory within a few percent of the memory limit the process runs under.
+    OomRisk,
 }
 
 impl FindingKind {
@@ -26,6 +28,7 @@ impl FindingKind {
             Self::Hang => "hang",
             Self::MemoryLeak => "memory_leak",
             Self::Runaway => "runaway",
+            Self::OomRisk => "oom_risk",
         }
     }
 }

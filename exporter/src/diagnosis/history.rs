@@ -56,6 +56,8 @@ pub struct History {
     pub next_probe_ns: u64,
     /// Since when (and from what CPU time) it has kept a core busy with no I/O and no child.
     pub busy_since: Option<(u64, u64)>,
+    /// The memory limit it runs under, once read (`Some(None)`: none).
+    pub limit: Option<Option<super::memory_limit::Limit>>,
     /// Findings already made about it, by kind: each kind once per process.
     pub found: Vec<crate::event::FindingKind>,
 }

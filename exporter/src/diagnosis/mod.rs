@@ -2,14 +2,16 @@
 //! ends) and says when a process leaks memory, runs away, hangs or deadlocks, as `finding`
 //! events that go back through the tracker (onto the process's span) and to every sink.
 //!
-//! Each judgment is a module of its own: [`leak`], [`runaway`], [`hang`] (with [`waits`], what
-//! `/proc` says a stalled process waits on). Nothing here adds kernel work: it reads the samples
+//! Each judgment is a module of its own: [`leak`], [`runaway`], [`oom_risk`] (with
+//! [`memory_limit`]), [`hang`] (with [`waits`], what `/proc` says a stalled process waits on). Nothing here adds kernel work: it reads the samples
 //! the task iterator already sends, and `/proc` only for processes stalled for
 //! `diagnosis.hang_after`.
 
 pub mod hang;
 pub mod history;
 pub mod leak;
+pub mod memory_limit;
+pub mod oom_risk;
 pub mod runaway;
 pub mod waits;
 
@@ -109,11 +111,16 @@ impl Diagnosis {
                     self.histories.entry(parent).or_default().children += 1;
                 }
             }
-            Report::MemoryChanged(p, m) if self.options.memory_leak => {
-                let at = self.latest_ns;
-                let h = self.histories.entry(p.key).or_default();
-                h.add_rss(at, m.rss_bytes);
-                self.judge_leak(p);
+            Report::MemoryChanged(p, m) => {
+                if self.options.memory_leak {
+                    let at = self.latest_ns;
+                    self.histories
+                        .entry(p.key)
+                        .or_default()
+                        .add_rss(at, m.rss_bytes);
+                    self.judge_leak(p);
+                }
+                self.judge_oom_risk(p, m.rss_bytes);
             }
             Report::Sampled(p, s) => self.sampled(p, s),
             Report::Ended(p) => {
@@ -132,6 +139,24 @@ impl Diagnosis {
         }
         if let Some(f) = leak::judge(&h.rss, &self.options) {
             h.found.push(FindingKind::MemoryLeak);
+            self.pending.push(finding_event(p, self.latest_ns, f));
+        }
+    }
+
+    fn judge_oom_risk(&mut self, p: &Process, rss_bytes: u64) {
+        if !self.options.oom_risk || rss_bytes < oom_risk::MIN_BYTES {
+            return;
+        }
+        let h = self.histories.entry(p.key).or_default();
+        if h.has_found(FindingKind::OomRisk) {
+            return;
+        }
+        let limit = h.limit.get_or_insert_with(|| memory_limit::of(p.key.tgid));
+        if let Some(f) = limit
+            .as_ref()
+            .and_then(|l| oom_risk::judge(rss_bytes, l, &self.options))
+        {
+            h.found.push(FindingKind::OomRisk);
             self.pending.push(finding_event(p, self.latest_ns, f));
         }
     }
@@ -169,6 +194,7 @@ impl Diagnosis {
         if self.options.memory_leak {
             self.judge_leak(p);
         }
+        self.judge_oom_risk(p, s.rss_bytes);
     }
 
     /// After a sampling round: looks at the processes stalled for `hang_after` (at most once

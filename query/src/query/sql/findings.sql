@@ -1,6 +1,6 @@
--- What the diagnosis found: memory leaks, hangs, deadlocks, runaway steps — most severe first,
--- then in the order found. `summary` says what is wrong with the number that shows it;
--- `evidence` holds the raw measurements (JSON) and `involved` the other processes of a
+-- What the diagnosis found: memory leaks, hangs, deadlocks, runaway steps, OOM risks — most
+-- severe first, then in the order found. `summary` says what is wrong with the number that
+-- shows it; `evidence` holds the raw measurements (JSON) and `involved` the other processes of a
 -- deadlock or the ones waiting on a hang. The process's command comes from its processes row.
 SELECT
     f.severity,
