@@ -557,3 +557,66 @@ wait"#,
         .expect("the step's span");
     assert_eq!(finding_events(span, "oom_risk").len(), 1);
 }
+
+/// A cgroup v1 pids cgroup of its own with a process limit, removed when dropped.
+struct PidsCgroup(std::path::PathBuf);
+
+impl PidsCgroup {
+    fn new(max: u32) -> Self {
+        let dir = Path::new("/sys/fs/cgroup/pids").join(format!("pt-fork-{}", std::process::id()));
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("pids.max"), max.to_string()).unwrap();
+        Self(dir)
+    }
+}
+
+impl Drop for PidsCgroup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+#[test]
+fn a_recursion_stopped_by_a_process_limit_is_a_fork_explosion_and_a_wide_burst_is_not() {
+    require_root!();
+    pipetrace_tests::require!(
+        Path::new("/sys/fs/cgroup/pids/cgroup.procs").exists(),
+        "a cgroup v1 pids hierarchy at /sys/fs/cgroup/pids"
+    );
+    let limit = PidsCgroup::new(120);
+    // A shell function that runs itself in a subshell, forever: each level waits for the next,
+    // until the cgroup's process limit refuses a fork and the chain unwinds. Beside it, 200
+    // processes at once (wide, one level) and `sh -c` four levels deep.
+    let script = format!(
+        r#"sh -c 'echo $$ > {pids}/cgroup.procs; r() {{ ( r ); }}; r' recurse
+for i in $(seq 200); do /bin/true & done; wait
+sh -c 'sh -c "sh -c \"sh -c true\""'"#,
+        pids = limit.0.display()
+    );
+    let run = diagnose(&script, &[]);
+    let findings = run.findings();
+    assert_eq!(findings.len(), 1, "{findings:#?}\n{}", run.stderr);
+    let bomb = &findings[0];
+    assert_eq!(bomb["kind"], "fork_explosion");
+    assert_eq!(bomb["severity"], "critical");
+    assert_eq!(bomb["value"], 50.0, "{bomb}");
+    assert!(
+        bomb["command_line"].as_str().unwrap().ends_with("recurse"),
+        "{bomb}"
+    );
+    let ev = evidence(bomb);
+    assert_eq!(ev["depth"], 50, "{ev}");
+    let lines = run.summary_findings();
+    assert_eq!(lines.len(), 1, "{}", run.stderr);
+    assert!(
+        lines[0].contains("fork explosion") && lines[0].contains("50 levels deep"),
+        "{}",
+        lines[0]
+    );
+    let spans = run.spans();
+    let span = spans
+        .iter()
+        .find(|s| s.attr("process.pid") == Some(bomb["pid"].to_string().as_str()))
+        .expect("the deepest process's span");
+    assert_eq!(finding_events(span, "fork_explosion").len(), 1);
+}

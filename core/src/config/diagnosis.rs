@@ -37,6 +37,10 @@ pub struct DiagnosisSection {
     pub oom_risk: bool,
     /// ...at or above this share of it, in percent.
     pub oom_risk_percent: u32,
+    /// A program starting itself, one inside the other...
+    pub fork_explosion: bool,
+    /// ...this many levels deep.
+    pub fork_depth: u32,
 }
 
 impl Default for DiagnosisSection {
@@ -54,6 +58,8 @@ impl Default for DiagnosisSection {
             runaway_cpu_percent: 90,
             oom_risk: true,
             oom_risk_percent: 90,
+            fork_explosion: true,
+            fork_depth: 50,
         }
     }
 }
@@ -85,6 +91,12 @@ impl DiagnosisSection {
                     "{} is out of range: 1..=100 (percent of one core)",
                     self.runaway_cpu_percent
                 ),
+            );
+        }
+        if self.fork_depth < 2 {
+            return Invalid::key(
+                "diagnosis.fork_depth",
+                format!("{} is too small: at least 2 levels", self.fork_depth),
             );
         }
         if !(50..=100).contains(&self.oom_risk_percent) {

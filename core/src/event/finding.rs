@@ -16,6 +16,8 @@ pub enum FindingKind {
     Runaway,
     /// Resident memory within a few percent of the memory limit the process runs under.
     OomRisk,
+    /// A program that starts itself, one inside the other, far deeper than any real recursion.
+    ForkExplosion,
 }
 
 impl FindingKind {
@@ -29,6 +31,7 @@ impl FindingKind {
             Self::MemoryLeak => "memory_leak",
             Self::Runaway => "runaway",
             Self::OomRisk => "oom_risk",
+            Self::ForkExplosion => "fork_explosion",
         }
     }
 }

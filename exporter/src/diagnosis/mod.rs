@@ -3,7 +3,7 @@
 //! events that go back through the tracker (onto the process's span) and to every sink.
 //!
 //! Each judgment is a module of its own: [`leak`], [`runaway`], [`oom_risk`] (with
-//! [`memory_limit`]), [`hang`] (with [`waits`], what `/proc` says a stalled process waits on). Nothing here adds kernel work: it reads the samples
+//! [`memory_limit`]), [`recursion`] (fork explosions), [`hang`] (with [`waits`], what `/proc` says a stalled process waits on). Nothing here adds kernel work: it reads the samples
 //! the task iterator already sends, and `/proc` only for processes stalled for
 //! `diagnosis.hang_after`.
 
@@ -12,6 +12,7 @@ pub mod history;
 pub mod leak;
 pub mod memory_limit;
 pub mod oom_risk;
+pub mod recursion;
 pub mod runaway;
 pub mod waits;
 
@@ -53,6 +54,7 @@ pub struct Diagnosis {
     deadlocks: HashSet<Vec<ProcessKey>>,
     /// Findings made while following the reports, not yet handed out.
     pending: Vec<Event>,
+    recursion: recursion::Recursion,
 }
 
 /// A finding event about process `p`, at `at_ns`.
@@ -89,6 +91,7 @@ impl Diagnosis {
             last_probe_ns: 0,
             deadlocks: HashSet::new(),
             pending: Vec::new(),
+            recursion: recursion::Recursion::default(),
         }
     }
 
@@ -109,6 +112,11 @@ impl Diagnosis {
             Report::Started(p) => {
                 if let Some(parent) = p.parent {
                     self.histories.entry(parent).or_default().children += 1;
+                }
+                if self.options.fork_explosion
+                    && let Some(f) = self.recursion.started(p, self.options.fork_depth)
+                {
+                    self.pending.push(finding_event(p, self.latest_ns, f));
                 }
             }
             Report::MemoryChanged(p, m) => {

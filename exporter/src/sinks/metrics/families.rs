@@ -235,7 +235,7 @@ pub const FAMILIES: &[Family] = &[
         otlp: Some("pipetrace.findings"),
         prometheus: Some("pipetrace_findings_total"),
         unit: "{finding}",
-        help: "Findings of the diagnosis (memory leaks, hangs, deadlocks, runaway steps, OOM risks), by kind: every kind is exported from the start, at 0 until one is found.",
+        help: "Findings of the diagnosis (memory leaks, hangs, deadlocks, runaway steps, OOM risks, fork explosions), by kind: every kind is exported from the start, at 0 until one is found.",
         kind: Kind::Counter,
         needs: Needs::Nothing,
         points: |s| {

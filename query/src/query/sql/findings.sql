@@ -1,4 +1,4 @@
--- What the diagnosis found: memory leaks, hangs, deadlocks, runaway steps, OOM risks — most
+-- What the diagnosis found: memory leaks, hangs, deadlocks, runaways, OOM risks, fork bombs — most
 -- severe first, then in the order found. `summary` says what is wrong with the number that
 -- shows it; `evidence` holds the raw measurements (JSON) and `involved` the other processes of a
 -- deadlock or the ones waiting on a hang. The process's command comes from its processes row.
