@@ -15,6 +15,7 @@ use std::{
 
 use serde_json::Value;
 
+pub mod cgroup;
 pub mod docker;
 pub mod phoenix;
 pub mod prometheus;

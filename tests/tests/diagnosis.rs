@@ -9,6 +9,7 @@
 use std::{path::Path, process::Command};
 
 use pipetrace_tests::{
+    cgroup::V1Cgroup,
     command, needs_idle_cores, real_python, require_root,
     rotel::{ReceivedSpan, Rotel, TOOLS_VENV},
 };
@@ -126,6 +127,15 @@ fn finding_events<'a>(
         })
         .map(|(_, a)| a)
         .collect()
+}
+
+/// The span of the process a finding (a row of [`Diagnosed::findings`]) is about.
+fn span_of<'a>(spans: &'a [ReceivedSpan], finding: &serde_json::Value) -> &'a ReceivedSpan {
+    let pid = finding["pid"].to_string();
+    spans
+        .iter()
+        .find(|s| s.attr("process.pid") == Some(pid.as_str()))
+        .unwrap_or_else(|| panic!("no span of pid {pid}"))
 }
 
 fn evidence(finding: &serde_json::Value) -> serde_json::Value {
@@ -294,10 +304,7 @@ fn a_spinning_loop_is_a_runaway_and_a_busy_step_doing_io_is_not() {
         lines[0]
     );
     let spans = run.spans();
-    let span = spans
-        .iter()
-        .find(|s| s.attr("process.pid") == Some(runaway["pid"].to_string().as_str()))
-        .expect("the loop's span");
+    let span = span_of(&spans, runaway);
     assert_eq!(finding_events(span, "runaway").len(), 1);
 }
 
@@ -455,10 +462,7 @@ wait"#
         lines[0]
     );
     let spans = run.spans();
-    let span = spans
-        .iter()
-        .find(|s| s.attr("process.pid") == Some(hang["pid"].to_string().as_str()))
-        .expect("the client's span");
+    let span = span_of(&spans, hang);
     let events = finding_events(span, "hang");
     assert_eq!(events.len(), 1);
     assert_eq!(events[0]["pipetrace.finding.wait"], "socket");
@@ -488,35 +492,20 @@ fn each_finding_can_be_turned_off_and_bad_thresholds_are_named() {
     pipetrace_tests::assert_one_line_error(&out, "diagnosis.leak_min_fit");
 }
 
-/// A cgroup v1 memory cgroup of its own (cgroup v2 here has no memory controller), removed when
-/// dropped.
-struct MemoryCgroup(std::path::PathBuf);
-
-impl MemoryCgroup {
-    fn new(name: &str, limit_bytes: u64) -> Self {
-        let dir = Path::new("/sys/fs/cgroup/memory")
-            .join(format!("pt-risk-{name}-{}", std::process::id()));
-        std::fs::create_dir(&dir).unwrap();
-        std::fs::write(dir.join("memory.limit_in_bytes"), limit_bytes.to_string()).unwrap();
-        Self(dir)
-    }
-}
-
-impl Drop for MemoryCgroup {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir(&self.0);
-    }
-}
-
 #[test]
 fn a_step_near_its_memory_limit_is_an_oom_risk_and_one_well_below_is_not() {
     require_root!();
     pipetrace_tests::require!(
-        Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists(),
+        V1Cgroup::available("memory"),
         "a cgroup v1 memory hierarchy at /sys/fs/cgroup/memory"
     );
-    let near = MemoryCgroup::new("near", 128 << 20);
-    let below = MemoryCgroup::new("below", 128 << 20);
+    let near = V1Cgroup::new("memory", "pt-risk-near", "memory.limit_in_bytes", 128 << 20);
+    let below = V1Cgroup::new(
+        "memory",
+        "pt-risk-below",
+        "memory.limit_in_bytes",
+        128 << 20,
+    );
     let python = real_python();
     // Each shell joins its cgroup, then becomes Python, which holds its bytes for 2 s: about
     // 118 MiB of 128 MiB for one, about 50 MiB for the other.
@@ -551,39 +540,18 @@ wait"#,
         lines[0]
     );
     let spans = run.spans();
-    let span = spans
-        .iter()
-        .find(|s| s.attr("process.pid") == Some(risk["pid"].to_string().as_str()))
-        .expect("the step's span");
+    let span = span_of(&spans, risk);
     assert_eq!(finding_events(span, "oom_risk").len(), 1);
-}
-
-/// A cgroup v1 pids cgroup of its own with a process limit, removed when dropped.
-struct PidsCgroup(std::path::PathBuf);
-
-impl PidsCgroup {
-    fn new(max: u32) -> Self {
-        let dir = Path::new("/sys/fs/cgroup/pids").join(format!("pt-fork-{}", std::process::id()));
-        std::fs::create_dir(&dir).unwrap();
-        std::fs::write(dir.join("pids.max"), max.to_string()).unwrap();
-        Self(dir)
-    }
-}
-
-impl Drop for PidsCgroup {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir(&self.0);
-    }
 }
 
 #[test]
 fn a_recursion_stopped_by_a_process_limit_is_a_fork_explosion_and_a_wide_burst_is_not() {
     require_root!();
     pipetrace_tests::require!(
-        Path::new("/sys/fs/cgroup/pids/cgroup.procs").exists(),
+        V1Cgroup::available("pids"),
         "a cgroup v1 pids hierarchy at /sys/fs/cgroup/pids"
     );
-    let limit = PidsCgroup::new(120);
+    let limit = V1Cgroup::new("pids", "pt-fork", "pids.max", 120);
     // A shell function that runs itself in a subshell, forever: each level waits for the next,
     // until the cgroup's process limit refuses a fork and the chain unwinds. Beside it, 200
     // processes at once (wide, one level) and `sh -c` four levels deep.
@@ -614,9 +582,6 @@ sh -c 'sh -c "sh -c \"sh -c true\""'"#,
         lines[0]
     );
     let spans = run.spans();
-    let span = spans
-        .iter()
-        .find(|s| s.attr("process.pid") == Some(bomb["pid"].to_string().as_str()))
-        .expect("the deepest process's span");
+    let span = span_of(&spans, bomb);
     assert_eq!(finding_events(span, "fork_explosion").len(), 1);
 }

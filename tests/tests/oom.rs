@@ -4,25 +4,7 @@
 
 use std::path::Path;
 
-use pipetrace_tests::{command, real_python, require, require_root};
-
-/// A memory cgroup of its own, removed when dropped.
-struct MemoryCgroup(std::path::PathBuf);
-
-impl MemoryCgroup {
-    fn new(limit_bytes: u64) -> Self {
-        let dir = Path::new("/sys/fs/cgroup/memory").join(format!("pt-oom-{}", std::process::id()));
-        std::fs::create_dir(&dir).unwrap();
-        std::fs::write(dir.join("memory.limit_in_bytes"), limit_bytes.to_string()).unwrap();
-        Self(dir)
-    }
-}
-
-impl Drop for MemoryCgroup {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir(&self.0);
-    }
-}
+use pipetrace_tests::{cgroup::V1Cgroup, command, real_python, require, require_root};
 
 #[test]
 fn an_oom_kill_is_reported_as_such() {
@@ -31,7 +13,7 @@ fn an_oom_kill_is_reported_as_such() {
         Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists(),
         "a cgroup v1 memory hierarchy at /sys/fs/cgroup/memory"
     );
-    let cgroup = MemoryCgroup::new(64 << 20);
+    let cgroup = V1Cgroup::new("memory", "pt-oom", "memory.limit_in_bytes", 64 << 20);
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let jsonl = dir.path().join("events.jsonl");

@@ -222,7 +222,6 @@ fn io_wait(tgid: u32, fd: u64, writing: bool) -> Wait {
 
 /// What one thread waits on, from its state and system call.
 fn thread_wait(tgid: u32, t: &Thread) -> Wait {
-    use libc::*;
     match t.state {
         'R' => return Wait::Running,
         'T' | 't' => return Wait::Stopped,
@@ -238,25 +237,7 @@ fn thread_wait(tgid: u32, t: &Thread) -> Wait {
     if t.state == 'D' {
         return Wait::Uninterruptible(t.wchan.clone());
     }
-    let event_loop: &[(c_long, &'static str)] = &[
-        (SYS_ppoll, "ppoll"),
-        (SYS_pselect6, "pselect6"),
-        (SYS_epoll_pwait, "epoll_pwait"),
-        (SYS_epoll_pwait2, "epoll_pwait2"),
-        (SYS_rt_sigsuspend, "rt_sigsuspend"),
-        (SYS_rt_sigtimedwait, "rt_sigtimedwait"),
-        (SYS_accept4, "accept4"),
-        (SYS_accept, "accept"),
-        #[cfg(target_arch = "x86_64")]
-        (SYS_poll, "poll"),
-        #[cfg(target_arch = "x86_64")]
-        (SYS_select, "select"),
-        #[cfg(target_arch = "x86_64")]
-        (SYS_epoll_wait, "epoll_wait"),
-        #[cfg(target_arch = "x86_64")]
-        (SYS_pause, "pause"),
-    ];
-    if let Some((_, name)) = event_loop.iter().find(|(n, _)| *n == nr) {
+    if let Some(name) = call_name(nr).filter(|name| EVENT_LOOPS.contains(name)) {
         return Wait::EventLoop(name);
     }
     match nr {
@@ -309,41 +290,62 @@ fn rank(w: &Wait) -> u8 {
     }
 }
 
+/// The system calls a stalled thread is commonly found in, by name; the rest go by number.
+const CALLS: &[(libc::c_long, &str)] = &[
+    (libc::SYS_read, "read"),
+    (libc::SYS_write, "write"),
+    (libc::SYS_wait4, "wait4"),
+    (libc::SYS_waitid, "waitid"),
+    (libc::SYS_flock, "flock"),
+    (libc::SYS_fcntl, "fcntl"),
+    (libc::SYS_futex, "futex"),
+    (libc::SYS_nanosleep, "nanosleep"),
+    (libc::SYS_clock_nanosleep, "clock_nanosleep"),
+    (libc::SYS_recvfrom, "recvfrom"),
+    (libc::SYS_recvmsg, "recvmsg"),
+    (libc::SYS_sendto, "sendto"),
+    (libc::SYS_sendmsg, "sendmsg"),
+    (libc::SYS_connect, "connect"),
+    (libc::SYS_accept, "accept"),
+    (libc::SYS_accept4, "accept4"),
+    (libc::SYS_ppoll, "ppoll"),
+    (libc::SYS_pselect6, "pselect6"),
+    (libc::SYS_epoll_pwait, "epoll_pwait"),
+    (libc::SYS_epoll_pwait2, "epoll_pwait2"),
+    (libc::SYS_rt_sigsuspend, "rt_sigsuspend"),
+    (libc::SYS_rt_sigtimedwait, "rt_sigtimedwait"),
+    #[cfg(target_arch = "x86_64")]
+    (libc::SYS_poll, "poll"),
+    #[cfg(target_arch = "x86_64")]
+    (libc::SYS_select, "select"),
+    #[cfg(target_arch = "x86_64")]
+    (libc::SYS_epoll_wait, "epoll_wait"),
+    #[cfg(target_arch = "x86_64")]
+    (libc::SYS_pause, "pause"),
+];
+
+/// Calls an event loop or a server waiting for work sleeps in.
+const EVENT_LOOPS: &[&str] = &[
+    "ppoll",
+    "pselect6",
+    "epoll_pwait",
+    "epoll_pwait2",
+    "rt_sigsuspend",
+    "rt_sigtimedwait",
+    "accept",
+    "accept4",
+    "poll",
+    "select",
+    "epoll_wait",
+    "pause",
+];
+
+fn call_name(nr: i64) -> Option<&'static str> {
+    CALLS.iter().find(|(n, _)| *n == nr).map(|(_, name)| *name)
+}
+
 fn syscall_name(nr: i64) -> String {
-    // The common ones by name; the rest by number.
-    use libc::*;
-    let known: &[(c_long, &str)] = &[
-        (SYS_read, "read"),
-        (SYS_write, "write"),
-        (SYS_wait4, "wait4"),
-        (SYS_waitid, "waitid"),
-        (SYS_flock, "flock"),
-        (SYS_fcntl, "fcntl"),
-        (SYS_futex, "futex"),
-        (SYS_nanosleep, "nanosleep"),
-        (SYS_clock_nanosleep, "clock_nanosleep"),
-        (SYS_recvfrom, "recvfrom"),
-        (SYS_recvmsg, "recvmsg"),
-        (SYS_sendto, "sendto"),
-        (SYS_sendmsg, "sendmsg"),
-        (SYS_connect, "connect"),
-        (SYS_accept4, "accept4"),
-        (SYS_ppoll, "ppoll"),
-        (SYS_pselect6, "pselect6"),
-        (SYS_epoll_pwait, "epoll_pwait"),
-        #[cfg(target_arch = "x86_64")]
-        (SYS_poll, "poll"),
-        #[cfg(target_arch = "x86_64")]
-        (SYS_select, "select"),
-        #[cfg(target_arch = "x86_64")]
-        (SYS_epoll_wait, "epoll_wait"),
-        #[cfg(target_arch = "x86_64")]
-        (SYS_pause, "pause"),
-    ];
-    known
-        .iter()
-        .find(|(n, _)| *n == nr)
-        .map_or_else(|| nr.to_string(), |(_, name)| (*name).to_owned())
+    call_name(nr).map_or_else(|| nr.to_string(), str::to_owned)
 }
 
 /// Looks at live process `tgid`; `None` when it is gone (a zombie has ended: it only waits
