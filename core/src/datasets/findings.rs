@@ -17,16 +17,6 @@ pub(super) fn derive(ev: &Event) -> Derived {
     }
 }
 
-/// The other processes involved, as JSON: `[{"pid":…,"comm":…,"waits_on":…}]`.
-fn involved_json(f: &Finding) -> String {
-    let list: Vec<serde_json::Value> = f
-        .involved
-        .iter()
-        .map(|i| serde_json::json!({"pid": i.tgid, "comm": i.comm, "waits_on": i.waits_on}))
-        .collect();
-    serde_json::Value::Array(list).to_string()
-}
-
 static TABLE: LazyLock<Dataset<Event, Derived>> = LazyLock::new(|| {
     let about = |e: &Event| e.common.tgid != 0;
     let columns = vec![
@@ -73,7 +63,9 @@ static TABLE: LazyLock<Dataset<Event, Derived>> = LazyLock::new(|| {
         }),
         column("involved", Kind::Text, false, FIRST, |_, d: &Derived, _| {
             d.0.as_ref()
-                .map_or_else(String::new, |f| involved_json(f))
+                .map_or_else(String::new, |f| {
+                    serde_json::Value::Array(f.involved_list()).to_string()
+                })
                 .into()
         }),
         host(),

@@ -94,14 +94,26 @@ pub struct Finding {
 impl Eq for Finding {}
 
 impl Finding {
-    /// The evidence as one JSON object (the `evidence` column, the JSONL field).
-    pub fn evidence_json(&self) -> String {
-        let map: serde_json::Map<String, serde_json::Value> = self
-            .evidence
+    /// The evidence as one JSON object (the JSONL field).
+    pub fn evidence_map(&self) -> serde_json::Map<String, serde_json::Value> {
+        self.evidence
             .iter()
             .map(|(k, v)| ((*k).to_owned(), v.clone()))
-            .collect();
-        serde_json::Value::Object(map).to_string()
+            .collect()
+    }
+
+    /// The evidence as JSON text (the `evidence` column).
+    pub fn evidence_json(&self) -> String {
+        serde_json::Value::Object(self.evidence_map()).to_string()
+    }
+
+    /// The other processes involved: `[{"pid":…,"comm":…,"waits_on":…}]` (the JSONL field and,
+    /// as text, the `involved` column).
+    pub fn involved_list(&self) -> Vec<serde_json::Value> {
+        self.involved
+            .iter()
+            .map(|i| serde_json::json!({"pid": i.tgid, "comm": i.comm, "waits_on": i.waits_on}))
+            .collect()
     }
 
     /// A number of the evidence.

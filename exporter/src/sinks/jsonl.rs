@@ -388,16 +388,8 @@ impl JsonlSink {
                 summary: &f.summary,
                 value: f.value,
                 unit: f.unit,
-                evidence: f
-                    .evidence
-                    .iter()
-                    .map(|(k, v)| ((*k).to_owned(), v.clone()))
-                    .collect(),
-                involved: f
-                    .involved
-                    .iter()
-                    .map(|i| serde_json::json!({"pid": i.tgid, "comm": i.comm, "waits_on": i.waits_on}))
-                    .collect(),
+                evidence: f.evidence_map(),
+                involved: f.involved_list(),
             },
             Body::Connection(n) => BodyLine::Connection {
                 direction: n.direction(),
