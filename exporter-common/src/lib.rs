@@ -339,6 +339,9 @@ pub struct SampleTail {
     pub dead_utime_ns: u64,
     pub dead_stime_ns: u64,
     pub dead_runtime_ns: u64,
+    /// This thread's time runnable but waiting for a CPU (`sched_info.run_delay`), ns; 0 on
+    /// kernels without scheduler statistics.
+    pub run_delay_ns: u64,
     /// Resident pages of the thread's mm now (file + anon + shmem); 0 without an mm.
     pub rss_pages: u64,
     /// [`present`] bits: which I/O fields the kernel has.
@@ -508,6 +511,8 @@ pub struct KernelOffsets {
     pub task_stime: u32,
     /// `task_struct.se` + `sched_entity.sum_exec_runtime`.
     pub task_sum_exec_runtime: u32,
+    /// `task_struct.sched_info` + `sched_info.run_delay` ([`ABSENT`] without `CONFIG_SCHED_INFO`).
+    pub task_run_delay: u32,
     pub signal_utime: u32,
     pub signal_stime: u32,
     pub signal_sum_sched_runtime: u32,
@@ -568,9 +573,9 @@ const _: () = {
     assert!(core::mem::size_of::<TrackState>() == 16);
     assert!(core::mem::size_of::<CaptureConfig>() == 56);
     assert!(core::mem::size_of::<MemoryRecord>() == 96);
-    assert!(core::mem::size_of::<SampleRecord>() == 384);
+    assert!(core::mem::size_of::<SampleRecord>() == 392);
     assert!(core::mem::size_of::<SampleEndRecord>() == 88);
-    assert!(core::mem::size_of::<KernelOffsets>() == 70 * 4);
+    assert!(core::mem::size_of::<KernelOffsets>() == 71 * 4);
     assert!(3 * PATH_MAX <= EXEC_DATA_SPAN);
     assert!(NAME_MAX <= ARGV_MAX && PATH_MAX <= ARGV_MAX);
     assert!(EXEC_DATA_SPAN.is_power_of_two());

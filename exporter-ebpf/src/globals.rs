@@ -43,6 +43,7 @@ pub static OFFSETS: KernelOffsets = KernelOffsets {
     task_utime: 0,
     task_stime: 0,
     task_sum_exec_runtime: 0,
+    task_run_delay: exporter_common::ABSENT,
     signal_utime: 0,
     signal_stime: 0,
     signal_sum_sched_runtime: 0,

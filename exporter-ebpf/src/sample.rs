@@ -94,6 +94,12 @@ pub extern "C" fn sample_tasks(ctx: *mut c_void) -> i32 {
         tail.dead_utime_ns = of_signal(off!(signal_utime));
         tail.dead_stime_ns = of_signal(off!(signal_stime));
         tail.dead_runtime_ns = of_signal(off!(signal_sum_sched_runtime));
+        let run_delay = off!(task_run_delay);
+        tail.run_delay_ns = if run_delay as u32 == exporter_common::ABSENT {
+            0
+        } else {
+            of_task(run_delay)
+        };
         tail.rss_pages = resident_pages(ptr(task, off!(task_mm)));
         tail.present = activity_present() | conf!(network_hooks);
         tail._pad0 = 0;

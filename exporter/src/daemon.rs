@@ -126,6 +126,10 @@ pub async fn daemon(config: &Config) -> Result<(), AgentError> {
             for p in &finished.tracker.drain_running(now) {
                 finished.report(&Report::Ended(p));
             }
+            // About the session as a whole (a CI job's, when the daemon runs for one).
+            for finding in finished.diagnosis.finish(now) {
+                finished.report(&Report::Event(&finding));
+            }
         })
         .await;
     let losses = describe_losses(&losses);

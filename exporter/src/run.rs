@@ -253,6 +253,10 @@ pub async fn run(
             for p in lost.iter().chain(&still_running) {
                 finished.report(&Report::Ended(p));
             }
+            // About the run as a whole: before it ends, so that its span and summary carry them.
+            for finding in finished.diagnosis.finish(now) {
+                finished.report(&Report::Event(&finding));
+            }
             finished.report(&Report::RunEnded(&run));
             (lost, still_running, run)
         })

@@ -1,5 +1,6 @@
-//! A cgroup v1 cgroup of a test's own (cgroup v2 here has no memory controller): made in one
-//! controller's hierarchy with one limit set, removed when dropped.
+//! Cgroups of a test's own, removed when dropped: a cgroup v1 one with one limit set (cgroup v2
+//! here has no memory controller), and one to put processes in, in whichever hierarchy the
+//! machine has.
 
 use std::path::{Path, PathBuf};
 
@@ -29,5 +30,42 @@ impl V1Cgroup {
 impl Drop for V1Cgroup {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+/// A cgroup to put a test's processes in (systemd's v1 hierarchy where there is one, as on a
+/// hybrid set-up, else v2's), named as `/proc/PID/cgroup` shows it.
+pub struct OwnCgroup {
+    dir: PathBuf,
+    pub name: String,
+}
+
+impl OwnCgroup {
+    pub fn new(name: &str) -> Self {
+        let name = format!("/{name}-{}", std::process::id());
+        let root = if V1Cgroup::available("systemd") {
+            Path::new("/sys/fs/cgroup/systemd")
+        } else {
+            Path::new("/sys/fs/cgroup")
+        };
+        let dir = root.join(name.trim_start_matches('/'));
+        std::fs::create_dir(&dir).unwrap();
+        Self { dir, name }
+    }
+
+    pub fn add(&self, pid: u32) {
+        std::fs::write(self.dir.join("cgroup.procs"), pid.to_string()).unwrap();
+    }
+}
+
+impl Drop for OwnCgroup {
+    fn drop(&mut self) {
+        // Its processes are killed by then; the kernel lets go of them a moment later.
+        for _ in 0..50 {
+            if std::fs::remove_dir(&self.dir).is_ok() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 }

@@ -9,7 +9,7 @@
 use std::{path::Path, process::Command};
 
 use pipetrace_tests::{
-    cgroup::V1Cgroup,
+    cgroup::{OwnCgroup, V1Cgroup},
     command, needs_idle_cores, real_python, require_root,
     rotel::{ReceivedSpan, Rotel, TOOLS_VENV},
 };
@@ -36,7 +36,11 @@ fn diagnose(script: &str, env: &[(&str, &str)]) -> Diagnosed {
         .env("PIPETRACE_DIAGNOSIS__HANG_AFTER", "2s")
         .env("PIPETRACE_DIAGNOSIS__RUNAWAY_AFTER", "2s")
         .env("PIPETRACE_DIAGNOSIS__LEAK_MIN_DURATION", "3s")
-        .env("PIPETRACE_DIAGNOSIS__LEAK_MIN_GROWTH_BYTES", "16777216");
+        .env("PIPETRACE_DIAGNOSIS__LEAK_MIN_GROWTH_BYTES", "16777216")
+        // About the machine, which the tests running beside this one share: each test of
+        // them turns them on.
+        .env("PIPETRACE_DIAGNOSIS__NOISY_NEIGHBOUR", "false")
+        .env("PIPETRACE_DIAGNOSIS__RUNNER_SIZE", "false");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -364,8 +368,10 @@ fn a_flock_deadlock_is_found_before_timeout_kills_it() {
         "{:#?}",
         on.iter().map(|s| &s.name).collect::<Vec<_>>()
     );
+    // flock runs its command with $SHELL, which differs between machines (sh, dash, bash).
     assert!(
-        on.iter().all(|s| s.name == "flock" || s.name == "sh"),
+        on.iter()
+            .all(|s| matches!(s.name.as_str(), "flock" | "sh" | "dash" | "bash")),
         "{:?}",
         on.iter().map(|s| &s.name).collect::<Vec<_>>()
     );
@@ -584,4 +590,201 @@ sh -c 'sh -c "sh -c \"sh -c true\""'"#,
     let spans = run.spans();
     let span = span_of(&spans, bomb);
     assert_eq!(finding_events(span, "fork_explosion").len(), 1);
+}
+
+/// Spinning `sh` loops for `seconds`, one per core the machine has (`n` = 0) or `n`.
+fn spinners(n: usize, seconds: u32) -> String {
+    let n = if n == 0 {
+        std::thread::available_parallelism().map_or(2, |n| n.get())
+    } else {
+        n
+    };
+    let one = format!("timeout {seconds} sh -c 'while :; do :; done' & ");
+    format!("{}wait", one.repeat(n))
+}
+
+/// The findings of one kind.
+fn of_kind<'a>(findings: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json::Value> {
+    findings.iter().filter(|f| f["kind"] == kind).collect()
+}
+
+#[test]
+fn a_cpu_hog_outside_the_run_is_a_noisy_neighbour_and_an_idle_one_is_not() {
+    require_root!();
+    // No other test loads the cores meanwhile: the neighbours are this test's own.
+    let _cores = needs_idle_cores();
+    let dir = tempfile::tempdir().unwrap();
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let start = |name: &str, script: &str, cgroup: &OwnCgroup| {
+        let exe = dir.path().join(name);
+        if !exe.exists() {
+            std::fs::copy("/bin/dash", &exe).unwrap();
+        }
+        // A test thread forking meanwhile may hold the copy open for a moment: retried.
+        let mut tries = 0;
+        let child = loop {
+            match Command::new(&exe)
+                .args(["-c", script])
+                .stdin(std::process::Stdio::piped())
+                .spawn()
+            {
+                Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 100 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => break other.unwrap(),
+            }
+        };
+        cgroup.add(child.id());
+        child
+    };
+    let env = [
+        ("PIPETRACE_DIAGNOSIS__NOISY_NEIGHBOUR", "true"),
+        ("PIPETRACE_DIAGNOSIS__NEIGHBOUR_MIN_WAIT", "2s"),
+    ];
+
+    // A hog on every core, in a cgroup of its own, started before the run: the run's two
+    // spinning steps get about half the machine.
+    let hogs = OwnCgroup::new("pipetrace-hogs");
+    let mut hog: Vec<_> = (0..cores)
+        .map(|_| start("neighbour-hog", "while :; do :; done", &hogs))
+        .collect();
+    let run = diagnose(&spinners(0, 6), &env);
+    let hogs_cgroup = hogs.name.clone();
+    for h in &mut hog {
+        h.kill().unwrap();
+        h.wait().unwrap();
+    }
+    drop(hogs);
+    let findings = run.findings();
+    let noisy = of_kind(&findings, "noisy_neighbour");
+    assert_eq!(noisy.len(), 1, "{findings:#?}\n{}", run.stderr);
+    let noisy = noisy[0];
+    assert_eq!(noisy["severity"], "warning");
+    // About the run, not one process.
+    assert!(noisy["pid"].is_null(), "{noisy}");
+    let ev = evidence(noisy);
+    assert!(ev["wait_s"].as_f64().unwrap() >= 2.0, "{ev}");
+    let share = ev["others_share_percent"].as_f64().unwrap();
+    assert!(share >= 25.0, "{ev}");
+    assert_eq!(noisy["value"].as_f64().unwrap(), share);
+    let first = &ev["neighbours"][0];
+    assert_eq!(first["executable"], "neighbour-hog", "{ev}");
+    assert_eq!(first["cgroup"].as_str().unwrap(), hogs_cgroup, "{ev}");
+    assert_eq!(first["processes"].as_u64().unwrap(), cores as u64, "{ev}");
+    // Each hog had about half a core for the 6 s.
+    assert!(
+        first["contended_cpu_s"].as_f64().unwrap() >= cores as f64,
+        "{ev}"
+    );
+    assert!(first["share_percent"].as_f64().unwrap() >= 20.0, "{ev}");
+    assert!(first["peak_rss_bytes"].as_u64().unwrap() > 0, "{ev}");
+    let summary = noisy["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("processes outside the run used")
+            && summary.contains(&format!("neighbour-hog in {hogs_cgroup}")),
+        "{summary}"
+    );
+    let lines = run.summary_findings();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("noisy neighbour") && l.contains("the run:")),
+        "{}",
+        run.stderr
+    );
+    // On the run span.
+    let spans = run.spans();
+    let run_span = spans.iter().find(|s| s.name.starts_with("run ")).unwrap();
+    let events = finding_events(run_span, "noisy_neighbour");
+    assert_eq!(events.len(), 1, "{:?}", run_span.events);
+    assert_eq!(
+        events[0]
+            .get("pipetrace.finding.severity")
+            .map(String::as_str),
+        Some("warning")
+    );
+
+    // The control: the same neighbour, idle, and a run using one core of the machine.
+    let idle = OwnCgroup::new("pipetrace-idle");
+    let mut quiet = start("neighbour-idle", "read x", &idle);
+    let run = diagnose(&spinners(1, 6), &env);
+    quiet.kill().unwrap();
+    quiet.wait().unwrap();
+    drop(idle);
+    let findings = run.findings();
+    assert!(
+        of_kind(&findings, "noisy_neighbour").is_empty(),
+        "{findings:#?}\n{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_run_keeping_every_core_busy_is_on_an_undersized_runner_and_a_waiting_one_on_an_oversized_one()
+{
+    require_root!();
+    let _cores = needs_idle_cores();
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let env = [
+        ("PIPETRACE_DIAGNOSIS__RUNNER_SIZE", "true"),
+        ("PIPETRACE_DIAGNOSIS__RUNNER_MIN_DURATION", "3s"),
+        // This machine's cores count as a large runner.
+        ("PIPETRACE_DIAGNOSIS__OVERSIZED_MIN_CORES", "1"),
+        // The spinning steps are runaways too; not what this test is about.
+        ("PIPETRACE_DIAGNOSIS__RUNAWAY", "false"),
+    ];
+    let run = diagnose(&spinners(0, 6), &env);
+    let findings = run.findings();
+    assert_eq!(findings.len(), 1, "{findings:#?}\n{}", run.stderr);
+    let under = &findings[0];
+    assert_eq!(under["kind"], "undersized_runner");
+    assert_eq!(under["severity"], "warning");
+    assert!(under["pid"].is_null(), "{under}");
+    let ev = evidence(under);
+    assert_eq!(ev["cores"].as_f64().unwrap(), cores as f64, "{ev}");
+    assert!(
+        ev["all_cores_busy_percent"].as_f64().unwrap() >= 50.0,
+        "{ev}"
+    );
+    assert!(
+        ev["suggested_cores"].as_u64().unwrap() > cores as u64,
+        "{ev}"
+    );
+    // The run's CPU: every core for most of its 6 s.
+    assert!(
+        ev["run_cpu_s"].as_f64().unwrap() >= 4.0 * cores as f64 * 0.8,
+        "{ev}"
+    );
+    let summary = under["summary"].as_str().unwrap();
+    assert!(
+        summary.contains(&format!("every core of {cores} busy")),
+        "{summary}"
+    );
+    assert!(
+        run.summary_findings()
+            .iter()
+            .any(|l| l.contains("undersized runner")),
+        "{}",
+        run.stderr
+    );
+
+    // The control, and the other way round: a run that waits uses none of the cores.
+    let run = diagnose("sleep 5", &env);
+    let findings = run.findings();
+    assert_eq!(findings.len(), 1, "{findings:#?}\n{}", run.stderr);
+    let over = &findings[0];
+    assert_eq!(over["kind"], "oversized_runner");
+    assert_eq!(over["severity"], "info");
+    let ev = evidence(over);
+    assert!(ev["peak_cores"].as_f64().unwrap() < 0.1, "{ev}");
+    assert_eq!(ev["suggested_cores"], 1, "{ev}");
+    let summary = over["summary"].as_str().unwrap();
+    assert!(
+        summary.contains(&format!("of {cores} cores")) && summary.contains("a runner with 1 core"),
+        "{summary}"
+    );
+    let spans = run.spans();
+    let run_span = spans.iter().find(|s| s.name.starts_with("run ")).unwrap();
+    assert_eq!(finding_events(run_span, "oversized_runner").len(), 1);
 }

@@ -41,6 +41,25 @@ pub struct DiagnosisSection {
     pub fork_explosion: bool,
     /// ...this many levels deep.
     pub fork_depth: u32,
+    /// Processes outside the run busy while the run's steps waited for a CPU: the run's steps
+    /// waited at least this long in all...
+    pub noisy_neighbour: bool,
+    #[serde(with = "humantime_serde")]
+    pub neighbour_min_wait: Duration,
+    /// ...while processes outside the run used at least this share of the machine, in percent.
+    pub neighbour_min_share_percent: u32,
+    /// The run against the runner it ran on (undersized, oversized), for runs this long...
+    pub runner_size: bool,
+    #[serde(with = "humantime_serde")]
+    pub runner_min_duration: Duration,
+    /// ...undersized: every core busy for at least this share of the run, in percent...
+    pub undersized_cpu_percent: u32,
+    /// ...or memory at `oom_risk_percent` of the limit for at least this share of it;
+    pub undersized_memory_percent: u32,
+    /// ...oversized: at least this many cores, of which (and of whose memory) the run never
+    /// used more than `oversized_max_percent`.
+    pub oversized_min_cores: u32,
+    pub oversized_max_percent: u32,
 }
 
 impl Default for DiagnosisSection {
@@ -60,6 +79,15 @@ impl Default for DiagnosisSection {
             oom_risk_percent: 90,
             fork_explosion: true,
             fork_depth: 50,
+            noisy_neighbour: true,
+            neighbour_min_wait: Duration::from_secs(10),
+            neighbour_min_share_percent: 25,
+            runner_size: true,
+            runner_min_duration: Duration::from_secs(60),
+            undersized_cpu_percent: 50,
+            undersized_memory_percent: 10,
+            oversized_min_cores: 4,
+            oversized_max_percent: 25,
         }
     }
 }
@@ -106,6 +134,37 @@ impl DiagnosisSection {
                     "{} is out of range: 50..=100 (percent of the memory limit)",
                     self.oom_risk_percent
                 ),
+            );
+        }
+        if self.runner_min_duration < Duration::from_secs(1) {
+            return Invalid::key("diagnosis.runner_min_duration", "at least 1s".into());
+        }
+        for (key, value) in [
+            (
+                "diagnosis.neighbour_min_share_percent",
+                self.neighbour_min_share_percent,
+            ),
+            (
+                "diagnosis.undersized_cpu_percent",
+                self.undersized_cpu_percent,
+            ),
+            (
+                "diagnosis.undersized_memory_percent",
+                self.undersized_memory_percent,
+            ),
+            (
+                "diagnosis.oversized_max_percent",
+                self.oversized_max_percent,
+            ),
+        ] {
+            if !(1..=100).contains(&value) {
+                return Invalid::key(key, format!("{value} is out of range: 1..=100 (percent)"));
+            }
+        }
+        if self.oversized_min_cores == 0 {
+            return Invalid::key(
+                "diagnosis.oversized_min_cores",
+                "0 is too small: at least 1 core".into(),
             );
         }
         Ok(())

@@ -100,6 +100,7 @@ pub fn every_event() -> Vec<Event> {
         cpu_system_ns: 2,
         rss_bytes: 3,
         threads: 1,
+        run_delay_ns: 0,
         activity: distinct_activity(),
     });
     let memory = Body::Memory(Memory {

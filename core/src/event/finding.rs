@@ -18,10 +18,27 @@ pub enum FindingKind {
     OomRisk,
     /// A program that starts itself, one inside the other, far deeper than any real recursion.
     ForkExplosion,
+    /// Processes outside the run took a large share of the machine while the run's steps
+    /// waited for a CPU (about the run: pid 0).
+    NoisyNeighbour,
+    /// The run kept every core busy, or its memory near the limit, for much of its time.
+    UndersizedRunner,
+    /// The run used a small part of a large machine's cores and memory.
+    OversizedRunner,
 }
 
 impl FindingKind {
-    pub const ALL: [FindingKind; 4] = [Self::Deadlock, Self::Hang, Self::MemoryLeak, Self::Runaway];
+    pub const ALL: [FindingKind; 9] = [
+        Self::Deadlock,
+        Self::Hang,
+        Self::MemoryLeak,
+        Self::Runaway,
+        Self::OomRisk,
+        Self::ForkExplosion,
+        Self::NoisyNeighbour,
+        Self::UndersizedRunner,
+        Self::OversizedRunner,
+    ];
 
     /// The `kind` column and attribute value.
     pub fn as_str(self) -> &'static str {
@@ -32,6 +49,9 @@ impl FindingKind {
             Self::Runaway => "runaway",
             Self::OomRisk => "oom_risk",
             Self::ForkExplosion => "fork_explosion",
+            Self::NoisyNeighbour => "noisy_neighbour",
+            Self::UndersizedRunner => "undersized_runner",
+            Self::OversizedRunner => "oversized_runner",
         }
     }
 }

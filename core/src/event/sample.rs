@@ -26,6 +26,9 @@ pub struct Sample {
     pub rss_bytes: u64,
     /// Live threads.
     pub threads: u32,
+    /// Time its live threads spent runnable but waiting for a CPU so far, ns (threads that
+    /// exited take theirs with them): what a busy machine costs the process.
+    pub run_delay_ns: u64,
     /// The group's I/O, faults, switches and network use so far (threads that exited
     /// included).
     pub activity: Activity,

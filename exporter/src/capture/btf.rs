@@ -448,6 +448,15 @@ impl Btf {
             task_utime: o("task_struct", "utime")?,
             task_stime: o("task_struct", "stime")?,
             task_sum_exec_runtime: o("task_struct", "se")? + o("sched_entity", "sum_exec_runtime")?,
+            task_run_delay: match (
+                opt("task_struct", "sched_info")?,
+                opt("sched_info", "run_delay")?,
+            ) {
+                (exporter_common::ABSENT, _) | (_, exporter_common::ABSENT) => {
+                    exporter_common::ABSENT
+                }
+                (info, delay) => info + delay,
+            },
             signal_utime: o("signal_struct", "utime")?,
             signal_stime: o("signal_struct", "stime")?,
             signal_sum_sched_runtime: o("signal_struct", "sum_sched_runtime")?,

@@ -368,6 +368,7 @@ mod tests {
             dead_utime_ns: 4,
             dead_stime_ns: 5,
             dead_runtime_ns: 6,
+            run_delay_ns: 13,
             rss_pages: 8,
             present: exporter_common::present::IO_CHARS,
             _pad0: 0,

@@ -15,7 +15,7 @@ pub struct Limit {
 const UNLIMITED: u64 = 1 << 62;
 
 /// Where a hierarchy is mounted: v2 (`cgroup2`), or v1's with the `memory` controller.
-fn mount(v1_memory: bool) -> Option<PathBuf> {
+pub(super) fn mount(v1_memory: bool) -> Option<PathBuf> {
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     mounts.lines().find_map(|line| {
         let (before, after) = line.split_once(" - ")?;

@@ -3,17 +3,23 @@
 //! events that go back through the tracker (onto the process's span) and to every sink.
 //!
 //! Each judgment is a module of its own: [`leak`], [`runaway`], [`oom_risk`] (with
-//! [`memory_limit`]), [`recursion`] (fork explosions), [`hang`] (with [`waits`], what `/proc` says a stalled process waits on). Nothing here adds kernel work: it reads the samples
-//! the task iterator already sends, and `/proc` only for processes stalled for
-//! `diagnosis.hang_after`.
+//! [`memory_limit`]), [`recursion`] (fork explosions), [`hang`] (with [`waits`], what `/proc`
+//! says a stalled process waits on), and, about the run as a whole at its end, [`runner`]
+//! (noisy neighbours, with [`neighbours`] and [`host`]; the runner's size). The only kernel work
+//! is one more field the task iterator reads per thread (the scheduler's run delay); `/proc` is
+//! read for processes stalled for `diagnosis.hang_after`, and for the host and the processes
+//! outside the run once per sampling round (at most once a second).
 
 pub mod hang;
 pub mod history;
+pub mod host;
 pub mod leak;
 pub mod memory_limit;
+pub mod neighbours;
 pub mod oom_risk;
 pub mod recursion;
 pub mod runaway;
+pub mod runner;
 pub mod waits;
 
 use std::{
@@ -55,6 +61,7 @@ pub struct Diagnosis {
     /// Findings made while following the reports, not yet handed out.
     pending: Vec<Event>,
     recursion: recursion::Recursion,
+    runner: runner::Runner,
 }
 
 /// A finding event about process `p`, at `at_ns`.
@@ -85,6 +92,7 @@ fn named(p: &Process) -> String {
 impl Diagnosis {
     pub fn new(options: DiagnosisSection) -> Self {
         Self {
+            runner: runner::Runner::new(options.clone()),
             options,
             histories: HashMap::new(),
             latest_ns: 0,
@@ -98,6 +106,31 @@ impl Diagnosis {
     /// Processes whose history is kept (live ones that were sampled or started children).
     pub fn followed(&self) -> usize {
         self.histories.len()
+    }
+
+    /// The findings about the run as a whole (noisy neighbours, the runner's size), at its end
+    /// (`at_ns`): events about no process (pid 0), for the sinks before the run ends.
+    pub fn finish(&mut self, at_ns: u64) -> Vec<Event> {
+        self.runner
+            .verdicts()
+            .into_iter()
+            .map(|finding| Event {
+                common: Common {
+                    flags: 0,
+                    ktime_ns: at_ns,
+                    start_ns: 0,
+                    parent_start_ns: 0,
+                    cgroup_id: 0,
+                    tgid: 0,
+                    tid: 0,
+                    ppid: 0,
+                    tree_ppid: 0,
+                    uid: 0,
+                    comm: String::new(),
+                },
+                body: Body::Finding(Arc::new(finding)),
+            })
+            .collect()
     }
 
     /// Findings made since the last call, to hand to the tracker and the sinks.
@@ -120,6 +153,7 @@ impl Diagnosis {
                 }
             }
             Report::MemoryChanged(p, m) => {
+                self.runner.memory(p, m.rss_bytes);
                 if self.options.memory_leak {
                     let at = self.latest_ns;
                     self.histories
@@ -130,8 +164,12 @@ impl Diagnosis {
                 }
                 self.judge_oom_risk(p, m.rss_bytes);
             }
-            Report::Sampled(p, s) => self.sampled(p, s),
+            Report::Sampled(p, s) => {
+                self.runner.sampled(p, s);
+                self.sampled(p, s);
+            }
             Report::Ended(p) => {
+                self.runner.ended(p);
                 self.histories.remove(&p.key);
             }
             _ => {}
@@ -159,7 +197,13 @@ impl Diagnosis {
         if h.has_found(FindingKind::OomRisk) {
             return;
         }
-        let limit = h.limit.get_or_insert_with(|| memory_limit::of(p.key.tgid));
+        let limit = h.limit.get_or_insert_with(|| {
+            let limit = memory_limit::of(p.key.tgid);
+            if let Some(l) = &limit {
+                self.runner.note_limit(l.bytes);
+            }
+            limit
+        });
         if let Some(f) = limit
             .as_ref()
             .and_then(|l| oom_risk::judge(rss_bytes, l, &self.options))
@@ -208,6 +252,8 @@ impl Diagnosis {
     /// After a sampling round: looks at the processes stalled for `hang_after` (at most once
     /// per probe interval) and reports the hangs and deadlocks among them.
     pub fn after_round(&mut self, tracker: &Tracker) {
+        self.runner
+            .tick(self.latest_ns, |pid| tracker.process(pid).is_some());
         let options = &self.options;
         if !(options.hang || options.deadlock) {
             return;

@@ -20,6 +20,8 @@ pub struct ProcessRound {
     dead: (u64, u64, u64),
     pub rss_bytes: u64,
     pub threads: u32,
+    /// The live threads' time waiting for a CPU, summed.
+    pub run_delay_ns: u64,
     /// The live threads' own I/O, faults and switches, summed; the exited threads' (the same
     /// in every thread's record, taken once); which I/O fields the kernel has.
     activity: exporter_common::Activity,
@@ -84,6 +86,7 @@ impl Round {
         // Threads share the mm; an exited leader has none and reports 0.
         p.rss_bytes = p.rss_bytes.max(t.rss_pages.saturating_mul(page_size()));
         p.threads += 1;
+        p.run_delay_ns += t.run_delay_ns;
         p.activity = p.activity.plus(&t.activity);
         p.dead_activity = t.dead_activity;
         p.network = t.network;

@@ -516,6 +516,7 @@ impl Tracker {
                 cpu_system_ns: usage.cpu_system_ns,
                 rss_bytes: round.rss_bytes,
                 threads: round.threads,
+                run_delay_ns: round.run_delay_ns,
                 activity: round.activity(),
             };
             p.last_sample = Some(sample);

@@ -589,6 +589,7 @@ mod tests {
             cpu_system_ns: 0,
             rss_bytes: 0,
             threads: 1,
+            run_delay_ns: 0,
             activity,
         };
         let count = |a: &Aggregates, of, exe: &str, label: &str| {
@@ -635,6 +636,7 @@ mod tests {
             cpu_system_ns: 0,
             rss_bytes,
             threads: 1,
+            run_delay_ns: 0,
             activity: Default::default(),
         };
         let cpu = |a: &Aggregates, exe: &str| {

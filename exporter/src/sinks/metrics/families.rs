@@ -235,7 +235,7 @@ pub const FAMILIES: &[Family] = &[
         otlp: Some("pipetrace.findings"),
         prometheus: Some("pipetrace_findings_total"),
         unit: "{finding}",
-        help: "Findings of the diagnosis (memory leaks, hangs, deadlocks, runaway steps, OOM risks, fork explosions), by kind: every kind is exported from the start, at 0 until one is found.",
+        help: "Findings of the diagnosis (memory leaks, hangs, deadlocks, runaway steps, OOM risks, fork explosions, noisy neighbours, undersized and oversized runners), by kind: every kind is exported from the start, at 0 until one is found.",
         kind: Kind::Counter,
         needs: Needs::Nothing,
         points: |s| {
@@ -625,6 +625,7 @@ mod tests {
             cpu_system_ns: 1,
             rss_bytes: 4096,
             threads: 1,
+            run_delay_ns: 0,
             activity: Default::default(),
         };
         a.sample(&p, &sample, 1);
