@@ -693,6 +693,37 @@ fn a_cpu_hog_outside_the_run_is_a_noisy_neighbour_and_an_idle_one_is_not() {
         "{}",
         run.stderr
     );
+    // The curve of the run's cores beside the neighbours': in the evidence, one point per
+    // interval of at least a second, and drawn in the HTML report's findings section.
+    let curve = ev["curve"].as_array().unwrap();
+    assert!(curve.len() >= 3, "{ev}");
+    let outside_peak = curve
+        .iter()
+        .map(|p| p[2].as_f64().unwrap())
+        .fold(0.0, f64::max);
+    assert!(outside_peak >= 0.25 * cores as f64, "{ev}");
+    let out = command()
+        .args(["report", "--format", "html", "--data"])
+        .arg(&run.data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let html = String::from_utf8_lossy(&out.stdout);
+    let section = html
+        .split("id=\"findings\"")
+        .nth(1)
+        .expect("a findings section");
+    let section = &section[..section.find("</section>").unwrap()];
+    assert!(section.contains("noisy neighbour"), "{section}");
+    assert!(
+        section.contains("class=\"finding-curve\"") && section.matches("<polyline").count() == 2,
+        "{section}"
+    );
+
     // On the run span.
     let spans = run.spans();
     let run_span = spans.iter().find(|s| s.name.starts_with("run ")).unwrap();

@@ -25,10 +25,13 @@ const MIN_INTERVAL_NS: u64 = 1_000_000_000;
 const SATURATED: f64 = 0.9;
 /// Busy cores are the run's doing when at least this share of their time is its own.
 const OWN_WORK: f64 = 0.75;
-/// Neighbours are looked at in every interval where those outside the run use at least this
-/// share of the machine, and every [`SCAN_EVERY`] intervals anyway (new processes, baselines).
-const BUSY_OUTSIDE: f64 = 0.05;
+/// Neighbours are looked at in every interval where those outside the run use at least
+/// `neighbour_min_share_percent` of the machine (every interval a finding could be made of),
+/// and every [`SCAN_EVERY`] intervals anyway (new processes, baselines).
 const SCAN_EVERY: u64 = 10;
+/// Points of the run's and the neighbours' CPU curve kept for the findings (the HTML report
+/// draws it); when full, every other one is dropped.
+const MAX_POINTS: usize = 120;
 /// Neighbours named in a finding's summary (its evidence lists up to [`LISTED`]).
 const NAMED: usize = 3;
 const LISTED: usize = 10;
@@ -79,6 +82,10 @@ pub struct Runner {
     t: Totals,
     intervals: u64,
     neighbours: Option<Neighbours>,
+    /// `(CLOCK_MONOTONIC ns at the interval's end, the run's cores, cores used outside it)`.
+    curve: Vec<(u64, f64, f64)>,
+    /// CLOCK_MONOTONIC ns where the first interval began.
+    first_ns: u64,
 }
 
 impl Runner {
@@ -99,6 +106,8 @@ impl Runner {
             t: Totals::default(),
             intervals: 0,
             neighbours,
+            curve: Vec::new(),
+            first_ns: 0,
         }
     }
 
@@ -195,6 +204,9 @@ impl Runner {
             return;
         };
         let wall = at_ns - last_ns;
+        if self.intervals == 0 {
+            self.first_ns = last_ns;
+        }
         let total = cpu.total_ns.saturating_sub(last_cpu.total_ns);
         let busy = cpu.busy_ns.saturating_sub(last_cpu.busy_ns);
         let online_f = f64::from(online);
@@ -244,9 +256,18 @@ impl Runner {
             }
         }
         self.intervals += 1;
+        self.curve.push((at_ns, run_cores, others_cores));
+        if self.curve.len() > MAX_POINTS {
+            let last = self.curve.pop();
+            let mut i = 0;
+            self.curve.retain(|_| {
+                i += 1;
+                i % 2 == 1
+            });
+            self.curve.extend(last);
+        }
         if let Some(n) = &mut self.neighbours
-            && (others_cores >= BUSY_OUTSIDE * online_f
-                || self.intervals.is_multiple_of(SCAN_EVERY))
+            && (others_cores >= share * online_f || self.intervals.is_multiple_of(SCAN_EVERY))
         {
             n.scan(&traced, neighbours::uptime_ticks(self.tick_ns), contended);
         }
@@ -367,6 +388,7 @@ impl Runner {
                     round3((t.contended_others_ns - attributed as f64).max(0.0) / 1e9).into(),
                 ),
                 ("neighbours", listed.into()),
+                ("curve", self.curve_json()),
             ],
             involved: Vec::new(),
         })
@@ -434,9 +456,26 @@ impl Runner {
                 ("memory_limit_bytes", limit.into()),
                 ("memory_tight_percent", round1(tight_share).into()),
                 ("peak_rss_bytes", t.peak_run_rss.into()),
+                ("curve", self.curve_json()),
             ],
             involved: Vec::new(),
         })
+    }
+
+    /// The curve as `[[seconds from the start, the run's cores, cores used outside it], …]`.
+    fn curve_json(&self) -> serde_json::Value {
+        let round2 = |v: f64| (v * 100.0).round() / 100.0;
+        self.curve
+            .iter()
+            .map(|&(at, run, others)| {
+                serde_json::json!([
+                    round2(at.saturating_sub(self.first_ns) as f64 / 1e9),
+                    round2(run),
+                    round2(others)
+                ])
+            })
+            .collect::<Vec<_>>()
+            .into()
     }
 
     fn oversized(&self, cores: f64) -> Option<Finding> {

@@ -51,6 +51,8 @@ struct FindingLink {
     kind: String,
     subject: String,
     summary: String,
+    /// About the whole run: its CPU curve beside the neighbours' (inline SVG).
+    curve: Option<String>,
 }
 
 #[derive(Template)]
@@ -462,6 +464,7 @@ pub fn report(loaded: &LoadedRun) -> Result<String, HtmlError> {
                 kind: crate::present::summary::kind_words(&f.kind),
                 subject: crate::present::summary::finding_subject(run, f),
                 summary: f.summary.clone(),
+                curve: super::curve::svg(&f.evidence),
             })
             .collect(),
         more_failures: failed.len().saturating_sub(FAILURES_LISTED),

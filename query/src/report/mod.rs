@@ -4,6 +4,7 @@
 
 pub mod chrome_trace;
 pub mod compare;
+pub mod curve;
 pub mod html;
 
 use crate::{
