@@ -99,6 +99,21 @@ impl Diagnosed {
             .wait_for(|s| s.iter().any(|s| s.name.starts_with("run ")))
     }
 
+    /// `otel-pipetrace report --format FORMAT` of the run.
+    fn report(&self, format: &str) -> String {
+        let out = command()
+            .args(["report", "--format", format, "--data"])
+            .arg(&self.data)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// The `findings` lines of the summary.
     fn summary_findings(&self) -> Vec<&str> {
         let mut lines = Vec::new();
@@ -140,6 +155,15 @@ fn span_of<'a>(spans: &'a [ReceivedSpan], finding: &serde_json::Value) -> &'a Re
         .iter()
         .find(|s| s.attr("process.pid") == Some(pid.as_str()))
         .unwrap_or_else(|| panic!("no span of pid {pid}"))
+}
+
+/// The findings section of an HTML report.
+fn findings_section(html: &str) -> &str {
+    let section = html
+        .split("id=\"findings\"")
+        .nth(1)
+        .expect("a findings section");
+    &section[..section.find("</section>").unwrap()]
 }
 
 fn evidence(finding: &serde_json::Value) -> serde_json::Value {
@@ -213,20 +237,7 @@ wait"#
 
     // The Markdown report has it in its findings table; the HTML report in its findings
     // section, linked to the leaker's bar.
-    let report = |format: &str| {
-        let out = command()
-            .args(["report", "--format", format, "--data"])
-            .arg(&run.data)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    let markdown = report("markdown");
+    let markdown = run.report("markdown");
     let table = markdown
         .split("### Findings")
         .nth(1)
@@ -236,12 +247,8 @@ wait"#
         table.contains(&format!("pid {}", leak["pid"])),
         "{markdown}"
     );
-    let html = report("html");
-    let section = html
-        .split("id=\"findings\"")
-        .nth(1)
-        .expect("a findings section");
-    let section = &section[..section.find("</section>").unwrap()];
+    let html = run.report("html");
+    let section = findings_section(&html);
     assert!(
         section.contains("memory leak") && section.contains("data-proc="),
         "{section}"
@@ -702,22 +709,8 @@ fn a_cpu_hog_outside_the_run_is_a_noisy_neighbour_and_an_idle_one_is_not() {
         .map(|p| p[2].as_f64().unwrap())
         .fold(0.0, f64::max);
     assert!(outside_peak >= 0.25 * cores as f64, "{ev}");
-    let out = command()
-        .args(["report", "--format", "html", "--data"])
-        .arg(&run.data)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let html = String::from_utf8_lossy(&out.stdout);
-    let section = html
-        .split("id=\"findings\"")
-        .nth(1)
-        .expect("a findings section");
-    let section = &section[..section.find("</section>").unwrap()];
+    let html = run.report("html");
+    let section = findings_section(&html);
     assert!(section.contains("noisy neighbour"), "{section}");
     assert!(
         section.contains("class=\"finding-curve\"") && section.matches("<polyline").count() == 2,

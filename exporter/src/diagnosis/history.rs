@@ -68,13 +68,7 @@ impl History {
             return;
         }
         if self.rss.len() >= MAX_POINTS {
-            let last = self.rss.pop();
-            let mut i = 0;
-            self.rss.retain(|_| {
-                i += 1;
-                i % 2 == 1
-            });
-            self.rss.extend(last);
+            halve(&mut self.rss);
         }
         self.rss.push((at_ns, bytes));
     }
@@ -82,6 +76,18 @@ impl History {
     pub fn has_found(&self, kind: crate::event::FindingKind) -> bool {
         self.found.contains(&kind)
     }
+}
+
+/// Drops every other point of a curve, keeping the first and the last: a bounded curve that
+/// still spans the whole life.
+pub fn halve<T>(points: &mut Vec<T>) {
+    let last = points.pop();
+    let mut i = 0;
+    points.retain(|_| {
+        i += 1;
+        i % 2 == 1
+    });
+    points.extend(last);
 }
 
 #[cfg(test)]

@@ -258,13 +258,7 @@ impl Runner {
         self.intervals += 1;
         self.curve.push((at_ns, run_cores, others_cores));
         if self.curve.len() > MAX_POINTS {
-            let last = self.curve.pop();
-            let mut i = 0;
-            self.curve.retain(|_| {
-                i += 1;
-                i % 2 == 1
-            });
-            self.curve.extend(last);
+            super::history::halve(&mut self.curve);
         }
         if let Some(n) = &mut self.neighbours
             && (others_cores >= share * online_f || self.intervals.is_multiple_of(SCAN_EVERY))
