@@ -267,16 +267,25 @@ pub fn query_json(data: &Path, args: &[&str]) -> Vec<serde_json::Value> {
 /// `otel-pipetrace query ARGS --data DATA` with stdout a pipe (not a terminal), which must
 /// succeed: its stdout.
 pub fn query_stdout(data: &Path, args: &[&str]) -> String {
-    let out = command()
-        .arg("query")
-        .args(args)
-        .arg("--data")
-        .arg(data)
-        .output()
-        .unwrap();
+    let mut cmd = command();
+    cmd.arg("query").args(args).arg("--data").arg(data);
+    stdout_of(cmd, &format!("{args:?}"))
+}
+
+/// `otel-pipetrace report --format FORMAT --data DATA` (the latest run), which must succeed:
+/// the document.
+pub fn report_stdout(data: &Path, format: &str) -> String {
+    let mut cmd = command();
+    cmd.args(["report", "--format", format, "--data"]).arg(data);
+    stdout_of(cmd, format)
+}
+
+/// The stdout of a command that must succeed (`what` names it when it does not).
+fn stdout_of(mut cmd: Command, what: &str) -> String {
+    let out = cmd.output().unwrap();
     assert!(
         out.status.success(),
-        "{args:?}: {}",
+        "{what}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -285,18 +294,11 @@ pub fn query_stdout(data: &Path, args: &[&str]) -> String {
 /// `otel-pipetrace query --run all --format FORMAT sql SQL` over `data`: its output (the query
 /// must succeed).
 pub fn query_sql(data: &Path, format: &str, sql: &str) -> String {
-    let out = command()
-        .args(["query", "--data"])
+    let mut cmd = command();
+    cmd.args(["query", "--data"])
         .arg(data)
-        .args(["--run", "all", "--format", format, "sql", sql])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+        .args(["--run", "all", "--format", format, "sql", sql]);
+    stdout_of(cmd, sql)
 }
 
 /// Bad input: one line on stderr naming the cause, exit status 2, no panic.

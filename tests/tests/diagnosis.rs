@@ -99,21 +99,6 @@ impl Diagnosed {
             .wait_for(|s| s.iter().any(|s| s.name.starts_with("run ")))
     }
 
-    /// `otel-pipetrace report --format FORMAT` of the run.
-    fn report(&self, format: &str) -> String {
-        let out = command()
-            .args(["report", "--format", format, "--data"])
-            .arg(&self.data)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
     /// The `findings` lines of the summary.
     fn summary_findings(&self) -> Vec<&str> {
         let mut lines = Vec::new();
@@ -237,7 +222,7 @@ wait"#
 
     // The Markdown report has it in its findings table; the HTML report in its findings
     // section, linked to the leaker's bar.
-    let markdown = run.report("markdown");
+    let markdown = pipetrace_tests::report_stdout(&run.data, "markdown");
     let table = markdown
         .split("### Findings")
         .nth(1)
@@ -247,7 +232,7 @@ wait"#
         table.contains(&format!("pid {}", leak["pid"])),
         "{markdown}"
     );
-    let html = run.report("html");
+    let html = pipetrace_tests::report_stdout(&run.data, "html");
     let section = findings_section(&html);
     assert!(
         section.contains("memory leak") && section.contains("data-proc="),
@@ -709,7 +694,7 @@ fn a_cpu_hog_outside_the_run_is_a_noisy_neighbour_and_an_idle_one_is_not() {
         .map(|p| p[2].as_f64().unwrap())
         .fold(0.0, f64::max);
     assert!(outside_peak >= 0.25 * cores as f64, "{ev}");
-    let html = run.report("html");
+    let html = pipetrace_tests::report_stdout(&run.data, "html");
     let section = findings_section(&html);
     assert!(section.contains("noisy neighbour"), "{section}");
     assert!(
