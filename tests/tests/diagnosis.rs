@@ -63,34 +63,7 @@ impl Diagnosed {
     /// The findings dataset as an independent reader (the DuckDB CLI) sees it, with each
     /// finding's process from the processes dataset.
     fn findings(&self) -> Vec<serde_json::Value> {
-        let written = std::fs::read_dir(self.data.join("findings"))
-            .map(|d| d.count())
-            .unwrap_or(0);
-        if written == 0 {
-            return Vec::new();
-        }
-        let sql = format!(
-            "SELECT f.kind, f.severity, f.pid, f.summary, f.value, f.unit, f.evidence, f.involved, \
-             p.command_line FROM read_parquet('{d}/findings/*.parquet') f \
-             LEFT JOIN read_parquet('{d}/processes/*.parquet') p \
-             ON p.pid = f.pid AND p.start = f.start_time ORDER BY f.time",
-            d = self.data.display()
-        );
-        let out = Command::new(Path::new(TOOLS_VENV).join("bin/duckdb"))
-            .args(["-json", "-c", &sql])
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            self.stderr
-        );
-        if text.trim().is_empty() {
-            return Vec::new();
-        }
-        serde_json::from_str(&text).unwrap()
+        findings_in(&self.data, &self.stderr)
     }
 
     /// The spans the collector received, once the run span is there.
@@ -140,6 +113,62 @@ fn span_of<'a>(spans: &'a [ReceivedSpan], finding: &serde_json::Value) -> &'a Re
         .iter()
         .find(|s| s.attr("process.pid") == Some(pid.as_str()))
         .unwrap_or_else(|| panic!("no span of pid {pid}"))
+}
+
+/// The findings dataset in `data` as an independent reader (the DuckDB CLI) sees it, with each
+/// finding's process from the processes dataset; `said` (the agent's stderr) explains a failure.
+fn findings_in(data: &Path, said: &str) -> Vec<serde_json::Value> {
+    let written = std::fs::read_dir(data.join("findings"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    if written == 0 {
+        return Vec::new();
+    }
+    let sql = format!(
+        "SELECT f.kind, f.severity, f.pid, f.summary, f.value, f.unit, f.evidence, f.involved, \
+         p.command_line FROM read_parquet('{d}/findings/*.parquet') f \
+         LEFT JOIN read_parquet('{d}/processes/*.parquet') p \
+         ON p.pid = f.pid AND p.start = f.start_time ORDER BY f.time",
+        d = data.display()
+    );
+    let out = Command::new(Path::new(TOOLS_VENV).join("bin/duckdb"))
+        .args(["-json", "-c", &sql])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}\n{said}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if text.trim().is_empty() {
+        return Vec::new();
+    }
+    serde_json::from_str(&text).unwrap()
+}
+
+/// A copy of `dash` named `name` in `dir` (made once): a program with a name of the test's own.
+fn dash_named(dir: &Path, name: &str) -> std::path::PathBuf {
+    let exe = dir.join(name);
+    if !exe.exists() {
+        std::fs::copy("/bin/dash", &exe).unwrap();
+    }
+    exe
+}
+
+/// Spawns `cmd`; a test thread forking meanwhile may hold a fresh copy of its program open for
+/// a moment (ETXTBSY): retried.
+fn spawn_retrying(cmd: &mut Command) -> std::process::Child {
+    let mut tries = 0;
+    loop {
+        match cmd.spawn() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 100 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other.unwrap(),
+        }
+    }
 }
 
 /// The findings section of an HTML report.
@@ -608,25 +637,11 @@ fn a_cpu_hog_outside_the_run_is_a_noisy_neighbour_and_an_idle_one_is_not() {
     let dir = tempfile::tempdir().unwrap();
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let start = |name: &str, script: &str, cgroup: &OwnCgroup| {
-        let exe = dir.path().join(name);
-        if !exe.exists() {
-            std::fs::copy("/bin/dash", &exe).unwrap();
-        }
-        // A test thread forking meanwhile may hold the copy open for a moment: retried.
-        let mut tries = 0;
-        let child = loop {
-            match Command::new(&exe)
+        let child = spawn_retrying(
+            Command::new(dash_named(dir.path(), name))
                 .args(["-c", script])
-                .stdin(std::process::Stdio::piped())
-                .spawn()
-            {
-                Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 100 => {
-                    tries += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                other => break other.unwrap(),
-            }
-        };
+                .stdin(std::process::Stdio::piped()),
+        );
         cgroup.add(child.id());
         child
     };
@@ -796,4 +811,53 @@ fn a_run_keeping_every_core_busy_is_on_an_undersized_runner_and_a_waiting_one_on
     let spans = run.spans();
     let run_span = spans.iter().find(|s| s.name.starts_with("run ")).unwrap();
     assert_eq!(finding_events(run_span, "oversized_runner").len(), 1);
+}
+
+#[test]
+fn a_daemon_session_is_judged_as_a_whole_when_it_stops() {
+    require_root!();
+    // A CI job traced by the daemon (as the GitHub Action and the GitLab template run it): the
+    // findings about the session come when it stops.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let job = dash_named(dir.path(), "pt-ci-job");
+    let config = dir.path().join("daemon.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[scope]\nmode = \"descendants\"\nroot_names = [\"pt-ci-job\"]\n\
+             [capture]\nsample_interval = \"250ms\"\n\
+             [output]\nparquet_dir = \"{}\"\nflush_interval = \"500ms\"\n\
+             [diagnosis]\nnoisy_neighbour = false\nrunner_min_duration = \"3s\"\n\
+             oversized_min_cores = 1\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = command();
+    cmd.arg("--config")
+        .arg(&config)
+        .env_remove("PIPETRACE_OUTPUT__PARQUET_DIR");
+    let daemon = pipetrace_tests::start_daemon(cmd);
+    let status = spawn_retrying(Command::new(&job).args(["-c", "sleep 4; true"]))
+        .wait()
+        .unwrap();
+    assert!(status.success());
+    let mut child = daemon.child;
+    // SAFETY: kill has no memory preconditions.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let said = std::io::read_to_string(daemon.stderr).unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0), "{said}");
+
+    let findings = findings_in(&data, &said);
+    assert_eq!(findings.len(), 1, "{findings:#?}\n{said}");
+    let over = &findings[0];
+    assert_eq!(over["kind"], "oversized_runner", "{over}");
+    assert!(over["pid"].is_null(), "{over}");
+    let ev = evidence(over);
+    assert!(ev["observed_s"].as_f64().unwrap() >= 3.0, "{ev}");
+    assert!(
+        ev["peak_cores"].as_f64().unwrap() < 0.25 * ev["cores"].as_f64().unwrap(),
+        "{ev}"
+    );
 }
