@@ -72,6 +72,13 @@ impl Diagnosed {
             .wait_for(|s| s.iter().any(|s| s.name.starts_with("run ")))
     }
 
+    /// The one `findings` line of the summary (there must be exactly one).
+    fn the_summary_line(&self) -> &str {
+        let lines = self.summary_findings();
+        assert_eq!(lines.len(), 1, "{}", self.stderr);
+        lines[0]
+    }
+
     /// The `findings` lines of the summary.
     fn summary_findings(&self) -> Vec<&str> {
         let mut lines = Vec::new();
@@ -228,15 +235,10 @@ wait"#
     assert!(ev["rss_last_bytes"].as_u64().unwrap() > 60 << 20, "{ev}");
 
     // The summary says it, naming the process and the rate.
-    let lines = run.summary_findings();
-    assert_eq!(lines.len(), 1, "{}", run.stderr);
-    assert!(lines[0].contains("memory leak"), "{}", lines[0]);
-    assert!(
-        lines[0].contains(&format!("pid {}", leak["pid"])),
-        "{}",
-        lines[0]
-    );
-    assert!(lines[0].contains("MiB/s"), "{}", lines[0]);
+    let line = run.the_summary_line();
+    assert!(line.contains("memory leak"), "{}", line);
+    assert!(line.contains(&format!("pid {}", leak["pid"])), "{}", line);
+    assert!(line.contains("MiB/s"), "{}", line);
     assert!(
         run.stderr.contains("1 finding (1 memory leak)"),
         "{}",
@@ -321,16 +323,14 @@ fn a_spinning_loop_is_a_runaway_and_a_busy_step_doing_io_is_not() {
     assert!(runaway["value"].as_f64().unwrap() >= 2.0, "{runaway}");
     let ev = evidence(runaway);
     assert!(ev["cpu_percent"].as_f64().unwrap() >= 50.0, "{ev}");
-    let lines = run.summary_findings();
-    assert_eq!(lines.len(), 1, "{}", run.stderr);
+    let line = run.the_summary_line();
     assert!(
-        lines[0].contains("runaway") && lines[0].contains("no I/O"),
+        line.contains("runaway") && line.contains("no I/O"),
         "{}",
-        lines[0]
+        line
     );
     let spans = run.spans();
-    let span = span_of(&spans, runaway);
-    assert_eq!(finding_events(span, "runaway").len(), 1);
+    assert_eq!(finding_events(span_of(&spans, runaway), "runaway").len(), 1);
 }
 
 #[test]
@@ -369,12 +369,11 @@ fn a_flock_deadlock_is_found_before_timeout_kills_it() {
     );
     // Found while they were stuck, before `timeout` killed them.
     assert!(ev["stalled_s"].as_f64().unwrap() < 8.0, "{ev}");
-    let lines = run.summary_findings();
-    assert_eq!(lines.len(), 1, "{}", run.stderr);
+    let line = run.the_summary_line();
     assert!(
-        lines[0].contains("critical") && lines[0].contains("deadlock"),
+        line.contains("critical") && line.contains("deadlock"),
         "{}",
-        lines[0]
+        line
     );
 
     // On the span of every process of the cycle.
@@ -481,12 +480,11 @@ wait"#
         "the peer by address and port: {ev}"
     );
     assert!(ev["stalled_s"].as_f64().unwrap() >= 2.0, "{ev}");
-    let lines = run.summary_findings();
-    assert_eq!(lines.len(), 1, "{}", run.stderr);
+    let line = run.the_summary_line();
     assert!(
-        lines[0].contains("hang") && lines[0].contains("no CPU progress"),
+        line.contains("hang") && line.contains("no CPU progress"),
         "{}",
-        lines[0]
+        line
     );
     let spans = run.spans();
     let span = span_of(&spans, hang);
@@ -559,16 +557,14 @@ wait"#,
     assert!(ev["cgroup"].as_str().unwrap().ends_with(&cgroup), "{ev}");
     let percent = risk["value"].as_f64().unwrap();
     assert!((85.0..100.0).contains(&percent), "{risk}");
-    let lines = run.summary_findings();
-    assert_eq!(lines.len(), 1, "{}", run.stderr);
+    let line = run.the_summary_line();
     assert!(
-        lines[0].contains("oom risk") && lines[0].contains("128 MiB"),
+        line.contains("oom risk") && line.contains("128 MiB"),
         "{}",
-        lines[0]
+        line
     );
     let spans = run.spans();
-    let span = span_of(&spans, risk);
-    assert_eq!(finding_events(span, "oom_risk").len(), 1);
+    assert_eq!(finding_events(span_of(&spans, risk), "oom_risk").len(), 1);
 }
 
 #[test]
@@ -601,16 +597,17 @@ sh -c 'sh -c "sh -c \"sh -c true\""'"#,
     );
     let ev = evidence(bomb);
     assert_eq!(ev["depth"], 50, "{ev}");
-    let lines = run.summary_findings();
-    assert_eq!(lines.len(), 1, "{}", run.stderr);
+    let line = run.the_summary_line();
     assert!(
-        lines[0].contains("fork explosion") && lines[0].contains("50 levels deep"),
+        line.contains("fork explosion") && line.contains("50 levels deep"),
         "{}",
-        lines[0]
+        line
     );
     let spans = run.spans();
-    let span = span_of(&spans, bomb);
-    assert_eq!(finding_events(span, "fork_explosion").len(), 1);
+    assert_eq!(
+        finding_events(span_of(&spans, bomb), "fork_explosion").len(),
+        1
+    );
 }
 
 /// Spinning `sh` loops for `seconds`, one per core the machine has (`n` = 0) or `n`.

@@ -112,53 +112,59 @@ impl DiagnosisSection {
         if self.runaway_after < Duration::from_secs(1) {
             return Invalid::key("diagnosis.runaway_after", "at least 1s".into());
         }
-        if !(1..=100).contains(&self.runaway_cpu_percent) {
-            return Invalid::key(
-                "diagnosis.runaway_cpu_percent",
-                format!(
-                    "{} is out of range: 1..=100 (percent of one core)",
-                    self.runaway_cpu_percent
-                ),
-            );
-        }
         if self.fork_depth < 2 {
             return Invalid::key(
                 "diagnosis.fork_depth",
                 format!("{} is too small: at least 2 levels", self.fork_depth),
             );
         }
-        if !(50..=100).contains(&self.oom_risk_percent) {
-            return Invalid::key(
-                "diagnosis.oom_risk_percent",
-                format!(
-                    "{} is out of range: 50..=100 (percent of the memory limit)",
-                    self.oom_risk_percent
-                ),
-            );
-        }
         if self.runner_min_duration < Duration::from_secs(1) {
             return Invalid::key("diagnosis.runner_min_duration", "at least 1s".into());
         }
-        for (key, value) in [
+        // Shares, each with the range that makes sense for it and what it is a share of.
+        for (key, value, lowest, of) in [
             (
-                "diagnosis.neighbour_min_share_percent",
+                "runaway_cpu_percent",
+                self.runaway_cpu_percent,
+                1,
+                " (percent of one core)",
+            ),
+            (
+                "oom_risk_percent",
+                self.oom_risk_percent,
+                50,
+                " (percent of the memory limit)",
+            ),
+            (
+                "neighbour_min_share_percent",
                 self.neighbour_min_share_percent,
+                1,
+                " (percent)",
             ),
             (
-                "diagnosis.undersized_cpu_percent",
+                "undersized_cpu_percent",
                 self.undersized_cpu_percent,
+                1,
+                " (percent)",
             ),
             (
-                "diagnosis.undersized_memory_percent",
+                "undersized_memory_percent",
                 self.undersized_memory_percent,
+                1,
+                " (percent)",
             ),
             (
-                "diagnosis.oversized_max_percent",
+                "oversized_max_percent",
                 self.oversized_max_percent,
+                1,
+                " (percent)",
             ),
         ] {
-            if !(1..=100).contains(&value) {
-                return Invalid::key(key, format!("{value} is out of range: 1..=100 (percent)"));
+            if !(lowest..=100).contains(&value) {
+                return Invalid::key(
+                    &format!("diagnosis.{key}"),
+                    format!("{value} is out of range: {lowest}..=100{of}"),
+                );
             }
         }
         if self.oversized_min_cores == 0 {

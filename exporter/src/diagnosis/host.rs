@@ -119,21 +119,14 @@ fn own_cpu_quota() -> Option<f64> {
 }
 
 fn smallest_quota(root: &Path, path: &str) -> Option<f64> {
-    let mut best: Option<f64> = None;
-    let mut at = path.to_owned();
-    loop {
-        let dir = root.join(at.trim_start_matches('/'));
-        if let Some(q) = std::fs::read_to_string(dir.join("cpu.max"))
-            .ok()
-            .and_then(|t| parse_cpu_max(&t))
-        {
-            best = Some(best.map_or(q, |b: f64| b.min(q)));
-        }
-        match at.rfind('/') {
-            Some(i) if !at.is_empty() => at.truncate(i),
-            _ => return best,
-        }
-    }
+    super::memory_limit::up_from(root, path)
+        .into_iter()
+        .filter_map(|(_, dir)| {
+            std::fs::read_to_string(dir.join("cpu.max"))
+                .ok()
+                .and_then(|t| parse_cpu_max(&t))
+        })
+        .reduce(f64::min)
 }
 
 #[cfg(test)]

@@ -53,31 +53,39 @@ fn parse_limit(text: &str) -> Option<u64> {
     (v < UNLIMITED).then_some(v)
 }
 
-/// The smallest limit from `path` up to the hierarchy's root.
-fn smallest(root: &Path, path: &str, file: &str) -> Option<Limit> {
-    let mut best: Option<Limit> = None;
+/// A cgroup and each one above it, up to the hierarchy's root: `(its path, its directory
+/// under `root`)`, the cgroup itself first.
+pub(super) fn up_from(root: &Path, path: &str) -> Vec<(String, PathBuf)> {
+    let mut out = Vec::new();
     let mut at = path.trim_end_matches('/').to_owned();
     loop {
         let dir = root.join(at.trim_start_matches('/'));
+        let name = if at.is_empty() {
+            "/".into()
+        } else {
+            at.clone()
+        };
+        out.push((name, dir));
+        match at.rfind('/') {
+            Some(i) if !at.is_empty() => at.truncate(i),
+            _ => return out,
+        }
+    }
+}
+
+/// The smallest limit from `path` up to the hierarchy's root.
+fn smallest(root: &Path, path: &str, file: &str) -> Option<Limit> {
+    let mut best: Option<Limit> = None;
+    for (cgroup, dir) in up_from(root, path) {
         if let Some(bytes) = std::fs::read_to_string(dir.join(file))
             .ok()
             .and_then(|t| parse_limit(&t))
             && best.as_ref().is_none_or(|b| bytes < b.bytes)
         {
-            best = Some(Limit {
-                bytes,
-                cgroup: if at.is_empty() {
-                    "/".into()
-                } else {
-                    at.clone()
-                },
-            });
-        }
-        match at.rfind('/') {
-            Some(i) if !at.is_empty() => at.truncate(i),
-            _ => return best,
+            best = Some(Limit { bytes, cgroup });
         }
     }
+    best
 }
 
 /// The memory limit process `tgid` runs under; `None`: no limit (or not readable).

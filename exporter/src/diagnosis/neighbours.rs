@@ -152,16 +152,9 @@ impl Neighbours {
         }
     }
 
-    /// The groups seen, with what each used, most CPU first.
-    pub fn groups(&self) -> Vec<(GroupKey, GroupUsage)> {
-        let mut out: Vec<_> = self.groups.clone();
-        out.sort_by(|a, b| b.1.cpu_ns.cmp(&a.1.cpu_ns).then_with(|| a.0.cmp(&b.0)));
-        out
-    }
-
-    /// CPU the outside processes used in all, ns.
-    pub fn cpu_ns(&self) -> u64 {
-        self.groups.iter().map(|(_, u)| u.cpu_ns).sum()
+    /// The groups seen, with what each used, in the order first seen.
+    pub fn groups(&self) -> &[(GroupKey, GroupUsage)] {
+        &self.groups
     }
 
     fn group(&mut self, key: GroupKey) -> usize {

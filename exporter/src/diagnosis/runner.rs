@@ -42,6 +42,8 @@ struct Last {
     cpu_ns: u64,
     wait_ns: u64,
     rss_bytes: u64,
+    /// `cpu_ns` and `wait_ns` are from a sample (not only a memory step).
+    sampled: bool,
 }
 
 /// What the run and the host did, summed over the intervals.
@@ -121,17 +123,18 @@ impl Runner {
             return;
         }
         let cpu = s.usage().cpu_ns();
-        // A process from before the agent counts from its first sample; one started while
-        // traced from its start.
-        let last = *self.procs.entry(p.key).or_insert(if p.seeded {
-            Last {
+        let known = self.procs.get(&p.key).copied().unwrap_or_default();
+        // A process from before the agent counts from its first sample (a memory step may
+        // have come first); one started while traced from its start.
+        let last = match known {
+            Last { sampled: true, .. } => known,
+            _ if p.seeded => Last {
                 cpu_ns: cpu,
                 wait_ns: s.run_delay_ns,
-                rss_bytes: 0,
-            }
-        } else {
-            Last::default()
-        });
+                ..known
+            },
+            _ => known,
+        };
         self.pending_cpu_ns += cpu.saturating_sub(last.cpu_ns);
         // Falls when a thread exits (it takes its delay along): counted again from there.
         self.pending_wait_ns += s.run_delay_ns.saturating_sub(last.wait_ns);
@@ -141,6 +144,7 @@ impl Runner {
                 cpu_ns: cpu.max(last.cpu_ns),
                 wait_ns: s.run_delay_ns,
                 rss_bytes: s.rss_bytes,
+                sampled: true,
             },
         );
     }
@@ -309,13 +313,10 @@ impl Runner {
         }
         let machine_ns = t.contended_ns as f64 * f64::from(online);
         let share = t.contended_others_ns / machine_ns * 100.0;
-        let groups = self
+        let mut busy: Vec<&(neighbours::GroupKey, neighbours::GroupUsage)> = self
             .neighbours
-            .as_ref()
-            .map(Neighbours::groups)
-            .unwrap_or_default();
-        let mut busy: Vec<_> = groups
-            .into_iter()
+            .iter()
+            .flat_map(Neighbours::groups)
             .filter(|(_, u)| u.contended_cpu_ns > 0)
             .collect();
         busy.sort_by_key(|(_, u)| std::cmp::Reverse(u.contended_cpu_ns));
