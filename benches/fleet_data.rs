@@ -56,6 +56,7 @@ fn main() {
         let settings = ParquetSettings {
             dir: dir.clone(),
             host: host.clone(),
+            revision: None,
             flush_rows: 1_000_000,
             flush_bytes: usize::MAX,
             flush_interval: std::time::Duration::from_secs(7 * 24 * 3600),

@@ -57,6 +57,7 @@ fn main() {
     let settings = ParquetSettings {
         dir: dir.clone(),
         host: "bench".into(),
+        revision: None,
         flush_rows: 1_000_000,
         flush_bytes: usize::MAX,
         flush_interval: std::time::Duration::from_secs(3600),

@@ -220,7 +220,8 @@ impl Command {
 #[derive(Debug, clap::Args)]
 pub struct QueryArgs {
     /// durations | cpu | memory | io | network | failures | findings | processes | tree |
-    /// slowest | critical-path | runs | hosts | sql
+    /// slowest | critical-path | runs | hosts | baseline | regressions | flaky | trend |
+    /// fix-first | sql
     #[arg(value_name = "NAME")]
     pub name: String,
     /// With `sql`: the statement, over the views `events`, `processes`, `connections` and
@@ -251,6 +252,16 @@ pub struct QueryArgs {
     /// Print the SQL (views and query) instead of running it: it runs as is in the DuckDB CLI.
     #[arg(long)]
     pub print_sql: bool,
+    /// History queries: a step's baseline is its last N runs [default: history.baseline_runs].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(5..=10000))]
+    pub baseline_runs: Option<u32>,
+    /// History queries: only pipelines whose root command contains TEXT.
+    #[arg(long, value_name = "TEXT")]
+    pub pipeline: Option<String>,
+    /// History queries: only steps whose step key contains TEXT (`trend`: those steps instead
+    /// of the pipelines).
+    #[arg(long, value_name = "TEXT")]
+    pub step: Option<String>,
 }
 
 /// Which data: where it is, and which host's and how recent.
@@ -303,20 +314,19 @@ pub struct CompareArgs {
         required_unless_present = "baseline_runs"
     )]
     pub baseline: Option<String>,
-    /// Compare with the median of the last N earlier runs of the same command.
+    /// Compare with the median of the last N earlier runs of the same command, each step
+    /// judged by its spread over them as `query regressions` does.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub baseline_runs: Option<u32>,
-    /// A step is slower when it took more than this many percent longer...
-    #[arg(long, value_name = "PERCENT", default_value_t = 20.0)]
-    pub threshold_percent: f64,
-    /// ...and more than this much longer (e.g. 100ms, 2s).
-    #[arg(
-        long,
-        value_name = "DURATION",
-        default_value = "100ms",
-        allow_hyphen_values = true
-    )]
-    pub threshold_time: String,
+    /// A step is slower when it took more than this many percent longer... [default: 20, or
+    /// history.regression_min_percent with --baseline-runs]
+    #[arg(long, value_name = "PERCENT")]
+    pub threshold_percent: Option<f64>,
+    /// ...and more than this much longer (e.g. 100ms, 2s) [default: 100ms, or
+    /// history.regression_min_time with --baseline-runs]; with --baseline-runs, also by more
+    /// than history.regression_spread times the step's spread over those runs.
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
+    pub threshold_time: Option<String>,
     /// Exit with status 4 when a step got slower or failed where it did not.
     #[arg(long)]
     pub fail_on_regression: bool,

@@ -89,6 +89,8 @@ pub async fn daemon(config: &Config) -> Result<(), AgentError> {
         &scope,
         StartOptions {
             job_span,
+            // A daemon's working directory says nothing of what it traces: only the CI's.
+            revision: crate::agent::revision::revision(&cicd::attributes(env), None),
             cicd: cicd::attributes(env),
             seed_root_names,
             // One id per daemon session; each tracked tree is a trace within it.

@@ -18,5 +18,6 @@ pub mod daemon;
 pub mod diagnosis;
 pub mod process;
 pub mod run;
+pub mod run_history;
 pub mod sinks;
 pub mod upload;

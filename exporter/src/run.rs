@@ -94,6 +94,10 @@ pub async fn run(
         &KernelScope::Tracked,
         StartOptions {
             run_span: Some(run_span),
+            revision: crate::agent::revision::revision(
+                &cicd,
+                std::env::current_dir().ok().as_deref(),
+            ),
             cicd: cicd.clone(),
             run_id: run_id.clone(),
             record: Some(recorded.clone()),
@@ -304,7 +308,19 @@ pub async fn run(
         );
     }
     let record = std::mem::take(&mut *recorded.lock().unwrap_or_else(|e| e.into_inner()));
-    let view = RunView::new(run.run_id.clone(), record.procs).with_findings(record.findings);
+    let mut view = RunView::new(run.run_id.clone(), record.procs).with_findings(record.findings);
+    if config.history.summary && config.output.parquet {
+        let started = std::time::Instant::now();
+        let judge = pipetrace_core::analysis::history::Judge::from(&config.history);
+        match crate::run_history::record_and_judge(&config.output.parquet_dir, &view, &judge) {
+            Ok(slower) => view = view.with_slower(slower),
+            Err(e) => eprintln!("otel-pipetrace: {e} (the summary says nothing of usual times)"),
+        }
+        tracing::debug!(
+            us = started.elapsed().as_micros() as u64,
+            "step history read and written"
+        );
+    }
     if config.run.job_summary
         && let Some(path) = std::env::var_os(GITHUB_STEP_SUMMARY).filter(|p| !p.is_empty())
     {

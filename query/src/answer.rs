@@ -25,8 +25,9 @@ pub fn answer(command: &Command, config: &Config) -> ExitCode {
 /// `otel-pipetrace query`: no privileges, no runtime; results on stdout.
 fn query(args: &QueryArgs, config: &Config) -> ExitCode {
     use crate::{
+        config::HistorySection,
         present::{table::TableOptions, terminal_width},
-        query::{self, Format, Request},
+        query::{self, Format, History, Request},
     };
     let min_duration_s = match args
         .min_duration
@@ -55,6 +56,18 @@ fn query(args: &QueryArgs, config: &Config) -> ExitCode {
         limit: args.limit,
         min_duration_s,
         scope: data.scope,
+        history: History {
+            judge: HistorySection {
+                baseline_runs: args.baseline_runs.unwrap_or(config.history.baseline_runs),
+                lookback_runs: config
+                    .history
+                    .lookback_runs
+                    .max(args.baseline_runs.unwrap_or(0) + 1),
+                ..config.history.clone()
+            },
+            pipeline: args.pipeline.clone().unwrap_or_default(),
+            step: args.step.clone().unwrap_or_default(),
+        },
     };
     let table = TableOptions {
         terminal_width: terminal_width(libc::STDOUT_FILENO),
@@ -159,8 +172,11 @@ fn document(command: &Command, config: &Config) -> ExitCode {
             let run = args.source.run.as_deref();
             data_source(&args.source.data, config)
                 .and_then(|data| match args.format.as_str() {
-                    "html" => report::html_report(&data, run).map_err(|e| e.to_string()),
-                    _ => report::markdown_report(&data, run).map_err(|e| e.to_string()),
+                    "html" => {
+                        report::html_report(&data, run, &config.history).map_err(|e| e.to_string())
+                    }
+                    _ => report::markdown_report(&data, run, &config.history)
+                        .map_err(|e| e.to_string()),
                 })
                 .and_then(|text| emit(&text, args.output.as_deref()))
                 .map(|()| ExitCode::SUCCESS)
@@ -173,17 +189,25 @@ fn document(command: &Command, config: &Config) -> ExitCode {
             .and_then(|text| emit(&text, args.output.as_deref()))
             .map(|()| ExitCode::SUCCESS),
         Command::Compare(args) => (|| {
-            let min = humantime_serde::re::humantime::parse_duration(&args.threshold_time)
-                .map_err(|e| {
-                    format!(
-                        "--threshold-time {:?}: {e} (a duration such as 100ms or 2s)",
-                        args.threshold_time
-                    )
-                })?;
-            if !(args.threshold_percent.is_finite() && args.threshold_percent >= 0.0) {
+            let several = args.baseline.is_none();
+            let history = &config.history;
+            let min = match &args.threshold_time {
+                Some(text) => {
+                    humantime_serde::re::humantime::parse_duration(text).map_err(|e| {
+                        format!("--threshold-time {text:?}: {e} (a duration such as 100ms or 2s)")
+                    })?
+                }
+                None if several => history.regression_min_time,
+                None => std::time::Duration::from_millis(100),
+            };
+            let percent = args.threshold_percent.unwrap_or(if several {
+                history.regression_min_percent
+            } else {
+                20.0
+            });
+            if !(percent.is_finite() && percent >= 0.0) {
                 return Err(format!(
-                    "--threshold-percent {}: a percentage of 0 or more, e.g. 20",
-                    args.threshold_percent
+                    "--threshold-percent {percent}: a percentage of 0 or more, e.g. 20"
                 ));
             }
             let baseline = match (&args.baseline, args.baseline_runs) {
@@ -192,8 +216,9 @@ fn document(command: &Command, config: &Config) -> ExitCode {
                 (None, None) => unreachable!("clap requires one"),
             };
             let thresholds = Thresholds {
-                percent: args.threshold_percent,
+                percent,
                 min_s: min.as_secs_f64(),
+                spread: several.then_some(history.regression_spread),
             };
             let comparison = report::compare_runs(
                 &data_source(&args.source.data, config)?,

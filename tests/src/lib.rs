@@ -17,6 +17,7 @@ use serde_json::Value;
 
 pub mod cgroup;
 pub mod docker;
+pub mod duckdb;
 pub mod phoenix;
 pub mod prometheus;
 pub mod rotel;

@@ -15,6 +15,7 @@ mod diagnosis;
 mod faults;
 mod fleet;
 mod gateway;
+mod history;
 mod layout;
 mod metrics;
 mod network;

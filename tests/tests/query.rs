@@ -5,21 +5,18 @@
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
-    process::{Command, Output, Stdio},
+    process::{Command, Output},
     time::Duration,
 };
 
 use pipetrace_tests::{
-    assert_one_line_error, command, config_daemon, query_json, require_root, rotel::TOOLS_VENV,
+    assert_one_line_error, command, config_daemon,
+    duckdb::{assert_same_rows, duckdb_json},
+    query_json, require_root,
+    rotel::TOOLS_VENV,
     status_of, wait_until,
 };
 use serde_json::Value;
-
-fn duckdb_cli() -> PathBuf {
-    let path = PathBuf::from(TOOLS_VENV).join("bin/duckdb");
-    assert!(path.exists(), "{}: run scripts/setup", path.display());
-    path
-}
 
 fn venv_python() -> PathBuf {
     PathBuf::from(TOOLS_VENV).join("bin/python")
@@ -41,80 +38,6 @@ fn query(data: &Path, args: &[&str]) -> Output {
         .arg(data)
         .output()
         .unwrap()
-}
-
-/// Runs SQL in the official DuckDB CLI; rows as JSON objects.
-fn duckdb_json(script: &str) -> Vec<Value> {
-    let mut child = Command::new(duckdb_cli())
-        .args(["-json", ":memory:"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(script.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "duckdb CLI: {}", stderr(&out));
-    let text = stdout(&out);
-    // One JSON array per statement that returns rows: the last one is the query's.
-    let last = text
-        .trim()
-        .rsplit_once("\n[")
-        .map_or(text.trim().to_owned(), |(_, t)| format!("[{t}"));
-    if last.is_empty() {
-        return Vec::new();
-    }
-    match serde_json::from_str(&last) {
-        Ok(Value::Array(rows)) => rows,
-        other => panic!("duckdb CLI output is not a JSON array: {other:?}\n{text}"),
-    }
-}
-
-/// Timestamps print differently (`T`/`Z` vs ` `/`+00`); compare their digits.
-fn normalize(v: &Value) -> Value {
-    match v {
-        Value::String(s) if s.len() >= 19 && s.as_bytes()[4] == b'-' && s.as_bytes()[7] == b'-' => {
-            let digits: String = s.chars().filter(char::is_ascii_digit).collect();
-            Value::String(digits.trim_end_matches('0').to_owned())
-        }
-        other => other.clone(),
-    }
-}
-
-fn same(a: &Value, b: &Value) -> bool {
-    match (a.as_f64(), b.as_f64()) {
-        (Some(x), Some(y)) => (x - y).abs() <= 1e-9 * x.abs().max(1.0),
-        _ => normalize(a) == normalize(b),
-    }
-}
-
-fn assert_same_rows(name: &str, ours: &[Value], oracle: &[Value]) {
-    assert_eq!(
-        ours.len(),
-        oracle.len(),
-        "{name}: row count\nours {ours:#?}\ncli {oracle:#?}"
-    );
-    for (i, (a, b)) in ours.iter().zip(oracle).enumerate() {
-        let (a, b) = (a.as_object().unwrap(), b.as_object().unwrap());
-        assert_eq!(
-            a.keys().collect::<Vec<_>>(),
-            b.keys().collect::<Vec<_>>(),
-            "{name} row {i}: columns"
-        );
-        for (k, va) in a {
-            assert!(
-                same(va, &b[k]),
-                "{name} row {i} column {k}: ours {va} vs CLI {}",
-                b[k]
-            );
-        }
-    }
 }
 
 /// A pipeline with repeated commands, a failure, a kill and nesting.

@@ -3,7 +3,9 @@
 
 pub mod critical_path;
 pub mod findings;
+pub mod history;
 pub mod run;
 pub mod step_key;
+pub mod steps;
 pub mod summary;
 pub mod usage;

@@ -148,6 +148,8 @@ pub struct RunView {
     pub procs: Vec<Proc>,
     /// What the diagnosis found, most severe first (see [`RunView::with_findings`]).
     pub findings: Vec<super::findings::Noted>,
+    /// Steps slower than their own history (see [`RunView::with_slower`]).
+    pub slower: Vec<super::history::SlowerStep>,
     children: Vec<Vec<usize>>,
     roots: Vec<usize>,
 }
@@ -178,6 +180,7 @@ impl RunView {
             run_id,
             procs,
             findings: Vec::new(),
+            slower: Vec::new(),
             children,
             roots,
         }
@@ -187,6 +190,16 @@ impl RunView {
     pub fn with_findings(mut self, mut findings: Vec<super::findings::Noted>) -> Self {
         super::findings::sort(&mut findings);
         self.findings = findings;
+        self
+    }
+
+    /// With the steps slower than usual, the largest change first.
+    pub fn with_slower(mut self, mut slower: Vec<super::history::SlowerStep>) -> Self {
+        slower.sort_by(|a, b| {
+            let change = |s: &super::history::SlowerStep| s.duration_s - s.baseline.p50_s;
+            change(b).total_cmp(&change(a)).then(a.step.cmp(&b.step))
+        });
+        self.slower = slower;
         self
     }
 

@@ -76,6 +76,7 @@ impl Config {
             self.tracker.validate(),
             self.otlp.validate(),
             self.diagnosis.validate(),
+            self.history.validate(),
         ];
         match checks.into_iter().find_map(Result::err) {
             Some(Invalid { key, message }) => Err(ConfigError::Invalid(format!(

@@ -9,6 +9,7 @@ mod capture;
 mod diagnosis;
 mod errors;
 mod flags;
+mod history;
 mod load;
 mod metrics;
 mod object_store;
@@ -27,6 +28,7 @@ pub use diagnosis::DiagnosisSection;
 pub use errors::ConfigError;
 use errors::Invalid;
 pub use flags::{FLAGS, Flag, FlagKind, Overrides};
+pub use history::{HistorySection, MIN_BASELINE_RUNS};
 pub use metrics::MetricsSection;
 pub use object_store::{
     FileCredentials, UrlStyle, credentials, credentials_source, endpoint, env_nonempty,
@@ -54,6 +56,7 @@ pub struct Config {
     pub metrics: MetricsSection,
     pub redact: RedactSection,
     pub diagnosis: DiagnosisSection,
+    pub history: HistorySection,
 }
 
 impl Config {

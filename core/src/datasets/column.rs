@@ -100,6 +100,8 @@ pub struct RowContext {
     pub run_id: String,
     /// `output.host`.
     pub host: String,
+    /// The commit the run built (`vcs.ref.head.revision`), when known.
+    pub revision: Option<String>,
 }
 
 impl RowContext {

@@ -173,5 +173,6 @@ pub fn context() -> RowContext {
         clock: Clock::new(),
         run_id: "run-distinct".into(),
         host: "host-distinct".into(),
+        revision: Some("rev-distinct".into()),
     }
 }

@@ -168,6 +168,10 @@ static TABLE: LazyLock<Dataset<Process, Derived>> = LazyLock::new(|| {
             FIRST,
             |p: &Process, _, _| p.parent_span.map(|s| format!("{s:016x}")).into(),
         ),
+        // The commit the run built: a step that passed and failed on one commit is flaky.
+        column("revision", Kind::Text, true, SECOND, |_, _, cx| {
+            cx.revision.as_deref().into()
+        }),
         host(),
     ]);
     Dataset::new(PROCESSES, derive, columns)

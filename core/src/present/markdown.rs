@@ -23,6 +23,43 @@ const TOP: usize = 10;
 const COMMAND_WIDTH: usize = 80;
 
 /// A command in a table cell: cut, `|` escaped, in code.
+/// Steps that took longer than their own history says is usual.
+fn slower(out: &mut String, run: &RunView) {
+    if run.slower.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "### 🐢 Slower than usual\n");
+    let _ = writeln!(
+        out,
+        "| step | this run | usual (median) | spread | change | since |"
+    );
+    let _ = writeln!(out, "|---|--:|--:|--:|--:|---|");
+    for s in &run.slower {
+        let b = &s.baseline;
+        let since = if s.since_run == run.run_id {
+            "this run".to_owned()
+        } else {
+            format!("`{}` ({} runs)", s.since_run, s.runs_since)
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} over {} runs | ± {} | +{} (+{:.0} %) | {since} |",
+            code(&s.step),
+            units::duration(s.duration_s),
+            units::duration(b.p50_s),
+            b.runs,
+            units::duration(b.spread_s),
+            units::duration(s.duration_s - b.p50_s),
+            if b.p50_s > 0.0 {
+                (s.duration_s - b.p50_s) / b.p50_s * 100.0
+            } else {
+                0.0
+            },
+        );
+    }
+    out.push('\n');
+}
+
 fn code(text: &str) -> String {
     // One line: a newline (a `python -c` program) would end the table row.
     let text: String = cut(text, COMMAND_WIDTH)
@@ -146,6 +183,8 @@ pub fn report(run: &RunView) -> String {
     }
 
     findings(&mut out, run);
+
+    slower(&mut out, run);
 
     gantt(&mut out, run, start);
 

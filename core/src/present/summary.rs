@@ -93,6 +93,22 @@ pub fn details(run: &RunView, s: &Summary, facts: &RunFacts, width: usize) -> St
         let line = format!("{d:>pad$}  {}", run.procs[i].command);
         let _ = writeln!(out, "{}", cut(&line, width.saturating_sub(11)));
     }
+    let widest = run
+        .slower
+        .iter()
+        .map(|s| units::duration(s.duration_s).chars().count())
+        .max()
+        .unwrap_or(0);
+    for (n, slower) in run.slower.iter().enumerate() {
+        label(&mut out, if n == 0 { "slower" } else { "" });
+        let line = format!(
+            "{:>widest$}  {}  {}",
+            units::duration(slower.duration_s),
+            slower_than_usual(slower, &run.run_id),
+            slower.step
+        );
+        let _ = writeln!(out, "{}", cut(&line, width.saturating_sub(11)));
+    }
     for (n, &i) in s.failure_chain.iter().enumerate() {
         let p = &run.procs[i];
         label(&mut out, if n == 0 { "failure" } else { "" });
@@ -106,6 +122,31 @@ pub fn details(run: &RunView, s: &Summary, facts: &RunFacts, width: usize) -> St
     }
     findings(&mut out, run, width);
     out
+}
+
+/// `usual 402 ms ± 9 ms over 20 runs, +52 %, since this run`: a step slower than its history.
+pub fn slower_than_usual(s: &crate::analysis::history::SlowerStep, this_run: &str) -> String {
+    let b = &s.baseline;
+    let since = if s.since_run == this_run {
+        "since this run".to_owned()
+    } else {
+        format!(
+            "since run {} ({} runs)",
+            &s.since_run[..s.since_run.len().min(8)],
+            s.runs_since
+        )
+    };
+    format!(
+        "usual {} ± {} over {} runs, +{:.0} %, {since}",
+        units::duration(b.p50_s),
+        units::duration(b.spread_s),
+        b.runs,
+        if b.p50_s > 0.0 {
+            (s.duration_s - b.p50_s) / b.p50_s * 100.0
+        } else {
+            0.0
+        },
+    )
 }
 
 /// `memory_leak` → `memory leak`.

@@ -2,6 +2,7 @@
 //! in order so that nothing read from the kernel is left unprocessed.
 
 mod outputs;
+pub mod revision;
 pub mod route;
 
 pub use outputs::{ConfiguredSinks, configured_sinks};
@@ -109,6 +110,8 @@ pub struct StartOptions {
     pub cicd: Vec<(&'static str, String)>,
     /// Identifies this run (or daemon session) in the Parquet rows.
     pub run_id: String,
+    /// The commit being built (`vcs.ref.head.revision`), for the Parquet rows.
+    pub revision: Option<String>,
     /// Daemon, descendants mode: also trace the subtrees of matching processes that are
     /// already running.
     pub seed_root_names: Vec<String>,

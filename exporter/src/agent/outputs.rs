@@ -51,6 +51,7 @@ pub fn configured_sinks(
         let settings = ParquetSettings {
             dir: out.parquet_dir.clone(),
             host: out.host(),
+            revision: options.revision.clone(),
             flush_rows: out.flush_rows,
             flush_bytes: out.flush_bytes,
             flush_interval: out.flush_interval,

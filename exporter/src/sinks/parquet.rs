@@ -46,6 +46,8 @@ pub struct ParquetSettings {
     pub dir: PathBuf,
     /// The `host` column's value.
     pub host: String,
+    /// The `revision` column's value.
+    pub revision: Option<String>,
     pub flush_rows: usize,
     /// Estimated bytes of buffered rows (all datasets) that trigger a write.
     pub flush_bytes: usize,
@@ -173,6 +175,7 @@ impl ParquetSink {
                 clock,
                 run_id: run_id.to_owned(),
                 host: settings.host.clone(),
+                revision: settings.revision.clone(),
             },
             settings,
             events: events().rows(),
@@ -476,6 +479,7 @@ mod tests {
         let settings = ParquetSettings {
             dir: dir.path().to_path_buf(),
             host: "h".into(),
+            revision: None,
             flush_rows: 4,
             flush_bytes: usize::MAX,
             flush_interval: Duration::from_secs(3600),
@@ -530,6 +534,7 @@ mod tests {
         let settings = ParquetSettings {
             dir: dir.path().to_path_buf(),
             host: "h".into(),
+            revision: None,
             flush_rows: 1_000_000,
             flush_bytes: 64 * 1024,
             flush_interval: Duration::from_secs(3600),
@@ -623,6 +628,7 @@ mod by_name {
         let settings = ParquetSettings {
             dir: dir.path().to_path_buf(),
             host: cx.host.clone(),
+            revision: cx.revision.clone(),
             flush_rows: 1000,
             flush_bytes: usize::MAX,
             flush_interval: Duration::from_secs(3600),
@@ -739,6 +745,7 @@ mod by_name {
             ("trace_id", format!("{:032x}", p.span.trace_id)),
             ("span_id", format!("{:016x}", p.span.span_id)),
             ("parent_span_id", s("0fedcba987654321")),
+            ("revision", s("rev-distinct")),
             ("host", s("host-distinct")),
         ]);
         let processes = crate::datasets::processes();

@@ -43,6 +43,7 @@ pub fn load_run(data: &Data, run: Option<&str>, flag: &str) -> Result<LoadedRun,
         limit: None,
         min_duration_s: None,
         scope: data.scope.clone(),
+        history: Default::default(),
     };
     let uses = concat!(
         include_str!("sql/run-processes.sql"),
@@ -193,6 +194,7 @@ pub fn runs_by_root(data: &Data) -> Result<Vec<(String, String)>, QueryError> {
         limit: None,
         min_duration_s: None,
         scope: data.scope.clone(),
+        history: Default::default(),
     };
     views(&conn, &request, include_str!("sql/runs.sql"))?;
     // The `runs` query, newest first, has each run's root step key.

@@ -7,6 +7,8 @@
 
 mod critical_path;
 mod error;
+mod fix_first;
+pub mod history;
 pub mod load;
 mod render;
 mod request;
@@ -23,7 +25,7 @@ pub use error::QueryError;
 use error::{first_line, reason_only, sql_error};
 pub use render::render;
 use request::statement;
-pub use request::{Data, DataScope, Format, QUERIES, Request, SLOWEST_DEFAULT_LIMIT};
+pub use request::{Data, DataScope, Format, History, QUERIES, Request, SLOWEST_DEFAULT_LIMIT};
 use views::views;
 
 /// A literal in SQL that is printed (`--print-sql`) and so cannot be a bound parameter.
@@ -69,6 +71,7 @@ pub fn run(request: &Request) -> Result<Vec<RecordBatch>, QueryError> {
         ("tree", Some(min)) if request.format != Format::Table => {
             tree::without_shorter(&batches, min).map_err(|e| QueryError::Sql(e.to_string()))
         }
+        ("fix-first", _) => fix_first::with_critical_path(&conn, batches),
         _ => Ok(batches),
     }
 }

@@ -20,7 +20,16 @@ pub const QUERIES: &[(&str, &str)] = &[
     ("critical-path", include_str!("sql/critical-path.sql")),
     ("runs", include_str!("sql/runs.sql")),
     ("hosts", include_str!("sql/hosts.sql")),
+    ("baseline", include_str!("sql/baseline.sql")),
+    ("regressions", include_str!("sql/regressions.sql")),
+    ("flaky", include_str!("sql/flaky.sql")),
+    ("trend", include_str!("sql/trend.sql")),
+    ("fix-first", include_str!("sql/fix-first.sql")),
 ];
+
+/// The history queries' rows, `step_runs(lookback)`: defined when a statement reads them.
+pub const STEP_RUNS: &str = "step_runs";
+pub(super) const STEP_RUNS_SQL: &str = include_str!("sql/step-runs.sql");
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -52,6 +61,45 @@ pub struct Request {
     /// `tree`: processes shorter than this many seconds are folded (table) or left out.
     pub min_duration_s: Option<f64>,
     pub scope: DataScope,
+    /// How the history queries judge a step (`[history]`, `--baseline-runs`) and which
+    /// pipelines and steps they show (`--pipeline`, `--step`).
+    pub history: History,
+}
+
+/// The history queries' parameters: SQL variables the script sets before its statement.
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    pub judge: crate::config::HistorySection,
+    /// Only pipelines whose root command contains this ("": every pipeline).
+    pub pipeline: String,
+    /// Only steps whose step key contains this ("": every step; `trend`: the pipelines).
+    pub step: String,
+}
+
+impl History {
+    /// `SET VARIABLE` statements for the SQL: printed by `--print-sql` with the rest.
+    pub(super) fn variables(&self) -> String {
+        let j = &self.judge;
+        [
+            ("baseline_runs", j.baseline_runs.to_string()),
+            ("lookback_runs", j.lookback_runs.to_string()),
+            ("regression_spread", format!("{:?}", j.regression_spread)),
+            (
+                "regression_min_percent",
+                format!("{:?}", j.regression_min_percent),
+            ),
+            (
+                "regression_min_s",
+                format!("{:?}", j.regression_min_time.as_secs_f64()),
+            ),
+            ("flaky_flip_percent", format!("{:?}", j.flaky_flip_percent)),
+            ("pipeline", quote(&self.pipeline)),
+            ("step", quote(&self.step)),
+        ]
+        .iter()
+        .map(|(name, value)| format!("SET VARIABLE {name} = {value};\n"))
+        .collect()
+    }
 }
 
 /// Where the data is (`--data`: a directory, a file or `s3://bucket/prefix`) and which of it.

@@ -22,6 +22,7 @@ fn record_run(dir: &Path, run_id: &str, base: u32, start_s: u64, cc_status: u32)
     let settings = ParquetSettings {
         dir: dir.to_path_buf(),
         host: "builder".into(),
+        revision: None,
         flush_rows: 1_000,
         flush_bytes: usize::MAX,
         flush_interval: Duration::from_secs(3600),
@@ -111,6 +112,7 @@ fn request(data: &Path, name: &str, run: Option<&str>) -> Request {
         limit: None,
         min_duration_s: None,
         scope: DataScope::default(),
+        history: Default::default(),
     }
 }
 

@@ -8,6 +8,7 @@ use super::{
     QueryError, Request,
     error::sql_error,
     quote, reason_only,
+    request::{STEP_RUNS, STEP_RUNS_SQL},
     runs::{latest_offset, latest_run, resolve_run, valid_run_id},
     s3,
     sources::{bucket_sources, find_sources},
@@ -58,6 +59,14 @@ pub(super) fn views(
         sources.events = None;
     }
     let connections = mentions(uses, CONNECTIONS);
+    let history = mentions(uses, STEP_RUNS);
+    if history && sources.processes.is_none() {
+        return Err(QueryError::Input(format!(
+            "query {}: the history queries read processes/ and {} has none",
+            request.name,
+            request.data.display()
+        )));
+    }
     let findings = mentions(uses, FINDINGS);
     let mut sql = signal_name_macro();
     sql.extend(view(
@@ -96,6 +105,11 @@ pub(super) fn views(
             )
             .unwrap_or_else(|| empty_view(datasets::findings())),
         );
+    }
+    if history {
+        sql.push_str(&request.history.variables());
+        sql.push_str(STEP_RUNS_SQL.trim_end());
+        sql.push_str(";\n");
     }
     conn.execute_batch(&sql).map_err(sql_error)?;
 

@@ -6,16 +6,25 @@ use std::{collections::BTreeMap, fmt::Write, sync::Arc};
 
 use arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, UInt32Array};
 
+pub use crate::analysis::steps::StepStats;
 use crate::{
-    analysis::run::RunView,
+    analysis::{
+        history::{MAD_TO_SIGMA, mad, median},
+        run::RunView,
+        steps::per_step,
+    },
+    config::MIN_BASELINE_RUNS,
     present::{summary::cut, units},
 };
 
-/// When a step counts as slower: by more than `percent` and by more than `min_s` seconds.
+/// When a step counts as slower (or faster): by more than `percent` and by more than `min_s`
+/// seconds and, against several runs, by more than `spread` robust standard deviations of the
+/// step's durations over them (the rule of `query regressions`).
 #[derive(Debug, Clone, Copy)]
 pub struct Thresholds {
     pub percent: f64,
     pub min_s: f64,
+    pub spread: Option<f64>,
 }
 
 impl Default for Thresholds {
@@ -23,64 +32,25 @@ impl Default for Thresholds {
         Self {
             percent: 20.0,
             min_s: 0.1,
+            spread: None,
         }
     }
 }
 
-/// One step in one run (or the median over the baseline runs): its processes together.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct StepStats {
-    pub processes: u32,
-    pub duration_s: f64,
-    pub cpu_s: Option<f64>,
-    pub peak_rss_bytes: Option<i64>,
-    /// Bytes read and written at the storage layer, and sent and received over the network,
-    /// by the step's processes (None: not measured).
-    pub storage_bytes: Option<i64>,
-    pub network_bytes: Option<i64>,
-    pub failed: u32,
-    /// A command of the step, as it ran.
-    pub command: String,
-}
-
-fn per_step(run: &RunView) -> BTreeMap<String, StepStats> {
-    let mut steps: BTreeMap<String, StepStats> = BTreeMap::new();
-    for p in &run.procs {
-        let s = steps.entry(p.step_key.clone()).or_default();
-        s.processes += 1;
-        s.duration_s += p.duration_ns() as f64 / 1e9;
-        if let Some(c) = p.cpu_s() {
-            *s.cpu_s.get_or_insert(0.0) += c;
-        }
-        if let Some(b) = p.peak_rss_bytes {
-            s.peak_rss_bytes = Some(s.peak_rss_bytes.map_or(b, |m| m.max(b)));
-        }
-        if let Some(b) = p.traffic.storage() {
-            *s.storage_bytes.get_or_insert(0) += b;
-        }
-        if let Some(b) = p.traffic.network() {
-            *s.network_bytes.get_or_insert(0) += b;
-        }
-        // The step's own ending, absorbed by its parent or not: a step that starts to exit
-        // non-zero is news between runs even where the pipeline ignores it.
-        if p.status.is_failure() {
-            s.failed += 1;
-        }
-        if s.command.is_empty() {
-            s.command = p.command.clone();
+/// Each step's robust standard deviation over the baseline runs it ran in (from at least
+/// [`MIN_BASELINE_RUNS`] of them).
+fn spreads(runs: &[&RunView]) -> BTreeMap<String, f64> {
+    let mut durations: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for run in runs {
+        for (key, s) in per_step(run) {
+            durations.entry(key).or_default().push(s.duration_s);
         }
     }
-    steps
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    match n {
-        0 => 0.0,
-        _ if n % 2 == 1 => values[n / 2],
-        _ => (values[n / 2 - 1] + values[n / 2]) / 2.0,
-    }
+    durations
+        .into_iter()
+        .filter(|(_, d)| d.len() >= MIN_BASELINE_RUNS as usize)
+        .map(|(key, d)| (key, MAD_TO_SIGMA * mad(&d)))
+        .collect()
 }
 
 /// The median step of several runs: a step is in the baseline when it ran in at least half of
@@ -157,6 +127,8 @@ pub struct Row {
     pub before: Option<StepStats>,
     pub after: Option<StepStats>,
     pub change: Change,
+    /// The step's robust standard deviation over the baseline runs, when judged by it.
+    pub spread_s: Option<f64>,
 }
 
 impl Row {
@@ -200,6 +172,10 @@ fn wall_s(run: &RunView) -> f64 {
 pub fn compare(run: &RunView, baseline: &[&RunView], thresholds: Thresholds) -> Comparison {
     let after = per_step(run);
     let before = median_steps(baseline);
+    let spreads = match thresholds.spread {
+        Some(_) => spreads(baseline),
+        None => BTreeMap::new(),
+    };
     let mut keys: Vec<&String> = after.keys().chain(before.keys()).collect();
     keys.sort();
     keys.dedup();
@@ -214,8 +190,11 @@ pub fn compare(run: &RunView, baseline: &[&RunView], thresholds: Thresholds) -> 
                 (Some(b), Some(a)) if a.failed == 0 && b.failed > 0 => Change::Fixed,
                 (Some(b), Some(a)) => {
                     let delta = a.duration_s - b.duration_s;
+                    let noise =
+                        thresholds.spread.unwrap_or(0.0) * spreads.get(key).copied().unwrap_or(0.0);
                     let big = delta.abs() > thresholds.min_s
-                        && delta.abs() > b.duration_s * thresholds.percent / 100.0;
+                        && delta.abs() > b.duration_s * thresholds.percent / 100.0
+                        && delta.abs() > noise;
                     match (big, delta > 0.0) {
                         (true, true) => Change::Slower,
                         (true, false) => Change::Faster,
@@ -229,6 +208,7 @@ pub fn compare(run: &RunView, baseline: &[&RunView], thresholds: Thresholds) -> 
                 before: b,
                 after: a,
                 change,
+                spread_s: spreads.get(key).copied(),
             }
         })
         .collect();
@@ -293,6 +273,7 @@ pub fn batch(c: &Comparison) -> Result<RecordBatch, arrow::error::ArrowError> {
             f(&|r| r.after.as_ref().map(|s| round(s.duration_s))),
         ),
         ("delta_s", f(&|r| Some(round(r.delta_s())))),
+        ("spread_s", f(&|r| r.spread_s.map(round))),
         (
             "delta_percent",
             f(&|r| match (&r.before, &r.after) {
@@ -362,7 +343,7 @@ pub fn markdown(c: &Comparison) -> String {
     let _ = writeln!(out, "## otel-pipetrace compare: {verdict}\n");
     let _ = writeln!(
         out,
-        "Run `{}` against {baseline}: wall time {} → {} ({}). Slower means more than {} % and more than {}.\n",
+        "Run `{}` against {baseline}: wall time {} → {} ({}). Slower means more than {} % and more than {}{}.\n",
         c.run_id,
         units::duration(c.wall_before_s),
         units::duration(c.wall_after_s),
@@ -372,6 +353,12 @@ pub fn markdown(c: &Comparison) -> String {
         ),
         c.thresholds.percent,
         units::duration(c.thresholds.min_s),
+        match c.thresholds.spread {
+            Some(k) => format!(
+                " and more than {k} times the step's spread over the runs (1.4826 × MAD, from {MIN_BASELINE_RUNS} runs)"
+            ),
+            None => String::new(),
+        },
     );
     if let Some(other) = &c.other_command {
         let _ = writeln!(

@@ -8,23 +8,48 @@ pub mod curve;
 pub mod html;
 
 use crate::{
+    config::HistorySection,
     present::markdown,
     query::{
         Data, QueryError,
-        load::{load_run, runs_by_root},
+        history::slower_steps,
+        load::{LoadedRun, load_run, runs_by_root},
     },
 };
 
+/// The run `run` names in `data`, with its steps judged against their history.
+fn load_judged(
+    data: &Data,
+    run: Option<&str>,
+    history: &HistorySection,
+) -> Result<LoadedRun, QueryError> {
+    let mut loaded = load_run(data, run, "--run")?;
+    // Without a history (data from before the history queries, no processes/), the report
+    // is still made, and says why it tells nothing of usual times.
+    let slower = slower_steps(data, &loaded.view, history).unwrap_or_else(|e| {
+        eprintln!("otel-pipetrace: note: no comparison with earlier runs: {e}");
+        Vec::new()
+    });
+    loaded.view = std::mem::take(&mut loaded.view).with_slower(slower);
+    Ok(loaded)
+}
+
 /// The Markdown report of run `run` (`None`: the latest) in `data`.
-pub fn markdown_report(data: &Data, run: Option<&str>) -> Result<String, QueryError> {
-    let loaded = load_run(data, run, "--run")?;
-    Ok(markdown::report(&loaded.view))
+pub fn markdown_report(
+    data: &Data,
+    run: Option<&str>,
+    history: &HistorySection,
+) -> Result<String, QueryError> {
+    Ok(markdown::report(&load_judged(data, run, history)?.view))
 }
 
 /// The HTML report of run `run` (`None`: the latest) in `data`.
-pub fn html_report(data: &Data, run: Option<&str>) -> Result<String, ReportError> {
-    let loaded = load_run(data, run, "--run")?;
-    Ok(html::report(&loaded)?)
+pub fn html_report(
+    data: &Data,
+    run: Option<&str>,
+    history: &HistorySection,
+) -> Result<String, ReportError> {
+    Ok(html::report(&load_judged(data, run, history)?)?)
 }
 
 /// Why a page could not be made: the run could not be read, or the page not written.
