@@ -190,6 +190,9 @@ pub enum Command {
     /// Export a run as a trace file: chrome-trace (Trace Event JSON for Perfetto,
     /// chrome://tracing and speedscope).
     Export(ExportArgs),
+    /// Merge the many small Parquet files of a data directory (one per `run`) or of a bucket
+    /// (one object per job) into one per host, day and schema, so that queries read few.
+    Compact(CompactArgs),
     /// Print the effective configuration (defaults < OTEL_* environment < file < PIPETRACE_*
     /// environment < flags) as TOML; header values are masked.
     Config,
@@ -335,6 +338,22 @@ pub struct CompareArgs {
     /// Tables: show every value whole.
     #[arg(long)]
     pub wide: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CompactArgs {
+    /// The data directory or the bucket (s3://BUCKET/PREFIX; endpoint and credentials as in
+    /// [output.object_store] and the AWS variables) [default: output.parquet_dir].
+    #[arg(long, value_name = "DIR|S3-URL")]
+    pub data: Option<PathBuf>,
+    /// Leave files younger than this (a run may still be writing them).
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "1h",
+        allow_hyphen_values = true
+    )]
+    pub min_age: String,
 }
 
 #[derive(Debug, clap::Args)]

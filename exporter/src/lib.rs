@@ -14,6 +14,7 @@ pub use pipetrace_core::{analysis, cli, config, datasets, event, present};
 
 pub mod agent;
 pub mod capture;
+pub mod compact;
 pub mod daemon;
 pub mod diagnosis;
 pub mod process;

@@ -68,6 +68,9 @@ fn main() -> ExitCode {
     };
 
     match cli.command {
+        Some(Command::Compact(args)) => {
+            runtime.block_on(pipetrace::compact::compact(&config, &args))
+        }
         Some(Command::Run {
             command, summary, ..
         }) => {

@@ -83,6 +83,7 @@ pub async fn run(
     };
     let run_id = format!("{:016x}", run_span.span_id);
     let cicd = cicd::attributes(env);
+    let revision = crate::agent::revision::revision(&cicd, std::env::current_dir().ok().as_deref());
     let recorded = Recorded::default();
     // Before anything starts: a SIGINT or SIGTERM from then on is forwarded to the command
     // once it runs, instead of killing `run` with the default action. The command starts with
@@ -94,10 +95,7 @@ pub async fn run(
         &KernelScope::Tracked,
         StartOptions {
             run_span: Some(run_span),
-            revision: crate::agent::revision::revision(
-                &cicd,
-                std::env::current_dir().ok().as_deref(),
-            ),
+            revision: revision.clone(),
             cicd: cicd.clone(),
             run_id: run_id.clone(),
             record: Some(recorded.clone()),
@@ -312,8 +310,13 @@ pub async fn run(
     if config.history.summary && config.output.parquet {
         let started = std::time::Instant::now();
         let judge = pipetrace_core::analysis::history::Judge::from(&config.history);
-        match crate::run_history::record_and_judge(&config.output.parquet_dir, &view, &judge) {
-            Ok(slower) => view = view.with_slower(slower),
+        match crate::run_history::record_and_judge(
+            &config.output.parquet_dir,
+            &view,
+            revision.as_deref(),
+            &judge,
+        ) {
+            Ok(judged) => view = view.with_slower(judged.slower).with_flaky(judged.flaky),
             Err(e) => eprintln!("otel-pipetrace: {e} (the summary says nothing of usual times)"),
         }
         tracing::debug!(

@@ -12,7 +12,7 @@ use std::{
 };
 
 use pipetrace_core::analysis::{
-    history::{Judge, SlowerStep},
+    history::{FlakyStep, Judge, SlowerStep, StepRun, judge_run},
     run::RunView,
     steps::{per_step, pipeline},
 };
@@ -22,8 +22,14 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Serialize, Deserialize)]
 struct Entry {
     run_id: String,
+    /// The commit it built, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    revision: Option<String>,
     /// Each step's duration in seconds (its processes added up).
     steps: BTreeMap<String, f64>,
+    /// The steps that failed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    failed: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -50,15 +56,24 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
-/// Adds `run` to its pipeline's history under `dir` and returns its steps that took longer
-/// than usual against the runs before it.
+/// What the history says of a run: its steps slower than usual, and those that failed and
+/// are flaky.
+#[derive(Debug, Default)]
+pub struct Judged {
+    pub slower: Vec<SlowerStep>,
+    pub flaky: Vec<FlakyStep>,
+}
+
+/// Adds `run` (which built `revision`) to its pipeline's history under `dir` and judges its
+/// steps against the runs before it.
 pub fn record_and_judge(
     dir: &Path,
     run: &RunView,
+    revision: Option<&str>,
     judge: &Judge,
-) -> Result<Vec<SlowerStep>, HistoryError> {
+) -> Result<Judged, HistoryError> {
     let Some(pipeline) = pipeline(run) else {
-        return Ok(Vec::new());
+        return Ok(Judged::default());
     };
     let path = file_of(dir, pipeline);
     let error = |source| HistoryError {
@@ -84,28 +99,33 @@ pub fn record_and_judge(
         .filter_map(|line| serde_json::from_str(&line).ok())
         .collect();
     let steps = per_step(run);
-    let mut slower = Vec::new();
-    for (key, stats) in &steps {
-        let runs: Vec<(&str, f64)> = earlier
-            .iter()
-            .filter_map(|e| e.steps.get(key).map(|d| (e.run_id.as_str(), *d)))
-            .chain([(run.run_id.as_str(), stats.duration_s)])
-            .collect();
-        let durations: Vec<f64> = runs.iter().map(|r| r.1).collect();
-        if let Some(s) = judge.newest(&durations) {
-            slower.push(SlowerStep {
-                step: key.clone(),
-                duration_s: stats.duration_s,
-                baseline: s.baseline,
-                since_run: runs[s.since].0.to_owned(),
-                runs_since: runs.len() - s.since,
-            });
-        }
-    }
     let entry = Entry {
         run_id: run.run_id.clone(),
-        steps: steps.into_iter().map(|(k, s)| (k, s.duration_s)).collect(),
+        revision: revision.map(str::to_owned),
+        steps: steps
+            .iter()
+            .map(|(k, s)| (k.clone(), s.duration_s))
+            .collect(),
+        failed: steps
+            .iter()
+            .filter(|(_, s)| s.failed > 0)
+            .map(|(k, _)| k.clone())
+            .collect(),
     };
+    let mut histories: BTreeMap<String, Vec<StepRun>> = BTreeMap::new();
+    for e in earlier.iter().chain([&entry]) {
+        for (key, d) in &e.steps {
+            if steps.contains_key(key) {
+                histories.entry(key.clone()).or_default().push(StepRun {
+                    run_id: e.run_id.clone(),
+                    duration_s: *d,
+                    failed: e.failed.contains(key),
+                    revision: e.revision.clone(),
+                });
+            }
+        }
+    }
+    let (slower, flaky) = judge_run(run, &histories, judge);
     let line = serde_json::to_string(&entry).map_err(|e| error(e.into()))? + "\n";
     let keep = KEPT_BASELINES * judge.baseline_runs;
     if earlier.len() + 1 > 2 * keep {
@@ -122,7 +142,7 @@ pub fn record_and_judge(
     } else {
         (&file).write_all(line.as_bytes()).map_err(error)?;
     }
-    Ok(slower)
+    Ok(Judged { slower, flaky })
 }
 
 #[cfg(test)]
@@ -148,10 +168,13 @@ mod tests {
         };
         for i in 0..40 {
             let seconds = 1.0 + 0.01 * f64::from(i % 3);
-            let slower = record_and_judge(dir.path(), &run(&format!("r{i}"), seconds), &judge);
-            assert_eq!(slower.unwrap(), [], "run {i}");
+            let judged =
+                record_and_judge(dir.path(), &run(&format!("r{i}"), seconds), None, &judge);
+            assert_eq!(judged.unwrap().slower, [], "run {i}");
         }
-        let slower = record_and_judge(dir.path(), &run("slow", 2.0), &judge).unwrap();
+        let slower = record_and_judge(dir.path(), &run("slow", 2.0), None, &judge)
+            .unwrap()
+            .slower;
         let steps: Vec<&str> = slower.iter().map(|s| s.step.as_str()).collect();
         assert_eq!(steps, ["make test", "sh pipeline.sh"]);
         assert_eq!(slower[0].since_run, "slow");

@@ -173,6 +173,30 @@ fn a_slowdown_is_found_where_it_began_and_a_flaky_step_apart_from_a_failing_one(
         "{at25}"
     );
 
+    // A flaky failure is told as one; the step that always fails is not flaky.
+    let flaky_line = |n: usize| {
+        h.runs[n - 1]
+            .1
+            .lines()
+            .filter(|l| l.starts_with("  flaky") || l.contains("flaky.sh") && l.contains("failed"))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let at8 = flaky_line(8);
+    assert!(
+        at8.contains("flaky.sh") && at8.contains("passed and failed on one commit"),
+        "run 8: {}",
+        h.runs[7].1
+    );
+    assert!(
+        !h.runs[7]
+            .1
+            .lines()
+            .any(|l| l.contains("flaky") && l.contains("broken.sh"))
+    );
+    assert_eq!(flaky_line(9), "", "run 9 passed: {}", h.runs[8].1);
+
     // query regressions: the test step (its shell, its perl and the pipeline as a whole),
     // since run 20, about 0.4 s → 0.65 s; nothing else.
     let regressions = query_json(&data, &["regressions"]);
@@ -276,6 +300,40 @@ fn a_slowdown_is_found_where_it_began_and_a_flaky_step_apart_from_a_failing_one(
     );
     assert!(!section.contains("build"), "{section}");
     assert!(!report(&h.runs[SLOWER_FROM - 2].0).contains("Slower than usual"));
+    let md28 = report(&h.runs[27].0);
+    let flaky_section = md28
+        .split("### 🎲 Flaky")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{md28}"));
+    let flaky_section = flaky_section.split("###").next().unwrap();
+    assert!(flaky_section.contains("flaky.sh") && !flaky_section.contains("broken.sh"));
+
+    // The HTML report of run 20 charts the slower step against its history.
+    let mut cmd = command();
+    cmd.args(["report", "--format", "html", "--run", run20, "--data"])
+        .arg(&data);
+    let html = String::from_utf8_lossy(&cmd.output().unwrap().stdout).into_owned();
+    let section = html
+        .split(r#"<section id="history">"#)
+        .nth(1)
+        .unwrap_or_else(|| panic!("no history section"));
+    let section = section.split("</section>").next().unwrap();
+    let slower_item = section
+        .split("</li>")
+        .find(|li| li.contains("step.sh test"))
+        .unwrap_or_else(|| panic!("{section}"));
+    assert!(
+        slower_item.contains("slower than usual")
+            && slower_item.contains(r#"<circle class="this""#),
+        "{slower_item}"
+    );
+    // 19 earlier runs and this one, each a point.
+    let points = slower_item
+        .split(r#"points=""#)
+        .nth(1)
+        .and_then(|p| p.split('"').next())
+        .unwrap();
+    assert_eq!(points.split(' ').count(), SLOWER_FROM, "{points}");
 
     // compare --baseline-runs: run 20 regressed (status 4), run 19 did not.
     let compare = |run: &str| {
@@ -330,4 +388,22 @@ fn a_slowdown_is_found_where_it_began_and_a_flaky_step_apart_from_a_failing_one(
             .all(|r| text(r, "step").ends_with("step.sh test"))
     );
     assert_eq!(runs_in(&test_trend), RUNS as u64, "{test_trend:#?}");
+
+    // `compact` makes the 30 runs' files one per dataset (one host, one or two days) and
+    // changes no answer.
+    let files = |dataset: &str| std::fs::read_dir(data.join(dataset)).unwrap().count();
+    assert_eq!(files("processes"), RUNS);
+    let out = command()
+        .args(["compact", "--min-age", "0s", "--data"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(files("processes") <= 2, "{} files", files("processes"));
+    assert_eq!(query_json(&data, &["regressions"]), regressions);
+    assert_eq!(query_json(&data, &["flaky"]), flaky);
 }

@@ -31,7 +31,7 @@ const AGENT_STAGES: &[&[&str]] = &[
     &["sinks"],
     &["upload"],
     &["agent"],
-    &["run_history"],
+    &["run_history", "compact"],
     &["run", "daemon"],
 ];
 

@@ -12,6 +12,7 @@ mod cli;
 mod daemon;
 mod deploy;
 mod diagnosis;
+mod engines;
 mod faults;
 mod fleet;
 mod gateway;

@@ -32,6 +32,8 @@ pub struct Judge {
     pub spread: f64,
     pub min_percent: f64,
     pub min_s: f64,
+    /// Flaky without commits to tell: the outcome changes in this share of the runs.
+    pub flip_percent: f64,
 }
 
 impl From<&HistorySection> for Judge {
@@ -41,6 +43,7 @@ impl From<&HistorySection> for Judge {
             spread: h.regression_spread,
             min_percent: h.regression_min_percent,
             min_s: h.regression_min_time.as_secs_f64(),
+            flip_percent: h.flaky_flip_percent,
         }
     }
 }
@@ -74,6 +77,101 @@ pub struct SlowerStep {
     pub since_run: String,
     /// Runs from that one to this one, both counted.
     pub runs_since: usize,
+}
+
+/// A step that failed in this run and is flaky: it passed and failed on the same commit, or,
+/// where no commit ran twice, its outcome changed often (the rule of `query flaky`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlakyStep {
+    pub step: String,
+    /// Its runs and failures, this run included.
+    pub runs: usize,
+    pub failures: usize,
+    /// It passed and failed on one commit (else: it flips).
+    pub same_commit: bool,
+}
+
+/// Whether a step with these outcomes (`(revision, failed)`, oldest first) is flaky, and how
+/// it shows: `Some(true)` passed and failed on one commit, `Some(false)` flips without
+/// commits to tell, `None` not flaky.
+pub fn flaky(outcomes: &[(Option<&str>, bool)], flip_percent: f64) -> Option<bool> {
+    use std::collections::HashMap;
+    let mut by_commit: HashMap<&str, (usize, bool, bool)> = HashMap::new();
+    for (revision, failed) in outcomes {
+        if let Some(r) = revision {
+            let e = by_commit.entry(r).or_default();
+            e.0 += 1;
+            if *failed {
+                e.2 = true;
+            } else {
+                e.1 = true;
+            }
+        }
+    }
+    if by_commit
+        .values()
+        .any(|(_, passed, failed)| *passed && *failed)
+    {
+        return Some(true);
+    }
+    let failures = outcomes.iter().filter(|o| o.1).count();
+    let passes = outcomes.len() - failures;
+    let flips = outcomes.windows(2).filter(|w| w[0].1 != w[1].1).count();
+    let repeated = by_commit.values().any(|(runs, _, _)| *runs > 1);
+    (!repeated
+        && failures >= 2
+        && passes >= 2
+        && 100.0 * flips as f64 / outcomes.len() as f64 >= flip_percent)
+        .then_some(false)
+}
+
+/// One run of a step, as a history keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepRun {
+    pub run_id: String,
+    pub duration_s: f64,
+    pub failed: bool,
+    pub revision: Option<String>,
+}
+
+/// The steps of `run` against their histories (`histories[step]`: its runs oldest first,
+/// this run last): those slower than usual, and those that failed here and are flaky.
+pub fn judge_run(
+    run: &super::run::RunView,
+    histories: &std::collections::BTreeMap<String, Vec<StepRun>>,
+    judge: &Judge,
+) -> (Vec<SlowerStep>, Vec<FlakyStep>) {
+    let (mut slower, mut flaky_steps) = (Vec::new(), Vec::new());
+    for (key, stats) in super::steps::per_step(run) {
+        let Some(runs) = histories.get(&key) else {
+            continue;
+        };
+        let durations: Vec<f64> = runs.iter().map(|r| r.duration_s).collect();
+        if let Some(s) = judge.newest(&durations) {
+            slower.push(SlowerStep {
+                step: key.clone(),
+                duration_s: stats.duration_s,
+                baseline: s.baseline,
+                since_run: runs[s.since].run_id.clone(),
+                runs_since: runs.len() - s.since,
+            });
+        }
+        if stats.failed > 0 {
+            let outcomes: Vec<(Option<&str>, bool)> = runs
+                .iter()
+                .map(|r| (r.revision.as_deref(), r.failed))
+                .collect();
+            if let Some(same_commit) = flaky(&outcomes, judge.flip_percent) {
+                flaky_steps.push(FlakyStep {
+                    step: key,
+                    runs: runs.len(),
+                    failures: runs.iter().filter(|r| r.failed).count(),
+                    same_commit,
+                });
+            }
+        }
+    }
+    (slower, flaky_steps)
 }
 
 /// The newest run of a step was slower than usual.
@@ -209,6 +307,20 @@ mod tests {
         let mut spike = noisy(1.0, 20);
         spike.push(3.0);
         assert_eq!(judge.newest(&spike).map(|s| s.since), Some(20));
+    }
+
+    #[test]
+    fn flaky_on_one_commit_or_by_flips_but_not_when_broken_once() {
+        let c = Some("c1");
+        assert_eq!(
+            flaky(&[(c, false), (c, true), (c, false)], 20.0),
+            Some(true)
+        );
+        assert_eq!(flaky(&[(c, true), (c, true)], 20.0), None);
+        let flips: Vec<(Option<&str>, bool)> = (0..8).map(|i| (None, i % 4 == 3)).collect();
+        assert_eq!(flaky(&flips, 20.0), Some(false));
+        let broken: Vec<(Option<&str>, bool)> = (0..8).map(|i| (None, i >= 4)).collect();
+        assert_eq!(flaky(&broken, 20.0), None);
     }
 
     #[test]

@@ -150,6 +150,8 @@ pub struct RunView {
     pub findings: Vec<super::findings::Noted>,
     /// Steps slower than their own history (see [`RunView::with_slower`]).
     pub slower: Vec<super::history::SlowerStep>,
+    /// Steps that failed in this run and are flaky by their history.
+    pub flaky: Vec<super::history::FlakyStep>,
     children: Vec<Vec<usize>>,
     roots: Vec<usize>,
 }
@@ -181,6 +183,7 @@ impl RunView {
             procs,
             findings: Vec::new(),
             slower: Vec::new(),
+            flaky: Vec::new(),
             children,
             roots,
         }
@@ -200,6 +203,12 @@ impl RunView {
             change(b).total_cmp(&change(a)).then(a.step.cmp(&b.step))
         });
         self.slower = slower;
+        self
+    }
+
+    /// With the steps that failed here and are flaky by their history.
+    pub fn with_flaky(mut self, flaky: Vec<super::history::FlakyStep>) -> Self {
+        self.flaky = flaky;
         self
     }
 

@@ -16,6 +16,7 @@ use crate::event::Event;
 
 pub mod column;
 pub mod connections;
+pub mod ddl;
 pub mod events;
 pub mod findings;
 pub mod processes;

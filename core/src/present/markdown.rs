@@ -186,6 +186,19 @@ pub fn report(run: &RunView) -> String {
 
     slower(&mut out, run);
 
+    if !run.flaky.is_empty() {
+        let _ = writeln!(out, "### 🎲 Flaky: failed here, passes elsewhere\n");
+        for f in &run.flaky {
+            let _ = writeln!(
+                out,
+                "- {}: {}",
+                code(&f.step),
+                crate::present::summary::flaky_words(f)
+            );
+        }
+        out.push('\n');
+    }
+
     gantt(&mut out, run, start);
 
     let _ = writeln!(out, "### Slowest steps\n");

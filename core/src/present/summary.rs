@@ -109,6 +109,11 @@ pub fn details(run: &RunView, s: &Summary, facts: &RunFacts, width: usize) -> St
         );
         let _ = writeln!(out, "{}", cut(&line, width.saturating_sub(11)));
     }
+    for (n, f) in run.flaky.iter().enumerate() {
+        label(&mut out, if n == 0 { "flaky" } else { "" });
+        let line = format!("{}  {}", flaky_words(f), f.step);
+        let _ = writeln!(out, "{}", cut(&line, width.saturating_sub(11)));
+    }
     for (n, &i) in s.failure_chain.iter().enumerate() {
         let p = &run.procs[i];
         label(&mut out, if n == 0 { "failure" } else { "" });
@@ -146,6 +151,20 @@ pub fn slower_than_usual(s: &crate::analysis::history::SlowerStep, this_run: &st
         } else {
             0.0
         },
+    )
+}
+
+/// `failed 7 of 28 runs, passed and failed on one commit`: why a failed step is flaky.
+pub fn flaky_words(f: &crate::analysis::history::FlakyStep) -> String {
+    format!(
+        "failed {} of {} runs, {}",
+        f.failures,
+        f.runs,
+        if f.same_commit {
+            "passed and failed on one commit"
+        } else {
+            "its outcome flips from run to run"
+        }
     )
 }
 

@@ -3,6 +3,7 @@
 //! ([`store`]), retrying with backoff. What is not confirmed stays in the local spool and goes
 //! at the next pass or the next start.
 
+pub mod compact;
 pub mod spool;
 pub mod store;
 

@@ -39,7 +39,7 @@ use crate::{
 pub const OUTBOX: &str = "outbox";
 pub const UPLOADED: &str = "uploaded";
 /// Parquet metadata key of a rolled file: the JSON list of the files merged into it.
-const SOURCES_KEY: &str = "pipetrace.sources";
+pub(super) const SOURCES_KEY: &str = "pipetrace.sources";
 /// Rows per row group of a rolled file: what merging holds in memory at once.
 const ROLLED_GROUP_ROWS: usize = 65_536;
 
@@ -169,7 +169,7 @@ fn batch_host(batch: &RecordBatch) -> Option<String> {
 }
 
 /// The sources a rolled file names.
-fn sources_of(path: &Path) -> Vec<String> {
+pub(super) fn sources_of(path: &Path) -> Vec<String> {
     let Ok(file) = File::open(path) else {
         return Vec::new();
     };
@@ -206,12 +206,12 @@ fn sync_dir(dir: &Path) {
 }
 
 /// A sink file opened for merging.
-struct Source {
-    path: PathBuf,
-    name: String,
-    schema: SchemaRef,
-    host: String,
-    day: String,
+pub(super) struct Source {
+    pub path: PathBuf,
+    pub name: String,
+    pub schema: SchemaRef,
+    pub host: String,
+    pub day: String,
 }
 
 impl Spool {
@@ -285,7 +285,7 @@ impl Spool {
         Ok(rolled)
     }
 
-    fn open_source(&self, path: &Path) -> Result<Source, parquet::errors::ParquetError> {
+    pub(super) fn open_source(&self, path: &Path) -> Result<Source, parquet::errors::ParquetError> {
         let builder = ParquetRecordBatchReaderBuilder::try_new(File::open(path)?)?;
         let schema = builder.schema().clone();
         let first = builder.with_batch_size(1).build()?.next().transpose()?;
@@ -317,9 +317,24 @@ impl Spool {
             .outbox(dataset)
             .join(format!("host={host}"))
             .join(format!("date={day}"));
-        create_private_dir(&dir)?;
         // The first source's name: unique (each sink file is rolled once) and in time order.
         let name = sources[0].name.clone();
+        self.write_merged(&dir, &name, &sources)?;
+        for source in &sources {
+            std::fs::remove_file(&source.path)?;
+        }
+        Ok(())
+    }
+
+    /// Writes `sources` (same schema), batch by batch, as the complete file `dir/name` (it may
+    /// replace one of them), naming them in its metadata.
+    pub(super) fn write_merged(
+        &self,
+        dir: &Path,
+        name: &str,
+        sources: &[Source],
+    ) -> std::io::Result<()> {
+        create_private_dir(dir)?;
         let tmp = dir.join(format!(".{name}.tmp"));
         let names: Vec<&str> = sources.iter().map(|s| s.name.as_str()).collect();
         let props = self
@@ -335,7 +350,7 @@ impl Spool {
         let write = || -> Result<(), parquet::errors::ParquetError> {
             let file = create_private_file(&tmp)?;
             let mut writer = ArrowWriter::try_new(file, schema, Some(props))?;
-            for source in &sources {
+            for source in sources {
                 // Batch by batch: memory holds one row group, not the files.
                 let reader =
                     ParquetRecordBatchReaderBuilder::try_new(File::open(&source.path)?)?.build()?;
@@ -358,11 +373,8 @@ impl Spool {
             };
             return Err(std::io::Error::new(kind, format!("{}: {e}", tmp.display())));
         }
-        std::fs::rename(&tmp, dir.join(&name))?;
-        sync_dir(&dir);
-        for source in &sources {
-            std::fs::remove_file(&source.path)?;
-        }
+        std::fs::rename(&tmp, dir.join(name))?;
+        sync_dir(dir);
         Ok(())
     }
 

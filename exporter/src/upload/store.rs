@@ -28,6 +28,15 @@ pub enum StoreError {
 const PART_BYTES: usize = 8 << 20;
 const PARTS_IN_FLIGHT: usize = 2;
 
+/// An object in the bucket, as listed.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    /// Its key under the bucket's prefix: `DATASET/host=H/date=D/NAME.parquet`.
+    pub relative: String,
+    pub size: u64,
+    pub modified: std::time::SystemTime,
+}
+
 pub struct Bucket {
     store: Arc<dyn ObjectStore>,
     /// `s3://bucket/prefix`, for messages.
@@ -145,6 +154,73 @@ impl Bucket {
                 let meta = self.store.head(&key).await.map_err(|e| self.describe(&e))?;
                 self.same_size(&key, meta.size, size)
             }
+            Err(e) => Err(self.describe(&e)),
+        }
+    }
+
+    /// The objects under `relative` (`processes/`): their keys relative to the prefix, sizes
+    /// and when each was written.
+    pub async fn list(&self, relative: &str) -> Result<Vec<Listed>, StoreError> {
+        use futures_util::TryStreamExt;
+        let under = self.key(relative);
+        let objects: Vec<object_store::ObjectMeta> = self
+            .store
+            .list(Some(&under))
+            .try_collect()
+            .await
+            .map_err(|e| self.describe(&e))?;
+        let strip = match self.prefix.as_str() {
+            "" => String::new(),
+            p => format!("{p}/"),
+        };
+        Ok(objects
+            .into_iter()
+            .map(|o| Listed {
+                relative: o
+                    .location
+                    .as_ref()
+                    .strip_prefix(&strip)
+                    .unwrap_or(o.location.as_ref())
+                    .to_owned(),
+                size: o.size,
+                modified: o.last_modified.into(),
+            })
+            .collect())
+    }
+
+    /// Bytes `range` of the object `relative`.
+    pub async fn read_range(
+        &self,
+        relative: &str,
+        range: std::ops::Range<u64>,
+    ) -> Result<Vec<u8>, StoreError> {
+        let bytes = self
+            .store
+            .get_range(&self.key(relative), range)
+            .await
+            .map_err(|e| self.describe(&e))?;
+        Ok(bytes.to_vec())
+    }
+
+    /// The object `relative`, written to `file`.
+    pub async fn download(&self, relative: &str, file: &Path) -> Result<(), StoreError> {
+        let bytes = self
+            .store
+            .get(&self.key(relative))
+            .await
+            .map_err(|e| self.describe(&e))?
+            .bytes()
+            .await
+            .map_err(|e| self.describe(&e))?;
+        tokio::fs::write(file, &bytes)
+            .await
+            .map_err(|e| StoreError::Upload(format!("{}: {e}", file.display())))
+    }
+
+    /// Deletes the object `relative` (gone already is done).
+    pub async fn delete(&self, relative: &str) -> Result<(), StoreError> {
+        match self.store.delete(&self.key(relative)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(self.describe(&e)),
         }
     }

@@ -7,24 +7,24 @@ use std::collections::BTreeMap;
 use super::{History, QueryError, Request, open, quote, sql_error, views};
 use crate::{
     analysis::{
-        history::{Judge, SlowerStep},
+        history::{FlakyStep, Judge, SlowerStep, StepRun, judge_run},
         run::RunView,
-        steps::{per_step, pipeline},
+        steps::pipeline,
     },
     config::HistorySection,
     query::Data,
 };
 
-/// Each step of `pipeline`'s runs, oldest first: `(step, run id, duration)`, up to and
-/// including run `until`.
-fn step_durations(
+/// Each step of `pipeline`'s runs, oldest first: `(step, run)`.
+fn step_runs(
     data: &Data,
     history: &HistorySection,
     pipeline: &str,
-) -> Result<Vec<(String, String, f64)>, QueryError> {
+) -> Result<Vec<(String, StepRun)>, QueryError> {
     let conn = open()?;
     let statement = format!(
-        "SELECT step, run_id, duration_s FROM step_runs(getvariable('lookback_runs')) \
+        "SELECT step, run_id, duration_s, failed > 0, revision \
+         FROM step_runs(getvariable('lookback_runs')) \
          WHERE pipeline = {} ORDER BY step, started, run_id",
         quote(pipeline)
     );
@@ -45,47 +45,71 @@ fn step_durations(
     views(&conn, &request, &statement)?;
     let mut stmt = conn.prepare(&statement).map_err(sql_error)?;
     let rows = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                StepRun {
+                    run_id: r.get(1)?,
+                    duration_s: r.get(2)?,
+                    failed: r.get(3)?,
+                    revision: r.get(4)?,
+                },
+            ))
+        })
         .map_err(sql_error)?
         .collect::<Result<_, _>>()
         .map_err(sql_error)?;
     Ok(rows)
 }
 
-/// The steps of `run` slower than usual against the earlier runs of its pipeline in `data`.
-pub fn slower_steps(
+/// A run's steps against the earlier runs of its pipeline in `data`.
+pub struct StepHistory {
+    pub slower: Vec<SlowerStep>,
+    pub flaky: Vec<FlakyStep>,
+    /// Each step's durations up to this run, oldest first: `(run id, seconds)`.
+    pub series: BTreeMap<String, Vec<(String, f64)>>,
+}
+
+/// The steps of `run` against the earlier runs of its pipeline in `data` (a report of an
+/// older run is judged as it was then: the runs after it are left out).
+pub fn step_history(
     data: &Data,
     run: &RunView,
     history: &HistorySection,
-) -> Result<Vec<SlowerStep>, QueryError> {
+) -> Result<StepHistory, QueryError> {
     let Some(pipeline) = pipeline(run) else {
-        return Ok(Vec::new());
+        return Ok(StepHistory {
+            slower: Vec::new(),
+            flaky: Vec::new(),
+            series: BTreeMap::new(),
+        });
     };
-    let mut by_step: BTreeMap<String, Vec<(String, f64)>> = BTreeMap::new();
-    for (step, run_id, d) in step_durations(data, history, pipeline)? {
-        by_step.entry(step).or_default().push((run_id, d));
+    let mut histories: BTreeMap<String, Vec<StepRun>> = BTreeMap::new();
+    for (step, r) in step_runs(data, history, pipeline)? {
+        histories.entry(step).or_default().push(r);
     }
-    let judge = Judge::from(history);
-    let mut slower = Vec::new();
-    for (key, stats) in per_step(run) {
-        let Some(runs) = by_step.get(&key) else {
-            continue;
-        };
-        // Up to this run: a report of an older run is judged as it was then.
-        let Some(at) = runs.iter().position(|(id, _)| *id == run.run_id) else {
-            continue;
-        };
-        let runs = &runs[..=at];
-        let durations: Vec<f64> = runs.iter().map(|r| r.1).collect();
-        if let Some(s) = judge.newest(&durations) {
-            slower.push(SlowerStep {
-                step: key,
-                duration_s: stats.duration_s,
-                baseline: s.baseline,
-                since_run: runs[s.since].0.clone(),
-                runs_since: runs.len() - s.since,
-            });
-        }
-    }
-    Ok(slower)
+    histories.retain(
+        |_, runs| match runs.iter().position(|r| r.run_id == run.run_id) {
+            Some(at) => {
+                runs.truncate(at + 1);
+                true
+            }
+            None => false,
+        },
+    );
+    let (slower, flaky) = judge_run(run, &histories, &Judge::from(history));
+    let series = histories
+        .into_iter()
+        .map(|(k, runs)| {
+            (
+                k,
+                runs.into_iter().map(|r| (r.run_id, r.duration_s)).collect(),
+            )
+        })
+        .collect();
+    Ok(StepHistory {
+        slower,
+        flaky,
+        series,
+    })
 }

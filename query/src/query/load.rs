@@ -20,6 +20,11 @@ pub use crate::analysis::usage::Sample;
 pub struct LoadedRun {
     pub view: RunView,
     pub samples: Vec<Sample>,
+    /// Each step's duration in the earlier runs of the pipeline and this one, oldest first
+    /// (`(run id, seconds)`; empty until the history is read: [`super::history`]).
+    pub step_history: std::collections::BTreeMap<String, Vec<(String, f64)>>,
+    /// How the history was judged (`[history]`).
+    pub judge: crate::analysis::history::Judge,
 }
 
 fn hex(s: &str) -> Option<u64> {
@@ -112,7 +117,12 @@ pub fn load_views(conn: &Connection) -> Result<LoadedRun, QueryError> {
         .map_err(sql_error)?;
     let view = RunView::new(run_id, procs).with_findings(load_findings(conn)?);
     let samples = load_samples(conn, &view)?;
-    Ok(LoadedRun { view, samples })
+    Ok(LoadedRun {
+        view,
+        samples,
+        step_history: Default::default(),
+        judge: Default::default(),
+    })
 }
 
 /// The run's findings (none when the views have no `run_findings`: data from before them).

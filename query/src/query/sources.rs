@@ -67,10 +67,16 @@ pub(super) fn find_sources(conn: &Connection, data: &Path) -> Result<Sources, Qu
         if files.is_empty() {
             continue;
         }
-        // Check each file: one bad file is named, not hidden in a glob error.
+        let glob = format!("{}/**/*.parquet", dir.to_string_lossy());
+        // Every file's columns in one pass over the footers; a file it cannot read (not
+        // Parquet, truncated) is then found and named by checking each alone.
+        let columns = columns_by_file(conn, &glob).unwrap_or_default();
         for file in &files {
             let name = file.to_string_lossy().into_owned();
-            let have = column_names(conn, &name)?;
+            let have = match columns.get(&name) {
+                Some(have) => have.clone(),
+                None => column_names(conn, &name)?,
+            };
             let missing = missing_columns(&have, table);
             if !missing.is_empty() {
                 return Err(QueryError::Input(format!(
@@ -79,7 +85,7 @@ pub(super) fn find_sources(conn: &Connection, data: &Path) -> Result<Sources, Qu
                 )));
             }
         }
-        *slot = Some(format!("{}/**/*.parquet", dir.to_string_lossy()));
+        *slot = Some(glob);
     }
     if sources.events.is_none() && sources.processes.is_none() {
         return Err(QueryError::Input(format!(
@@ -187,6 +193,30 @@ fn check_parquet_file(path: &Path) -> Result<(), QueryError> {
         return Err(not_parquet("truncated: no Parquet footer"));
     }
     Ok(())
+}
+
+/// The column names of every file `glob` matches, by file; an error when one cannot be read.
+fn columns_by_file(
+    conn: &Connection,
+    glob: &str,
+) -> Result<std::collections::HashMap<String, Vec<String>>, duckdb::Error> {
+    let mut stmt =
+        conn.prepare("SELECT file_name, list(name) FROM parquet_schema(?) GROUP BY ALL")?;
+    let rows = stmt.query_map([glob], |r| {
+        let names: duckdb::types::Value = r.get(1)?;
+        let names = match names {
+            duckdb::types::Value::List(items) => items
+                .into_iter()
+                .filter_map(|v| match v {
+                    duckdb::types::Value::Text(t) => Some(t),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        Ok((r.get::<_, String>(0)?, names))
+    })?;
+    rows.collect()
 }
 
 fn column_names(conn: &Connection, source: &str) -> Result<Vec<String>, QueryError> {

@@ -68,7 +68,9 @@ pub(super) fn views(
         )));
     }
     let findings = mentions(uses, FINDINGS);
-    let mut sql = signal_name_macro();
+    // A footer read once per query, not once per scan of the dataset (the history queries
+    // scan the processes more than once; over a bucket each read is a request).
+    let mut sql = "SET parquet_metadata_cache = true;\n".to_owned() + &signal_name_macro();
     sql.extend(view(
         datasets::events(),
         sources.events.as_deref(),

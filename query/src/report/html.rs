@@ -55,6 +55,17 @@ struct FindingLink {
     curve: Option<String>,
 }
 
+/// A step charted against its history: slower than usual, or one of the run's slowest.
+struct HistoryChart {
+    step: String,
+    slower: bool,
+    note: String,
+    svg: String,
+}
+
+/// Steps charted at most.
+const HISTORY_CHARTS: usize = 6;
+
 #[derive(Template)]
 #[template(path = "report.html")]
 struct Page {
@@ -64,6 +75,7 @@ struct Page {
     facts: Vec<(&'static str, String)>,
     chain: Vec<Link>,
     findings: Vec<FindingLink>,
+    history: Vec<HistoryChart>,
     failures: Vec<Link>,
     more_failures: usize,
     slowest: Vec<Link>,
@@ -446,6 +458,7 @@ pub fn report(loaded: &LoadedRun) -> Result<String, HtmlError> {
         })
         .collect();
     let critical = critical_by_step(run, &segments, wall_ns);
+    let history = history_charts(loaded, &summary.slowest);
     let page = Page {
         title: root
             .as_ref()
@@ -467,6 +480,7 @@ pub fn report(loaded: &LoadedRun) -> Result<String, HtmlError> {
                 curve: super::curve::svg(&f.evidence),
             })
             .collect(),
+        history,
         more_failures: failed.len().saturating_sub(FAILURES_LISTED),
         failures,
         slowest,
@@ -477,6 +491,55 @@ pub fn report(loaded: &LoadedRun) -> Result<String, HtmlError> {
         data: script_json(&data(loaded, &segments))?,
     };
     Ok(page.render()?)
+}
+
+/// The steps slower than usual, then the run's slowest steps, each with a chart of its
+/// durations in the pipeline's last runs (steps without earlier runs are left out).
+fn history_charts(loaded: &LoadedRun, slowest: &[usize]) -> Vec<HistoryChart> {
+    let run = &loaded.view;
+    let judge = loaded.judge;
+    let mut steps: Vec<(String, Option<&crate::analysis::history::SlowerStep>)> = run
+        .slower
+        .iter()
+        .map(|s| (s.step.clone(), Some(s)))
+        .collect();
+    for &i in slowest {
+        let key = &run.procs[i].step_key;
+        if !steps.iter().any(|(k, _)| k == key) {
+            steps.push((key.clone(), None));
+        }
+    }
+    steps
+        .into_iter()
+        .filter_map(|(step, slower)| {
+            let series = loaded.step_history.get(&step)?;
+            let svg = super::history_chart::svg(series, &judge)?;
+            let this = series.last()?.1;
+            let note = match slower {
+                Some(s) => format!(
+                    "{}, {}",
+                    units::duration(this),
+                    crate::present::summary::slower_than_usual(s, &run.run_id)
+                ),
+                None => {
+                    let before: Vec<f64> = series[..series.len() - 1].iter().map(|r| r.1).collect();
+                    format!(
+                        "{} in this run, median {} over the {} runs before",
+                        units::duration(this),
+                        units::duration(crate::analysis::history::median(before)),
+                        series.len() - 1
+                    )
+                }
+            };
+            Some(HistoryChart {
+                step,
+                slower: slower.is_some(),
+                note,
+                svg,
+            })
+        })
+        .take(HISTORY_CHARTS)
+        .collect()
 }
 
 #[cfg(test)]

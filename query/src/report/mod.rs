@@ -5,6 +5,7 @@
 pub mod chrome_trace;
 pub mod compare;
 pub mod curve;
+pub mod history_chart;
 pub mod html;
 
 use crate::{
@@ -12,7 +13,7 @@ use crate::{
     present::markdown,
     query::{
         Data, QueryError,
-        history::slower_steps,
+        history::step_history,
         load::{LoadedRun, load_run, runs_by_root},
     },
 };
@@ -26,11 +27,16 @@ fn load_judged(
     let mut loaded = load_run(data, run, "--run")?;
     // Without a history (data from before the history queries, no processes/), the report
     // is still made, and says why it tells nothing of usual times.
-    let slower = slower_steps(data, &loaded.view, history).unwrap_or_else(|e| {
-        eprintln!("otel-pipetrace: note: no comparison with earlier runs: {e}");
-        Vec::new()
-    });
-    loaded.view = std::mem::take(&mut loaded.view).with_slower(slower);
+    match step_history(data, &loaded.view, history) {
+        Ok(h) => {
+            loaded.view = std::mem::take(&mut loaded.view)
+                .with_slower(h.slower)
+                .with_flaky(h.flaky);
+            loaded.step_history = h.series;
+            loaded.judge = history.into();
+        }
+        Err(e) => eprintln!("otel-pipetrace: note: no comparison with earlier runs: {e}"),
+    }
     Ok(loaded)
 }
 

@@ -4,24 +4,16 @@
 -- the first command of a daemon session). With lookback, only each pipeline's newest
 -- `lookback` runs (NULL: every run).
 CREATE OR REPLACE MACRO step_runs(lookback) AS TABLE
-WITH runs AS (
-    SELECT
-        run_id,
-        arg_min(coalesce(step_key, command_line), start) AS pipeline,
-        min(start) AS started,
-        max("end") AS ended,
-        any_value(revision) AS revision,
-        any_value(host) AS host
-    FROM processes
-    GROUP BY run_id
-    QUALIFY lookback IS NULL
-        OR row_number() OVER (PARTITION BY pipeline ORDER BY started DESC, run_id DESC) <= lookback
-),
-steps AS (
+WITH steps AS (
+    -- One pass over the processes (over many small files, each pass costs a read of every
+    -- footer): each run's steps, and from them the run.
     SELECT
         run_id,
         coalesce(step_key, command_line) AS step,
-        arg_min(command_line, start) AS command,
+        min(start) AS first_start,
+        max("end") AS last_end,
+        any_value(revision) AS revision,
+        any_value(host) AS host,
         count(*)::INTEGER AS processes,
         sum(duration_s) AS duration_s,
         sum(coalesce(cpu_user_s, 0) + coalesce(cpu_system_s, 0))
@@ -39,8 +31,20 @@ steps AS (
             "end"
         ) FILTER (WHERE status IN ('failed', 'killed', 'oom_killed')) AS failure
     FROM processes
-    WHERE run_id IN (SELECT run_id FROM runs)
     GROUP BY ALL
+),
+runs AS (
+    SELECT
+        run_id,
+        arg_min(step, first_start) AS pipeline,
+        min(first_start) AS started,
+        max(last_end) AS ended,
+        any_value(revision) AS revision,
+        any_value(host) AS host
+    FROM steps
+    GROUP BY run_id
+    QUALIFY lookback IS NULL
+        OR row_number() OVER (PARTITION BY pipeline ORDER BY started DESC, run_id DESC) <= lookback
 )
 SELECT
     r.pipeline,
@@ -50,7 +54,7 @@ SELECT
     r.ended,
     r.revision,
     r.host,
-    s.* EXCLUDE (run_id, step)
+    s.* EXCLUDE (run_id, step, first_start, last_end, revision, host)
 FROM steps s
 JOIN runs r USING (run_id)
 WHERE (getvariable('pipeline') = '' OR contains(r.pipeline, getvariable('pipeline')))
