@@ -10,16 +10,17 @@ use std::{path::PathBuf, time::Instant};
 
 use pipetrace::{
     capture::clock::{Clock, monotonic_ns},
-    config::ObjectStoreSection,
     sinks::{
         Sink,
         parquet::{ParquetSettings, ParquetSink},
     },
-    upload::{spool::Spool, store::Bucket},
+    upload::spool::Spool,
 };
 
 #[path = "synthetic.rs"]
 mod synthetic;
+#[path = "upload.rs"]
+mod upload;
 use synthetic::{Stream, Template, template};
 
 const HOURS: u64 = 24;
@@ -80,34 +81,7 @@ fn main() {
     }
     let write_s = write_started.elapsed().as_secs_f64();
 
-    let section = ObjectStoreSection {
-        url: url.clone(),
-        endpoint,
-        path_style: true,
-        ..Default::default()
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let bucket = Bucket::open(&section).expect("bucket");
-    let upload_started = Instant::now();
-    let (mut objects, mut bytes) = (0u64, 0u64);
-    runtime.block_on(async {
-        for (dir, host) in &dirs {
-            let spool = Spool::new(dir, host);
-            for w in spool.waiting() {
-                bucket.create(&w.key, &w.path).await.expect("upload");
-                // Kept (as `local_retention` does): the benchmark queries them locally too.
-                spool
-                    .confirm(&w, std::time::Duration::from_secs(86_400))
-                    .expect("confirm");
-                objects += 1;
-                bytes += w.bytes;
-            }
-        }
-    });
-    let upload_s = upload_started.elapsed().as_secs_f64();
+    let (objects, bytes, upload_s) = upload::upload_all(&url, &endpoint, &dirs);
     println!(
         "{{\"hosts\": {hosts}, \"processes\": {}, \"events\": {}, \"objects\": {objects}, \"bytes\": {bytes}, \"write_s\": {write_s:.3}, \"upload_s\": {upload_s:.3}}}",
         hosts * per_hour * HOURS,

@@ -11,9 +11,11 @@
 
 use std::{path::PathBuf, sync::Arc, time::Instant};
 
+#[path = "upload.rs"]
+mod upload;
+
 use pipetrace::{
     capture::clock::{Clock, monotonic_ns},
-    config::ObjectStoreSection,
     event::{Body, Common, Event, Exec, Exit, Usage},
     process::{
         model::{Ending, Process, ProcessKey},
@@ -23,7 +25,7 @@ use pipetrace::{
         Report, Sink,
         parquet::{ParquetSettings, ParquetSink},
     },
-    upload::{spool::Spool, store::Bucket},
+    upload::spool::Spool,
 };
 
 /// The run whose step 7 is the first slower one, counted back from the newest.
@@ -207,36 +209,10 @@ fn main() {
     }
     let write_s = started.elapsed().as_secs_f64();
 
-    let (mut objects, mut bytes, mut upload_s) = (0u64, 0u64, 0.0);
-    if let Some(url) = url {
-        let section = ObjectStoreSection {
-            url,
-            endpoint,
-            path_style: true,
-            ..Default::default()
-        };
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let bucket = Bucket::open(&section).expect("bucket");
-        let upload_started = Instant::now();
-        runtime.block_on(async {
-            for (dir, host) in &spools {
-                let spool = Spool::new(dir, host);
-                for w in spool.waiting() {
-                    bucket.create(&w.key, &w.path).await.expect("upload");
-                    // Kept (as `local_retention` does): the benchmark queries them locally too.
-                    spool
-                        .confirm(&w, std::time::Duration::from_secs(86_400))
-                        .expect("confirm");
-                    objects += 1;
-                    bytes += w.bytes;
-                }
-            }
-        });
-        upload_s = upload_started.elapsed().as_secs_f64();
-    }
+    let (objects, bytes, upload_s) = match url {
+        Some(url) => upload::upload_all(&url, &endpoint, &spools),
+        None => (0, 0, 0.0),
+    };
     println!(
         "{{\"runs\": {runs}, \"steps\": {steps}, \"hosts\": {hosts}, \"processes\": {processes}, \"files\": {files}, \"write_s\": {write_s:.3}, \"objects\": {objects}, \"bytes\": {bytes}, \"upload_s\": {upload_s:.3}}}"
     );

@@ -208,6 +208,23 @@ pub fn duckdb_s3(sql: &str) -> Result<String, String> {
     }
 }
 
+/// `otel-pipetrace --config CONFIG` with the test server's credentials (no other AWS or agent
+/// setting leaks in; `HOME` is the configuration's directory).
+pub fn agent_with(config: &Path) -> Command {
+    let mut cmd = Command::new(crate::bin());
+    for (key, _) in std::env::vars() {
+        if key.starts_with("AWS_") || key.starts_with("PIPETRACE_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.arg("--config")
+        .arg(config)
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        .env("HOME", config.parent().unwrap_or(Path::new("/")));
+    cmd
+}
+
 /// The `[output]` section of an agent that uploads to the test server under `prefix`.
 pub fn agent_config(data: &Path, host: &str, prefix: &str, extra: &str) -> String {
     format!(

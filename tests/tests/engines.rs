@@ -11,9 +11,9 @@ use std::{
 };
 
 use pipetrace_tests::{
-    bin, require_root,
+    require_root,
     rotel::TOOLS_VENV,
-    s3::{ACCESS_KEY, BUCKET, ENDPOINT, SECRET_KEY, Weed, agent_config, duckdb_s3},
+    s3::{ACCESS_KEY, BUCKET, ENDPOINT, SECRET_KEY, Weed, agent_config, agent_with, duckdb_s3},
 };
 use serde_json::Value;
 
@@ -26,24 +26,8 @@ D="$d" perl -e 'select(undef, undef, undef, $ENV{D})' "$1"
 "#;
 const PIPELINE: &str = "#!/bin/sh\n./step.sh build\n./step.sh test\n./step.sh lint\n";
 
-/// `otel-pipetrace` with the test server's credentials (no other AWS or agent setting).
-fn agent(config: &Path) -> Command {
-    let mut cmd = Command::new(bin());
-    for (key, _) in std::env::vars() {
-        if key.starts_with("AWS_") || key.starts_with("PIPETRACE_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.arg("--config")
-        .arg(config)
-        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-        .env("HOME", config.parent().unwrap());
-    cmd
-}
-
 fn query(config: &Path, url: &str, args: &[&str]) -> Vec<Value> {
-    let out = agent(config)
+    let out = agent_with(config)
         .arg("query")
         .args(args)
         .args(["--format", "json", "--data", url])
@@ -111,7 +95,7 @@ fn compaction_changes_no_answer_and_daft_on_ray_agrees_with_the_fleet_queries() 
             ),
         )
         .unwrap();
-        let out = agent(&config)
+        let out = agent_with(&config)
             .current_dir(work)
             .args(["run", "--summary", "line", "--", "./pipeline.sh"])
             .output()
@@ -140,7 +124,7 @@ fn compaction_changes_no_answer_and_daft_on_ray_agrees_with_the_fleet_queries() 
     );
 
     // Compaction: one object for the partition, the same answers.
-    let out = agent(&config)
+    let out = agent_with(&config)
         .args(["compact", "--data", &url, "--min-age", "0s"])
         .output()
         .unwrap();

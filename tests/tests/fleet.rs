@@ -8,27 +8,11 @@ use std::{
 };
 
 use pipetrace_tests::{
-    bin, require_root,
-    s3::{ACCESS_KEY, BUCKET, SECRET_KEY, Weed, agent_config, duckdb_s3},
+    require_root,
+    s3::{BUCKET, Weed, agent_config, agent_with, duckdb_s3},
     script,
 };
 use serde_json::Value;
-
-/// `otel-pipetrace` with the test server's credentials (no other AWS setting leaks in).
-fn agent(config: &Path) -> Command {
-    let mut cmd = Command::new(bin());
-    for (key, _) in std::env::vars() {
-        if key.starts_with("AWS_") || key.starts_with("PIPETRACE_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.arg("--config")
-        .arg(config)
-        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-        .env("HOME", config.parent().unwrap());
-    cmd
-}
 
 fn write_config(
     dir: &Path,
@@ -53,7 +37,7 @@ fn one_agent(host: &str, prefix: &str, extra: &str) -> (Weed, tempfile::TempDir,
 }
 
 fn run(config: &Path, command: &[&str]) -> Output {
-    agent(config)
+    agent_with(config)
         .args(["run", "--summary", "line", "--"])
         .args(command)
         .output()
@@ -66,7 +50,7 @@ fn stderr(out: &Output) -> String {
 
 /// `query ARGS --format json` with `config`: its rows (it must succeed).
 fn query(config: &Path, args: &[&str]) -> Vec<Value> {
-    let out = agent(config)
+    let out = agent_with(config)
         .arg("query")
         .args(args)
         .args(["--format", "json"])
@@ -274,14 +258,14 @@ fn two_hosts_upload_and_fleet_queries_equal_the_union_of_their_local_data() {
         ],
     );
     assert_eq!(runs.len(), 2);
-    let out = agent(config)
+    let out = agent_with(config)
         .args(["report", "--data", &format!("s3://{BUCKET}/ci"), "--run"])
         .arg(runs[0]["run_id"].as_str().unwrap())
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("sleep 0.3"));
-    let out = agent(config)
+    let out = agent_with(config)
         .args([
             "compare",
             "--format",
@@ -298,7 +282,7 @@ fn two_hosts_upload_and_fleet_queries_equal_the_union_of_their_local_data() {
     assert!(out.status.success(), "{}", stderr(&out));
 
     // Nothing to upload: nothing new appears.
-    let out = agent(config)
+    let out = agent_with(config)
         .args(["run", "--summary", "line", "--", "true"])
         .output()
         .unwrap();
@@ -331,7 +315,7 @@ fn an_ip_address_endpoint_works_without_path_style() {
     let rows = all_processes(&config, &bucket);
     assert_eq!(rows.len(), 2, "sh and ls: {rows:?}");
 
-    let sql = agent(&config)
+    let sql = agent_with(&config)
         .args(["query", "runs", "--data", &bucket, "--print-sql"])
         .output()
         .unwrap();
@@ -349,7 +333,7 @@ fn wrong_credentials_keep_the_data_then_the_next_start_uploads_it_once() {
     require_root!();
     let (weed, _dir, data, config) = one_agent("runner-c", "creds", "local_retention = \"0s\"");
 
-    let out = agent(&config)
+    let out = agent_with(&config)
         .env("AWS_SECRET_ACCESS_KEY", "not-the-key")
         .args([
             "run",
@@ -421,7 +405,7 @@ fn a_server_outage_during_a_daemon_is_survived_with_nothing_lost_or_duplicated()
         ),
     )
     .unwrap();
-    let mut cmd = agent(&config);
+    let mut cmd = agent_with(&config);
     cmd.env_remove("PIPETRACE_OUTPUT__PARQUET_DIR");
     let started = pipetrace_tests::start_daemon(cmd);
     let mut daemon = pipetrace_tests::Daemon {
@@ -505,7 +489,7 @@ fn sigkill_during_uploads_leaves_no_partial_and_no_duplicate_object() {
     // machine, where the agent takes longer to reach its first roll).
     let mut killed_while_waiting = 0;
     for delay_ms in [50u64, 150, 300, 600, 1000, 1600, 2400] {
-        let mut child = agent(&config)
+        let mut child = agent_with(&config)
             .args(["run", "--summary", "line", "--", "sleep", "3"])
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -627,7 +611,7 @@ fn a_roll_refused_by_a_read_only_disk_keeps_the_files_says_so_and_ships_them_nex
             data.display()
         ),
     );
-    let out = agent(&config)
+    let out = agent_with(&config)
         .env("PIPETRACE_OUTPUT__FLUSH_ROWS", "10")
         .args(["run", "--summary", "line", "--"])
         .arg(&pipeline)

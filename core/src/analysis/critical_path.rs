@@ -16,6 +16,25 @@ pub struct Node {
     pub parent: Option<usize>,
 }
 
+/// The nodes of processes given as `(span id, parent span id, start, end)`: parents found by
+/// span id (one outside the list makes a root), an end before its start taken as the start.
+pub fn nodes_by_span<'a>(
+    spans: impl Iterator<Item = (&'a str, Option<&'a str>, i64, i64)> + Clone,
+) -> Vec<Node> {
+    let index: std::collections::HashMap<&str, usize> = spans
+        .clone()
+        .enumerate()
+        .map(|(i, (span, ..))| (span, i))
+        .collect();
+    spans
+        .map(|(_, parent, start_ns, end_ns)| Node {
+            start_ns,
+            end_ns: end_ns.max(start_ns),
+            parent: parent.and_then(|p| index.get(p).copied()),
+        })
+        .collect()
+}
+
 /// A stretch of the root's wall time spent in process `node` (its own time, not a child's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Segment {

@@ -54,23 +54,13 @@ fn older_than(modified: SystemTime, min_age: Duration) -> bool {
         .is_ok_and(|age| age >= min_age)
 }
 
-/// Groups `paths` by host, day and schema (files of other schemas are not mixed), keeping
-/// only groups of two or more; a file that does not open is left alone.
+/// `paths` in groups of one host, day and schema, two files or more, in name (time) order; a
+/// file that does not open is left alone.
 fn mergeable(spool: &Spool, paths: &[PathBuf]) -> Vec<Vec<Source>> {
-    let mut groups: BTreeMap<(String, String, String), Vec<Source>> = BTreeMap::new();
-    for path in paths {
-        match spool.open_source(path) {
-            Ok(source) => {
-                let shape = format!("{:?}", source.schema.fields());
-                groups
-                    .entry((source.host.clone(), source.day.clone(), shape))
-                    .or_default()
-                    .push(source);
-            }
-            Err(e) => tracing::warn!("cannot compact {}: {e}", path.display()),
-        }
-    }
-    groups
+    spool
+        .group(paths, |path, e| {
+            tracing::warn!("cannot compact {}: {e}", path.display());
+        })
         .into_values()
         .filter(|g| g.len() > 1)
         .map(|mut g| {

@@ -260,22 +260,10 @@ impl Spool {
         let mut rolled = Rolled::default();
         for dataset in DATASETS {
             let files = files_in(&self.dir.join(dataset))?;
-            let mut groups: BTreeMap<(String, String, String), Vec<Source>> = BTreeMap::new();
-            for path in files {
-                match self.open_source(&path) {
-                    Ok(source) => {
-                        let shape = format!("{:?}", source.schema.fields());
-                        groups
-                            .entry((source.host.clone(), source.day.clone(), shape))
-                            .or_default()
-                            .push(source);
-                    }
-                    Err(e) => {
-                        rolled.unreadable += 1;
-                        tracing::warn!("cannot roll {}: {e}", path.display());
-                    }
-                }
-            }
+            let groups = self.group(&files, |path, e| {
+                rolled.unreadable += 1;
+                tracing::warn!("cannot roll {}: {e}", path.display());
+            });
             for ((host, day, _), sources) in groups {
                 rolled.files_in += sources.len() as u64;
                 self.merge(dataset, &host, &day, sources)?;
@@ -283,6 +271,29 @@ impl Spool {
             }
         }
         Ok(rolled)
+    }
+
+    /// `paths` opened and grouped by host, day and schema (files of other schemas are not
+    /// merged); `unreadable` hears of each that does not open.
+    pub(super) fn group(
+        &self,
+        paths: &[PathBuf],
+        mut unreadable: impl FnMut(&Path, parquet::errors::ParquetError),
+    ) -> BTreeMap<(String, String, String), Vec<Source>> {
+        let mut groups: BTreeMap<(String, String, String), Vec<Source>> = BTreeMap::new();
+        for path in paths {
+            match self.open_source(path) {
+                Ok(source) => {
+                    let shape = format!("{:?}", source.schema.fields());
+                    groups
+                        .entry((source.host.clone(), source.day.clone(), shape))
+                        .or_default()
+                        .push(source);
+                }
+                Err(e) => unreadable(path, e),
+            }
+        }
+        groups
     }
 
     pub(super) fn open_source(&self, path: &Path) -> Result<Source, parquet::errors::ParquetError> {

@@ -1,13 +1,13 @@
 //! `query critical-path`: the run's processes read with SQL, the path computed by
 //! [`crate::analysis::critical_path`], one row per segment.
 
-use std::{collections::HashMap, sync::Arc};
+use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Float64Array, RecordBatch, StringArray, UInt32Array};
 use duckdb::Connection;
 
 use super::{QueryError, sql_error};
-use crate::analysis::critical_path::{Node, critical_path};
+use crate::analysis::critical_path::{critical_path, nodes_by_span};
 
 struct Row {
     span_id: String,
@@ -50,22 +50,14 @@ pub fn batches(
         .map_err(sql_error)?
         .collect::<Result<_, _>>()
         .map_err(sql_error)?;
-    let index: HashMap<&str, usize> = rows
-        .iter()
-        .enumerate()
-        .map(|(i, r)| (r.span_id.as_str(), i))
-        .collect();
-    let nodes: Vec<Node> = rows
-        .iter()
-        .map(|r| Node {
-            start_ns: r.start_ns,
-            end_ns: r.end_ns.max(r.start_ns),
-            parent: r
-                .parent_span_id
-                .as_deref()
-                .and_then(|p| index.get(p).copied()),
-        })
-        .collect();
+    let nodes = nodes_by_span(rows.iter().map(|r| {
+        (
+            r.span_id.as_str(),
+            r.parent_span_id.as_deref(),
+            r.start_ns,
+            r.end_ns,
+        )
+    }));
     // Each segment's root: its share is of that root's wall time.
     let root_of = |mut i: usize| {
         while let Some(p) = nodes[i].parent {

@@ -12,7 +12,7 @@ use arrow::{
 use duckdb::Connection;
 
 use super::{QueryError, sql_error};
-use crate::analysis::critical_path::{Node, critical_path};
+use crate::analysis::critical_path::{critical_path, nodes_by_span};
 
 /// The processes of the runs the SQL looked at, grouped by run: what the paths are made of.
 const LOAD: &str = "SELECT r.pipeline, p.run_id, p.span_id, p.parent_span_id, \
@@ -51,22 +51,14 @@ fn critical_seconds(conn: &Connection) -> Result<HashMap<(String, String), f64>,
         .map_err(sql_error)?;
     let mut out: HashMap<(String, String), f64> = HashMap::new();
     for run in rows.chunk_by(|a, b| a.run_id == b.run_id) {
-        let index: HashMap<&str, usize> = run
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (r.span_id.as_str(), i))
-            .collect();
-        let nodes: Vec<Node> = run
-            .iter()
-            .map(|r| Node {
-                start_ns: r.start_ns,
-                end_ns: r.end_ns.max(r.start_ns),
-                parent: r
-                    .parent_span_id
-                    .as_deref()
-                    .and_then(|p| index.get(p).copied()),
-            })
-            .collect();
+        let nodes = nodes_by_span(run.iter().map(|r| {
+            (
+                r.span_id.as_str(),
+                r.parent_span_id.as_deref(),
+                r.start_ns,
+                r.end_ns,
+            )
+        }));
         for s in critical_path(&nodes) {
             let r = &run[s.node];
             *out.entry((r.pipeline.clone(), r.step.clone())).or_default() +=
