@@ -39,7 +39,10 @@ pub async fn compact(config: &Config, args: &CompactArgs) -> ExitCode {
     };
     match result {
         Ok(done) => {
-            eprintln!("otel-pipetrace: {shown}: {}", describe(&done));
+            eprintln!(
+                "otel-pipetrace: {shown}: {}",
+                describe(&done, &args.min_age)
+            );
             ExitCode::SUCCESS
         }
         Err(e) => fail(e),
@@ -67,8 +70,9 @@ async fn bucket(config: &Config, url: &str, min_age: Duration) -> Result<Compact
         .map_err(|e| e.to_string())
 }
 
-/// `1,200 files merged into 14; 3 left by an interrupted compaction removed`.
-fn describe(done: &Compacted) -> String {
+/// `1200 files merged into 14; 3 sources of an interrupted compaction removed; 5 files
+/// younger than --min-age 1h left`.
+fn describe(done: &Compacted, min_age: &str) -> String {
     let mut text = if done.files_in == 0 {
         "nothing to compact".to_owned()
     } else {
@@ -78,6 +82,13 @@ fn describe(done: &Compacted) -> String {
         text += &format!(
             "; {} sources of an interrupted compaction removed",
             done.leftovers
+        );
+    }
+    if done.young > 0 {
+        text += &format!(
+            "; {} file{} younger than --min-age {min_age} left",
+            done.young,
+            if done.young == 1 { "" } else { "s" }
         );
     }
     text

@@ -28,6 +28,8 @@ pub struct Compacted {
     pub files_out: u64,
     /// Sources of an earlier, interrupted compaction removed.
     pub leftovers: u64,
+    /// Files left because they are younger than the minimum age.
+    pub young: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -104,6 +106,8 @@ pub fn compact_dir(dir: &Path, host: &str, min_age: Duration) -> Result<Compacte
                 .is_ok_and(|t| older_than(t, min_age));
             if old {
                 files.push(path);
+            } else {
+                done.young += 1;
             }
         }
         files.retain(|p| p.is_file());
@@ -206,10 +210,11 @@ pub async fn compact_bucket(
                     }
                 }
             }
-            let old: Vec<&Listed> = objects
+            let (old, young): (Vec<&Listed>, Vec<&Listed>) = objects
                 .iter()
-                .filter(|o| !gone.contains(&o.relative) && older_than(o.modified, min_age))
-                .collect();
+                .filter(|o| !gone.contains(&o.relative))
+                .partition(|o| older_than(o.modified, min_age));
+            done.young += young.len() as u64;
             if old.len() < 2 {
                 continue;
             }

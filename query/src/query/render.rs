@@ -1,7 +1,7 @@
 //! A result as people read it (an aligned table fitted to the terminal) or as machines do (CSV,
 //! JSON with explicit nulls).
 
-use arrow::{array::RecordBatch, util::pretty::pretty_format_batches};
+use arrow::array::RecordBatch;
 
 use super::{Format, QueryError, first_line};
 use crate::present::table::{self, TableOptions};
@@ -14,11 +14,6 @@ pub fn render(
 ) -> Result<String, QueryError> {
     let render_error = |e: arrow::error::ArrowError| QueryError::Sql(first_line(&e.to_string()));
     match format {
-        Format::Table if batches.iter().all(|b| b.num_rows() == 0) => {
-            // Columns without rows: arrow's table shows the header.
-            let table = pretty_format_batches(batches).map_err(render_error)?;
-            Ok(format!("{table}\n(0 rows)\n"))
-        }
         Format::Table => Ok(table::render(batches, options)),
         Format::Csv => {
             let mut out = Vec::new();
