@@ -125,7 +125,7 @@ pub fn record_and_judge(
             }
         }
     }
-    let (slower, flaky) = judge_run(run, &histories, judge);
+    let (slower, flaky) = judge_run(&steps, &histories, judge);
     let line = serde_json::to_string(&entry).map_err(|e| error(e.into()))? + "\n";
     let keep = KEPT_BASELINES * judge.baseline_runs;
     if earlier.len() + 1 > 2 * keep {

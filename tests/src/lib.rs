@@ -282,7 +282,7 @@ pub fn report_stdout(data: &Path, format: &str) -> String {
 }
 
 /// The stdout of a command that must succeed (`what` names it when it does not).
-fn stdout_of(mut cmd: Command, what: &str) -> String {
+pub fn stdout_of(mut cmd: Command, what: &str) -> String {
     let out = cmd.output().unwrap();
     assert!(
         out.status.success(),

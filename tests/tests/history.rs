@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use pipetrace_tests::{
     command,
     duckdb::{assert_same_rows, duckdb_json},
-    needs_idle_cores, query_json, query_stdout, require_root,
+    needs_idle_cores, query_json, query_stdout, require_root, stdout_of,
 };
 use serde_json::Value;
 
@@ -286,7 +286,7 @@ fn a_slowdown_is_found_where_it_began_and_a_flaky_step_apart_from_a_failing_one(
         let mut cmd = command();
         cmd.args(["report", "--format", "markdown", "--run", run, "--data"])
             .arg(&data);
-        String::from_utf8_lossy(&cmd.output().unwrap().stdout).into_owned()
+        stdout_of(cmd, run)
     };
     let md20 = report(run20);
     let section = md20
@@ -312,7 +312,7 @@ fn a_slowdown_is_found_where_it_began_and_a_flaky_step_apart_from_a_failing_one(
     let mut cmd = command();
     cmd.args(["report", "--format", "html", "--run", run20, "--data"])
         .arg(&data);
-    let html = String::from_utf8_lossy(&cmd.output().unwrap().stdout).into_owned();
+    let html = stdout_of(cmd, "report --format html");
     let section = html
         .split(r#"<section id="history">"#)
         .nth(1)
@@ -393,16 +393,11 @@ fn a_slowdown_is_found_where_it_began_and_a_flaky_step_apart_from_a_failing_one(
     // changes no answer.
     let files = |dataset: &str| std::fs::read_dir(data.join(dataset)).unwrap().count();
     assert_eq!(files("processes"), RUNS);
-    let out = command()
+    let mut compact = command();
+    compact
         .args(["compact", "--min-age", "0s", "--data"])
-        .arg(&data)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .arg(&data);
+    stdout_of(compact, "compact");
     assert!(files("processes") <= 2, "{} files", files("processes"));
     assert_eq!(query_json(&data, &["regressions"]), regressions);
     assert_eq!(query_json(&data, &["flaky"]), flaky);

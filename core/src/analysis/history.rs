@@ -134,16 +134,17 @@ pub struct StepRun {
     pub revision: Option<String>,
 }
 
-/// The steps of `run` against their histories (`histories[step]`: its runs oldest first,
-/// this run last): those slower than usual, and those that failed here and are flaky.
+/// A run's steps (`steps`, from [`super::steps::per_step`]) against their histories
+/// (`histories[step]`: its runs oldest first, this run last): those slower than usual, and
+/// those that failed here and are flaky.
 pub fn judge_run(
-    run: &super::run::RunView,
+    steps: &std::collections::BTreeMap<String, super::steps::StepStats>,
     histories: &std::collections::BTreeMap<String, Vec<StepRun>>,
     judge: &Judge,
 ) -> (Vec<SlowerStep>, Vec<FlakyStep>) {
     let (mut slower, mut flaky_steps) = (Vec::new(), Vec::new());
-    for (key, stats) in super::steps::per_step(run) {
-        let Some(runs) = histories.get(&key) else {
+    for (key, stats) in steps {
+        let Some(runs) = histories.get(key) else {
             continue;
         };
         let durations: Vec<f64> = runs.iter().map(|r| r.duration_s).collect();
@@ -163,7 +164,7 @@ pub fn judge_run(
                 .collect();
             if let Some(same_commit) = flaky(&outcomes, judge.flip_percent) {
                 flaky_steps.push(FlakyStep {
-                    step: key,
+                    step: key.clone(),
                     runs: runs.len(),
                     failures: runs.iter().filter(|r| r.failed).count(),
                     same_commit,

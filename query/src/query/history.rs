@@ -9,7 +9,7 @@ use crate::{
     analysis::{
         history::{FlakyStep, Judge, SlowerStep, StepRun, judge_run},
         run::RunView,
-        steps::pipeline,
+        steps::{per_step, pipeline},
     },
     config::HistorySection,
     query::Data,
@@ -97,7 +97,7 @@ pub fn step_history(
             None => false,
         },
     );
-    let (slower, flaky) = judge_run(run, &histories, &Judge::from(history));
+    let (slower, flaky) = judge_run(&per_step(run), &histories, &Judge::from(history));
     let series = histories
         .into_iter()
         .map(|(k, runs)| {

@@ -39,25 +39,24 @@ impl Default for Thresholds {
 
 /// Each step's robust standard deviation over the baseline runs it ran in (from at least
 /// [`MIN_BASELINE_RUNS`] of them).
-fn spreads(runs: &[&RunView]) -> BTreeMap<String, f64> {
-    let mut durations: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-    for run in runs {
-        for (key, s) in per_step(run) {
+fn spreads(maps: &[BTreeMap<String, StepStats>]) -> BTreeMap<String, f64> {
+    let mut durations: BTreeMap<&String, Vec<f64>> = BTreeMap::new();
+    for map in maps {
+        for (key, s) in map {
             durations.entry(key).or_default().push(s.duration_s);
         }
     }
     durations
         .into_iter()
         .filter(|(_, d)| d.len() >= MIN_BASELINE_RUNS as usize)
-        .map(|(key, d)| (key, MAD_TO_SIGMA * mad(&d)))
+        .map(|(key, d)| (key.clone(), MAD_TO_SIGMA * mad(&d)))
         .collect()
 }
 
 /// The median step of several runs: a step is in the baseline when it ran in at least half of
 /// them, its numbers are the medians over the runs it ran in, and it counts as failed when it
 /// failed in most of them.
-fn median_steps(runs: &[&RunView]) -> BTreeMap<String, StepStats> {
-    let maps: Vec<BTreeMap<String, StepStats>> = runs.iter().map(|r| per_step(r)).collect();
+fn median_steps(maps: &[BTreeMap<String, StepStats>]) -> BTreeMap<String, StepStats> {
     let mut keys: Vec<&String> = maps.iter().flat_map(|m| m.keys()).collect();
     keys.sort();
     keys.dedup();
@@ -171,9 +170,11 @@ fn wall_s(run: &RunView) -> f64 {
 
 pub fn compare(run: &RunView, baseline: &[&RunView], thresholds: Thresholds) -> Comparison {
     let after = per_step(run);
-    let before = median_steps(baseline);
+    // Each baseline run's steps, once for the medians and the spreads.
+    let maps: Vec<BTreeMap<String, StepStats>> = baseline.iter().map(|r| per_step(r)).collect();
+    let before = median_steps(&maps);
     let spreads = match thresholds.spread {
-        Some(_) => spreads(baseline),
+        Some(_) => spreads(&maps),
         None => BTreeMap::new(),
     };
     let mut keys: Vec<&String> = after.keys().chain(before.keys()).collect();
