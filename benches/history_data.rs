@@ -77,6 +77,7 @@ fn process(argv: &[String], pid: u32, span: (u64, u64), parent: Option<u64>) -> 
         end_ns: None,
         last_sample: None,
         connections: Vec::new(),
+        files: None,
         findings: Vec::new(),
         incomplete: false,
         failed_below: 0,

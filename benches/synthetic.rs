@@ -101,6 +101,7 @@ pub fn template(i: usize) -> Template {
         end_ns: None,
         last_sample: None,
         connections: Vec::new(),
+        files: None,
         findings: Vec::new(),
         incomplete: false,
         failed_below: 0,

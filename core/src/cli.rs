@@ -155,6 +155,20 @@ pub struct TraceArgs {
     /// OTLP transport: grpc or http/protobuf.
     #[arg(long, value_name = "PROTOCOL", value_parser = ["grpc", "http/protobuf"])]
     pub otlp_protocol: Option<String>,
+
+    /// Record the files each process reads, writes, creates, renames and deletes: on (the
+    /// default) or off. Config: capture.files.
+    #[arg(long, value_name = "on|off", value_parser = ["on", "off"])]
+    pub files: Option<String>,
+
+    /// List failed opens (a missing file looked for) one by one; they are always counted.
+    /// Config: capture.file_probes.
+    #[arg(long)]
+    pub files_probes: bool,
+
+    /// A SHA-256 of every file a process wrote, at its end. Config: capture.file_hashes.
+    #[arg(long)]
+    pub file_hashes: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -171,6 +185,18 @@ pub enum Command {
         /// still wins). Config: run.fail_on_loss.
         #[arg(long)]
         fail_on_loss: bool,
+        /// The checkout whose tracked files no step should change (default: the CI's
+        /// workspace variable). Config: source.dir.
+        #[arg(long, value_name = "DIR")]
+        source: Option<PathBuf>,
+        /// A path steps may change in the checkout, as a .gitignore pattern (build/);
+        /// repeatable, replaces the default list. Config: source.allow.
+        #[arg(long, value_name = "PATTERN")]
+        source_allow: Vec<String>,
+        /// Exit with status 65 when CMD succeeded but a step changed a tracked file of the
+        /// checkout. Config: source.fail_on_change.
+        #[arg(long)]
+        fail_on_source_change: bool,
         /// What to print on stderr at the end: full (totals, wall and CPU time, peak memory,
         /// slowest steps, the failure chain) or line (the totals line alone).
         #[arg(long, value_name = "WHAT", default_value = "full", value_parser = ["full", "line"])]

@@ -12,6 +12,7 @@ pub mod clock;
 pub mod config;
 pub mod datasets;
 pub mod event;
+pub mod file_log;
 pub mod files;
 pub mod health;
 pub mod model;

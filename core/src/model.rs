@@ -78,6 +78,8 @@ pub struct Process {
     /// Its TCP connections, one per distinct peer it listed (`capture.network_peers`), with
     /// the CLOCK_MONOTONIC ns of each.
     pub connections: Vec<(u64, Connection)>,
+    /// The files it read, wrote, created, renamed and deleted (`None`: none recorded).
+    pub files: Option<Box<crate::file_log::FileLog>>,
     /// What the diagnosis found about it, with the CLOCK_MONOTONIC ns of each (span events).
     pub findings: Vec<(u64, Arc<Finding>)>,
     /// Some of its records were lost (its fork; its exit when it ended as lost): what is known

@@ -36,6 +36,9 @@ pub mod kind {
     /// A TCP connection of a traced process to a peer it had not connected to before (or
     /// accepted from a peer new to it), up to the configured number of peers per process.
     pub const CONNECTION: u16 = 7;
+    /// A file operation of a traced process: an open (or a failed one: a probe), a rename,
+    /// delete, mkdir, truncate or link; each opened file once per process and access.
+    pub const FILE: u16 = 8;
 }
 
 /// Bits of [`RecordHeader::flags`].
@@ -167,6 +170,8 @@ pub mod present {
     pub const NET_BYTES: u32 = 8;
     /// The TCP state hook is attached: the [`Network`] connection counts are measured.
     pub const NET_CONNECTIONS: u32 = 16;
+    /// The file syscall hooks are attached: the process's files are recorded.
+    pub const FILES: u32 = 32;
 }
 
 /// Network use of a process (all its threads), counted in the kernel: no event per send.
@@ -250,6 +255,131 @@ pub struct PeerKey {
     pub addr: [u8; 16],
 }
 
+/// Operations of a [`FileTail`].
+pub mod file_op {
+    /// open/openat/openat2/creat: `flags` are the open flags.
+    pub const OPEN: u16 = 1;
+    /// rename/renameat/renameat2: `path` → `path2`.
+    pub const RENAME: u16 = 2;
+    /// unlink/unlinkat (`flags` AT_REMOVEDIR makes it a rmdir).
+    pub const UNLINK: u16 = 3;
+    pub const RMDIR: u16 = 4;
+    pub const MKDIR: u16 = 5;
+    pub const TRUNCATE: u16 = 6;
+    /// link/linkat: `path` (existing) → `path2` (new name).
+    pub const LINK: u16 = 7;
+    /// symlink/symlinkat: `path` is the target as written (not resolved), `path2` the link.
+    pub const SYMLINK: u16 = 8;
+}
+
+/// Where a file syscall's arguments are: the value of the `FILE_SYSCALLS` map, by syscall
+/// number, which the agent fills for its architecture. Argument indexes 0..6, or
+/// [`NO_ARG`] (a directory absent is AT_FDCWD).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FileSyscall {
+    pub op: u16,
+    pub path: u8,
+    pub dir: u8,
+    pub path2: u8,
+    pub dir2: u8,
+    pub flags: u8,
+    /// [`flags_from`]: how `flags` is found.
+    pub flags_from: u8,
+}
+
+/// An argument a syscall does not have.
+pub const NO_ARG: u8 = 0xff;
+
+/// Values of [`FileSyscall::flags_from`].
+pub mod flags_from {
+    /// The flags argument itself (or none: 0).
+    pub const ARG: u8 = 0;
+    /// A pointer to `struct open_how`, whose first member is the open flags (openat2).
+    pub const OPEN_HOW: u8 = 1;
+    /// creat(): O_CREAT | O_WRONLY | O_TRUNC.
+    pub const CREAT: u8 = 2;
+}
+
+/// The arguments of a file syscall in progress, by thread (`PENDING_FILES`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PendingFile {
+    pub args: [u64; 6],
+    pub nr: u32,
+    pub _pad0: u32,
+}
+
+/// Bits of [`FileTail::path_flags`].
+pub mod file_path {
+    /// `path` is the opened file's own path, walked (components leaf first): symlinks and
+    /// relative names resolved. Otherwise `path` is the string as passed, and `base` the
+    /// walked directory it is relative to (empty for an absolute one).
+    pub const WALKED: u16 = 1;
+    /// A walk was too deep or a string too long.
+    pub const TRUNCATED: u16 = 2;
+    /// The opened file has no path in the mount tree (memfd, pseudo file).
+    pub const DETACHED: u16 = 4;
+    /// A walked base is the root directory (a walk with no component).
+    pub const BASE_ROOT: u16 = 8;
+    pub const BASE2_ROOT: u16 = 16;
+}
+
+/// Tail of a file record. The data that follows holds, back to back: `path`, `base`,
+/// `path2`, `base2` (lengths below; strings NUL-terminated, walks as in exec records).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FileTail {
+    /// The syscall's return value: a file descriptor, 0, or a negative errno.
+    pub result: i64,
+    /// Open flags (O_*), or the syscall's AT_*/RENAME_* flags.
+    pub flags: u64,
+    /// The opened file's size at the open, bytes, and its inode number and mode (0 when not
+    /// an open that succeeded).
+    pub size: u64,
+    pub ino: u64,
+    pub mode: u32,
+    pub op: u16,
+    pub path_flags: u16,
+    pub path_len: u16,
+    pub base_len: u16,
+    pub path2_len: u16,
+    pub base2_len: u16,
+}
+
+/// Data area of a file record: four segments, each at most [`PATH_MAX`], written below the
+/// exec records' mask so that the path walk is shared.
+pub const FILE_DATA: usize = EXEC_DATA_SPAN + PATH_MAX;
+
+/// A file record as built in the per-CPU scratch slot before its used part is copied out.
+#[repr(C)]
+pub struct FileRecord {
+    pub header: RecordHeader,
+    pub tail: FileTail,
+    pub data: [u8; FILE_DATA],
+    /// Not sent: the walk's state (see [`ExecRecord::work`]).
+    pub work: [u64; WORK_WORDS],
+}
+
+/// Value of the `FILE_STATE` map, by tgid: file records sent and only counted so far.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FileState {
+    pub start_ns: u64,
+    pub sent: u32,
+    pub unsent: u32,
+}
+
+/// Key of the `FILE_SEEN` map: one opened file of one process, by access (0 read, 1 write).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FileSeenKey {
+    pub start_ns: u64,
+    pub inode: u64,
+    pub tgid: u32,
+    pub access: u32,
+}
+
 /// A [`KernelOffsets`] field of a member this kernel does not have.
 pub const ABSENT: u32 = u32::MAX;
 
@@ -274,6 +404,10 @@ pub struct ExitTail {
     pub activity: Activity,
     /// The whole thread group's network use ([`present`] `NET_*` bits: measured at all).
     pub network: Network,
+    /// File records sent for the process, and those beyond `files_max` only counted
+    /// ([`present`] `FILES`: the file hooks are attached).
+    pub file_records: u32,
+    pub file_unsent: u32,
 }
 
 /// A fixed-size exec record as built in the per-CPU scratch buffer before it is copied, trimmed
@@ -461,7 +595,8 @@ pub struct CaptureConfig {
     pub page_shift: u32,
     /// Distinct peers listed per process (connection records); later ones are only counted.
     pub network_peers: u32,
-    pub _pad0: u32,
+    /// File records sent per process at most; later ones are only counted.
+    pub files_max: u32,
 }
 
 /// Byte offsets of the kernel struct fields the programs read, resolved by the agent from
@@ -553,6 +688,16 @@ pub struct KernelOffsets {
     pub sock_v6_daddr: u32,
     pub sock_v6_rcv_saddr: u32,
     pub sock_protocol: u32,
+    /// `task_struct.files` → `files_struct.fdt` → `fdtable.fd[]` (below `max_fds`): the open
+    /// file of a descriptor.
+    pub task_files: u32,
+    pub files_fdt: u32,
+    pub fdtable_fd: u32,
+    pub fdtable_max_fds: u32,
+    pub dentry_d_inode: u32,
+    pub inode_i_size: u32,
+    pub inode_i_ino: u32,
+    pub inode_i_mode: u32,
 }
 
 /// `task_struct.flags` bit of kernel threads.
@@ -562,20 +707,27 @@ const _: () = {
     assert!(core::mem::size_of::<RecordHeader>() == 80);
     assert!(core::mem::size_of::<ExecTail>() == 16);
     assert!(core::mem::size_of::<Activity>() == 88);
-    assert!(core::mem::size_of::<ExitTail>() == 184);
+    assert!(core::mem::size_of::<ExitTail>() == 192);
     assert!(core::mem::size_of::<Network>() == 56);
     assert!(core::mem::size_of::<NetState>() == 64);
     assert!(core::mem::size_of::<ConnectionRecord>() == 128);
     assert!(core::mem::size_of::<PeerKey>() == 40);
     assert!(core::mem::size_of::<ForkRecord>() == 80);
-    assert!(core::mem::size_of::<ExitRecord>() == 264);
+    assert!(core::mem::size_of::<ExitRecord>() == 272);
+    assert!(core::mem::size_of::<FileTail>() == 48);
+    assert!(core::mem::size_of::<FileSyscall>() == 8);
+    assert!(core::mem::size_of::<PendingFile>() == 56);
+    assert!(core::mem::size_of::<FileState>() == 16);
+    assert!(core::mem::size_of::<FileSeenKey>() == 24);
+    assert!(core::mem::size_of::<FileRecord>() == 128 + FILE_DATA + 8 * WORK_WORDS);
+    assert!(core::mem::size_of::<FileRecord>() <= 32 * 1024);
     assert!(core::mem::size_of::<ExecRecord>() == 96 + EXEC_DATA_SPAN + ARGV_MAX + 8 * WORK_WORDS);
     assert!(core::mem::size_of::<TrackState>() == 16);
     assert!(core::mem::size_of::<CaptureConfig>() == 56);
     assert!(core::mem::size_of::<MemoryRecord>() == 96);
     assert!(core::mem::size_of::<SampleRecord>() == 392);
     assert!(core::mem::size_of::<SampleEndRecord>() == 88);
-    assert!(core::mem::size_of::<KernelOffsets>() == 71 * 4);
+    assert!(core::mem::size_of::<KernelOffsets>() == 79 * 4);
     assert!(3 * PATH_MAX <= EXEC_DATA_SPAN);
     assert!(NAME_MAX <= ARGV_MAX && PATH_MAX <= ARGV_MAX);
     assert!(EXEC_DATA_SPAN.is_power_of_two());
@@ -588,4 +740,5 @@ mod pod {
     unsafe impl aya::Pod for TrackState {}
     unsafe impl aya::Pod for CaptureConfig {}
     unsafe impl aya::Pod for KernelOffsets {}
+    unsafe impl aya::Pod for FileSyscall {}
 }

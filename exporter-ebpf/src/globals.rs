@@ -78,6 +78,14 @@ pub static OFFSETS: KernelOffsets = KernelOffsets {
     sock_v6_daddr: exporter_common::ABSENT,
     sock_v6_rcv_saddr: exporter_common::ABSENT,
     sock_protocol: exporter_common::ABSENT,
+    task_files: 0,
+    files_fdt: 0,
+    fdtable_fd: 0,
+    fdtable_max_fds: 0,
+    dentry_d_inode: 0,
+    inode_i_size: 0,
+    inode_i_ino: 0,
+    inode_i_mode: 0,
 };
 
 /// The capture settings, overwritten by the agent.
@@ -94,7 +102,7 @@ pub static CONFIG: CaptureConfig = CaptureConfig {
     memory_step_percent: 10,
     page_shift: 12,
     network_peers: 64,
-    _pad0: 0,
+    files_max: 16384,
 };
 
 /// Reads one offset; volatile so the compiler cannot fold the placeholder value.

@@ -418,6 +418,7 @@ fn finish_exit(task: u64, pending: &ExitPending) {
     };
     emit_exit(task, tgid, ppid, &state, record_flags, pending);
     let _ = NET_IO.remove(tgid);
+    crate::files::forget(tgid);
     // Only after its exit record is in the ring: `run` takes an empty TRACKED to mean that
     // every exit of the tree is there to be read.
     if tracked.is_some() {
@@ -482,6 +483,9 @@ fn emit_exit(
         (*rec).tail.maxrss_pages = maxrss_pages;
         set_group_totals(&raw mut (*rec).tail, task, tgid);
         (*rec).tail.network = crate::network::totals(tgid);
+        let (sent, unsent) = crate::files::totals(tgid, header.start_ns);
+        (*rec).tail.file_records = sent;
+        (*rec).tail.file_unsent = unsent;
     }
     let _ = DEAD_THREADS.remove(tgid);
     entry.submit(wakeup_flags());

@@ -15,6 +15,8 @@ mod atomic;
 #[cfg(target_arch = "bpf")]
 mod exits;
 #[cfg(target_arch = "bpf")]
+mod files;
+#[cfg(target_arch = "bpf")]
 mod globals;
 #[cfg(target_arch = "bpf")]
 mod kernel;

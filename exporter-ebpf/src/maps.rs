@@ -154,6 +154,35 @@ pub static CONNECTING: LruHashMap<u64, exporter_common::ConnectionRecord> =
 pub static CONNECTION_SCRATCH: PerCpuArray<exporter_common::ConnectionRecord> =
     PerCpuArray::with_max_entries(1, 0);
 
+/// The file syscalls the agent attached, by syscall number: where their arguments are (see
+/// `files.rs`).
+#[map]
+pub static FILE_SYSCALLS: HashMap<u32, exporter_common::FileSyscall> =
+    HashMap::with_max_entries(64, 0);
+
+/// The arguments of each traced thread's file syscall in progress, by pid_tgid. LRU: a call
+/// whose exit was not seen ages out.
+#[map]
+pub static PENDING_FILES: LruHashMap<u64, exporter_common::PendingFile> =
+    LruHashMap::with_max_entries(16384, 0);
+
+/// File records sent and only counted per process, by tgid (with the start time: pids are
+/// reused). Removed at exit; LRU for a missed exit.
+#[map]
+pub static FILE_STATE: LruHashMap<u32, exporter_common::FileState> =
+    LruHashMap::with_max_entries(65536, 0);
+
+/// Files each process has opened, by access: each is sent once. LRU: entries of ended
+/// processes age out (the key has the start time).
+#[map]
+pub static FILE_SEEN: LruHashMap<exporter_common::FileSeenKey, u8> =
+    LruHashMap::with_max_entries(131072, 0);
+
+/// Per CPU scratch space for a file record.
+#[map]
+pub static FILE_SCRATCH: PerCpuArray<exporter_common::FileRecord> =
+    PerCpuArray::with_max_entries(1, 0);
+
 /// comm values (16 bytes, NUL padded) whose own events are hidden.
 #[map]
 pub static DENY_COMMS: HashMap<[u8; COMM_LEN], u8> = HashMap::with_max_entries(256, 0);

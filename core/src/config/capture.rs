@@ -46,7 +46,63 @@ pub struct CaptureSection {
     /// How often live traced processes are sampled (CPU so far, RSS now); 0 = never.
     #[serde(with = "humantime_serde")]
     pub sample_interval: Duration,
+    /// Record the files each process reads, writes, creates, renames and deletes
+    /// (`syscalls:sys_enter_*`/`sys_exit_*` of the file syscalls): `on` or `off`.
+    pub files: Switch,
+    /// File operations recorded per process at most (each opened file once per access);
+    /// further ones are only counted.
+    pub files_max: u32,
+    /// Files read listed per process; further reads are summarised per directory (files and
+    /// bytes).
+    pub files_reads_max: u32,
+    /// List failed opens (probes for a missing file) one by one; they are always counted.
+    pub file_probes: bool,
+    /// A SHA-256 of each file a process wrote, at the process's end (for caches and
+    /// provenance); files over `file_hash_max_bytes` are not hashed.
+    pub file_hashes: bool,
+    pub file_hash_max_bytes: u64,
+    /// Path prefixes whose files are not recorded.
+    pub files_ignore: Vec<String>,
 }
+
+/// `on` or `off` (a boolean is taken too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Switch {
+    On,
+    Off,
+}
+
+impl Switch {
+    pub fn is_on(self) -> bool {
+        self == Switch::On
+    }
+}
+
+impl<'de> Deserialize<'de> for Switch {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bool(bool),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Bool(true) => Ok(Switch::On),
+            Raw::Bool(false) => Ok(Switch::Off),
+            Raw::Text(t) => match t.as_str() {
+                "on" | "true" => Ok(Switch::On),
+                "off" | "false" => Ok(Switch::Off),
+                other => Err(serde::de::Error::custom(format!(
+                    "`{other}` is not a switch: use on or off"
+                ))),
+            },
+        }
+    }
+}
+
+/// Most file operations recorded per process.
+pub const MAX_FILES_PER_PROCESS: u32 = 1 << 20;
 
 impl Default for CaptureSection {
     fn default() -> Self {
@@ -64,6 +120,13 @@ impl Default for CaptureSection {
             network_peers: 64,
             bpf_loop: true,
             sample_interval: Duration::from_secs(1),
+            files: Switch::On,
+            files_max: 16_384,
+            files_reads_max: 1_024,
+            file_probes: false,
+            file_hashes: false,
+            file_hash_max_bytes: 256 * 1024 * 1024,
+            files_ignore: vec!["/proc/".into(), "/sys/".into(), "/dev/".into()],
         }
     }
 }
@@ -121,6 +184,44 @@ impl CaptureSection {
         if self.queue_capacity == 0 {
             return Invalid::key("capture.queue_capacity", "must be at least 1".into());
         }
+        if self.files_max == 0 || self.files_max > MAX_FILES_PER_PROCESS {
+            return Invalid::key(
+                "capture.files_max",
+                format!(
+                    "{} is out of range, allowed 1..={MAX_FILES_PER_PROCESS}",
+                    self.files_max
+                ),
+            );
+        }
+        if self.files_reads_max > self.files_max {
+            return Invalid::key(
+                "capture.files_reads_max",
+                format!(
+                    "{} is more than capture.files_max ({})",
+                    self.files_reads_max, self.files_max
+                ),
+            );
+        }
+        if let Some(bad) = self.files_ignore.iter().find(|p| !p.starts_with('/')) {
+            return Invalid::key(
+                "capture.files_ignore",
+                format!("`{bad}` is not an absolute path prefix (it must start with /)"),
+            );
+        }
         Ok(())
+    }
+}
+
+impl CaptureSection {
+    /// What the tracker keeps of each process's files.
+    pub fn file_policy(&self) -> crate::file_log::FilePolicy {
+        crate::file_log::FilePolicy {
+            max_entries: self.files_max as usize,
+            reads_listed: self.files_reads_max as usize,
+            probes: self.file_probes,
+            ignore: self.files_ignore.clone(),
+            hashes: self.file_hashes,
+            hash_max_bytes: self.file_hash_max_bytes,
+        }
     }
 }

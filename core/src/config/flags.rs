@@ -63,6 +63,16 @@ pub const FLAGS: &[Flag] = &[
     ),
     flag("--otlp-endpoint", "otlp.endpoint", FlagKind::Text),
     flag("--otlp-protocol", "otlp.protocol", FlagKind::Text),
+    flag("--files", "capture.files", FlagKind::Text),
+    flag("--files-probes", "capture.file_probes", FlagKind::Switch),
+    flag("--file-hashes", "capture.file_hashes", FlagKind::Switch),
+    flag("--source", "source.dir", FlagKind::Text),
+    flag("--source-allow", "source.allow", FlagKind::List),
+    flag(
+        "--fail-on-source-change",
+        "source.fail_on_change",
+        FlagKind::Switch,
+    ),
 ];
 
 /// The flags given, in the order given: the top layer of the configuration.

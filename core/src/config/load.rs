@@ -77,6 +77,7 @@ impl Config {
             self.otlp.validate(),
             self.diagnosis.validate(),
             self.history.validate(),
+            self.source.validate(),
         ];
         match checks.into_iter().find_map(Result::err) {
             Some(Invalid { key, message }) => Err(ConfigError::Invalid(format!(

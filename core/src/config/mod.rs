@@ -19,11 +19,12 @@ mod output;
 mod redact;
 mod run;
 mod scope;
+mod source;
 mod tracker;
 
 use serde::{Deserialize, Serialize};
 
-pub use capture::{CaptureSection, MAX_NETWORK_PEERS, VMLINUX_BTF};
+pub use capture::{CaptureSection, MAX_FILES_PER_PROCESS, MAX_NETWORK_PEERS, Switch, VMLINUX_BTF};
 pub use diagnosis::DiagnosisSection;
 pub use errors::ConfigError;
 use errors::Invalid;
@@ -42,6 +43,7 @@ pub use output::{
 pub use redact::{PatternError, RedactSection, compile_patterns};
 pub use run::{LOSS_EXIT_STATUS, RunSection};
 pub use scope::{ScopeMode, ScopeSection};
+pub use source::{SOURCE_CHANGE_EXIT_STATUS, SourceSection, WORKSPACE_VARIABLES};
 pub use tracker::TrackerSection;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -57,6 +59,7 @@ pub struct Config {
     pub redact: RedactSection,
     pub diagnosis: DiagnosisSection,
     pub history: HistorySection,
+    pub source: SourceSection,
 }
 
 impl Config {

@@ -5,7 +5,7 @@
 
 use arrow_schema::{DataType, Field};
 
-use super::{Table, connections, events, findings, processes};
+use super::{Table, connections, events, files, findings, processes};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Engine {
@@ -127,7 +127,7 @@ pub fn ddl(engine: Engine, table: &dyn Table) -> String {
 
 /// `docs/tables.md`: every dataset's table for every engine.
 pub fn document() -> String {
-    let tables: [&dyn Table; 4] = [events(), processes(), connections(), findings()];
+    let tables: [&dyn Table; 5] = [events(), processes(), connections(), findings(), files()];
     let mut out = String::from(
         "# The bucket as tables of other engines\n\n\
          Generated from the dataset definitions (`core/src/datasets/`) by `core/src/datasets/ddl.rs`;\n\

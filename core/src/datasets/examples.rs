@@ -78,6 +78,7 @@ pub fn distinct_exit() -> Body {
         },
         activity: distinct_activity(),
         oom_killed: false,
+        files_unsent: 0,
     })
 }
 
@@ -162,6 +163,7 @@ pub fn distinct_process() -> Process {
         end_ns: Some(6_000_006_000),
         last_sample: None,
         connections: vec![(6_000_004_000, connection)],
+        files: None,
         findings: Vec::new(),
         incomplete: false,
         failed_below: 0,

@@ -3,8 +3,8 @@
 //! which columns a file must have and which older files may lack.
 //!
 //! `events/` has a row per event (stream order), `processes/` a row per process lifetime (with
-//! the trace and span ids of its span), `connections/` a row per listed TCP connection, `findings/` a row per verdict the diagnosis
-//! reached. A
+//! the trace and span ids of its span), `connections/` a row per listed TCP connection, `files/` a row per file a process read, wrote, created, renamed or
+//! deleted, `findings/` a row per verdict the diagnosis reached. A
 //! column added later gets the next `since` version; readers take it as NULL in older files.
 
 use std::sync::Arc;
@@ -18,6 +18,7 @@ pub mod column;
 pub mod connections;
 pub mod ddl;
 pub mod events;
+pub mod files;
 pub mod findings;
 pub mod processes;
 
@@ -25,6 +26,7 @@ pub use column::RowContext;
 use column::{Builder, Column, Fill, Kind, Value};
 pub use connections::connections;
 pub use events::events;
+pub use files::files;
 pub use findings::findings;
 pub use processes::processes;
 
@@ -32,6 +34,8 @@ pub const EVENTS: &str = "events";
 pub const PROCESSES: &str = "processes";
 /// One row per listed TCP connection (a process's first to each peer).
 pub const CONNECTIONS: &str = "connections";
+/// One row per file operation of a process (each operation on a path once).
+pub const FILES: &str = "files";
 /// One row per finding (a leak, a hang, a deadlock …).
 pub const FINDINGS: &str = "findings";
 

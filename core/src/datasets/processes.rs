@@ -168,6 +168,22 @@ static TABLE: LazyLock<Dataset<Process, Derived>> = LazyLock::new(|| {
             FIRST,
             |p: &Process, _, _| p.parent_span.map(|s| format!("{s:016x}")).into(),
         ),
+        // Failed opens (a missing file looked for), listed in `files` or not; and file
+        // operations not recorded (beyond capture.files_max). Null when no file was recorded.
+        column(
+            "file_probes",
+            Kind::Int64,
+            true,
+            SECOND,
+            |p: &Process, _, _| p.files.as_ref().map(|f| f.probes as i64).into(),
+        ),
+        column(
+            "files_unrecorded",
+            Kind::Int64,
+            true,
+            SECOND,
+            |p: &Process, _, _| p.files.as_ref().map(|f| f.unrecorded as i64).into(),
+        ),
         // The commit the run built: a step that passed and failed on one commit is flaky.
         column("revision", Kind::Text, true, SECOND, |_, _, cx| {
             cx.revision.as_deref().into()

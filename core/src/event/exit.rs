@@ -10,6 +10,8 @@ pub struct Exit {
     pub activity: Activity,
     /// The OOM killer chose it (it then dies of SIGKILL).
     pub oom_killed: bool,
+    /// File operations beyond `capture.files_max` the kernel only counted.
+    pub files_unsent: u64,
 }
 
 impl Exit {
@@ -20,6 +22,7 @@ impl Exit {
             usage: Usage::default(),
             activity: Activity::default(),
             oom_killed: false,
+            files_unsent: 0,
         }
     }
 

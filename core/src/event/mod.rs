@@ -5,12 +5,14 @@
 mod activity;
 mod connection;
 mod exit;
+mod file;
 mod finding;
 mod sample;
 
 pub use activity::Activity;
 pub use connection::Connection;
 pub use exit::{Exit, Usage, signal_name};
+pub use file::{FileAccess, FileOp, errno_name, normalize, open_flags_text};
 pub use finding::{Finding, FindingKind, Involved, Severity};
 pub use sample::{Memory, Sample, ThreadSample};
 
@@ -78,6 +80,8 @@ pub enum Body {
     Exit(Exit),
     Memory(Memory),
     Connection(Connection),
+    /// A file operation (kept per process by the tracker, not reported one by one).
+    File(Box<FileAccess>),
     /// From the kernel: one thread's share of a sample.
     ThreadSample(ThreadSample),
     /// From the kernel: the sampling round (session) is complete.
@@ -112,6 +116,7 @@ impl Event {
             Body::Memory(m) if m.grew() => "memory_alloc",
             Body::Memory(_) => "memory_release",
             Body::Connection(_) => "connection",
+            Body::File(_) => "file",
             Body::ThreadSample(_) => "thread_sample",
             Body::SampleEnd(_) => "sample_end",
             Body::Sample(_) => "sample",

@@ -329,6 +329,7 @@ impl Agent {
             max_ended: t.max_ended,
             started_ns,
             redact: redact.clone(),
+            files: Arc::new(config.capture.file_policy()),
         });
         // After attaching, so that nothing started in between is missed; before the consumer
         // starts, so that the tracker knows them before their events.

@@ -496,6 +496,14 @@ impl Btf {
                 Err(BtfError::Bitfield { .. }) => exporter_common::ABSENT,
                 Err(e) => return Err(e),
             },
+            task_files: o("task_struct", "files")?,
+            files_fdt: o("files_struct", "fdt")?,
+            fdtable_fd: o("fdtable", "fd")?,
+            fdtable_max_fds: o("fdtable", "max_fds")?,
+            dentry_d_inode: o("dentry", "d_inode")?,
+            inode_i_size: o("inode", "i_size")?,
+            inode_i_ino: o("inode", "i_ino")?,
+            inode_i_mode: o("inode", "i_mode")?,
         })
     }
 }

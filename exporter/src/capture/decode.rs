@@ -4,7 +4,8 @@
 use exporter_common::{ExecTail, ExitTail, RecordHeader, flags, kind};
 
 use crate::event::{
-    Activity, Body, Common, Connection, Event, Exec, Exit, Memory, ThreadSample, Usage,
+    Activity, Body, Common, Connection, Event, Exec, Exit, FileAccess, FileOp, Memory,
+    ThreadSample, Usage, normalize,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -58,6 +59,7 @@ impl Plain for ExecTail {}
 impl Plain for ExitTail {}
 impl Plain for exporter_common::MemoryTail {}
 impl Plain for exporter_common::SampleTail {}
+impl Plain for exporter_common::FileTail {}
 impl Plain for exporter_common::ConnectionTail {}
 
 /// The record part `T` at byte `at`, read whole as the kernel program wrote it: every field at
@@ -110,6 +112,87 @@ fn split_argv(bytes: &[u8]) -> Vec<String> {
         .collect()
 }
 
+/// A file record's operation with its paths made absolute: a walked path as is, a string
+/// joined to the walked directory it is relative to.
+fn file_access(record: &[u8]) -> Result<FileAccess, DecodeError> {
+    use exporter_common::{FileTail, file_op, file_path};
+    const TAIL: usize = std::mem::size_of::<FileTail>();
+    let t: FileTail = read_at(record, HEADER)?;
+    let data = &record[HEADER + TAIL..];
+    let lens = [t.path_len, t.base_len, t.path2_len, t.base2_len].map(usize::from);
+    let declared: usize = lens.iter().sum();
+    if declared > data.len() {
+        return Err(DecodeError::DataOverrun {
+            declared,
+            available: data.len(),
+        });
+    }
+    let (path, rest) = data.split_at(lens[0]);
+    let (base, rest) = rest.split_at(lens[1]);
+    let (path2, rest) = rest.split_at(lens[2]);
+    let base2 = &rest[..lens[3]];
+    let named = |name: &[u8], base: &[u8], root: bool| -> String {
+        let name = c_string(name);
+        if name.starts_with('/') {
+            return normalize(&name);
+        }
+        match walked_path(base) {
+            Some(dir) => normalize(&format!("{dir}/{name}")),
+            None if root => normalize(&format!("/{name}")),
+            // The directory could not be read: the name as passed.
+            None => name,
+        }
+    };
+    let opened = t.path_flags & file_path::WALKED != 0;
+    let first = if opened {
+        let walked = walked_path(path).unwrap_or_else(|| "/".into());
+        if t.path_flags & file_path::DETACHED != 0 {
+            format!("{} (deleted)", walked.trim_start_matches('/'))
+        } else {
+            walked
+        }
+    } else {
+        named(path, base, t.path_flags & file_path::BASE_ROOT != 0)
+    };
+    let second =
+        (lens[2] > 0).then(|| named(path2, base2, t.path_flags & file_path::BASE2_ROOT != 0));
+    const O_ACCMODE: u64 = 3;
+    const O_CREAT: u64 = 0o100;
+    const O_TRUNC: u64 = 0o1000;
+    const AT_REMOVEDIR: u64 = 0x200;
+    let failed = t.result < 0;
+    let op = match t.op {
+        file_op::OPEN if failed => FileOp::Probe,
+        file_op::OPEN if t.flags & O_CREAT != 0 => FileOp::Create,
+        file_op::OPEN if t.flags & O_ACCMODE != 0 || t.flags & O_TRUNC != 0 => FileOp::Write,
+        file_op::OPEN => FileOp::Read,
+        file_op::RENAME => FileOp::Rename,
+        file_op::UNLINK if t.flags & AT_REMOVEDIR != 0 => FileOp::Rmdir,
+        file_op::UNLINK => FileOp::Delete,
+        file_op::RMDIR => FileOp::Rmdir,
+        file_op::MKDIR => FileOp::Mkdir,
+        file_op::TRUNCATE => FileOp::Truncate,
+        file_op::LINK => FileOp::Link,
+        file_op::SYMLINK => FileOp::Symlink,
+        other => return Err(DecodeError::UnknownKind(other)),
+    };
+    // A symlink's target is kept as written; the link is the path made.
+    let (path, target) = match op {
+        FileOp::Symlink => (second.unwrap_or_default(), Some(c_string(path))),
+        _ => (first, second),
+    };
+    Ok(FileAccess {
+        op,
+        path,
+        target,
+        flags: t.flags,
+        errno: failed.then(|| (-t.result) as i32),
+        size: (opened && !failed).then_some(t.size),
+        ino: t.ino,
+        truncated: t.path_flags & file_path::TRUNCATED != 0,
+    })
+}
+
 pub fn decode(record: &[u8]) -> Result<Event, DecodeError> {
     let h: RecordHeader = read_at(record, 0)?;
     let declared = h.len as usize;
@@ -158,6 +241,7 @@ pub fn decode(record: &[u8]) -> Result<Event, DecodeError> {
             })
         }
         kind::SAMPLE_END => Body::SampleEnd(read_at(record, HEADER)?),
+        kind::FILE => Body::File(Box::new(file_access(record)?)),
         kind::EXIT => {
             let t: ExitTail = read_at(record, HEADER)?;
             Body::Exit(Exit {
@@ -170,6 +254,7 @@ pub fn decode(record: &[u8]) -> Result<Event, DecodeError> {
                 ),
                 activity: Activity::from_kernel(&t.activity, &t.network, t.present),
                 oom_killed: t.present & exporter_common::present::OOM_VICTIM != 0,
+                files_unsent: u64::from(t.file_unsent),
             })
         }
         kind::EXEC => {

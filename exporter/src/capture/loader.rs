@@ -11,12 +11,12 @@ use std::{
 use aya::{
     Ebpf, EbpfLoader,
     maps::{HashMap, IterableMap, MapData, PerCpuArray, RingBuf},
-    programs::{Iter, Program, ProgramFd, RawTracePoint},
+    programs::{Iter, Program, ProgramFd, RawTracePoint, TracePoint},
 };
 use exporter_common::{COMM_LEN, CaptureConfig, KernelOffsets, TrackState, counter, scope, track};
 
 use crate::{
-    capture::{sampler::Sampler, stats::KernelCounters},
+    capture::{file_hooks, sampler::Sampler, stats::KernelCounters},
     config::{Config, ScopeMode},
 };
 
@@ -183,6 +183,7 @@ impl Capture {
         loader: LoaderStart,
     ) -> Result<Self, LoadError> {
         raise_memlock_limit();
+        let file_hooks = file_hooks(config, kernel.bpf_loop);
         let mut capture = CaptureConfig {
             scope_mode: scope::TRACKED,
             argv_cap: config.capture.argv_max_bytes as u32,
@@ -190,14 +191,19 @@ impl Capture {
             cgroup_level: 0,
             cgroup_id: 0,
             wakeup_bytes: (config.capture.ring_buffer_bytes / 16) as u32,
-            network_hooks: network_hooks(config, kernel.tracepoint),
+            network_hooks: network_hooks(config, kernel.tracepoint)
+                | if file_hooks.is_empty() {
+                    0
+                } else {
+                    exporter_common::present::FILES
+                },
             memory_step_pages: (config.capture.memory_step_bytes
                 / crate::capture::decode::page_size())
             .max(1),
             memory_step_percent: config.capture.memory_step_percent,
             page_shift: crate::capture::decode::page_size().trailing_zeros(),
             network_peers: config.capture.network_peers,
-            _pad0: 0,
+            files_max: config.capture.files_max,
         };
         match scope {
             KernelScope::Tracked | KernelScope::RootNames(_) => {}
@@ -245,11 +251,16 @@ impl Capture {
                 hooks.push((program, program));
             }
         }
-        load_in_parallel(&mut ebpf, &hooks)?;
+        let mut loaded = hooks.clone();
+        if !file_hooks.is_empty() {
+            loaded.extend(FILE_PROGRAMS.map(|p| (p, p)));
+        }
+        load_in_parallel(&mut ebpf, &loaded)?;
         tracing::debug!(ms = begun.elapsed().as_millis(), "load: programs verified");
         for (program, tracepoint) in &hooks {
             attach(&mut ebpf, program, tracepoint)?;
         }
+        attach_file_hooks(&mut ebpf, &file_hooks)?;
         tracing::debug!(
             ms = begun.elapsed().as_millis(),
             "load: tracepoint programs attached"
@@ -364,6 +375,85 @@ fn network_hooks(config: &Config, has: &dyn Fn(&str) -> bool) -> u32 {
     bits
 }
 
+/// The two programs of the file hooks, each attached to every chosen syscall's tracepoint.
+const FILE_PROGRAMS: [&str; 2] = ["file_enter", "file_exit"];
+
+/// The file syscalls to watch: none when `capture.files` is off or the kernel cannot (no
+/// `bpf_loop`, which the path walk of the file program needs; no syscall tracepoints), with a
+/// warning for the latter.
+fn file_hooks(config: &Config, bpf_loop: bool) -> Vec<file_hooks::FileHook> {
+    if !config.capture.files.is_on() {
+        return Vec::new();
+    }
+    if !bpf_loop {
+        tracing::warn!(
+            "this kernel has no bpf_loop (Linux 5.17+) or capture.bpf_loop is off: the files \
+             of each process are not recorded"
+        );
+        return Vec::new();
+    }
+    let Some(tracefs) = file_hooks::tracefs() else {
+        tracing::warn!(
+            "tracefs is not mounted at /sys/kernel/tracing and cannot be: the files of each \
+             process are not recorded"
+        );
+        return Vec::new();
+    };
+    let hooks: Vec<_> = file_hooks::hooks()
+        .into_iter()
+        .filter(|h| file_hooks::has_tracepoints(tracefs, h.name))
+        .collect();
+    if hooks.is_empty() {
+        tracing::warn!(
+            "this kernel has no syscalls:sys_enter_* tracepoints (CONFIG_FTRACE_SYSCALLS): the \
+             files of each process are not recorded"
+        );
+    }
+    hooks
+}
+
+/// Fills `FILE_SYSCALLS` and attaches the entry and exit programs to each syscall's pair of
+/// tracepoints.
+fn attach_file_hooks(ebpf: &mut Ebpf, hooks: &[file_hooks::FileHook]) -> Result<(), LoadError> {
+    if hooks.is_empty() {
+        return Ok(());
+    }
+    {
+        let map_err = |e: aya::maps::MapError| LoadError::Map {
+            name: "FILE_SYSCALLS",
+            reason: e.to_string(),
+        };
+        let map = ebpf
+            .map_mut("FILE_SYSCALLS")
+            .ok_or(LoadError::MissingMap("FILE_SYSCALLS"))?;
+        let mut map: HashMap<_, u32, exporter_common::FileSyscall> =
+            HashMap::try_from(map).map_err(map_err)?;
+        for h in hooks {
+            map.insert(h.nr, h.layout, 0).map_err(map_err)?;
+        }
+    }
+    for (program, phase) in [("file_enter", "enter"), ("file_exit", "exit")] {
+        let attach_failed = |target: String, reason: String| LoadError::Attach {
+            program: program.into(),
+            target,
+            reason,
+        };
+        let prog: &mut TracePoint = ebpf
+            .program_mut(program)
+            .ok_or_else(|| attach_failed("syscalls".into(), "not in the object".into()))?
+            .try_into()
+            .map_err(|e: aya::programs::ProgramError| {
+                attach_failed("syscalls".into(), e.to_string())
+            })?;
+        for h in hooks {
+            let name = format!("sys_{phase}_{}", h.name);
+            prog.attach("syscalls", &name)
+                .map_err(|e| attach_failed(format!("tracepoint syscalls:{name}"), e.to_string()))?;
+        }
+    }
+    Ok(())
+}
+
 /// Number of possible CPUs (ids range over 0..n), for per-CPU slots.
 fn possible_cpus() -> Result<u32, LoadError> {
     aya::util::nr_cpus()
@@ -449,13 +539,19 @@ fn load_in_parallel(ebpf: &mut Ebpf, hooks: &[(&str, &str)]) -> Result<(), LoadE
 }
 
 fn load_hook(name: &str, program: &mut Program) -> Result<(), LoadError> {
-    let program: &mut RawTracePoint = program.try_into().map_err(|e| load_failure(name, e))?;
     let begun = std::time::Instant::now();
-    program.load().map_err(|e| load_failure(name, e))?;
-    let instructions = program
-        .info()
-        .ok()
-        .and_then(|info| info.verified_instruction_count());
+    let info = match program {
+        Program::TracePoint(p) => {
+            p.load().map_err(|e| load_failure(name, e))?;
+            p.info()
+        }
+        other => {
+            let p: &mut RawTracePoint = other.try_into().map_err(|e| load_failure(name, e))?;
+            p.load().map_err(|e| load_failure(name, e))?;
+            p.info()
+        }
+    };
+    let instructions = info.ok().and_then(|info| info.verified_instruction_count());
     tracing::debug!(
         program = name,
         ms = begun.elapsed().as_millis(),

@@ -5,6 +5,7 @@ pub mod btf;
 /// Kernel time to wall time (in `pipetrace-core`: the datasets need it too).
 pub use pipetrace_core::clock;
 pub mod decode;
+pub mod file_hooks;
 pub mod loader;
 pub mod preflight;
 pub mod reader;

@@ -11,3 +11,4 @@ pub mod report;
 pub mod samples;
 pub mod trace_context;
 pub mod tracker;
+pub mod written;

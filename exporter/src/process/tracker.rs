@@ -78,6 +78,8 @@ pub struct TrackerOptions {
     pub started_ns: u64,
     /// Masks secrets in the command lines of seeded processes (read from `/proc`).
     pub redact: Arc<Redactor>,
+    /// How much of each process's files is kept.
+    pub files: Arc<pipetrace_core::file_log::FilePolicy>,
 }
 
 impl Default for TrackerOptions {
@@ -89,6 +91,7 @@ impl Default for TrackerOptions {
             max_ended: 16_384,
             started_ns: 0,
             redact: Arc::default(),
+            files: Arc::default(),
         }
     }
 }
@@ -262,6 +265,7 @@ impl Tracker {
             end_ns: None,
             last_sample: None,
             connections: Vec::new(),
+            files: None,
             findings: Vec::new(),
             incomplete: false,
             failed_below: 0,
@@ -428,6 +432,14 @@ impl Tracker {
                 }
                 None
             }
+            Body::File(access) => {
+                let policy = self.options.files.clone();
+                let p = self.entry(&common);
+                p.files
+                    .get_or_insert_with(Box::default)
+                    .add(common.ktime_ns, *access, &policy);
+                None
+            }
             Body::ThreadSample(t) => {
                 self.round.add(common.tgid, common.start_ns, &t);
                 None
@@ -481,6 +493,10 @@ impl Tracker {
                     exit.usage = exit.usage.after(&s.usage());
                 }
                 p.ppid = common.ppid;
+                if let Some(files) = p.files.as_mut() {
+                    files.unrecorded += exit.files_unsent;
+                    crate::process::written::measure(files, &self.options.files);
+                }
                 p.ending = Some(Ending::Exited(exit));
                 p.end_ns = Some(common.ktime_ns);
                 self.totals.ended += 1;
@@ -549,7 +565,8 @@ impl Tracker {
             self.options.redact.argv(&mut exec.argv);
         }
         match ev.body {
-            Body::ThreadSample(_) => {
+            // Kept per process (its `files`), not reported one by one.
+            Body::ThreadSample(_) | Body::File(_) => {
                 self.apply(ev);
             }
             Body::SampleEnd(session) => {

@@ -369,8 +369,11 @@ impl JsonlSink {
     fn event(&mut self, ev: &Event) -> Result<(), SinkError> {
         let c = &ev.common;
         let body = match &ev.body {
-            // The kernel's per-thread records never reach the sinks.
-            Body::Fork | Body::ThreadSample(_) | Body::SampleEnd(_) => BodyLine::Fork {},
+            // The kernel's per-thread records and file records (kept per process) never reach
+            // the sinks.
+            Body::Fork | Body::ThreadSample(_) | Body::SampleEnd(_) | Body::File(_) => {
+                BodyLine::Fork {}
+            }
             Body::Sample(x) => BodyLine::Sample {
                 cpu_user_ns: x.cpu_user_ns,
                 cpu_system_ns: x.cpu_system_ns,

@@ -34,8 +34,8 @@ use super::{
 use crate::{
     capture::clock::Clock,
     datasets::{
-        self, CONNECTIONS, EVENTS, FINDINGS, PROCESSES, RowContext, Rows, connections, events,
-        findings, processes,
+        self, CONNECTIONS, EVENTS, FILES, FINDINGS, PROCESSES, RowContext, Rows, connections,
+        events, files::FileRow, findings, processes,
     },
     event::{Body, Event},
     process::model::Process,
@@ -64,6 +64,7 @@ pub struct ParquetTotals {
     pub process_rows: u64,
     pub connection_rows: u64,
     pub finding_rows: u64,
+    pub file_rows: u64,
 }
 
 pub struct ParquetSink {
@@ -74,6 +75,7 @@ pub struct ParquetSink {
     processes: Rows<Process, datasets::processes::Derived>,
     connections: Rows<Event, datasets::connections::Derived>,
     findings: Rows<Event, datasets::findings::Derived>,
+    files: Rows<FileRow, ()>,
     props: WriterProperties,
     /// When the oldest unwritten row arrived.
     pending_since: Option<Instant>,
@@ -150,7 +152,7 @@ impl ParquetSink {
             "processes",
         ));
         let mut stale = 0;
-        for dataset in [EVENTS, PROCESSES, CONNECTIONS, FINDINGS] {
+        for dataset in [EVENTS, PROCESSES, CONNECTIONS, FINDINGS, FILES] {
             let dir = settings.dir.join(dataset);
             super::create_private_dir(&dir).map_err(|source| SinkError::Io {
                 path: dir.display().to_string(),
@@ -182,6 +184,7 @@ impl ParquetSink {
             processes: processes().rows(),
             connections: connections().rows(),
             findings: findings().rows(),
+            files: datasets::files().rows(),
             props,
             pending_since: None,
             seq: 0,
@@ -278,6 +281,7 @@ impl ParquetSink {
                             EVENTS => self.totals.event_rows += file.rows,
                             PROCESSES => self.totals.process_rows += file.rows,
                             FINDINGS => self.totals.finding_rows += file.rows,
+                            FILES => self.totals.file_rows += file.rows,
                             _ => self.totals.connection_rows += file.rows,
                         }
                         self.retry.succeeded();
@@ -339,6 +343,13 @@ impl ParquetSink {
                 .map_err(|e| io_error(&self.settings.dir, e))?;
             self.encode(FINDINGS, batch)?;
         }
+        if !self.files.is_empty() {
+            let batch = self
+                .files
+                .finish()
+                .map_err(|e| io_error(&self.settings.dir, e))?;
+            self.encode(FILES, batch)?;
+        }
         self.write_unwritten(now_or_never)
     }
 
@@ -347,6 +358,7 @@ impl ParquetSink {
             + self.processes.bytes()
             + self.connections.bytes()
             + self.findings.bytes()
+            + self.files.bytes()
     }
 
     fn due(&self) -> bool {
@@ -369,7 +381,8 @@ impl super::detached::FileOutput for ParquetSink {
                 Some((0, 2))
             }
             Report::Event(_) => Some((0, 1)),
-            Report::Ended(_) => Some((1, 1)),
+            // Its row and its files' rows.
+            Report::Ended(p) => Some((1, 1 + p.files.as_ref().map_or(0, |f| f.kept() as u64))),
             Report::RunEnded(_) => Some((0, 0)),
             _ => None,
         }
@@ -404,6 +417,9 @@ impl Sink for ParquetSink {
             Report::Ended(process) => {
                 self.health.received(1);
                 self.processes.push(process, &self.context);
+                for row in FileRow::of(process) {
+                    self.files.push(&row, &self.context);
+                }
                 self.mark_pending();
                 if self.buffered_bytes() >= self.settings.flush_bytes {
                     return self.write_all();

@@ -32,7 +32,7 @@ use parquet::{
 };
 
 use crate::{
-    datasets::{CONNECTIONS, EVENTS, FINDINGS, PROCESSES},
+    datasets::{CONNECTIONS, EVENTS, FILES, FINDINGS, PROCESSES},
     sinks::{create_private_dir, create_private_file},
 };
 
@@ -43,7 +43,7 @@ pub(super) const SOURCES_KEY: &str = "pipetrace.sources";
 /// Rows per row group of a rolled file: what merging holds in memory at once.
 const ROLLED_GROUP_ROWS: usize = 65_536;
 
-pub const DATASETS: [&str; 4] = [EVENTS, PROCESSES, CONNECTIONS, FINDINGS];
+pub const DATASETS: [&str; 5] = [EVENTS, PROCESSES, CONNECTIONS, FINDINGS, FILES];
 
 /// One rolled file waiting for upload.
 #[derive(Debug, Clone, PartialEq, Eq)]

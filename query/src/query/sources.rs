@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use duckdb::Connection;
 
 use super::{QueryError, error::permission_denied, reason_only, s3};
-use crate::datasets::{self, CONNECTIONS, EVENTS, FINDINGS, PROCESSES, Table};
+use crate::datasets::{self, CONNECTIONS, EVENTS, FILES, FINDINGS, PROCESSES, Table};
 
 /// Where each dataset is read from: a glob, a file, or nothing.
 #[derive(Debug, Default)]
@@ -15,6 +15,7 @@ pub(super) struct Sources {
     pub processes: Option<String>,
     pub connections: Option<String>,
     pub findings: Option<String>,
+    pub files: Option<String>,
     /// Objects in a bucket, with `host=`/`date=` partitions.
     pub hive: bool,
 }
@@ -61,6 +62,7 @@ pub(super) fn find_sources(conn: &Connection, data: &Path) -> Result<Sources, Qu
             datasets::connections(),
         ),
         (FINDINGS, &mut sources.findings, datasets::findings()),
+        (FILES, &mut sources.files, datasets::files()),
     ] {
         let dir = data.join(dataset);
         let files = parquet_files(&dir)?;
@@ -110,6 +112,7 @@ pub(super) fn bucket_sources(
         (PROCESSES, &mut sources.processes),
         (CONNECTIONS, &mut sources.connections),
         (FINDINGS, &mut sources.findings),
+        (FILES, &mut sources.files),
     ] {
         let glob = s3::dataset_glob(url, dataset, host);
         if s3::has_objects(conn, &glob)? {

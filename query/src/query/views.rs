@@ -14,7 +14,7 @@ use super::{
     sources::{bucket_sources, find_sources},
 };
 use crate::{
-    datasets::{self, CONNECTIONS, EVENTS, FINDINGS, Table},
+    datasets::{self, CONNECTIONS, EVENTS, FILES, FINDINGS, Table},
     event::signal_name,
 };
 
@@ -68,6 +68,7 @@ pub(super) fn views(
         )));
     }
     let findings = mentions(uses, FINDINGS);
+    let files = mentions(uses, FILES);
     // A footer read once per query, not once per scan of the dataset (the history queries
     // scan the processes more than once; over a bucket each read is a request).
     let mut sql = "SET parquet_metadata_cache = true;\n".to_owned() + &signal_name_macro();
@@ -108,6 +109,18 @@ pub(super) fn views(
             .unwrap_or_else(|| empty_view(datasets::findings())),
         );
     }
+    // Always there when asked for: a run with file recording off has no files.
+    if files {
+        sql.push_str(
+            &view(
+                datasets::files(),
+                sources.files.as_deref(),
+                hive,
+                &scope.condition("time", hive),
+            )
+            .unwrap_or_else(|| empty_view(datasets::files())),
+        );
+    }
     if history {
         sql.push_str(&request.history.variables());
         sql.push_str(STEP_RUNS_SQL.trim_end());
@@ -139,6 +152,9 @@ pub(super) fn views(
     }
     if findings {
         filters.push_str(&filter(FINDINGS));
+    }
+    if files {
+        filters.push_str(&filter(FILES));
     }
     conn.execute_batch(&filters).map_err(sql_error)?;
     Ok(printed + &sql + &filters)
