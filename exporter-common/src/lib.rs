@@ -272,9 +272,10 @@ pub mod file_op {
     pub const SYMLINK: u16 = 8;
 }
 
-/// Where a file syscall's arguments are: the value of the `FILE_SYSCALLS` map, by syscall
-/// number, which the agent fills for its architecture. Argument indexes 0..6, or
-/// [`NO_ARG`] (a directory absent is AT_FDCWD).
+/// Where a file syscall's arguments are: the value of the `FILE_SYSCALLS` array, by syscall
+/// number (below [`SYSCALLS_MAX`]), which the agent fills for its architecture; `op` 0 for
+/// the syscalls not watched. Argument indexes 0..6, or [`NO_ARG`] (a directory absent is
+/// AT_FDCWD).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FileSyscall {
@@ -287,6 +288,9 @@ pub struct FileSyscall {
     /// [`flags_from`]: how `flags` is found.
     pub flags_from: u8,
 }
+
+/// Syscall numbers the file hooks look up (an array indexed by number).
+pub const SYSCALLS_MAX: u32 = 512;
 
 /// An argument a syscall does not have.
 pub const NO_ARG: u8 = 0xff;
@@ -698,6 +702,10 @@ pub struct KernelOffsets {
     pub inode_i_size: u32,
     pub inode_i_ino: u32,
     pub inode_i_mode: u32,
+    /// `struct pt_regs`: the syscall number (`orig_ax`, arm64's `syscallno`) and the six
+    /// argument registers ([`ABSENT`]: the file hooks cannot read them here).
+    pub regs_syscall_nr: u32,
+    pub regs_args: [u32; 6],
 }
 
 /// `task_struct.flags` bit of kernel threads.
@@ -727,7 +735,7 @@ const _: () = {
     assert!(core::mem::size_of::<MemoryRecord>() == 96);
     assert!(core::mem::size_of::<SampleRecord>() == 392);
     assert!(core::mem::size_of::<SampleEndRecord>() == 88);
-    assert!(core::mem::size_of::<KernelOffsets>() == 79 * 4);
+    assert!(core::mem::size_of::<KernelOffsets>() == 86 * 4);
     assert!(3 * PATH_MAX <= EXEC_DATA_SPAN);
     assert!(NAME_MAX <= ARGV_MAX && PATH_MAX <= ARGV_MAX);
     assert!(EXEC_DATA_SPAN.is_power_of_two());

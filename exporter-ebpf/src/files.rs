@@ -1,9 +1,11 @@
 //! The files traced processes open, create, rename, delete and link.
 //!
-//! One program is attached to every `syscalls:sys_enter_*` tracepoint of a file syscall the
-//! agent chose (open, openat, openat2, creat, rename*, unlink*, rmdir, mkdir*, truncate,
-//! link*, symlink*), another to their `sys_exit_*`. The entry keeps the arguments of a traced
-//! thread's call (the scope check first, so an untraced open costs a map lookup); the exit,
+//! Two raw tracepoints, `sys_enter` and `sys_exit`, see every syscall; an array lookup by
+//! number lets through the file syscalls the agent chose (open, openat, openat2, creat,
+//! rename*, unlink*, rmdir, mkdir*, truncate, link*, symlink*). The per-syscall
+//! `syscalls:sys_enter_*` tracepoints would only fire for those, but each of their 34
+//! attachments costs an RCU grace period to detach (≈ 80 ms: seconds at every `run`'s end).
+//! The entry keeps the arguments of a traced thread's call (the scope check first); the exit,
 //! which knows the outcome, builds the record:
 //! - an open that succeeded: the opened file's own path, walked from its `struct file`
 //!   (relative names, `..` and symlinks resolved, bind mounts and mount namespaces as the
@@ -24,12 +26,12 @@ use aya_ebpf::{
         bpf_get_current_pid_tgid, bpf_get_current_task, bpf_probe_read_user,
         bpf_probe_read_user_str, bpf_ringbuf_output,
     },
-    macros::tracepoint,
-    programs::TracePointContext,
+    macros::raw_tracepoint,
+    programs::RawTracePointContext,
 };
 use exporter_common::{
     EXEC_DATA_SPAN, FileRecord, FileSeenKey, FileState, FileSyscall, NO_ARG, PATH_MAX, PendingFile,
-    RecordHeader, TrackState, counter, file_op, file_path, flags_from, kind, track,
+    RecordHeader, SYSCALLS_MAX, TrackState, counter, file_op, file_path, flags_from, kind, track,
 };
 
 use crate::{
@@ -52,9 +54,6 @@ const O_WRONLY: u64 = 1;
 const O_PATH: u64 = 0o10000000;
 const S_IFMT: u32 = 0o170000;
 const S_IFREG: u32 = 0o100000;
-/// Offsets of the arguments and of the return value in a syscall tracepoint's record.
-const ARGS_AT: usize = 16;
-const RET_AT: usize = 16;
 
 /// Whether the current process is traced (and not hidden or before the `run` command's exec).
 #[inline(always)]
@@ -65,40 +64,64 @@ fn traced(task: u64, tgid: u32) -> bool {
     }
 }
 
-#[tracepoint]
-pub fn file_enter(ctx: TracePointContext) -> u32 {
-    let Ok(nr) = (unsafe { ctx.read_at::<i32>(8) }) else {
-        return 0;
-    };
-    if unsafe { FILE_SYSCALLS.get(&(nr as u32)) }.is_none() {
+/// Where argument register `i` is in `struct pt_regs` (volatile, as `off!`).
+#[inline(always)]
+fn register(i: usize) -> u64 {
+    unsafe { core::ptr::read_volatile(&raw const crate::globals::OFFSETS.regs_args[i]) as u64 }
+}
+
+/// The layout of watched syscall `nr` (`None`: not a file syscall the agent chose).
+#[inline(always)]
+fn watched(nr: u64) -> Option<FileSyscall> {
+    if nr >= SYSCALLS_MAX as u64 {
+        return None;
+    }
+    let call = FILE_SYSCALLS.get(nr as u32)?;
+    (call.op != 0).then_some(*call)
+}
+
+// sys_enter(struct pt_regs *regs, long id): every syscall of the host; an array lookup ends
+// the others.
+#[raw_tracepoint(tracepoint = "sys_enter")]
+pub fn file_enter(ctx: RawTracePointContext) -> i32 {
+    let nr: u64 = ctx.arg(1);
+    if watched(nr).is_none() {
         return 0;
     }
     let pid_tgid = unsafe { bpf_get_current_pid_tgid() };
     if !traced(unsafe { bpf_get_current_task() }, (pid_tgid >> 32) as u32) {
         return 0;
     }
-    let mut pending = PendingFile {
+    let regs: u64 = ctx.arg(0);
+    let pending = PendingFile {
         nr: nr as u32,
-        ..PendingFile::default()
+        _pad0: 0,
+        args: [
+            read::<u64>(regs, register(0)).unwrap_or(0),
+            read::<u64>(regs, register(1)).unwrap_or(0),
+            read::<u64>(regs, register(2)).unwrap_or(0),
+            read::<u64>(regs, register(3)).unwrap_or(0),
+            read::<u64>(regs, register(4)).unwrap_or(0),
+            read::<u64>(regs, register(5)).unwrap_or(0),
+        ],
     };
-    for i in 0..6 {
-        pending.args[i] = unsafe { ctx.read_at::<u64>(ARGS_AT + 8 * i) }.unwrap_or(0);
-    }
     let _ = PENDING_FILES.insert(&pid_tgid, &pending, 0);
     0
 }
 
-#[tracepoint]
-pub fn file_exit(ctx: TracePointContext) -> u32 {
+// sys_exit(struct pt_regs *regs, long ret): the number is read back from the registers.
+#[raw_tracepoint(tracepoint = "sys_exit")]
+pub fn file_exit(ctx: RawTracePointContext) -> i32 {
+    let regs: u64 = ctx.arg(0);
+    let Some(call) = watched(read::<u64>(regs, off!(regs_syscall_nr)).unwrap_or(u64::MAX)) else {
+        return 0;
+    };
     let pid_tgid = unsafe { bpf_get_current_pid_tgid() };
     let Some(pending) = (unsafe { PENDING_FILES.get(&pid_tgid) }).copied() else {
         return 0;
     };
     let _ = PENDING_FILES.remove(&pid_tgid);
-    let Some(call) = (unsafe { FILE_SYSCALLS.get(&pending.nr) }).copied() else {
-        return 0;
-    };
-    let result = unsafe { ctx.read_at::<i64>(RET_AT) }.unwrap_or(-1);
+    let result = ctx.arg::<u64>(1) as i64;
     on_exit(&pending, &call, result);
     0
 }

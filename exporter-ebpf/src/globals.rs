@@ -86,6 +86,8 @@ pub static OFFSETS: KernelOffsets = KernelOffsets {
     inode_i_size: 0,
     inode_i_ino: 0,
     inode_i_mode: 0,
+    regs_syscall_nr: exporter_common::ABSENT,
+    regs_args: [exporter_common::ABSENT; 6],
 };
 
 /// The capture settings, overwritten by the agent.

@@ -154,11 +154,11 @@ pub static CONNECTING: LruHashMap<u64, exporter_common::ConnectionRecord> =
 pub static CONNECTION_SCRATCH: PerCpuArray<exporter_common::ConnectionRecord> =
     PerCpuArray::with_max_entries(1, 0);
 
-/// The file syscalls the agent attached, by syscall number: where their arguments are (see
-/// `files.rs`).
+/// The file syscalls the agent chose, by syscall number: where their arguments are (see
+/// `files.rs`); `op` 0 for the others.
 #[map]
-pub static FILE_SYSCALLS: HashMap<u32, exporter_common::FileSyscall> =
-    HashMap::with_max_entries(64, 0);
+pub static FILE_SYSCALLS: Array<exporter_common::FileSyscall> =
+    Array::with_max_entries(exporter_common::SYSCALLS_MAX, 0);
 
 /// The arguments of each traced thread's file syscall in progress, by pid_tgid. LRU: a call
 /// whose exit was not seen ages out.

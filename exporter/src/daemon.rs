@@ -93,6 +93,7 @@ pub async fn daemon(config: &Config) -> Result<(), AgentError> {
             revision: crate::agent::revision::revision(&cicd::attributes(env), None),
             cicd: cicd::attributes(env),
             seed_root_names,
+            source: crate::diagnosis::source_tree::from_config(&config.source)?,
             // One id per daemon session; each tracked tree is a trace within it.
             run_id: format!("{:016x}", crate::process::ids::IdGenerator::new().span_id()),
             ..Default::default()

@@ -12,7 +12,7 @@ use crate::{
         clock::monotonic_ns,
         loader::{KernelScope, register_self, run_root_state},
     },
-    config::{Config, LOSS_EXIT_STATUS},
+    config::{Config, LOSS_EXIT_STATUS, SOURCE_CHANGE_EXIT_STATUS},
     event::signal_name,
     present::{
         self, markdown,
@@ -39,6 +39,8 @@ pub enum RunError {
     Wait(std::io::Error),
     #[error("installing signal handlers failed: {0}")]
     Signals(std::io::Error),
+    #[error(transparent)]
+    Source(#[from] crate::diagnosis::source_tree::SourceError),
 }
 
 impl RunError {
@@ -85,6 +87,7 @@ pub async fn run(
     let cicd = cicd::attributes(env);
     let revision = crate::agent::revision::revision(&cicd, std::env::current_dir().ok().as_deref());
     let recorded = Recorded::default();
+    let source = crate::diagnosis::source_tree::from_config(&config.source)?;
     // Before anything starts: a SIGINT or SIGTERM from then on is forwarded to the command
     // once it runs, instead of killing `run` with the default action. The command starts with
     // default dispositions (exec resets handled signals).
@@ -95,6 +98,7 @@ pub async fn run(
         &KernelScope::Tracked,
         StartOptions {
             run_span: Some(run_span),
+            source,
             revision: revision.clone(),
             cicd: cicd.clone(),
             run_id: run_id.clone(),
@@ -289,11 +293,24 @@ pub async fn run(
         describe_status(&status),
     );
     let incomplete = events_lost > 0 || !lost.is_empty() || closed.lost_anything();
+    let source_changes = recorded
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .findings
+        .iter()
+        .filter(|f| f.kind == pipetrace_core::event::FindingKind::SourceChanged.as_str())
+        .count();
     let exit_code = if config.run.fail_on_loss && exit_code == 0 && incomplete {
         eprintln!(
             "otel-pipetrace: the record of this run is incomplete (run.fail_on_loss): exiting with status {LOSS_EXIT_STATUS}"
         );
         LOSS_EXIT_STATUS
+    } else if config.source.fail_on_change && exit_code == 0 && source_changes > 0 {
+        eprintln!(
+            "otel-pipetrace: {source_changes} step{} changed files git tracks in the checkout (source.fail_on_change): exiting with status {SOURCE_CHANGE_EXIT_STATUS}",
+            if source_changes == 1 { "" } else { "s" }
+        );
+        SOURCE_CHANGE_EXIT_STATUS
     } else {
         exit_code
     };

@@ -163,11 +163,35 @@ pub fn distinct_process() -> Process {
         end_ns: Some(6_000_006_000),
         last_sample: None,
         connections: vec![(6_000_004_000, connection)],
-        files: None,
+        files: Some(Box::new(distinct_files())),
         findings: Vec::new(),
         incomplete: false,
         failed_below: 0,
     }
+}
+
+/// One written file with a value in every field, and distinct counts.
+pub fn distinct_files() -> crate::file_log::FileLog {
+    use crate::event::{FileAccess, FileOp};
+    let mut log = crate::file_log::FileLog::default();
+    log.add(
+        6_000_005_000,
+        FileAccess {
+            op: FileOp::Rename,
+            path: "/work/dir/out.tmp".into(),
+            target: Some("/work/dir/out.bin".into()),
+            flags: 0,
+            errno: None,
+            size: Some(4321),
+            ino: 77,
+            truncated: false,
+        },
+        &crate::file_log::FilePolicy::default(),
+    );
+    log.entries_mut()[0].sha256 = Some("sha-distinct".into());
+    log.probes = 12;
+    log.unrecorded = 13;
+    log
 }
 
 pub fn context() -> RowContext {

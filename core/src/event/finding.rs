@@ -25,10 +25,12 @@ pub enum FindingKind {
     UndersizedRunner,
     /// The run used a small part of a large machine's cores and memory.
     OversizedRunner,
+    /// A step wrote, deleted or renamed a file git tracks in the checkout (`[source]`).
+    SourceChanged,
 }
 
 impl FindingKind {
-    pub const ALL: [FindingKind; 9] = [
+    pub const ALL: [FindingKind; 10] = [
         Self::Deadlock,
         Self::Hang,
         Self::MemoryLeak,
@@ -38,6 +40,7 @@ impl FindingKind {
         Self::NoisyNeighbour,
         Self::UndersizedRunner,
         Self::OversizedRunner,
+        Self::SourceChanged,
     ];
 
     /// The `kind` column and attribute value.
@@ -52,6 +55,7 @@ impl FindingKind {
             Self::NoisyNeighbour => "noisy_neighbour",
             Self::UndersizedRunner => "undersized_runner",
             Self::OversizedRunner => "oversized_runner",
+            Self::SourceChanged => "source_changed",
         }
     }
 }

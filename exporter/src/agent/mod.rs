@@ -60,6 +60,8 @@ pub enum AgentError {
     Reader(std::io::Error),
     #[error(transparent)]
     Redact(#[from] crate::config::PatternError),
+    #[error(transparent)]
+    Source(#[from] crate::diagnosis::source_tree::SourceError),
 }
 
 pub struct Agent {
@@ -117,6 +119,8 @@ pub struct StartOptions {
     pub seed_root_names: Vec<String>,
     /// Run mode: keep the ended processes here for the end-of-run summary.
     pub record: Option<crate::sinks::run_record::Recorded>,
+    /// The checkout whose tracked files no step should change (`[source]`).
+    pub source: Option<crate::diagnosis::source_tree::SourceTree>,
 }
 
 /// What is left after the agent stopped, for the caller's last reports.
@@ -345,7 +349,7 @@ impl Agent {
         let reader = Reader::new(ring, tx, stats.clone()).map_err(AgentError::Reader)?;
         let (stop, stop_rx) = watch::channel(false);
         let reader = tokio::spawn(reader.run(stop_rx));
-        let diagnosis = Diagnosis::new(config.diagnosis.clone());
+        let diagnosis = Diagnosis::new(config.diagnosis.clone()).with_source(options.source);
         let consumer = tokio::spawn(route::route(
             rx,
             tracker,

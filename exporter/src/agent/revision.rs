@@ -40,7 +40,7 @@ pub fn git_head(dir: &Path) -> Option<String> {
 }
 
 /// `dir/.git` as a directory, or the directory a `.git` file (`gitdir: …`) points to.
-fn git_dir_of(dir: &Path) -> Option<PathBuf> {
+pub fn git_dir_of(dir: &Path) -> Option<PathBuf> {
     let dot_git = dir.join(".git");
     if dot_git.is_dir() {
         return Some(dot_git);

@@ -504,7 +504,33 @@ impl Btf {
             inode_i_size: o("inode", "i_size")?,
             inode_i_ino: o("inode", "i_ino")?,
             inode_i_mode: o("inode", "i_mode")?,
+            regs_syscall_nr: match opt("pt_regs", "orig_ax")? {
+                exporter_common::ABSENT => opt("pt_regs", "syscallno")?,
+                at => at,
+            },
+            regs_args: self.syscall_argument_registers()?,
         })
+    }
+
+    /// Where `struct pt_regs` keeps a syscall's six arguments at its entry: x86-64's di, si,
+    /// dx, r10, r8, r9; arm64's regs[0..6]; [`exporter_common::ABSENT`] elsewhere.
+    fn syscall_argument_registers(&self) -> Result<[u32; 6], BtfError> {
+        let opt = |m: &str| self.optional_offset("pt_regs", m);
+        let x86 = ["di", "si", "dx", "r10", "r8", "r9"];
+        let mut out = [exporter_common::ABSENT; 6];
+        if opt("di")? != exporter_common::ABSENT {
+            for (slot, name) in out.iter_mut().zip(x86) {
+                *slot = opt(name)?;
+            }
+        } else {
+            let at = opt("regs")?;
+            if at != exporter_common::ABSENT {
+                for (i, slot) in out.iter_mut().enumerate() {
+                    *slot = at + 8 * i as u32;
+                }
+            }
+        }
+        Ok(out)
     }
 }
 

@@ -559,6 +559,99 @@ mod tests {
         assert!(decode(&short).is_err());
     }
 
+    fn file_record(tail: exporter_common::FileTail, data: &[u8]) -> Vec<u8> {
+        let len = HEADER + std::mem::size_of::<exporter_common::FileTail>() + data.len();
+        let mut out = bytes_of(&header(kind::FILE, 0, len));
+        out.extend(bytes_of(&tail));
+        out.extend_from_slice(data);
+        out
+    }
+
+    fn access_of(record: &[u8]) -> FileAccess {
+        match decode(record).unwrap().body {
+            Body::File(f) => *f,
+            other => panic!("not a file record: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn file_paths_are_made_absolute() {
+        use exporter_common::{FileTail, file_op, file_path};
+        // An opened file: its walked path, leaf first.
+        let opened = access_of(&file_record(
+            FileTail {
+                result: 3,
+                flags: 0o1101,
+                size: 0,
+                ino: 9,
+                op: file_op::OPEN,
+                path_flags: file_path::WALKED,
+                path_len: 13,
+                ..Default::default()
+            },
+            b"out.o\0build\0w\0",
+        ));
+        assert_eq!(
+            (opened.op, opened.path.as_str(), opened.size),
+            (FileOp::Create, "/w/build/out.o", Some(0))
+        );
+        // A relative rename: each name joined to its walked directory, `..` resolved.
+        let renamed = access_of(&file_record(
+            FileTail {
+                result: 0,
+                op: file_op::RENAME,
+                path_len: 6,
+                base_len: 8,
+                path2_len: 9,
+                base2_len: 0,
+                ..Default::default()
+            },
+            b"a.tmp\0sub\0src\0../b.txt\0",
+        ));
+        assert_eq!(renamed.op, FileOp::Rename);
+        assert_eq!(renamed.path, "/src/sub/a.tmp");
+        // No walked directory and not the root: the name as passed.
+        assert_eq!(renamed.target.as_deref(), Some("../b.txt"));
+        // A failed open is a probe with its errno; a symlink keeps its target as written.
+        let probe = access_of(&file_record(
+            FileTail {
+                result: -2,
+                op: file_op::OPEN,
+                path_len: 7,
+                path_flags: file_path::BASE_ROOT,
+                ..Default::default()
+            },
+            b"x/../h\0",
+        ));
+        assert_eq!(
+            (probe.op, probe.path.as_str(), probe.errno, probe.size),
+            (FileOp::Probe, "/h", Some(2), None)
+        );
+        let link = access_of(&file_record(
+            FileTail {
+                op: file_op::SYMLINK,
+                path_len: 5,
+                path2_len: 4,
+                ..Default::default()
+            },
+            b"../t\0/l1\0",
+        ));
+        assert_eq!(
+            (link.op, link.path.as_str(), link.target.as_deref()),
+            (FileOp::Symlink, "/l1", Some("../t"))
+        );
+        // Lengths past the data are an error, not a panic.
+        let bad = file_record(
+            FileTail {
+                op: file_op::OPEN,
+                path_len: 400,
+                ..Default::default()
+            },
+            b"abc\0",
+        );
+        assert!(matches!(decode(&bad), Err(DecodeError::DataOverrun { .. })));
+    }
+
     #[test]
     fn exit_status_is_split() {
         let mk = |status: u32| {
@@ -583,6 +676,8 @@ mod tests {
                     connections: 3,
                     ..Default::default()
                 },
+                file_records: 3,
+                file_unsent: 2,
             }));
             match decode(&out).unwrap().body {
                 Body::Exit(e) => e,
@@ -590,6 +685,7 @@ mod tests {
             }
         };
         let ok = mk(0);
+        assert_eq!(ok.files_unsent, 2);
         assert_eq!(
             (ok.code(), ok.signal(), ok.failed()),
             (Some(0), None, false)

@@ -1,11 +1,9 @@
-//! The file syscalls the kernel programs watch on this architecture: for each, its number,
-//! the `syscalls:` tracepoints it has, and where its arguments are — the table the two
-//! programs of `files.rs` read (`FILE_SYSCALLS`). The syscall tracepoints need tracefs, which
-//! is mounted here when it is not.
+//! The file syscalls the kernel programs watch on this architecture: for each, its number and
+//! where its arguments are — the table the two programs of `files.rs` read (`FILE_SYSCALLS`).
 
 use exporter_common::{FileSyscall, NO_ARG, file_op, flags_from};
 
-/// One syscall: the name of its tracepoints (`sys_enter_NAME`) and its layout.
+/// One syscall: its name, number and layout.
 pub struct FileHook {
     pub name: &'static str,
     pub nr: u32,
@@ -125,33 +123,4 @@ fn hook(name: &'static str, nr: libc::c_long, layout: FileSyscall) -> FileHook {
         nr: nr as u32,
         layout,
     }
-}
-
-/// Where tracefs is (mounted now if it was not): `None` when it cannot be.
-pub fn tracefs() -> Option<&'static str> {
-    for dir in ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"] {
-        if std::path::Path::new(dir).join("events").is_dir() {
-            return Some(dir);
-        }
-    }
-    let dir = c"/sys/kernel/tracing";
-    // SAFETY: static C strings; mount(2) reads them only.
-    let ret = unsafe {
-        libc::mount(
-            c"nodev".as_ptr(),
-            dir.as_ptr(),
-            c"tracefs".as_ptr(),
-            0,
-            std::ptr::null(),
-        )
-    };
-    (ret == 0 && std::path::Path::new("/sys/kernel/tracing/events").is_dir())
-        .then_some("/sys/kernel/tracing")
-}
-
-/// Whether this kernel has the tracepoints of syscall `name` (CONFIG_FTRACE_SYSCALLS).
-pub fn has_tracepoints(tracefs: &str, name: &str) -> bool {
-    let events = std::path::Path::new(tracefs).join("events/syscalls");
-    events.join(format!("sys_enter_{name}")).is_dir()
-        && events.join(format!("sys_exit_{name}")).is_dir()
 }

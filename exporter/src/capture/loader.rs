@@ -11,7 +11,7 @@ use std::{
 use aya::{
     Ebpf, EbpfLoader,
     maps::{HashMap, IterableMap, MapData, PerCpuArray, RingBuf},
-    programs::{Iter, Program, ProgramFd, RawTracePoint, TracePoint},
+    programs::{Iter, Program, ProgramFd, RawTracePoint},
 };
 use exporter_common::{COMM_LEN, CaptureConfig, KernelOffsets, TrackState, counter, scope, track};
 
@@ -183,7 +183,7 @@ impl Capture {
         loader: LoaderStart,
     ) -> Result<Self, LoadError> {
         raise_memlock_limit();
-        let file_hooks = file_hooks(config, kernel.bpf_loop);
+        let file_hooks = file_hooks(config, kernel.bpf_loop, &offsets);
         let mut capture = CaptureConfig {
             scope_mode: scope::TRACKED,
             argv_cap: config.capture.argv_max_bytes as u32,
@@ -251,16 +251,15 @@ impl Capture {
                 hooks.push((program, program));
             }
         }
-        let mut loaded = hooks.clone();
         if !file_hooks.is_empty() {
-            loaded.extend(FILE_PROGRAMS.map(|p| (p, p)));
+            fill_file_syscalls(&mut ebpf, &file_hooks)?;
+            hooks.extend(FILE_PROGRAMS);
         }
-        load_in_parallel(&mut ebpf, &loaded)?;
+        load_in_parallel(&mut ebpf, &hooks)?;
         tracing::debug!(ms = begun.elapsed().as_millis(), "load: programs verified");
         for (program, tracepoint) in &hooks {
             attach(&mut ebpf, program, tracepoint)?;
         }
-        attach_file_hooks(&mut ebpf, &file_hooks)?;
         tracing::debug!(
             ms = begun.elapsed().as_millis(),
             "load: tracepoint programs attached"
@@ -375,14 +374,27 @@ fn network_hooks(config: &Config, has: &dyn Fn(&str) -> bool) -> u32 {
     bits
 }
 
-/// The two programs of the file hooks, each attached to every chosen syscall's tracepoint.
-const FILE_PROGRAMS: [&str; 2] = ["file_enter", "file_exit"];
+/// The two programs of the file hooks and their raw tracepoints.
+const FILE_PROGRAMS: [(&str, &str); 2] = [("file_enter", "sys_enter"), ("file_exit", "sys_exit")];
 
 /// The file syscalls to watch: none when `capture.files` is off or the kernel cannot (no
 /// `bpf_loop`, which the path walk of the file program needs; no syscall tracepoints), with a
 /// warning for the latter.
-fn file_hooks(config: &Config, bpf_loop: bool) -> Vec<file_hooks::FileHook> {
+fn file_hooks(
+    config: &Config,
+    bpf_loop: bool,
+    offsets: &KernelOffsets,
+) -> Vec<file_hooks::FileHook> {
     if !config.capture.files.is_on() {
+        return Vec::new();
+    }
+    if offsets.regs_syscall_nr == exporter_common::ABSENT
+        || offsets.regs_args.contains(&exporter_common::ABSENT)
+    {
+        tracing::warn!(
+            "this architecture's syscall registers are not known: the files of each process \
+             are not recorded"
+        );
         return Vec::new();
     }
     if !bpf_loop {
@@ -392,64 +404,25 @@ fn file_hooks(config: &Config, bpf_loop: bool) -> Vec<file_hooks::FileHook> {
         );
         return Vec::new();
     }
-    let Some(tracefs) = file_hooks::tracefs() else {
-        tracing::warn!(
-            "tracefs is not mounted at /sys/kernel/tracing and cannot be: the files of each \
-             process are not recorded"
-        );
-        return Vec::new();
-    };
-    let hooks: Vec<_> = file_hooks::hooks()
+    file_hooks::hooks()
         .into_iter()
-        .filter(|h| file_hooks::has_tracepoints(tracefs, h.name))
-        .collect();
-    if hooks.is_empty() {
-        tracing::warn!(
-            "this kernel has no syscalls:sys_enter_* tracepoints (CONFIG_FTRACE_SYSCALLS): the \
-             files of each process are not recorded"
-        );
-    }
-    hooks
+        .filter(|h| h.nr < exporter_common::SYSCALLS_MAX)
+        .collect()
 }
 
-/// Fills `FILE_SYSCALLS` and attaches the entry and exit programs to each syscall's pair of
-/// tracepoints.
-fn attach_file_hooks(ebpf: &mut Ebpf, hooks: &[file_hooks::FileHook]) -> Result<(), LoadError> {
-    if hooks.is_empty() {
-        return Ok(());
-    }
-    {
-        let map_err = |e: aya::maps::MapError| LoadError::Map {
-            name: "FILE_SYSCALLS",
-            reason: e.to_string(),
-        };
-        let map = ebpf
-            .map_mut("FILE_SYSCALLS")
-            .ok_or(LoadError::MissingMap("FILE_SYSCALLS"))?;
-        let mut map: HashMap<_, u32, exporter_common::FileSyscall> =
-            HashMap::try_from(map).map_err(map_err)?;
-        for h in hooks {
-            map.insert(h.nr, h.layout, 0).map_err(map_err)?;
-        }
-    }
-    for (program, phase) in [("file_enter", "enter"), ("file_exit", "exit")] {
-        let attach_failed = |target: String, reason: String| LoadError::Attach {
-            program: program.into(),
-            target,
-            reason,
-        };
-        let prog: &mut TracePoint = ebpf
-            .program_mut(program)
-            .ok_or_else(|| attach_failed("syscalls".into(), "not in the object".into()))?
-            .try_into()
-            .map_err(|e: aya::programs::ProgramError| {
-                attach_failed("syscalls".into(), e.to_string())
-            })?;
-        for h in hooks {
-            let name = format!("sys_{phase}_{}", h.name);
-            prog.attach("syscalls", &name)
-                .map_err(|e| attach_failed(format!("tracepoint syscalls:{name}"), e.to_string()))?;
-        }
+/// Fills `FILE_SYSCALLS` with the layouts of the chosen syscalls.
+fn fill_file_syscalls(ebpf: &mut Ebpf, hooks: &[file_hooks::FileHook]) -> Result<(), LoadError> {
+    let map_err = |e: aya::maps::MapError| LoadError::Map {
+        name: "FILE_SYSCALLS",
+        reason: e.to_string(),
+    };
+    let map = ebpf
+        .map_mut("FILE_SYSCALLS")
+        .ok_or(LoadError::MissingMap("FILE_SYSCALLS"))?;
+    let mut map: aya::maps::Array<_, exporter_common::FileSyscall> =
+        aya::maps::Array::try_from(map).map_err(map_err)?;
+    for h in hooks {
+        map.set(h.nr, h.layout, 0).map_err(map_err)?;
     }
     Ok(())
 }

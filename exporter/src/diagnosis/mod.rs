@@ -10,6 +10,7 @@
 //! read for processes stalled for `diagnosis.hang_after`, and for the host and the processes
 //! outside the run once per sampling round (at most once a second).
 
+pub mod git_index;
 pub mod hang;
 pub mod history;
 pub mod host;
@@ -20,6 +21,7 @@ pub mod oom_risk;
 pub mod recursion;
 pub mod runaway;
 pub mod runner;
+pub mod source_tree;
 pub mod waits;
 
 use std::{
@@ -62,6 +64,10 @@ pub struct Diagnosis {
     pending: Vec<Event>,
     recursion: recursion::Recursion,
     runner: runner::Runner,
+    /// The checkout whose tracked files no step should change (`[source]`).
+    source: Option<source_tree::SourceTree>,
+    /// Source-tree findings so far (for `run --fail-on-source-change`).
+    pub source_changes: u64,
 }
 
 /// A finding event about process `p`, at `at_ns`.
@@ -100,7 +106,15 @@ impl Diagnosis {
             deadlocks: HashSet::new(),
             pending: Vec::new(),
             recursion: recursion::Recursion::default(),
+            source: None,
+            source_changes: 0,
         }
+    }
+
+    /// Watches `tree`: a process that changes a tracked file in it is a finding.
+    pub fn with_source(mut self, tree: Option<source_tree::SourceTree>) -> Self {
+        self.source = tree;
+        self
     }
 
     /// Processes whose history is kept (live ones that were sampled or started children).
@@ -171,6 +185,15 @@ impl Diagnosis {
             Report::Ended(p) => {
                 self.runner.ended(p);
                 self.histories.remove(&p.key);
+                if let Some(tree) = self.source.as_mut() {
+                    let changes = tree.changes(p);
+                    if !changes.is_empty() {
+                        let f = tree.finding(p, &changes);
+                        self.source_changes += 1;
+                        let at = p.end_ns.unwrap_or(self.latest_ns);
+                        self.pending.push(finding_event(p, at, f));
+                    }
+                }
             }
             _ => {}
         }

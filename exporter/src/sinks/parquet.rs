@@ -761,6 +761,8 @@ mod by_name {
             ("trace_id", format!("{:032x}", p.span.trace_id)),
             ("span_id", format!("{:016x}", p.span.span_id)),
             ("parent_span_id", s("0fedcba987654321")),
+            ("file_probes", s("12")),
+            ("files_unrecorded", s("13")),
             ("revision", s("rev-distinct")),
             ("host", s("host-distinct")),
         ]);
@@ -769,6 +771,28 @@ mod by_name {
             processes,
             read_back(dir.path(), processes, "true"),
             &process,
+        );
+
+        let files = crate::datasets::files();
+        assert_columns(
+            files,
+            read_back(dir.path(), files, "true"),
+            &[
+                ("run_id", s("run-distinct")),
+                ("time", t(6_000_005_000)),
+                ("pid", s("1001")),
+                ("start_time", t(start_ns)),
+                ("comm", s("distinct")),
+                ("operation", s("rename")),
+                ("path", s("/work/dir/out.tmp")),
+                ("target", s("/work/dir/out.bin")),
+                ("flags", null()),
+                ("count", s("1")),
+                ("bytes", s("4321")),
+                ("outcome", s("ok")),
+                ("sha256", s("sha-distinct")),
+                ("host", s("host-distinct")),
+            ],
         );
     }
 }

@@ -59,6 +59,85 @@ fn string_array(items: &[String]) -> Value {
     )
 }
 
+/// File events per span at most: the changes first (outputs, deletions), then reads.
+pub const MAX_FILE_EVENTS: usize = 128;
+
+/// `p`'s files as span events (`pipetrace.file`, at most [`MAX_FILE_EVENTS`]), with counts per
+/// operation as span attributes; and how many were left off (recorded only in `files`).
+fn file_events(p: &Process, clock: &Clock, attrs: &mut Vec<KeyValue>) -> (Vec<Event>, u32) {
+    use crate::event::{FileOp, errno_name};
+    let Some(log) = p.files.as_deref() else {
+        return (Vec::new(), 0);
+    };
+    let mut entries: Vec<_> = log.entries().collect();
+    let count = |ops: &[FileOp]| -> i64 {
+        entries
+            .iter()
+            .filter(|e| ops.contains(&e.op))
+            .map(|e| {
+                if e.op == FileOp::ReadsUnder {
+                    e.count
+                } else {
+                    1
+                }
+            })
+            .sum::<u64>() as i64
+    };
+    attrs.push(KeyValue::new(
+        "pipetrace.files.read",
+        count(&[FileOp::Read, FileOp::ReadsUnder]),
+    ));
+    attrs.push(KeyValue::new(
+        "pipetrace.files.written",
+        count(&[FileOp::Write, FileOp::Create, FileOp::Truncate]),
+    ));
+    attrs.push(KeyValue::new(
+        "pipetrace.files.deleted",
+        count(&[FileOp::Delete, FileOp::Rmdir]),
+    ));
+    attrs.push(KeyValue::new(
+        "pipetrace.files.renamed",
+        count(&[FileOp::Rename]),
+    ));
+    attrs.push(KeyValue::new("pipetrace.files.probes", log.probes as i64));
+    if log.unrecorded > 0 {
+        attrs.push(KeyValue::new(
+            "pipetrace.files.unrecorded",
+            log.unrecorded as i64,
+        ));
+    }
+    // Changes before reads; within each, in time order.
+    entries.sort_by_key(|e| (!e.op.changes(), e.first_ns));
+    let left = entries.len().saturating_sub(MAX_FILE_EVENTS);
+    let events = entries
+        .into_iter()
+        .take(MAX_FILE_EVENTS)
+        .map(|e| {
+            let mut a = vec![
+                KeyValue::new("pipetrace.file.operation", e.op.name()),
+                KeyValue::new("file.path", e.path),
+            ];
+            if let Some(t) = e.target {
+                a.push(KeyValue::new("pipetrace.file.target", t));
+            }
+            if let Some(b) = e.bytes {
+                a.push(KeyValue::new("file.size", b as i64));
+            }
+            if e.count > 1 {
+                a.push(KeyValue::new("pipetrace.file.count", e.count as i64));
+            }
+            if let Some(errno) = e.errno {
+                a.push(KeyValue::new("error.type", errno_name(errno)));
+            }
+            if let Some(h) = e.sha256 {
+                a.push(KeyValue::new("pipetrace.file.sha256", h));
+            }
+            Event::new("pipetrace.file", time(clock, e.first_ns), a, 0)
+        })
+        .collect();
+    (events, u32::try_from(left).unwrap_or(u32::MAX))
+}
+
 /// A connection as a span event: the semantic-convention `network.*` attributes.
 fn connection_attributes(c: &crate::event::Connection) -> Vec<KeyValue> {
     let mut a = vec![
@@ -291,6 +370,8 @@ impl SpanFactory {
                 0,
             )
         }));
+        let (file_events, files_left) = file_events(p, &self.clock, &mut attrs);
+        events.extend(file_events);
         events.sort_by_key(|e| e.timestamp);
         let mut span_events = SpanEvents::default();
         span_events.events = events;
@@ -302,7 +383,8 @@ impl SpanFactory {
         span_events.dropped_count = p
             .exec_count
             .saturating_sub(1 + p.previous_execs.len() as u32)
-            .saturating_add(u32::try_from(unlisted).unwrap_or(u32::MAX));
+            .saturating_add(u32::try_from(unlisted).unwrap_or(u32::MAX))
+            .saturating_add(files_left);
         Some(SpanData {
             span_context: Self::context(p.span, true, TraceState::NONE),
             parent_span_id: p.parent_span.map_or(SpanId::INVALID, SpanId::from),
