@@ -250,12 +250,12 @@ impl Command {
 pub struct QueryArgs {
     /// durations | cpu | memory | io | network | failures | findings | processes | tree |
     /// slowest | critical-path | runs | hosts | baseline | regressions | flaky | trend |
-    /// fix-first | sql
+    /// fix-first | files | outputs | sql
     #[arg(value_name = "NAME")]
     pub name: String,
-    /// With `sql`: the statement, over the views `events`, `processes`, `connections` and
-    /// `findings` (every run) and `run_events`, `run_processes`, `run_connections` and
-    /// `run_findings` (the selected run).
+    /// With `sql`: the statement, over the views `events`, `processes`, `connections`,
+    /// `findings` and `files` (every run) and `run_events`, `run_processes`,
+    /// `run_connections`, `run_findings` and `run_files` (the selected run).
     #[arg(value_name = "SQL")]
     pub sql: Option<String>,
     #[command(flatten)]
@@ -287,10 +287,20 @@ pub struct QueryArgs {
     /// History queries: only pipelines whose root command contains TEXT.
     #[arg(long, value_name = "TEXT")]
     pub pipeline: Option<String>,
-    /// History queries: only steps whose step key contains TEXT (`trend`: those steps instead
-    /// of the pipelines).
+    /// History queries, `files` and `outputs`: only steps whose step key contains TEXT
+    /// (`trend`: those steps instead of the pipelines).
     #[arg(long, value_name = "TEXT")]
     pub step: Option<String>,
+    /// `files`, `outputs`: only paths that contain TEXT.
+    #[arg(long, value_name = "TEXT")]
+    pub path: Option<String>,
+    /// `files`, `outputs`: only files under DIR (absolute, or relative to the current
+    /// directory).
+    #[arg(long, value_name = "DIR")]
+    pub under: Option<PathBuf>,
+    /// `files`: only what changed files (no reads, no probes).
+    #[arg(long)]
+    pub writes: bool,
 }
 
 /// Which data: where it is, and which host's and how recent.

@@ -27,7 +27,7 @@ fn query(args: &QueryArgs, config: &Config) -> ExitCode {
     use crate::{
         config::HistorySection,
         present::{table::TableOptions, terminal_width},
-        query::{self, Format, History, Request},
+        query::{self, FileFilter, Format, History, Request},
     };
     let min_duration_s = match args
         .min_duration
@@ -67,6 +67,19 @@ fn query(args: &QueryArgs, config: &Config) -> ExitCode {
             },
             pipeline: args.pipeline.clone().unwrap_or_default(),
             step: args.step.clone().unwrap_or_default(),
+        },
+        files: FileFilter {
+            step: args.step.clone().unwrap_or_default(),
+            path: args.path.clone().unwrap_or_default(),
+            under: args
+                .under
+                .as_deref()
+                .map(|dir| {
+                    let absolute = std::path::absolute(dir).unwrap_or_else(|_| dir.to_owned());
+                    crate::event::normalize(&absolute.to_string_lossy())
+                })
+                .unwrap_or_default(),
+            writes: args.writes,
         },
     };
     let table = TableOptions {

@@ -2,6 +2,7 @@
 //! the Parquet files (`query`, reports) or from memory at the end of `run`.
 
 pub mod critical_path;
+pub mod files;
 pub mod findings;
 pub mod history;
 pub mod run;

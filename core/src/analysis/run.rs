@@ -152,6 +152,8 @@ pub struct RunView {
     pub slower: Vec<super::history::SlowerStep>,
     /// Steps that failed in this run and are flaky by their history.
     pub flaky: Vec<super::history::FlakyStep>,
+    /// What the steps read, wrote and left behind (see [`RunView::with_files`]).
+    pub files: super::files::FilesSummary,
     children: Vec<Vec<usize>>,
     roots: Vec<usize>,
 }
@@ -184,6 +186,7 @@ impl RunView {
             findings: Vec::new(),
             slower: Vec::new(),
             flaky: Vec::new(),
+            files: Default::default(),
             children,
             roots,
         }
@@ -193,6 +196,12 @@ impl RunView {
     pub fn with_findings(mut self, mut findings: Vec<super::findings::Noted>) -> Self {
         super::findings::sort(&mut findings);
         self.findings = findings;
+        self
+    }
+
+    /// With the run's files in short.
+    pub fn with_files(mut self, files: super::files::FilesSummary) -> Self {
+        self.files = files;
         self
     }
 

@@ -290,7 +290,88 @@ pub fn report(run: &RunView) -> String {
             )
         })
     });
+    files(&mut out, run);
     out
+}
+
+/// Outputs listed per step at most (all: `otel-pipetrace query outputs`).
+const OUTPUTS_PER_STEP: usize = 5;
+
+/// What each step left behind, and which steps read the most.
+fn files(out: &mut String, run: &RunView) {
+    let f = &run.files;
+    if f.is_empty() {
+        return;
+    }
+    if !f.outputs.is_empty() {
+        let _ = writeln!(
+            out,
+            "### Outputs ({})
+",
+            f.outputs.len()
+        );
+        let _ = writeln!(out, "| step | files | bytes | paths |");
+        let _ = writeln!(out, "|---|--:|--:|---|");
+        let mut by_step: Vec<(&str, Vec<&crate::analysis::files::Output>)> = Vec::new();
+        for o in &f.outputs {
+            match by_step.last_mut() {
+                Some((step, list)) if *step == o.step => list.push(o),
+                _ => by_step.push((&o.step, vec![o])),
+            }
+        }
+        by_step.sort_by_key(|(_, list)| std::cmp::Reverse(list.len()));
+        for (step, list) in by_step.iter().take(TOP) {
+            let bytes: u64 = list.iter().filter_map(|o| o.bytes).sum();
+            let mut paths: Vec<String> = list
+                .iter()
+                .take(OUTPUTS_PER_STEP)
+                .map(|o| code(&o.path))
+                .collect();
+            if list.len() > OUTPUTS_PER_STEP {
+                paths.push(format!("{} more", list.len() - OUTPUTS_PER_STEP));
+            }
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} |",
+                code(step),
+                list.len(),
+                units::bytes(bytes as i64),
+                paths.join(", ")
+            );
+        }
+        let _ = writeln!(
+            out,
+            "
+Every output with its writer: `otel-pipetrace query outputs --run {}`
+",
+            run.run_id
+        );
+    }
+    if !f.readers.is_empty() {
+        let _ = writeln!(
+            out,
+            "### Heaviest readers
+"
+        );
+        let _ = writeln!(out, "| read | files | step |");
+        let _ = writeln!(out, "|--:|--:|---|");
+        for r in f.readers.iter().take(5) {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} |",
+                units::bytes(r.bytes as i64),
+                r.files,
+                code(&r.step)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "
+{} files read, {} written, {} deleted: `otel-pipetrace query files --run {}`
+",
+            f.files_read, f.files_written, f.files_deleted, run.run_id
+        );
+    }
 }
 
 /// `dash > make > cc`: the binaries above `p`, root first.

@@ -78,6 +78,23 @@ pub fn details(run: &RunView, s: &Summary, facts: &RunFacts, width: usize) -> St
             p.pid
         );
     }
+    let f = &run.files;
+    if !f.is_empty() {
+        label(&mut out, "files");
+        let out_bytes: u64 = f.outputs.iter().filter_map(|o| o.bytes).sum();
+        let read_bytes: u64 = f.readers.iter().map(|r| r.bytes).sum();
+        let line = format!(
+            "{} output{} ({}), {} written, {} read ({}), {} deleted",
+            f.outputs.len(),
+            if f.outputs.len() == 1 { "" } else { "s" },
+            units::bytes(out_bytes as i64),
+            f.files_written,
+            f.files_read,
+            units::bytes(read_bytes as i64),
+            f.files_deleted
+        );
+        let _ = writeln!(out, "{}", cut(&line, width.saturating_sub(11)));
+    }
     let durations: Vec<String> = s
         .slowest
         .iter()

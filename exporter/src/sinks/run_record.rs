@@ -16,6 +16,8 @@ use crate::{
 pub struct RunRecord {
     pub procs: Vec<Proc>,
     pub findings: Vec<Noted>,
+    /// The processes' files, with their steps (the summary's outputs and readers).
+    pub files: Vec<crate::analysis::files::FileFact>,
 }
 
 /// The record so far; shared with whoever reads it after the agent stopped.
@@ -51,6 +53,19 @@ impl Sink for RunRecordSink {
         match report {
             Report::Ended(p) => {
                 let mut proc = Proc::from(*p);
+                if let Some(log) = p.files.as_deref() {
+                    let step = proc.step_key.clone();
+                    let facts = log.entries().map(|e| crate::analysis::files::FileFact {
+                        step: step.clone(),
+                        operation: e.op.name().to_owned(),
+                        path: e.path,
+                        target: e.target,
+                        bytes: e.bytes,
+                        count: e.count,
+                        time_ns: e.first_ns as i64,
+                    });
+                    self.record().files.extend(facts);
+                }
                 proc.start_ns = self.wall_us(proc.start_ns);
                 proc.end_ns = self.wall_us(proc.end_ns);
                 proc.exec_ns = proc.exec_ns.map(|ns| self.wall_us(ns));

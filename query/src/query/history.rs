@@ -41,6 +41,7 @@ fn step_runs(
             judge: history.clone(),
             ..History::default()
         },
+        files: Default::default(),
     };
     views(&conn, &request, &statement)?;
     let mut stmt = conn.prepare(&statement).map_err(sql_error)?;

@@ -49,11 +49,13 @@ pub fn load_run(data: &Data, run: Option<&str>, flag: &str) -> Result<LoadedRun,
         min_duration_s: None,
         scope: data.scope.clone(),
         history: Default::default(),
+        files: Default::default(),
     };
     let uses = concat!(
         include_str!("sql/run-processes.sql"),
         include_str!("sql/run-samples.sql"),
-        include_str!("sql/run-findings.sql")
+        include_str!("sql/run-findings.sql"),
+        include_str!("sql/run-files.sql")
     );
     views(&conn, &request, uses).map_err(|e| match e {
         QueryError::Input(m) => QueryError::Input(m.replacen("--run", flag, 1)),
@@ -115,7 +117,9 @@ pub fn load_views(conn: &Connection) -> Result<LoadedRun, QueryError> {
         })
         .collect::<Result<_, _>>()
         .map_err(sql_error)?;
-    let view = RunView::new(run_id, procs).with_findings(load_findings(conn)?);
+    let view = RunView::new(run_id, procs)
+        .with_findings(load_findings(conn)?)
+        .with_files(load_files(conn)?);
     let samples = load_samples(conn, &view)?;
     Ok(LoadedRun {
         view,
@@ -123,6 +127,30 @@ pub fn load_views(conn: &Connection) -> Result<LoadedRun, QueryError> {
         step_history: Default::default(),
         judge: Default::default(),
     })
+}
+
+/// The run's files in short (nothing when the views have no `run_files`).
+fn load_files(conn: &Connection) -> Result<crate::analysis::files::FilesSummary, QueryError> {
+    use crate::analysis::files::{FileFact, FilesSummary};
+    let Ok(mut stmt) = conn.prepare(include_str!("sql/run-files.sql")) else {
+        return Ok(FilesSummary::default());
+    };
+    let facts: Vec<FileFact> = stmt
+        .query_map([], |r| {
+            Ok(FileFact {
+                step: r.get(0)?,
+                operation: r.get(1)?,
+                path: r.get(2)?,
+                target: r.get(3)?,
+                bytes: r.get::<_, Option<i64>>(4)?.map(|b| b.max(0) as u64),
+                count: r.get::<_, i64>(5)?.max(0) as u64,
+                time_ns: r.get(6)?,
+            })
+        })
+        .map_err(sql_error)?
+        .collect::<Result<_, _>>()
+        .map_err(sql_error)?;
+    Ok(FilesSummary::of(&facts))
 }
 
 /// The run's findings (none when the views have no `run_findings`: data from before them).
@@ -205,6 +233,7 @@ pub fn runs_by_root(data: &Data) -> Result<Vec<(String, String)>, QueryError> {
         min_duration_s: None,
         scope: data.scope.clone(),
         history: Default::default(),
+        files: Default::default(),
     };
     views(&conn, &request, include_str!("sql/runs.sql"))?;
     // The `runs` query, newest first, has each run's root step key.

@@ -25,7 +25,9 @@ pub use error::QueryError;
 use error::{first_line, reason_only, sql_error};
 pub use render::render;
 use request::statement;
-pub use request::{Data, DataScope, Format, History, QUERIES, Request, SLOWEST_DEFAULT_LIMIT};
+pub use request::{
+    Data, DataScope, FileFilter, Format, History, QUERIES, Request, SLOWEST_DEFAULT_LIMIT,
+};
 use views::views;
 
 /// A literal in SQL that is printed (`--print-sql`) and so cannot be a bound parameter.

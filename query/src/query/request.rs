@@ -25,6 +25,8 @@ pub const QUERIES: &[(&str, &str)] = &[
     ("flaky", include_str!("sql/flaky.sql")),
     ("trend", include_str!("sql/trend.sql")),
     ("fix-first", include_str!("sql/fix-first.sql")),
+    ("files", include_str!("sql/files.sql")),
+    ("outputs", include_str!("sql/outputs.sql")),
 ];
 
 /// The history queries' rows, `step_runs(lookback)`: defined when a statement reads them.
@@ -64,6 +66,35 @@ pub struct Request {
     /// How the history queries judge a step (`[history]`, `--baseline-runs`) and which
     /// pipelines and steps they show (`--pipeline`, `--step`).
     pub history: History,
+    /// Which files `files` and `outputs` show.
+    pub files: FileFilter,
+}
+
+/// `query files` and `query outputs`: which steps and paths (SQL variables, as [`History`]).
+#[derive(Debug, Clone, Default)]
+pub struct FileFilter {
+    /// Only steps whose step key contains this (`--step`).
+    pub step: String,
+    /// Only paths containing this (`--path`).
+    pub path: String,
+    /// Only paths under this absolute directory (`--under`).
+    pub under: String,
+    /// Only changes: no reads or probes (`--writes`).
+    pub writes: bool,
+}
+
+impl FileFilter {
+    pub(super) fn variables(&self) -> String {
+        [
+            ("files_step", quote(&self.step)),
+            ("files_path", quote(&self.path)),
+            ("files_under", quote(self.under.trim_end_matches('/'))),
+            ("files_writes", self.writes.to_string()),
+        ]
+        .iter()
+        .map(|(name, value)| format!("SET VARIABLE {name} = {value};\n"))
+        .collect()
+    }
 }
 
 /// The history queries' parameters: SQL variables the script sets before its statement.

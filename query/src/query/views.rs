@@ -111,6 +111,7 @@ pub(super) fn views(
     }
     // Always there when asked for: a run with file recording off has no files.
     if files {
+        sql.push_str(&request.files.variables());
         sql.push_str(
             &view(
                 datasets::files(),

@@ -80,6 +80,11 @@ struct Page {
     more_failures: usize,
     slowest: Vec<Link>,
     critical: Vec<Link>,
+    /// Per step: files it left behind, their bytes, the first paths.
+    outputs: Vec<(String, usize, String, Vec<String>)>,
+    /// Per step, most bytes first: bytes read, files.
+    readers: Vec<(String, String, u64)>,
+    files_note: String,
     processes: usize,
     style: &'static str,
     script: &'static str,
@@ -485,12 +490,56 @@ pub fn report(loaded: &LoadedRun) -> Result<String, HtmlError> {
         failures,
         slowest,
         critical,
+        outputs: outputs_by_step(run),
+        readers: run
+            .files
+            .readers
+            .iter()
+            .take(TOP)
+            .map(|r| (cut(&r.step, 80), units::bytes(r.bytes as i64), r.files))
+            .collect(),
+        files_note: if run.files.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "{} files read, {} written, {} deleted",
+                run.files.files_read, run.files.files_written, run.files.files_deleted
+            )
+        },
         processes: run.procs.len(),
         style: include_str!("html/report.css"),
         script: include_str!("html/report.js"),
         data: script_json(&data(loaded, &segments))?,
     };
     Ok(page.render()?)
+}
+
+/// Outputs (files the run left behind) per step, the steps with the most first.
+fn outputs_by_step(run: &RunView) -> Vec<(String, usize, String, Vec<String>)> {
+    let mut by_step: Vec<(String, usize, u64, Vec<String>)> = Vec::new();
+    for o in &run.files.outputs {
+        match by_step.last_mut() {
+            Some(last) if last.0 == o.step => {
+                last.1 += 1;
+                last.2 += o.bytes.unwrap_or(0);
+                if last.3.len() < 5 {
+                    last.3.push(o.path.clone());
+                }
+            }
+            _ => by_step.push((
+                o.step.clone(),
+                1,
+                o.bytes.unwrap_or(0),
+                vec![o.path.clone()],
+            )),
+        }
+    }
+    by_step.sort_by_key(|s| std::cmp::Reverse(s.1));
+    by_step
+        .into_iter()
+        .take(TOP)
+        .map(|(step, n, bytes, paths)| (cut(&step, 80), n, units::bytes(bytes as i64), paths))
+        .collect()
 }
 
 /// The steps slower than usual, then the run's slowest steps, each with a chart of its
