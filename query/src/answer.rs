@@ -254,12 +254,21 @@ fn document(command: &Command, config: &Config) -> ExitCode {
                         wide: args.wide,
                         fold_shorter_than: None,
                     };
-                    query::render(
-                        &[batch],
-                        Format::parse(format).unwrap_or(Format::Table),
-                        table,
-                    )
-                    .map_err(|e| e.to_string())?
+                    let format = Format::parse(format).unwrap_or(Format::Table);
+                    let mut text = query::render(&[batch], format, table.clone())
+                        .map_err(|e| e.to_string())?;
+                    // For people: the files that differ, as a second table (CSV and JSON keep
+                    // one shape; `query files` has the files for machines).
+                    if format == Format::Table
+                        && let Some(files) =
+                            report::compare::files_batch(&comparison).map_err(|e| e.to_string())?
+                    {
+                        text.push('\n');
+                        text.push_str(
+                            &query::render(&[files], format, table).map_err(|e| e.to_string())?,
+                        );
+                    }
+                    text
                 }
             };
             emit(&text, None)?;

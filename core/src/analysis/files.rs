@@ -45,6 +45,108 @@ pub struct FilesSummary {
     pub files_read: u64,
     pub files_written: u64,
     pub files_deleted: u64,
+    /// Each file read (listed: not those summarised per directory) by each step, with its size
+    /// at the open: `compare`'s inputs.
+    /// By step and path as compared across runs (see [`stable`]): the size and the path.
+    pub reads: BTreeMap<(String, String), (Option<u64>, String)>,
+    /// Each file each step changed (written, created, the new name of a rename), likewise.
+    pub writes: BTreeMap<(String, String), String>,
+}
+
+/// A path as compared across runs: its temporary names, ids and timestamps replaced as in step
+/// keys (`/tmp/ccX1b2.s` → `/tmp/<tmp>`), so that a compiler's scratch file is the same input
+/// in every run.
+fn stable(path: &str) -> String {
+    super::step_key::step_key(path)
+}
+
+/// How an input or output of a step differs from the baseline's: the cache-miss answer.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum FileDifference {
+    /// Read in both, with another size.
+    ChangedInput {
+        before: Option<u64>,
+        after: Option<u64>,
+    },
+    /// Read now by the step, not in the baseline (by the step, or by any step when the step
+    /// is new).
+    NewInput,
+    /// Written now by the step, not in the baseline.
+    NewOutput,
+}
+
+impl FileDifference {
+    pub fn words(&self) -> String {
+        let size = |b: &Option<u64>| b.map_or_else(|| "?".to_owned(), |b| format!("{b} B"));
+        match self {
+            Self::ChangedInput { before, after } => {
+                format!("changed input ({} → {})", size(before), size(after))
+            }
+            Self::NewInput => "newly read".into(),
+            Self::NewOutput => "newly written".into(),
+        }
+    }
+}
+
+/// A file of a step that differs from the baseline.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct FileChange {
+    pub difference: FileDifference,
+    pub step: String,
+    pub path: String,
+}
+
+/// The files of `run`'s steps that differ from `baseline`'s runs: inputs read with another size
+/// than in every baseline run (a header edited between two builds), inputs no baseline run's
+/// step read (or, for a step the baseline lacks, that no baseline step read at all), outputs
+/// new to the step. Changed inputs first.
+pub fn differences(run: &FilesSummary, baseline: &[&FilesSummary]) -> Vec<FileChange> {
+    let mut sizes: HashMap<&str, Vec<Option<u64>>> = HashMap::new();
+    let mut steps: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    for b in baseline {
+        for ((step, path), (size, _)) in &b.reads {
+            sizes.entry(path).or_default().push(*size);
+            steps.insert(step);
+        }
+        for (step, _) in b.writes.keys() {
+            steps.insert(step);
+        }
+    }
+    let read_by_step = |step: &str, path: &str| {
+        baseline
+            .iter()
+            .any(|b| b.reads.contains_key(&(step.to_owned(), path.to_owned())))
+    };
+    let mut out = Vec::new();
+    for ((step, path), (size, real)) in &run.reads {
+        let difference = match sizes.get(path.as_str()) {
+            Some(before) if !before.contains(size) => FileDifference::ChangedInput {
+                before: before.last().copied().flatten(),
+                after: *size,
+            },
+            Some(_) if steps.contains(step.as_str()) && !read_by_step(step, path) => {
+                FileDifference::NewInput
+            }
+            Some(_) => continue,
+            None => FileDifference::NewInput,
+        };
+        out.push(FileChange {
+            difference,
+            step: step.clone(),
+            path: real.clone(),
+        });
+    }
+    for (key, real) in &run.writes {
+        if !baseline.iter().any(|b| b.writes.contains_key(key)) {
+            out.push(FileChange {
+                difference: FileDifference::NewOutput,
+                step: key.0.clone(),
+                path: real.clone(),
+            });
+        }
+    }
+    out.sort();
+    out
 }
 
 impl FilesSummary {
@@ -54,6 +156,29 @@ impl FilesSummary {
         let mut readers: HashMap<&str, (u64, u64)> = HashMap::new();
         let mut summary = FilesSummary::default();
         for f in facts {
+            match f.operation.as_str() {
+                "read" => {
+                    summary
+                        .reads
+                        .insert((f.step.clone(), stable(&f.path)), (f.bytes, f.path.clone()));
+                }
+                _ => {}
+            }
+            match f.operation.as_str() {
+                "write" | "create" | "truncate" => {
+                    summary
+                        .writes
+                        .insert((f.step.clone(), stable(&f.path)), f.path.clone());
+                }
+                "rename" | "link" => {
+                    if let Some(t) = &f.target {
+                        summary
+                            .writes
+                            .insert((f.step.clone(), stable(t)), t.clone());
+                    }
+                }
+                _ => {}
+            }
             match f.operation.as_str() {
                 "read" | "reads_under" => {
                     let r = readers.entry(&f.step).or_default();
@@ -157,5 +282,38 @@ mod tests {
         assert_eq!(s.outputs[1].step, "ld");
         assert_eq!((s.files_read, s.files_written, s.files_deleted), (1, 3, 1));
         assert_eq!(s.readers[0].step, "ld");
+    }
+
+    #[test]
+    fn a_header_edited_between_builds_is_a_changed_input() {
+        let read = |step: &str, path: &str, bytes: u64| FileFact {
+            bytes: Some(bytes),
+            ..fact(step, "read", path, None, 1)
+        };
+        let before = FilesSummary::of(&[
+            read("cc -c a.c", "/s/a.c", 100),
+            read("cc -c a.c", "/s/a.h", 40),
+            read("cc -c b.c", "/s/b.c", 10),
+        ]);
+        let after = FilesSummary::of(&[
+            read("cc -c a.c", "/s/a.c", 100),
+            read("cc -c a.c", "/s/a.h", 52),
+            read("cc -c a.c", "/s/b.h", 7),
+            read("cc -c b.c", "/s/b.c", 10),
+            fact("cc -c a.c", "create", "/s/a.o", None, 2),
+        ]);
+        let d = differences(&after, &[&before]);
+        let seen: Vec<(&str, String)> = d
+            .iter()
+            .map(|c| (c.path.as_str(), c.difference.words()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("/s/a.h", "changed input (40 B → 52 B)".to_owned()),
+                ("/s/b.h", "newly read".to_owned()),
+                ("/s/a.o", "newly written".to_owned()),
+            ]
+        );
     }
 }

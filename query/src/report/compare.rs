@@ -151,6 +151,8 @@ pub struct Comparison {
     /// New failures first, then slower, new, missing, fixed, faster, unchanged; within each,
     /// the largest change in duration first.
     pub rows: Vec<Row>,
+    /// Files read or written that differ from the baseline's: the cache-miss answer.
+    pub files: Vec<crate::analysis::files::FileChange>,
 }
 
 impl Comparison {
@@ -232,7 +234,33 @@ pub fn compare(run: &RunView, baseline: &[&RunView], thresholds: Thresholds) -> 
         wall_after_s: wall_s(run),
         thresholds,
         rows,
+        files: crate::analysis::files::differences(
+            &run.files,
+            &baseline.iter().map(|b| &b.files).collect::<Vec<_>>(),
+        ),
     }
+}
+
+/// File changes listed in the Markdown and the table at most.
+pub const FILES_LISTED: usize = 30;
+
+/// The files that differ from the baseline, as a record batch (the table after the steps').
+pub fn files_batch(c: &Comparison) -> Result<Option<RecordBatch>, arrow::error::ArrowError> {
+    if c.files.is_empty() {
+        return Ok(None);
+    }
+    let listed = &c.files[..c.files.len().min(FILES_LISTED)];
+    let text = |get: &dyn Fn(&crate::analysis::files::FileChange) -> String| -> ArrayRef {
+        Arc::new(arrow::array::StringArray::from(
+            listed.iter().map(get).collect::<Vec<_>>(),
+        ))
+    };
+    RecordBatch::try_from_iter([
+        ("file change", text(&|f| f.difference.words())),
+        ("path", text(&|f| f.path.clone())),
+        ("step", text(&|f| f.step.clone())),
+    ])
+    .map(Some)
 }
 
 /// The rows as a record batch: raw seconds and bytes for CSV and JSON, units in the table.
@@ -425,6 +453,32 @@ pub fn markdown(c: &Comparison) -> String {
             "\n{} more steps without a change.",
             unchanged - MARKDOWN_UNCHANGED
         );
+    }
+    if !c.files.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n### Files that differ ({}): why a step's cache missed\n",
+            c.files.len()
+        );
+        let _ = writeln!(out, "| change | path | step |");
+        let _ = writeln!(out, "|---|---|---|");
+        for f in c.files.iter().take(FILES_LISTED) {
+            let _ = writeln!(
+                out,
+                "| {} | `{}` | `{}` |",
+                f.difference.words(),
+                f.path.replace('|', "\\|").replace('`', "'"),
+                cut(&f.step, 80).replace('|', "\\|").replace('`', "'"),
+            );
+        }
+        if c.files.len() > FILES_LISTED {
+            let _ = writeln!(
+                out,
+                "\n{} more: `otel-pipetrace query files --run {}`",
+                c.files.len() - FILES_LISTED,
+                c.run_id
+            );
+        }
     }
     out
 }
