@@ -255,8 +255,8 @@ fn document(command: &Command, config: &Config) -> ExitCode {
                         fold_shorter_than: None,
                     };
                     let format = Format::parse(format).unwrap_or(Format::Table);
-                    let mut text = query::render(&[batch], format, table.clone())
-                        .map_err(|e| e.to_string())?;
+                    let mut text =
+                        query::render(&[batch], format, table).map_err(|e| e.to_string())?;
                     // For people: the files that differ, as a second table (CSV and JSON keep
                     // one shape; `query files` has the files for machines).
                     if format == Format::Table

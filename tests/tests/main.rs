@@ -14,6 +14,7 @@ mod deploy;
 mod diagnosis;
 mod engines;
 mod faults;
+mod files;
 mod fleet;
 mod gateway;
 mod history;

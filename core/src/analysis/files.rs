@@ -156,13 +156,10 @@ impl FilesSummary {
         let mut readers: HashMap<&str, (u64, u64)> = HashMap::new();
         let mut summary = FilesSummary::default();
         for f in facts {
-            match f.operation.as_str() {
-                "read" => {
-                    summary
-                        .reads
-                        .insert((f.step.clone(), stable(&f.path)), (f.bytes, f.path.clone()));
-                }
-                _ => {}
+            if f.operation == "read" {
+                summary
+                    .reads
+                    .insert((f.step.clone(), stable(&f.path)), (f.bytes, f.path.clone()));
             }
             match f.operation.as_str() {
                 "write" | "create" | "truncate" => {

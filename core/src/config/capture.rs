@@ -193,15 +193,6 @@ impl CaptureSection {
                 ),
             );
         }
-        if self.files_reads_max > self.files_max {
-            return Invalid::key(
-                "capture.files_reads_max",
-                format!(
-                    "{} is more than capture.files_max ({})",
-                    self.files_reads_max, self.files_max
-                ),
-            );
-        }
         if let Some(bad) = self.files_ignore.iter().find(|p| !p.starts_with('/')) {
             return Invalid::key(
                 "capture.files_ignore",
@@ -217,7 +208,7 @@ impl CaptureSection {
     pub fn file_policy(&self) -> crate::file_log::FilePolicy {
         crate::file_log::FilePolicy {
             max_entries: self.files_max as usize,
-            reads_listed: self.files_reads_max as usize,
+            reads_listed: self.files_reads_max.min(self.files_max) as usize,
             probes: self.file_probes,
             ignore: self.files_ignore.clone(),
             hashes: self.file_hashes,

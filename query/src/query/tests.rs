@@ -113,6 +113,7 @@ fn request(data: &Path, name: &str, run: Option<&str>) -> Request {
         min_duration_s: None,
         scope: DataScope::default(),
         history: Default::default(),
+        files: Default::default(),
     }
 }
 
