@@ -23,6 +23,20 @@ pub struct FilePolicy {
     pub hash_max_bytes: u64,
 }
 
+impl FilePolicy {
+    /// The policy `[capture]` sets.
+    pub fn from_config(c: &crate::config::CaptureSection) -> Self {
+        Self {
+            max_entries: c.files_max as usize,
+            reads_listed: c.files_reads_max.min(c.files_max) as usize,
+            probes: c.file_probes,
+            ignore: c.files_ignore.clone(),
+            hashes: c.file_hashes,
+            hash_max_bytes: c.file_hash_max_bytes,
+        }
+    }
+}
+
 impl Default for FilePolicy {
     fn default() -> Self {
         Self {

@@ -16,8 +16,10 @@
 //!   directory or the `dirfd`).
 //!
 //! Per process at most `files_max` records leave; the rest are counted and the counts leave
-//! with the exit record. Directories and devices opened are not files a step reads or writes:
-//! skipped.
+//! with the exit record, as do records the ring had no room for: a file record is never sent
+//! into the second half of the ring, which stays for processes' starts and ends, and one not
+//! sent is the process's unrecorded file operation (and a record lost), not a hole in its
+//! life. Directories and devices opened are not files a step reads or writes: skipped.
 
 use core::ffi::c_void;
 
@@ -42,7 +44,7 @@ use crate::{
         wakeup_flags,
     },
     path::{self, launder},
-    record::{event_header, mark_lost},
+    record::event_header,
     scope::in_untracked_scope,
 };
 
@@ -273,7 +275,17 @@ fn on_exit(pending: &PendingFile, call: &FileSyscall, result: i64) {
         + core::mem::size_of::<exporter_common::FileTail>()
         + used;
     rec.header.len = len as u32;
-    output(record, len);
+    if !output(record, len) {
+        // Not sent after all: counted with the process's unsent records, not as a loss of the
+        // process itself (its lifecycle records are whole).
+        if let Some(state) = FILE_STATE.get_ptr_mut(&tgid) {
+            // SAFETY: a live map value; only this process's threads write it.
+            unsafe {
+                (*state).sent = (*state).sent.saturating_sub(1);
+                (*state).unsent += 1;
+            }
+        }
+    }
 }
 
 /// The directory argument of a call, AT_FDCWD when it has none.
@@ -390,12 +402,21 @@ fn named(
     (n, walked.len, walked.len == 0 && !walked.truncated)
 }
 
-/// Copies a built record into the ring.
+const BPF_RB_AVAIL_DATA: u64 = 0;
+const BPF_RB_RING_SIZE: u64 = 1;
+
+/// Copies a built record into the ring; false when it was not: the ring more than half full
+/// (file records leave the rest to the records of processes starting and ending, which they
+/// would otherwise crowd out in a storm), or full. Either is counted as a record lost.
 #[inline(always)]
-fn output(record: *mut FileRecord, len: usize) {
+fn output(record: *mut FileRecord, len: usize) -> bool {
     let mut len = len;
     if len > core::mem::size_of::<FileRecord>() {
         len = core::mem::size_of::<FileRecord>();
+    }
+    if EVENTS.query(BPF_RB_AVAIL_DATA) * 2 > EVENTS.query(BPF_RB_RING_SIZE) {
+        count(counter::RING_FULL);
+        return false;
     }
     let ret = unsafe {
         bpf_ringbuf_output(
@@ -407,8 +428,9 @@ fn output(record: *mut FileRecord, len: usize) {
     };
     if ret < 0 {
         count(counter::RING_FULL);
-        mark_lost(unsafe { (*record).header.tgid });
+        false
     } else {
         count(counter::EMITTED);
+        true
     }
 }

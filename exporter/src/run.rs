@@ -325,9 +325,7 @@ pub async fn run(
     let record = std::mem::take(&mut *recorded.lock().unwrap_or_else(|e| e.into_inner()));
     let mut view = RunView::new(run.run_id.clone(), record.procs)
         .with_findings(record.findings)
-        .with_files(pipetrace_core::analysis::files::FilesSummary::of(
-            &record.files,
-        ));
+        .with_files(record.files.finish());
     if config.history.summary && config.output.parquet {
         let started = std::time::Instant::now();
         let judge = pipetrace_core::analysis::history::Judge::from(&config.history);

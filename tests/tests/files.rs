@@ -365,10 +365,28 @@ fn a_step_that_changes_a_tracked_file_is_a_finding_and_build_outputs_are_not() {
     assert_eq!(clean.status, 0, "{}", clean.stderr);
     assert!(!clean.stderr.contains("source changed"), "{}", clean.stderr);
 
-    // A step that rewrites version.h: the finding, and status 65 with --fail-on-source-change.
-    let dirty = run(
-        "echo '#define V 2' > version.h",
-        &["--fail-on-source-change"],
+    // A step that rewrites version.h: the finding, and status 65 with --fail-on-source-change;
+    // on the run span a real collector received too.
+    let rotel = Rotel::start();
+    let endpoint = rotel.grpc_endpoint();
+    let step = script(
+        &repo,
+        "step.sh",
+        &format!("cd {}\necho '#define V 2' > version.h\n", repo.display()),
+    );
+    let dirty = trace_with(
+        &[
+            ("PIPETRACE_OTLP__ENDPOINT", endpoint.as_str()),
+            ("PIPETRACE_OTLP__BATCH_DELAY", "50ms"),
+        ],
+        &[
+            "--parquet",
+            data.to_str().unwrap(),
+            "--source",
+            repo.to_str().unwrap(),
+            "--fail-on-source-change",
+        ],
+        &[step.to_str().unwrap()],
     );
     assert_eq!(dirty.status, 65, "{}", dirty.stderr);
     assert!(
@@ -377,6 +395,20 @@ fn a_step_that_changes_a_tracked_file_is_a_finding_and_build_outputs_are_not() {
             .contains("changed 1 file git tracks in the checkout: version.h"),
         "{}",
         dirty.stderr
+    );
+    let spans = rotel.wait_for(|spans| {
+        spans.iter().any(|s| {
+            s.events.iter().zip(&s.event_attributes).any(|(name, a)| {
+                name == "pipetrace.finding"
+                    && a.get("pipetrace.finding.kind").map(String::as_str) == Some("source_changed")
+            })
+        })
+    });
+    assert!(
+        spans.iter().any(|s| s.event_attributes.iter().any(|a| a
+            .get("pipetrace.finding.summary")
+            .is_some_and(|v| v.contains("version.h")))),
+        "{spans:#?}"
     );
     let findings = duckdb_json(&format!(
         "SELECT kind, summary, evidence FROM read_parquet('{}/findings/*.parquet') WHERE kind = 'source_changed';",

@@ -129,16 +129,17 @@ fn two_hosts_upload_and_fleet_queries_equal_the_union_of_their_local_data() {
             let out = run(&config, &[pipeline]);
             assert!(out.status.success(), "{}", stderr(&out));
             let summary = stderr(&out);
-            // One object per dataset with rows (events, processes) per run, not one per flush.
-            assert_eq!(uploaded(&summary), 2, "{summary}");
+            // One object per dataset with rows (events, processes, files) per run, not one per
+            // flush.
+            assert_eq!(uploaded(&summary), 3, "{summary}");
             assert!(!summary.contains("waiting"), "{summary}");
         }
         configs.push((host, data, config));
     }
 
-    // The layout: DATASET/host=H/date=YYYY-MM-DD/NAME.parquet, 2 hosts × 2 runs × 2 datasets.
+    // The layout: DATASET/host=H/date=YYYY-MM-DD/NAME.parquet, 2 hosts × 2 runs × 3 datasets.
     let objects = weed.objects("ci");
-    assert_eq!(objects.len(), 8, "{objects:?}");
+    assert_eq!(objects.len(), 12, "{objects:?}");
     let today = Command::new("date")
         .args(["-u", "+%Y-%m-%d"])
         .output()
@@ -148,7 +149,10 @@ fn two_hosts_upload_and_fleet_queries_equal_the_union_of_their_local_data() {
         let parts: Vec<&str> = key.split('/').collect();
         assert_eq!(parts.len(), 5, "{key}");
         assert_eq!(parts[0], "ci");
-        assert!(["events", "processes"].contains(&parts[1]), "{key}");
+        assert!(
+            ["events", "processes", "files"].contains(&parts[1]),
+            "{key}"
+        );
         assert!(
             ["host=runner-a", "host=runner-b"].contains(&parts[2]),
             "{key}"
@@ -289,8 +293,8 @@ fn two_hosts_upload_and_fleet_queries_equal_the_union_of_their_local_data() {
     assert!(out.status.success());
     assert_eq!(
         weed.objects("ci").len(),
-        10,
-        "one more run: two more objects"
+        15,
+        "one more run: three more objects"
     );
 }
 
@@ -309,8 +313,8 @@ fn an_ip_address_endpoint_works_without_path_style() {
     std::fs::write(&config, text).unwrap();
     let out = run(&config, &["/bin/sh", "-c", "ls / > /dev/null"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(uploaded(&stderr(&out)), 2, "{}", stderr(&out));
-    assert_eq!(weed.objects("ip").len(), 2, "{:?}", weed.objects("ip"));
+    assert_eq!(uploaded(&stderr(&out)), 3, "{}", stderr(&out));
+    assert_eq!(weed.objects("ip").len(), 3, "{:?}", weed.objects("ip"));
     let bucket = format!("s3://{BUCKET}/ip");
     let rows = all_processes(&config, &bucket);
     assert_eq!(rows.len(), 2, "sh and ls: {rows:?}");
@@ -358,7 +362,7 @@ fn wrong_credentials_keep_the_data_then_the_next_start_uploads_it_once() {
     );
     assert!(warnings[0].contains("access denied"), "{text}");
     assert!(
-        text.contains("uploaded 0 objects") && text.contains("2 waiting"),
+        text.contains("uploaded 0 objects") && text.contains("3 waiting"),
         "{text}"
     );
     assert!(weed.objects("creds").is_empty());
@@ -366,15 +370,15 @@ fn wrong_credentials_keep_the_data_then_the_next_start_uploads_it_once() {
         .into_iter()
         .filter(|p| p.contains("/outbox/"))
         .collect();
-    assert_eq!(waiting.len(), 2, "{waiting:?}");
+    assert_eq!(waiting.len(), 3, "{waiting:?}");
     let local = all_processes(&config, data.to_str().unwrap());
     assert_eq!(local.len(), 2);
 
     // With the right key the next start ships what waited, then the new run: every row once.
     let out = run(&config, &["true"]);
     assert!(out.status.success());
-    assert_eq!(uploaded(&stderr(&out)), 4, "{}", stderr(&out));
-    assert_eq!(weed.objects("creds").len(), 4);
+    assert_eq!(uploaded(&stderr(&out)), 6, "{}", stderr(&out));
+    assert_eq!(weed.objects("creds").len(), 6);
     assert!(
         walk(&data).iter().all(|p| !p.ends_with(".parquet")),
         "retention 0s: {:?}",
@@ -536,11 +540,10 @@ fn assert_objects_complete(weed: &Weed, data: &Path) {
         .map(|p| {
             let size = std::fs::metadata(&p).unwrap().len();
             let name = p.rsplit('/').next().unwrap().to_owned();
-            let dataset = if p.contains("/events/") {
-                "events"
-            } else {
-                "processes"
-            };
+            let dataset = ["events", "processes", "connections", "findings", "files"]
+                .into_iter()
+                .find(|d| p.contains(&format!("/{d}/")))
+                .unwrap_or("processes");
             (format!("{dataset}/{name}"), size)
         })
         .collect();

@@ -14,6 +14,7 @@ use std::{
 /// read for people, and the command line.
 const CORE_STAGES: &[&[&str]] = &[
     &["config", "event", "clock", "files", "health"],
+    &["file_log"],
     &["model"],
     &["analysis"],
     &["datasets"],
@@ -40,8 +41,8 @@ const QUERY_STAGES: &[&[&str]] = &[CORE_MODULES, &["query"], &["report"], &["ans
 
 /// Every module of the shared crate, as the other crates see them (re-exported).
 const CORE_MODULES: &[&str] = &[
-    "config", "event", "clock", "files", "health", "model", "analysis", "datasets", "present",
-    "cli",
+    "config", "event", "clock", "files", "health", "file_log", "model", "analysis", "datasets",
+    "present", "cli",
 ];
 
 /// The kernel programs' modules (`exporter-ebpf/src`), lowest first: what the agent sets at load,
@@ -54,7 +55,7 @@ const KERNEL_LAYERS: &[&[&str]] = &[
     &["maps"],
     &["path", "record", "scope"],
     &["exits"],
-    &["memory", "network"],
+    &["memory", "network", "files"],
     &["sample"],
     &["lifecycle"],
 ];

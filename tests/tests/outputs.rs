@@ -559,7 +559,7 @@ impl Drop for HeldDisk {
 /// The `.NAME.PID.tmp` files under the three datasets of a Parquet directory.
 fn unfinished_files(pq: &Path) -> Vec<String> {
     let mut found = Vec::new();
-    for dataset in ["events", "processes", "connections"] {
+    for dataset in ["events", "processes", "connections", "findings", "files"] {
         for entry in std::fs::read_dir(pq.join(dataset)).unwrap() {
             let name = entry.unwrap().file_name().to_string_lossy().into_owned();
             if name.starts_with('.') && name.ends_with(".tmp") {

@@ -149,98 +149,121 @@ pub fn differences(run: &FilesSummary, baseline: &[&FilesSummary]) -> Vec<FileCh
     out
 }
 
-impl FilesSummary {
-    pub fn of(facts: &[FileFact]) -> Self {
-        // (time, made, path, bytes, step) of each change, in the order of `outputs.sql`.
-        let mut changes: Vec<(i64, bool, &str, Option<u64>, &str)> = Vec::new();
-        let mut readers: HashMap<&str, (u64, u64)> = HashMap::new();
-        let mut summary = FilesSummary::default();
-        for f in facts {
-            if f.operation == "read" {
-                summary
-                    .reads
-                    .insert((f.step.clone(), stable(&f.path)), (f.bytes, f.path.clone()));
-            }
+/// A run's files added up one process at a time, without keeping its reads: what `run`
+/// holds for its summary (a build's millions of reads would not fit), and, keeping them, what
+/// the query side builds a run's summary with.
+#[derive(Debug, Default)]
+pub struct FilesTally {
+    keep_inputs: bool,
+    summary: FilesSummary,
+    /// Each changed path's last change: (time, made it, bytes, step). At one time, a removal
+    /// wins (as in `outputs.sql`).
+    last: BTreeMap<String, (i64, bool, Option<u64>, String)>,
+    readers: HashMap<String, (u64, u64)>,
+}
+
+impl FilesTally {
+    /// `keep_inputs`: keep each step's reads and writes, for [`differences`].
+    pub fn new(keep_inputs: bool) -> Self {
+        Self {
+            keep_inputs,
+            ..Self::default()
+        }
+    }
+
+    pub fn add(&mut self, f: FileFact) {
+        let s = &mut self.summary;
+        if self.keep_inputs {
             match f.operation.as_str() {
+                "read" => {
+                    s.reads
+                        .insert((f.step.clone(), stable(&f.path)), (f.bytes, f.path.clone()));
+                }
                 "write" | "create" | "truncate" => {
-                    summary
-                        .writes
+                    s.writes
                         .insert((f.step.clone(), stable(&f.path)), f.path.clone());
                 }
                 "rename" | "link" => {
                     if let Some(t) = &f.target {
-                        summary
-                            .writes
-                            .insert((f.step.clone(), stable(t)), t.clone());
-                    }
-                }
-                _ => {}
-            }
-            match f.operation.as_str() {
-                "read" | "reads_under" => {
-                    let r = readers.entry(&f.step).or_default();
-                    let files = if f.operation == "reads_under" {
-                        f.count
-                    } else {
-                        1
-                    };
-                    r.0 += files;
-                    r.1 += f.bytes.unwrap_or(0);
-                    summary.files_read += files;
-                }
-                "write" | "create" | "truncate" | "symlink" => {
-                    summary.files_written += 1;
-                    changes.push((f.time_ns, true, &f.path, f.bytes, &f.step));
-                }
-                "delete" => {
-                    summary.files_deleted += 1;
-                    changes.push((f.time_ns, false, &f.path, None, &f.step));
-                }
-                "rename" | "link" => {
-                    if f.operation == "rename" {
-                        changes.push((f.time_ns, false, &f.path, None, &f.step));
-                    }
-                    if let Some(t) = &f.target {
-                        changes.push((f.time_ns, true, t, f.bytes, &f.step));
+                        s.writes.insert((f.step.clone(), stable(t)), t.clone());
                     }
                 }
                 _ => {}
             }
         }
-        // The last change of each path (at one time, a removal before a making).
-        let mut last: BTreeMap<&str, (i64, bool, Option<u64>, &str)> = BTreeMap::new();
-        for (time, made, path, bytes, step) in changes {
-            let later = last
-                .get(path)
-                .is_none_or(|&(t, m, _, _)| (time, !made) > (t, !m));
-            if later {
-                last.insert(path, (time, made, bytes, step));
+        match f.operation.as_str() {
+            "read" | "reads_under" => {
+                let files = if f.operation == "reads_under" {
+                    f.count
+                } else {
+                    1
+                };
+                let r = self.readers.entry(f.step).or_default();
+                r.0 += files;
+                r.1 += f.bytes.unwrap_or(0);
+                s.files_read += files;
             }
+            "write" | "create" | "truncate" | "symlink" => {
+                s.files_written += 1;
+                self.change(f.time_ns, true, f.path, f.bytes, f.step);
+            }
+            "delete" => {
+                s.files_deleted += 1;
+                self.change(f.time_ns, false, f.path, None, f.step);
+            }
+            "rename" | "link" => {
+                if f.operation == "rename" {
+                    self.change(f.time_ns, false, f.path, None, f.step.clone());
+                }
+                if let Some(t) = f.target {
+                    self.change(f.time_ns, true, t, f.bytes, f.step);
+                }
+            }
+            _ => {}
         }
-        summary.outputs = last
+    }
+
+    fn change(&mut self, time: i64, made: bool, path: String, bytes: Option<u64>, step: String) {
+        let later = self
+            .last
+            .get(&path)
+            .is_none_or(|&(t, m, _, _)| (time, !made) > (t, !m));
+        if later {
+            self.last.insert(path, (time, made, bytes, step));
+        }
+    }
+
+    pub fn finish(self) -> FilesSummary {
+        let mut summary = self.summary;
+        summary.outputs = self
+            .last
             .into_iter()
             .filter(|(_, (_, made, _, _))| *made)
-            .map(|(path, (_, _, bytes, step))| Output {
-                path: path.to_owned(),
-                bytes,
-                step: step.to_owned(),
-            })
+            .map(|(path, (_, _, bytes, step))| Output { path, bytes, step })
             .collect();
         summary
             .outputs
             .sort_by(|a, b| a.step.cmp(&b.step).then(a.path.cmp(&b.path)));
-        summary.readers = readers
+        summary.readers = self
+            .readers
             .into_iter()
-            .map(|(step, (files, bytes))| Reader {
-                step: step.to_owned(),
-                files,
-                bytes,
-            })
+            .map(|(step, (files, bytes))| Reader { step, files, bytes })
             .collect();
         summary
             .readers
             .sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.step.cmp(&b.step)));
         summary
+    }
+}
+
+impl FilesSummary {
+    /// A run's files in short, its inputs and outputs kept for [`differences`].
+    pub fn of(facts: &[FileFact]) -> Self {
+        let mut tally = FilesTally::new(true);
+        for f in facts {
+            tally.add(f.clone());
+        }
+        tally.finish()
     }
 
     pub fn is_empty(&self) -> bool {

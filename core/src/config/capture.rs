@@ -202,17 +202,3 @@ impl CaptureSection {
         Ok(())
     }
 }
-
-impl CaptureSection {
-    /// What the tracker keeps of each process's files.
-    pub fn file_policy(&self) -> crate::file_log::FilePolicy {
-        crate::file_log::FilePolicy {
-            max_entries: self.files_max as usize,
-            reads_listed: self.files_reads_max.min(self.files_max) as usize,
-            probes: self.file_probes,
-            ignore: self.files_ignore.clone(),
-            hashes: self.file_hashes,
-            hash_max_bytes: self.file_hash_max_bytes,
-        }
-    }
-}

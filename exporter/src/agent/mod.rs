@@ -333,7 +333,9 @@ impl Agent {
             max_ended: t.max_ended,
             started_ns,
             redact: redact.clone(),
-            files: Arc::new(config.capture.file_policy()),
+            files: Arc::new(pipetrace_core::file_log::FilePolicy::from_config(
+                &config.capture,
+            )),
         });
         // After attaching, so that nothing started in between is missed; before the consumer
         // starts, so that the tracker knows them before their events.

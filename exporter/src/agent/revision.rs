@@ -3,7 +3,7 @@
 //! `.git` itself (HEAD, the ref it names, packed-refs) rather than by running `git`: the agent
 //! runs as root, and a repository's config can make `git` run programs.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The revision for a run started in `cwd` under the CI attributes `cicd`.
 pub fn revision(cicd: &[(&'static str, String)], cwd: Option<&Path>) -> Option<String> {
@@ -15,7 +15,9 @@ pub fn revision(cicd: &[(&'static str, String)], cwd: Option<&Path>) -> Option<S
 
 /// The commit HEAD points to in the repository containing `dir`, if any.
 pub fn git_head(dir: &Path) -> Option<String> {
-    let git_dir = dir.ancestors().find_map(git_dir_of)?;
+    let git_dir = dir
+        .ancestors()
+        .find_map(crate::diagnosis::git_index::git_dir_of)?;
     // A linked worktree keeps its HEAD in its own directory and the refs in the common one.
     let common = std::fs::read_to_string(git_dir.join("commondir"))
         .ok()
@@ -37,17 +39,6 @@ pub fn git_head(dir: &Path) -> Option<String> {
         let (id, r) = line.split_once(' ')?;
         (r.trim() == name).then(|| object_id(id)).flatten()
     })
-}
-
-/// `dir/.git` as a directory, or the directory a `.git` file (`gitdir: …`) points to.
-pub fn git_dir_of(dir: &Path) -> Option<PathBuf> {
-    let dot_git = dir.join(".git");
-    if dot_git.is_dir() {
-        return Some(dot_git);
-    }
-    let text = std::fs::read_to_string(&dot_git).ok()?;
-    let target = text.trim().strip_prefix("gitdir:")?.trim();
-    Some(dir.join(target))
 }
 
 /// A SHA-1 or SHA-256 object id in hex.

@@ -3,7 +3,21 @@
 //! needed, and the agent runs as root, where running `git` would run a repository's hooks and
 //! configured programs.
 
-use std::collections::BTreeMap;
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
+
+/// `dir/.git` as a directory, or the directory a `.git` file (`gitdir: …`) points to.
+pub fn git_dir_of(dir: &Path) -> Option<PathBuf> {
+    let dot_git = dir.join(".git");
+    if dot_git.is_dir() {
+        return Some(dot_git);
+    }
+    let text = std::fs::read_to_string(&dot_git).ok()?;
+    let target = text.trim().strip_prefix("gitdir:")?.trim();
+    Some(dir.join(target))
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {

@@ -78,7 +78,7 @@ impl SourceTree {
         let root = dir
             .canonicalize()
             .map_err(|_| SourceError::NotCheckout { dir: shown.clone() })?;
-        let git_dir = crate::agent::revision::git_dir_of(&root)
+        let git_dir = git_index::git_dir_of(&root)
             .ok_or_else(|| SourceError::NotCheckout { dir: shown.clone() })?;
         let config = std::fs::read_to_string(git_dir.join("config")).unwrap_or_default();
         let sha256 = config.lines().any(|l| {

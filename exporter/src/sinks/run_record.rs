@@ -16,8 +16,8 @@ use crate::{
 pub struct RunRecord {
     pub procs: Vec<Proc>,
     pub findings: Vec<Noted>,
-    /// The processes' files, with their steps (the summary's outputs and readers).
-    pub files: Vec<crate::analysis::files::FileFact>,
+    /// The processes' files added up (the summary's outputs and readers).
+    pub files: crate::analysis::files::FilesTally,
 }
 
 /// The record so far; shared with whoever reads it after the agent stopped.
@@ -64,7 +64,10 @@ impl Sink for RunRecordSink {
                         count: e.count,
                         time_ns: e.first_ns as i64,
                     });
-                    self.record().files.extend(facts);
+                    let mut record = self.record();
+                    for fact in facts {
+                        record.files.add(fact);
+                    }
                 }
                 proc.start_ns = self.wall_us(proc.start_ns);
                 proc.end_ns = self.wall_us(proc.end_ns);
