@@ -26,7 +26,7 @@ use core::ffi::c_void;
 use aya_ebpf::{
     helpers::generated::{
         bpf_get_current_pid_tgid, bpf_get_current_task, bpf_probe_read_user,
-        bpf_probe_read_user_str, bpf_ringbuf_output,
+        bpf_probe_read_user_str,
     },
     macros::raw_tracepoint,
     programs::RawTracePointContext,
@@ -41,7 +41,6 @@ use crate::{
     kernel::{process_start, ptr, read, real_parent, task_tgid},
     maps::{
         EVENTS, FILE_SCRATCH, FILE_SEEN, FILE_STATE, FILE_SYSCALLS, PENDING_FILES, TRACKED, count,
-        wakeup_flags,
     },
     path::{self, launder},
     record::event_header,
@@ -240,33 +239,33 @@ fn on_exit(pending: &PendingFile, call: &FileSyscall, result: i64) {
         rec.tail.path_len = walked.len as u16;
         used = launder(work, walked.len) & (EXEC_DATA_SPAN - 1);
     } else {
-        let (n, base, root) = named(
-            data,
-            work,
-            used,
-            task,
-            arg(pending, call.path),
-            dir_arg(pending, call.dir),
-        );
-        rec.tail.path_len = n as u16;
-        rec.tail.base_len = base as u16;
-        if root {
-            rec.tail.path_flags |= file_path::BASE_ROOT;
-        }
-        used = launder(work, used + n + base) & (EXEC_DATA_SPAN - 1);
-        if call.path2 != NO_ARG && used <= EXEC_DATA_SPAN - 2 * PATH_MAX {
+        // The name (and directory) the call was given; a rename's or link's second one after.
+        for second in [false, true] {
+            let (name, dir, root_bit) = if second {
+                if call.path2 == NO_ARG || used > EXEC_DATA_SPAN - 2 * PATH_MAX {
+                    break;
+                }
+                (call.path2, call.dir2, file_path::BASE2_ROOT)
+            } else {
+                (call.path, call.dir, file_path::BASE_ROOT)
+            };
             let (n, base, root) = named(
                 data,
                 work,
                 used,
                 task,
-                arg(pending, call.path2),
-                dir_arg(pending, call.dir2),
+                arg(pending, name),
+                dir_arg(pending, dir),
             );
-            rec.tail.path2_len = n as u16;
-            rec.tail.base2_len = base as u16;
+            if second {
+                rec.tail.path2_len = n as u16;
+                rec.tail.base2_len = base as u16;
+            } else {
+                rec.tail.path_len = n as u16;
+                rec.tail.base_len = base as u16;
+            }
             if root {
-                rec.tail.path_flags |= file_path::BASE2_ROOT;
+                rec.tail.path_flags |= root_bit;
             }
             used = launder(work, used + n + base) & (EXEC_DATA_SPAN - 1);
         }
@@ -410,27 +409,9 @@ const BPF_RB_RING_SIZE: u64 = 1;
 /// would otherwise crowd out in a storm), or full. Either is counted as a record lost.
 #[inline(always)]
 fn output(record: *mut FileRecord, len: usize) -> bool {
-    let mut len = len;
-    if len > core::mem::size_of::<FileRecord>() {
-        len = core::mem::size_of::<FileRecord>();
-    }
     if EVENTS.query(BPF_RB_AVAIL_DATA) * 2 > EVENTS.query(BPF_RB_RING_SIZE) {
         count(counter::RING_FULL);
         return false;
     }
-    let ret = unsafe {
-        bpf_ringbuf_output(
-            (&raw const EVENTS).cast_mut().cast::<c_void>(),
-            record.cast::<c_void>(),
-            len as u64,
-            wakeup_flags(),
-        )
-    };
-    if ret < 0 {
-        count(counter::RING_FULL);
-        false
-    } else {
-        count(counter::EMITTED);
-        true
-    }
+    crate::maps::submit(record, len)
 }

@@ -200,25 +200,7 @@ fn emit_hidden(task: u64, tgid: u32, ppid: u32, state: &TrackState, comm: [u8; C
 /// Copies a built record into the ring; false when the ring was full.
 #[inline(always)]
 fn output(record: *mut ExecRecord, len: usize) -> bool {
-    let mut len = len;
-    if len > core::mem::size_of::<ExecRecord>() {
-        len = core::mem::size_of::<ExecRecord>();
-    }
-    let ret = unsafe {
-        aya_ebpf::helpers::generated::bpf_ringbuf_output(
-            (&raw const EVENTS).cast_mut().cast::<c_void>(),
-            record.cast::<c_void>(),
-            len as u64,
-            wakeup_flags(),
-        )
-    };
-    if ret < 0 {
-        count(counter::RING_FULL);
-        false
-    } else {
-        count(counter::EMITTED);
-        true
-    }
+    crate::maps::submit(record, len)
 }
 
 #[inline(always)]

@@ -209,6 +209,31 @@ pub fn count(index: u32) {
     }
 }
 
+/// Copies the first `len` bytes (at most the whole) of a record built in scratch memory into
+/// the ring, counted as emitted or, when the ring is full, as lost; whether it went in.
+#[inline(always)]
+pub fn submit<T>(record: *const T, len: usize) -> bool {
+    let mut len = len;
+    if len > core::mem::size_of::<T>() {
+        len = core::mem::size_of::<T>();
+    }
+    let ret = unsafe {
+        aya_ebpf::helpers::generated::bpf_ringbuf_output(
+            (&raw const EVENTS).cast_mut().cast::<core::ffi::c_void>(),
+            record.cast_mut().cast::<core::ffi::c_void>(),
+            len as u64,
+            wakeup_flags(),
+        )
+    };
+    if ret < 0 {
+        count(counter::RING_FULL);
+        false
+    } else {
+        count(counter::EMITTED);
+        true
+    }
+}
+
 const BPF_RB_NO_WAKEUP: u64 = 1;
 const BPF_RB_FORCE_WAKEUP: u64 = 2;
 const BPF_RB_AVAIL_DATA: u64 = 0;

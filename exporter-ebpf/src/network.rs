@@ -12,19 +12,14 @@
 //! process lists its first `network_peers` distinct peers as connection records; later ones
 //! are only counted, so a crawler cannot flood the ring.
 
-use core::ffi::c_void;
-
 use aya_ebpf::{
     bindings::BPF_NOEXIST,
-    helpers::generated::{
-        bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns, bpf_ringbuf_output,
-    },
+    helpers::generated::{bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns},
     macros::raw_tracepoint,
     programs::RawTracePointContext,
 };
 use exporter_common::{
-    ABSENT, ConnectionRecord, ConnectionTail, NetState, PeerKey, counter, direction, kind, outcome,
-    present,
+    ABSENT, ConnectionRecord, ConnectionTail, NetState, PeerKey, direction, kind, outcome, present,
 };
 
 use crate::{
@@ -32,8 +27,8 @@ use crate::{
     globals::{conf, off},
     kernel::{process_start, read},
     maps::{
-        ACCEPTED, CONNECTING, CONNECTION_SCRATCH, EVENTS, NET_CPU, NET_IO, NetCpu, PEERS, TRACKED,
-        count, scope_generation, wakeup_flags,
+        ACCEPTED, CONNECTING, CONNECTION_SCRATCH, NET_CPU, NET_IO, NetCpu, PEERS, TRACKED,
+        scope_generation,
     },
     record::{event_header, mark_lost},
     scope::in_untracked_scope,
@@ -220,19 +215,8 @@ fn build_record(tgid: u32, tail: &ConnectionTail) -> Option<*mut ConnectionRecor
 /// Copies a built record into the ring.
 #[inline(always)]
 fn output(record: *mut ConnectionRecord) {
-    let ret = unsafe {
-        bpf_ringbuf_output(
-            (&raw const EVENTS).cast_mut().cast::<c_void>(),
-            record.cast::<c_void>(),
-            core::mem::size_of::<ConnectionRecord>() as u64,
-            wakeup_flags(),
-        )
-    };
-    if ret < 0 {
-        count(counter::RING_FULL);
+    if !crate::maps::submit(record, core::mem::size_of::<ConnectionRecord>()) {
         mark_lost(unsafe { (*record).header.tgid });
-    } else {
-        count(counter::EMITTED);
     }
 }
 

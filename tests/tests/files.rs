@@ -266,6 +266,13 @@ fn a_c_builds_outputs_are_the_files_on_disk_and_an_edited_header_is_a_changed_in
             .starts_with(&src.display().to_string())
     }));
 
+    // The same rows from the DuckDB CLI running the query's own SQL (`--print-sql`).
+    let under = src.join("build");
+    let sql = pipetrace_tests::query_stdout(
+        &data,
+        &["outputs", "--under", under.to_str().unwrap(), "--print-sql"],
+    );
+    pipetrace_tests::duckdb::assert_same_rows("outputs", &outputs, &duckdb_json(&sql));
     // `query files --writes --under`: the same files, and every header read by the compiler.
     let reads = query_json(&data, &["files", "--path", "half.h"]);
     assert!(
@@ -477,10 +484,15 @@ fn a_step_opening_many_files_stays_within_the_bound_and_files_off_records_none()
     assert!(probes + unrecorded >= 20_000, "{rows:?}");
     assert!(unrecorded >= 19_000, "{rows:?}");
 
-    // --files off: no file rows, null counts, no file events.
+    // --files off: no file rows, null counts, no file events on the spans a collector got.
     let off = dir.path().join("off");
+    let rotel = Rotel::start();
+    let endpoint = rotel.grpc_endpoint();
     let t = trace_with(
-        &[],
+        &[
+            ("PIPETRACE_OTLP__ENDPOINT", endpoint.as_str()),
+            ("PIPETRACE_OTLP__BATCH_DELAY", "50ms"),
+        ],
         &["--parquet", off.to_str().unwrap(), "--files", "off"],
         &[
             "sh",
@@ -500,4 +512,12 @@ fn a_step_opening_many_files_stays_within_the_bound_and_files_off_records_none()
     ));
     assert_eq!(probes[0]["measured"], 0, "{probes:?}");
     assert!(probes[0]["n"].as_u64().unwrap() >= 2);
+    let spans = rotel.wait_for(|spans| spans.len() >= 3);
+    assert!(
+        spans
+            .iter()
+            .all(|s| !s.events.iter().any(|e| e == "pipetrace.file")
+                && s.attr("pipetrace.files.read").is_none()),
+        "{spans:#?}"
+    );
 }
