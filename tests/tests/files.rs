@@ -244,7 +244,9 @@ fn a_c_builds_outputs_are_the_files_on_disk_and_an_edited_header_is_a_changed_in
         .map(|r| {
             (
                 r["path"].as_str().unwrap().to_owned(),
-                r["bytes"].as_u64().unwrap_or_else(|| panic!("size of {r}")),
+                r["size_bytes"]
+                    .as_u64()
+                    .unwrap_or_else(|| panic!("size of {r}")),
             )
         })
         .collect();

@@ -16,8 +16,9 @@ const OTHER_TEXT: usize = 40;
 /// The columns that go first when a table is too wide, most dispensable first: the timeline
 /// bar, then the spread of durations (p50/p95 stay in CSV and JSON), then details a row can be
 /// told without.
-const DROP_ORDER: [&str; 19] = [
+const DROP_ORDER: [&str; 22] = [
     "timeline",
+    "sha256",
     "parent chain",
     "p95",
     "p50",
@@ -32,6 +33,8 @@ const DROP_ORDER: [&str; 19] = [
     "syscall read",
     "syscall write",
     "runs",
+    "times",
+    "written at",
     "exit",
     "binary",
     "process",

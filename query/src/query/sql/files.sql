@@ -11,7 +11,7 @@ SELECT
     any_value(f.target) AS target,
     sum(f.count) AS times,
     count(DISTINCT (f.pid, f.start_time)) AS processes,
-    max(f.bytes) AS bytes,
+    max(f.bytes) AS size_bytes,
     f.outcome
 FROM run_files f
 LEFT JOIN run_processes p ON p.pid = f.pid AND p.start = f.start_time

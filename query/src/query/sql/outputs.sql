@@ -26,7 +26,7 @@ last_change AS (
 )
 SELECT
     c.file AS path,
-    c.bytes,
+    c.bytes AS size_bytes,
     c.operation AS made_by,
     coalesce(p.command_line, '') AS command,
     c.pid,
