@@ -9,6 +9,7 @@ mod capture;
 mod capture_edges;
 mod ci_integrations;
 mod cli;
+mod containers;
 mod daemon;
 mod deploy;
 mod diagnosis;

@@ -4,6 +4,7 @@
 
 mod activity;
 mod connection;
+mod container;
 mod exit;
 mod file;
 mod finding;
@@ -11,6 +12,7 @@ mod sample;
 
 pub use activity::Activity;
 pub use connection::Connection;
+pub use container::{Container, container_of};
 pub use exit::{Exit, Usage, signal_name};
 pub use file::{FileAccess, FileOp, errno_name, normalize, open_flags_text};
 pub use finding::{Finding, FindingKind, Involved, Severity};

@@ -263,6 +263,15 @@ impl SpanFactory {
             attrs.push(KeyValue::new("process.command_line", p.comm.clone()));
         }
         if let Some(cgroup) = self.cgroups.name(p.cgroup_id) {
+            // The container it runs in, as its cgroup path names it (semantic conventions).
+            let path = cgroup.strip_prefix("0::").unwrap_or(cgroup);
+            if let Some(c) = crate::event::container_of(path) {
+                attrs.push(KeyValue::new("container.id", c.id));
+                attrs.push(KeyValue::new("container.runtime", c.runtime));
+                if let Some(uid) = c.pod_uid {
+                    attrs.push(KeyValue::new("k8s.pod.uid", uid));
+                }
+            }
             attrs.push(KeyValue::new("process.linux.cgroup", cgroup.to_owned()));
         }
         if p.exec_count > 1 {
