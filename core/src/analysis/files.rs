@@ -68,10 +68,9 @@ pub enum FileDifference {
         before: Option<u64>,
         after: Option<u64>,
     },
-    /// Read now by the step, not in the baseline (by the step, or by any step when the step
-    /// is new).
+    /// Read now by a step the baseline ran too, which did not read it there.
     NewInput,
-    /// Written now by the step, not in the baseline.
+    /// Written now by a step the baseline ran too, which did not write it there.
     NewOutput,
 }
 
@@ -97,9 +96,11 @@ pub struct FileChange {
 }
 
 /// The files of `run`'s steps that differ from `baseline`'s runs: inputs read with another size
-/// than in every baseline run (a header edited between two builds), inputs no baseline run's
-/// step read (or, for a step the baseline lacks, that no baseline step read at all), outputs
-/// new to the step. Changed inputs first.
+/// than in every baseline run (a header edited between two builds), whatever step reads them;
+/// and, for the steps the baseline ran too, inputs and outputs new to the step. A step the
+/// baseline lacks is new as a whole (`compare`'s step table says so): listing everything it
+/// read, the compiler's libraries included, would bury the input that changed. Changed inputs
+/// first.
 pub fn differences(run: &FilesSummary, baseline: &[&FilesSummary]) -> Vec<FileChange> {
     let mut sizes: HashMap<&str, Vec<Option<u64>>> = HashMap::new();
     let mut steps: std::collections::HashSet<&str> = std::collections::HashSet::new();
@@ -124,11 +125,10 @@ pub fn differences(run: &FilesSummary, baseline: &[&FilesSummary]) -> Vec<FileCh
                 before: before.last().copied().flatten(),
                 after: *size,
             },
-            Some(_) if steps.contains(step.as_str()) && !read_by_step(step, path) => {
+            _ if steps.contains(step.as_str()) && !read_by_step(step, path) => {
                 FileDifference::NewInput
             }
-            Some(_) => continue,
-            None => FileDifference::NewInput,
+            _ => continue,
         };
         out.push(FileChange {
             difference,
@@ -137,7 +137,7 @@ pub fn differences(run: &FilesSummary, baseline: &[&FilesSummary]) -> Vec<FileCh
         });
     }
     for (key, real) in &run.writes {
-        if !baseline.iter().any(|b| b.writes.contains_key(key)) {
+        if steps.contains(key.0.as_str()) && !baseline.iter().any(|b| b.writes.contains_key(key)) {
             out.push(FileChange {
                 difference: FileDifference::NewOutput,
                 step: key.0.clone(),
@@ -335,5 +335,10 @@ mod tests {
                 ("/s/a.o", "newly written".to_owned()),
             ]
         );
+        // A step the baseline lacks lists only the inputs that changed.
+        let first = FilesSummary::of(&[read("cc -c z.c", "/s/a.h", 40)]);
+        let d = differences(&after, &[&first]);
+        let seen: Vec<&str> = d.iter().map(|c| c.path.as_str()).collect();
+        assert_eq!(seen, ["/s/a.h"]);
     }
 }
